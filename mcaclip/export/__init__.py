@@ -1,0 +1,1 @@
+"""Export editors to ONNX graphs and engine bundles."""

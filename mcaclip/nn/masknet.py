@@ -1,0 +1,57 @@
+"""Precision Region Editing mask heads: one small CORAL-style head per styled convolution.
+
+Head l reads the *original* stream's feature map of layer l and predicts where that layer may
+change: ``m_l = sigmoid(conv1x1(relu(conv1x1(f_l) [+ A_l e_t])))`` in [0, 1], [B, 1, H_l, W_l].
+With ``cond_dim`` set, a linear map of the text embedding is added to the hidden activations, so
+one mask net serves many prompts (multi-prompt editors); the paper's single-prompt form has none.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from mcaclip.errors import ShapeError
+
+
+class MaskHead(nn.Module):
+    def __init__(self, channels: int, hidden: int = 32, cond_dim: int | None = None):
+        super().__init__()
+        self.conv1 = nn.Conv2d(channels, hidden, 1)
+        self.conv2 = nn.Conv2d(hidden, 1, 1)
+        self.cond = nn.Linear(cond_dim, hidden) if cond_dim else None
+
+    def forward(self, feature: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
+        h = self.conv1(feature)
+        if self.cond is not None:
+            if cond is None:
+                raise ShapeError("this mask net is text-conditioned: pass the text embedding")
+            h = h + self.cond(cond).to(h.dtype)[:, :, None, None]
+        return torch.sigmoid(self.conv2(torch.relu(h)))
+
+
+class MaskNet(nn.Module):
+    def __init__(
+        self,
+        layer_channels: Sequence[int],  # channels of each styled conv's output, in order
+        hidden: int = 32,  # hidden channels of every head
+        cond_dim: int | None = None,  # width of the text embedding; None: unconditioned
+    ):
+        super().__init__()
+        self.heads = nn.ModuleList(MaskHead(c, hidden, cond_dim) for c in layer_channels)
+
+    @property
+    def conditioned(self) -> bool:
+        return self.heads[0].cond is not None
+
+    def forward(
+        self, features: Sequence[torch.Tensor], cond: torch.Tensor | None = None
+    ) -> list[torch.Tensor]:
+        """Per-layer features [B, C_l, H_l, W_l] -> per-layer masks [B, 1, H_l, W_l]."""
+        if len(features) != len(self.heads):
+            raise ShapeError(
+                f"mask net expects {len(self.heads)} feature maps, got {len(features)}"
+            )
+        return [head(f, cond) for head, f in zip(self.heads, features)]

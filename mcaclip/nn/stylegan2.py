@@ -1,0 +1,395 @@
+"""StyleGAN2 generator, parameter-compatible with rosinality/stylegan2-pytorch.
+
+Module and parameter names follow rosinality's ``Generator`` so its ``g_ema`` state dict loads
+with strict key checking (after moving ``style.*`` under ``mapping.`` and the rest under
+``synthesis.``). The operators are written for export rather than for training speed:
+
+* modulated convolution in the dynamic-batch form: scale the input activations by the style,
+  convolve with the shared weight, multiply the output by the demodulation coefficients. It is
+  the same function as rosinality's grouped convolution (``groups=batch``), but no shape in the
+  graph depends on the batch size, so ONNX/TensorRT graphs keep a dynamic batch axis;
+* up-sampling and blur as zero-insertion + depthwise ``conv2d``: plain ops every exporter knows.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from mcaclip.config import GeneratorConfig
+from mcaclip.errors import ShapeError
+
+NOISE_MODES = ("const", "none", "random")
+
+# hook(kind, layer, tensor) -> tensor, called on every styled-conv output (kind "feature") and
+# on the RGB skip after each ToRGB (kind "rgb", layer = the styled conv it was computed from).
+SynthesisHook = Callable[[str, int, torch.Tensor], torch.Tensor]
+
+
+def fused_leaky_relu(x: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+    """Bias + leaky ReLU (slope 0.2) + gain sqrt(2), StyleGAN2's ``fused_lrelu``."""
+    if bias is not None:
+        shape = [1, -1] + [1] * (x.ndim - 2)
+        x = x + bias.view(shape)
+    return F.leaky_relu(x, 0.2) * math.sqrt(2.0)
+
+
+def make_kernel(k: Sequence[int]) -> torch.Tensor:
+    kernel = torch.tensor(k, dtype=torch.float32)
+    kernel = kernel[None, :] * kernel[:, None]
+    return kernel / kernel.sum()
+
+
+def upfirdn2d(x: torch.Tensor, kernel: torch.Tensor, up: int = 1, pad=(0, 0)) -> torch.Tensor:
+    """Zero-insertion up-sampling by ``up``, zero padding ``pad`` on every side, FIR filter.
+
+    Same semantics as NVIDIA's ``upfirdn2d`` for non-negative padding (a true convolution, so
+    the kernel is flipped), built from reshape, pad and a depthwise conv2d.
+    """
+    _, channels, height, width = x.shape
+    if up > 1:
+        x = x.reshape(-1, channels, height, 1, width, 1)
+        x = F.pad(x, [0, up - 1, 0, 0, 0, up - 1])
+        x = x.reshape(-1, channels, height * up, width * up)
+    p0, p1 = pad
+    x = F.pad(x, [p0, p1, p0, p1])
+    kh, kw = kernel.shape
+    weight = torch.flip(kernel, [0, 1]).to(x.dtype).expand(channels, 1, kh, kw)
+    return F.conv2d(x, weight, groups=channels)
+
+
+class PixelNorm(nn.Module):
+    """Normalise each vector to unit root-mean-square over the feature (last) axis."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * torch.rsqrt(torch.mean(x * x, dim=-1, keepdim=True) + 1e-8)
+
+
+class EqualLinear(nn.Module):
+    """Linear layer with equalized learning rate (weights stored at N(0, 1/lr_mul^2))."""
+
+    def __init__(
+        self,
+        in_dim: int,  # input features
+        out_dim: int,  # output features
+        bias_init: float = 0.0,  # initial bias value (1 for style modulation)
+        lr_mul: float = 1.0,  # learning-rate multiplier; 0.01 for mapping networks
+        activation: bool = False,  # True: fused leaky ReLU with gain sqrt(2)
+    ):
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(out_dim, in_dim).div_(lr_mul))
+        self.bias = nn.Parameter(torch.full((out_dim,), float(bias_init)))
+        self.scale = lr_mul / math.sqrt(in_dim)
+        self.lr_mul = lr_mul
+        self.activation = activation
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        bias = self.bias * self.lr_mul
+        if self.activation:
+            out = F.linear(x, self.weight * self.scale)
+            return F.leaky_relu(out + bias, 0.2) * math.sqrt(2.0)
+        return F.linear(x, self.weight * self.scale, bias)
+
+
+class Upsample(nn.Module):
+    """2x FIR up-sampling of the RGB skip connection."""
+
+    def __init__(self, blur_kernel: Sequence[int], factor: int = 2):
+        super().__init__()
+        self.factor = factor
+        self.register_buffer("kernel", make_kernel(blur_kernel) * factor**2)
+        p = len(blur_kernel) - factor
+        self.pad = ((p + 1) // 2 + factor - 1, p // 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return upfirdn2d(x, self.kernel, up=self.factor, pad=self.pad)
+
+
+class Blur(nn.Module):
+    def __init__(self, blur_kernel: Sequence[int], pad: tuple[int, int], upsample_factor: int = 1):
+        super().__init__()
+        self.register_buffer("kernel", make_kernel(blur_kernel) * upsample_factor**2)
+        self.pad = pad
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return upfirdn2d(x, self.kernel, pad=self.pad)
+
+
+class ModulatedConv2d(nn.Module):
+    """Style-modulated convolution in the dynamic-batch form (see module docstring)."""
+
+    def __init__(
+        self,
+        in_channel: int,  # input feature channels
+        out_channel: int,  # output feature channels
+        kernel_size: int,  # 3 for styled convs, 1 for ToRGB
+        style_dim: int,  # width of the style vector w_i
+        demodulate: bool = True,  # False for ToRGB
+        upsample: bool = False,  # 2x up-sampling by transposed conv + blur
+        blur_kernel: Sequence[int] = (1, 3, 3, 1),
+    ):
+        super().__init__()
+        self.in_channel, self.out_channel = in_channel, out_channel
+        self.kernel_size = kernel_size
+        self.upsample = upsample
+        self.demodulate = demodulate
+        self.scale = 1.0 / math.sqrt(in_channel * kernel_size**2)
+        self.padding = kernel_size // 2
+        self.weight = nn.Parameter(
+            torch.randn(1, out_channel, in_channel, kernel_size, kernel_size)
+        )
+        self.modulation = EqualLinear(style_dim, in_channel, bias_init=1.0)
+        if upsample:
+            p = (len(blur_kernel) - 2) - (kernel_size - 1)
+            self.blur = Blur(blur_kernel, pad=((p + 1) // 2 + 1, p // 2 + 1), upsample_factor=2)
+
+    def forward(self, x: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
+        """x [B, in, H, W], style [B, style_dim] -> [B, out, H', W']."""
+        s = self.modulation(style)  # [B, in]
+        weight = self.weight[0] * self.scale  # [out, in, k, k]
+        x = x * s.to(x.dtype)[:, :, None, None]
+        if self.upsample:
+            out = F.conv_transpose2d(x, weight.transpose(0, 1).contiguous().to(x.dtype), stride=2)
+            out = self.blur(out)
+        else:
+            out = F.conv2d(x, weight.to(x.dtype), padding=self.padding)
+        if self.demodulate:
+            # sum_{i,k} (w[o,i,k] s[b,i])^2 = (s^2 @ sum_k w^2 .T)[b, o]
+            dcoef = torch.rsqrt(s.square() @ weight.square().sum([2, 3]).t() + 1e-8)
+            out = out * dcoef.to(out.dtype)[:, :, None, None]
+        return out
+
+
+class NoiseInjection(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.weight = nn.Parameter(torch.zeros(1))
+
+    def forward(self, x: torch.Tensor, noise: torch.Tensor | None) -> torch.Tensor:
+        return x if noise is None else x + self.weight * noise
+
+
+class FusedLeakyReLU(nn.Module):
+    def __init__(self, channels: int):
+        super().__init__()
+        self.bias = nn.Parameter(torch.zeros(channels))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return fused_leaky_relu(x, self.bias)
+
+
+class StyledConv(nn.Module):
+    def __init__(
+        self,
+        in_channel: int,
+        out_channel: int,
+        style_dim: int,
+        upsample: bool = False,
+        blur_kernel: Sequence[int] = (1, 3, 3, 1),
+    ):
+        super().__init__()
+        self.conv = ModulatedConv2d(
+            in_channel, out_channel, 3, style_dim, upsample=upsample, blur_kernel=blur_kernel
+        )
+        self.noise = NoiseInjection()
+        self.activate = FusedLeakyReLU(out_channel)
+
+    def forward(
+        self, x: torch.Tensor, style: torch.Tensor, noise: torch.Tensor | None
+    ) -> torch.Tensor:
+        return self.activate(self.noise(self.conv(x, style), noise))
+
+
+class ToRGB(nn.Module):
+    def __init__(self, in_channel: int, style_dim: int, upsample: bool, blur_kernel=(1, 3, 3, 1)):
+        super().__init__()
+        if upsample:
+            self.upsample = Upsample(blur_kernel)
+        self.conv = ModulatedConv2d(in_channel, 3, 1, style_dim, demodulate=False)
+        self.bias = nn.Parameter(torch.zeros(1, 3, 1, 1))
+
+    def forward(
+        self, x: torch.Tensor, style: torch.Tensor, skip: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        out = self.conv(x, style) + self.bias
+        if skip is not None:
+            out = out + self.upsample(skip)
+        return out
+
+
+class MappingNetwork(nn.Module):
+    """z [B, D] -> w [B, D]: PixelNorm + n_mlp equalized-lr layers (rosinality's ``style``)."""
+
+    def __init__(self, style_dim: int, n_mlp: int, lr_mlp: float):
+        super().__init__()
+        layers: list[nn.Module] = [PixelNorm()]
+        for _ in range(n_mlp):
+            layers.append(EqualLinear(style_dim, style_dim, lr_mul=lr_mlp, activation=True))
+        self.style = nn.Sequential(*layers)
+        self.style_dim = style_dim
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        if z.ndim != 2 or z.shape[1] != self.style_dim:
+            raise ShapeError(f"z must be [B, {self.style_dim}], got {list(z.shape)}")
+        return self.style(z)
+
+
+class SynthesisNetwork(nn.Module):
+    """W+ latent [B, n_latent, D] -> image [B, 3, size, size] in [-1, 1] (not clamped).
+
+    Styled conv ``l`` (0..num_layers-1) reads ``w[:, l]``; the ToRGB after conv ``l`` reads
+    ``w[:, l + 1]``. ``hook`` sees (and may replace) each conv output and each RGB skip: the
+    mask heads read the features through it, and :class:`~mcaclip.nn.editor.MaskedSynthesis`
+    blends the two streams through it.
+    """
+
+    def __init__(self, config: GeneratorConfig):
+        super().__init__()
+        self.config = config
+        blur = config.blur_kernel
+        dim = config.style_dim
+        ch = config.channels_at
+        self.input = ConstantInputParam(ch(4))
+        self.conv1 = StyledConv(ch(4), ch(4), dim, blur_kernel=blur)
+        self.to_rgb1 = ToRGB(ch(4), dim, upsample=False)
+        self.convs = nn.ModuleList()
+        self.to_rgbs = nn.ModuleList()
+        in_channel = ch(4)
+        for i in range(3, config.log_size + 1):
+            out_channel = ch(2**i)
+            self.convs.append(StyledConv(in_channel, out_channel, dim, True, blur))
+            self.convs.append(StyledConv(out_channel, out_channel, dim, False, blur))
+            self.to_rgbs.append(ToRGB(out_channel, dim, upsample=True, blur_kernel=blur))
+            in_channel = out_channel
+        self.noises = nn.Module()
+        for layer, res in enumerate(config.layer_resolutions()):
+            self.noises.register_buffer(f"noise_{layer}", torch.randn(1, 1, res, res))
+
+    @property
+    def n_latent(self) -> int:
+        return self.config.n_latent
+
+    def make_noise(
+        self, batch: int, noise_mode: str, generator: torch.Generator | None = None
+    ) -> list[torch.Tensor | None]:
+        """Per-layer noise for ``noise_mode`` ("const" buffers, "none", or fresh "random")."""
+        if noise_mode == "const":
+            return [getattr(self.noises, f"noise_{i}") for i in range(self.config.num_layers)]
+        if noise_mode == "none":
+            return [None] * self.config.num_layers
+        if noise_mode == "random":
+            device = self.input.input.device
+            return [
+                torch.randn(batch, 1, r, r, device=device, generator=generator)
+                for r in self.config.layer_resolutions()
+            ]
+        raise ValueError(f"noise_mode={noise_mode!r}: choose one of {NOISE_MODES}")
+
+    def check_latent(self, w: torch.Tensor) -> None:
+        L, D = self.config.n_latent, self.config.style_dim
+        if w.ndim != 3 or w.shape[1] != L or w.shape[2] != D:
+            raise ShapeError(f"W+ latent must be [B, {L}, {D}], got {list(w.shape)}")
+
+    def forward(
+        self,
+        w: torch.Tensor,
+        noise_mode: str = "const",
+        noise: Sequence[torch.Tensor | None] | None = None,
+        hook: SynthesisHook | None = None,
+    ) -> torch.Tensor:
+        self.check_latent(w)
+        if noise is None:
+            noise = self.make_noise(w.shape[0], noise_mode)
+        hook = hook or _identity_hook
+        x = self.input(w)
+        x = hook("feature", 0, self.conv1(x, w[:, 0], noise[0]))
+        skip = hook("rgb", 0, self.to_rgb1(x, w[:, 1]))
+        for j, to_rgb in enumerate(self.to_rgbs):
+            layer = 2 * j + 1
+            x = hook("feature", layer, self.convs[2 * j](x, w[:, layer], noise[layer]))
+            x = hook(
+                "feature", layer + 1, self.convs[2 * j + 1](x, w[:, layer + 1], noise[layer + 1])
+            )
+            skip = hook("rgb", layer + 1, to_rgb(x, w[:, layer + 2], skip))
+        return skip
+
+
+def _identity_hook(kind: str, layer: int, x: torch.Tensor) -> torch.Tensor:
+    return x
+
+
+class ConstantInputParam(nn.Module):
+    """The learned 4x4 input, expanded to the batch of the latent."""
+
+    def __init__(self, channels: int, size: int = 4):
+        super().__init__()
+        self.input = nn.Parameter(torch.randn(1, channels, size, size))
+
+    def forward(self, w: torch.Tensor) -> torch.Tensor:
+        return self.input.expand(w.shape[0], -1, -1, -1).to(w.dtype)
+
+
+class Generator(nn.Module):
+    """Mapping network + synthesis network + the average latent used for truncation.
+
+    ``G.mapping(z) -> w [B, D]``; ``G.synthesis(w_plus, noise_mode="const") -> [B, 3, H, W]``.
+    """
+
+    def __init__(self, config: GeneratorConfig):
+        super().__init__()
+        self.config = config
+        self.mapping = MappingNetwork(config.style_dim, config.n_mlp, config.lr_mlp)
+        self.synthesis = SynthesisNetwork(config)
+        self.register_buffer("latent_avg", torch.zeros(config.style_dim))
+
+    @property
+    def n_latent(self) -> int:
+        return self.config.n_latent
+
+    @property
+    def style_dim(self) -> int:
+        return self.config.style_dim
+
+    def broadcast(self, w: torch.Tensor) -> torch.Tensor:
+        """w [B, D] -> W+ [B, n_latent, D]."""
+        return w.unsqueeze(1).expand(-1, self.n_latent, -1)
+
+    def truncate(self, w: torch.Tensor, psi: float) -> torch.Tensor:
+        """Truncation trick towards ``latent_avg`` (psi=1: no truncation)."""
+        return self.latent_avg + psi * (w - self.latent_avg)
+
+    def forward(
+        self, z: torch.Tensor, truncation: float = 1.0, noise_mode: str = "const"
+    ) -> torch.Tensor:
+        """z [B, D] -> image [B, 3, H, W]."""
+        w = self.truncate(self.mapping(z), truncation)
+        return self.synthesis(self.broadcast(w), noise_mode=noise_mode)
+
+    @torch.no_grad()
+    def estimate_latent_avg(self, n: int = 4096, seed: int = 0) -> torch.Tensor:
+        """Mean of the mapping network over ``n`` seeded z samples (what rosinality computes)."""
+        gen = torch.Generator().manual_seed(seed)
+        z = torch.randn(n, self.style_dim, generator=gen).to(self.latent_avg.device)
+        return self.mapping(z).mean(0)
+
+    @classmethod
+    def from_checkpoint(cls, path, preset=None) -> Generator:
+        """Load a rosinality ``.pt`` (``g_ema``, ``latent_avg``) or our ``.safetensors``.
+
+        ``preset`` (a name, a :class:`~mcaclip.config.Preset` or a
+        :class:`~mcaclip.config.GeneratorConfig`) fixes the architecture; without it the
+        architecture is read from the checkpoint. Keys are checked strictly.
+        """
+        from mcaclip.nn import weights
+
+        return weights.load_generator(path, preset)
+
+    def save(self, path) -> None:
+        """Write ``path`` (.safetensors) and its config ``path.with_suffix('.json')``."""
+        from mcaclip.nn import weights
+
+        weights.save_module(self, path, kind="generator", config=self.config)

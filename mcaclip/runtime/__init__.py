@@ -1,0 +1,1 @@
+"""Edit latents with an engine bundle and benchmark backends."""

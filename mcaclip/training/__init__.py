@@ -1,0 +1,1 @@
+"""Train MCA-CLIP editors (the trainer arrives with the training issue)."""

@@ -1,0 +1,194 @@
+import numpy as np
+import onnxruntime as ort
+import pytest
+import torch
+
+from mcaclip.config import load_preset
+from mcaclip.errors import WeightsMissingError
+from mcaclip.nn.editor import MaskedSynthesis, MCAEditor
+
+
+@pytest.fixture
+def streams(tiny_editor, tiny_w):
+    torch.manual_seed(2)
+    w_edit = tiny_w + 0.5 * torch.randn_like(tiny_w)
+    return tiny_editor, tiny_w, w_edit
+
+
+def _const_masks(editor, value, batch):
+    cfg = editor.preset.generator
+    return [torch.full((batch, 1, r, r), value) for r in cfg.layer_resolutions()]
+
+
+@torch.no_grad()
+def test_all_masks_zero_gives_original(streams):
+    editor, w, w_edit = streams
+    masked = editor.masked
+    image, _ = masked(w_edit, masked.original(w), masks=_const_masks(editor, 0.0, 2))
+    assert (image - editor.generator.synthesis(w)).abs().max() <= 1e-5
+
+
+@torch.no_grad()
+def test_all_masks_one_gives_edited(streams):
+    editor, w, w_edit = streams
+    masked = editor.masked
+    image, _ = masked(w_edit, masked.original(w), masks=_const_masks(editor, 1.0, 2))
+    assert (image - editor.generator.synthesis(w_edit)).abs().max() <= 1e-5
+
+
+@torch.no_grad()
+def test_half_masks_blend_every_layer(streams):
+    editor, w, w_edit = streams
+    masked = editor.masked
+    half, _ = masked(w_edit, masked.original(w), masks=_const_masks(editor, 0.5, 2))
+    a, b = editor.generator.synthesis(w), editor.generator.synthesis(w_edit)
+    assert (half - a).abs().max() > 1e-3 and (half - b).abs().max() > 1e-3
+
+
+@torch.no_grad()
+def test_both_streams_share_the_noise(streams):
+    editor, w, w_edit = streams
+    for conv in list(editor.generator.synthesis.convs) + [editor.generator.synthesis.conv1]:
+        conv.noise.weight.fill_(1.0)
+    masked = editor.masked
+    original = masked.original(w, noise_mode="random")
+    zero, _ = masked(w_edit, original, masks=_const_masks(editor, 0.0, 2))
+    one, _ = masked(w_edit, original, masks=_const_masks(editor, 1.0, 2))
+    synth = editor.generator.synthesis
+    assert (zero - original.image).abs().max() <= 1e-5
+    assert (one - synth(w_edit, noise=original.noise)).abs().max() <= 1e-5
+    assert (one - synth(w_edit, noise_mode="random")).abs().max() > 1e-3
+
+
+@torch.no_grad()
+def test_without_masks_is_the_plain_edit(tiny, tiny_w):
+    torch.manual_seed(0)
+    preset = load_preset("tiny-32")
+    preset = type(preset)(
+        preset.name, preset.generator, preset.clip, type(preset.editor)(use_masks=False)
+    )
+    editor = MCAEditor.from_preset(preset, random_weights=True)
+    e = torch.randn(2, 64)
+    out = editor(tiny_w, e)
+    assert out.masks == [] and editor.masknet is None
+    assert torch.allclose(out.image, editor.generator.synthesis(out.w_edit), atol=1e-6)
+
+
+@torch.no_grad()
+def test_forward_outputs(tiny_editor, tiny_w):
+    e = tiny_editor.clip.embed_prompts(["blue goatee", "red hair"])
+    out = tiny_editor(tiny_w, e)
+    assert out.image.shape == (2, 3, 32, 32)
+    assert len(out.masks) == 7 and out.masks[-1].shape == (2, 1, 32, 32)
+    assert torch.allclose(out.w_edit, tiny_w + 0.1 * out.delta)
+
+
+@torch.no_grad()
+def test_original_stream_once_for_many_prompts(tiny_editor, tiny_w, monkeypatch):
+    e = tiny_editor.clip.embed_prompts(["blue goatee", "red hair", "glasses", "smile"])
+    calls = []
+    real = MaskedSynthesis.original
+    monkeypatch.setattr(
+        MaskedSynthesis,
+        "original",
+        lambda self, w, *a, **k: calls.append(w.shape[0]) or real(self, w, *a, **k),
+    )
+    many = tiny_editor.edit_many(tiny_w, e)
+    assert calls == [2], "one original pass over the 2 latents, not one per prompt"
+    assert many.image.shape == (8, 3, 32, 32)
+    for b in range(2):
+        for p in range(4):
+            single = tiny_editor(tiny_w[b : b + 1], e[p : p + 1])
+            assert torch.allclose(many.image[b * 4 + p], single.image[0], atol=1e-5)
+
+
+def test_only_fusion_mapper_masks_train(tiny_editor, tiny_w):
+    names = {n.split(".")[0] for n, p in tiny_editor.named_parameters() if p.requires_grad}
+    assert names == {"fusion", "mapper", "masknet"}
+    assert all(not p.requires_grad for p in tiny_editor.generator.parameters())
+    assert all(not p.requires_grad for p in tiny_editor.clip.parameters())
+    tiny_editor.train()
+    assert not tiny_editor.generator.training and not tiny_editor.clip.training
+    assert tiny_editor.fusion.training
+    e = tiny_editor.clip.embed_prompts(["blue goatee", "red hair"])
+    out = tiny_editor(tiny_w, e)
+    (out.image.square().mean() + sum(m.mean() for m in out.masks)).backward()
+    for module in (tiny_editor.fusion, tiny_editor.mapper, tiny_editor.masknet):
+        assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in module.parameters())
+
+
+def test_tem_variant_builds(tiny_w):
+    preset = load_preset("tiny-32")
+    preset = type(preset)(
+        preset.name,
+        preset.generator,
+        preset.clip,
+        type(preset.editor)(fusion="tem", fusion_heads=2, mask_condition="text"),
+    )
+    editor = MCAEditor.from_preset(preset, random_weights=True)
+    assert type(editor.fusion).__name__ == "TextEmbeddingMapping"
+    assert editor(tiny_w, torch.randn(2, 64)).image.shape == (2, 3, 32, 32)
+
+
+def test_real_use_needs_weight_files():
+    with pytest.raises(WeightsMissingError, match="generator and clip_weights"):
+        MCAEditor.from_preset("tiny-32")
+
+
+def test_from_rosinality_generator(rosinality_ckpt, rosinality_expected):
+    from mcaclip.nn.stylegan2 import Generator
+
+    editor = MCAEditor.from_preset("tiny-32", random_weights=True, generator=rosinality_ckpt)
+    G = Generator.from_checkpoint(rosinality_ckpt)
+    w = rosinality_expected["w_plus"]
+    with torch.no_grad():
+        assert torch.equal(editor.generator.synthesis(w), G.synthesis(w))
+
+
+def test_ffhq_1024_builds_with_random_weights():
+    editor = MCAEditor.from_preset("ffhq-1024", random_weights=True)
+    assert editor.generator.n_latent == 18
+    assert len(editor.masknet.heads) == 17
+    assert editor.clip.context_length == 77 and editor.clip.image_size == 224
+    with torch.no_grad():
+        t_w = editor.fusion(torch.zeros(1, 18, 512), torch.zeros(1, 512))
+        assert editor.mapper(t_w).shape == (1, 18, 512)
+
+
+class _MaskedGraph(torch.nn.Module):
+    def __init__(self, editor):
+        super().__init__()
+        self.editor = editor
+
+    def forward(self, w, w_edit, e_t):
+        masked = self.editor.masked
+        image, masks = masked(w_edit, masked.original(w), cond=e_t)
+        return (image, *masks)
+
+
+def test_masked_synthesis_exports_with_dynamic_batch(tiny_editor, tmp_path):
+    graph = _MaskedGraph(tiny_editor).eval()
+    w = torch.randn(2, 8, 64)
+    args = (w, w + 0.1, torch.randn(2, 64))
+    batch = torch.export.Dim("batch", min=1, max=64)
+    path = tmp_path / "masked.onnx"
+    torch.onnx.export(
+        graph,
+        args,
+        str(path),
+        dynamo=True,
+        opset_version=18,
+        input_names=["w", "w_edit", "e_t"],
+        dynamic_shapes=({0: batch},) * 3,
+    )
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    for b in (1, 3):
+        g = torch.Generator().manual_seed(b)
+        w = torch.randn(b, 8, 64, generator=g)
+        feed = (w, w + 0.1 * torch.randn(b, 8, 64, generator=g), torch.randn(b, 64, generator=g))
+        with torch.no_grad():
+            ref = graph(*feed)
+        out = sess.run(None, {n: t.numpy() for n, t in zip(["w", "w_edit", "e_t"], feed)})
+        assert out[0].shape == (b, 3, 32, 32)
+        for o, r in zip(out, ref):
+            assert np.abs(o - r.numpy()).max() <= 1e-4

@@ -1,0 +1,199 @@
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from mcaclip.config import GeneratorConfig, load_preset
+from mcaclip.errors import CheckpointError, ShapeError
+from mcaclip.nn.stylegan2 import Generator, ModulatedConv2d, make_kernel, upfirdn2d
+
+
+def test_reproduces_rosinality_output(rosinality_ckpt, rosinality_expected):
+    G = Generator.from_checkpoint(rosinality_ckpt)
+    exp = rosinality_expected
+    with torch.no_grad():
+        image = G.synthesis(exp["w_plus"], noise_mode="const")
+        w = G.mapping(exp["z"])
+    assert image.shape == exp["image"].shape == (2, 3, 32, 32)
+    assert (image - exp["image"]).abs().max() <= 1e-4
+    assert (w - exp["w"]).abs().max() <= 1e-5
+
+
+def test_rosinality_architecture_is_read_from_the_file(rosinality_ckpt):
+    G = Generator.from_checkpoint(rosinality_ckpt)
+    c = G.config
+    assert (c.size, c.style_dim, c.n_mlp, c.channels) == (32, 64, 2, (32, 32, 32, 16))
+    assert G.n_latent == 8
+    ckpt = torch.load(rosinality_ckpt, weights_only=True)
+    assert torch.equal(G.latent_avg, ckpt["latent_avg"])
+
+
+def test_rosinality_checkpoint_with_matching_preset(rosinality_ckpt):
+    G = Generator.from_checkpoint(rosinality_ckpt, preset="tiny-32")
+    assert G.config == load_preset("tiny-32").generator
+
+
+def test_preset_mismatch_is_refused(rosinality_ckpt):
+    with pytest.raises(CheckpointError, match="does not match the preset: size 32"):
+        Generator.from_checkpoint(rosinality_ckpt, preset="toy-64")
+
+
+@pytest.mark.parametrize("change", ["drop", "extra", "reshape"])
+def test_strict_key_checking(tmp_path, rosinality_ckpt, change):
+    ckpt = torch.load(rosinality_ckpt, weights_only=True)
+    g = ckpt["g_ema"]
+    if change == "drop":
+        del g["convs.1.noise.weight"]
+        match = "1 missing keys.*synthesis.convs.1.noise.weight"
+    elif change == "extra":
+        g["convs.1.extra"] = torch.zeros(1)
+        match = "1 unexpected keys"
+    else:
+        g["to_rgbs.0.bias"] = torch.zeros(1, 4, 1, 1)
+        match = "shape mismatches"
+    path = tmp_path / "g.pt"
+    torch.save(ckpt, path)
+    with pytest.raises(CheckpointError, match=match):
+        Generator.from_checkpoint(path)
+
+
+class _Payload:
+    def __reduce__(self):
+        return (print, ("pwned",))
+
+
+def test_pickle_payloads_are_refused(tmp_path):
+    path = tmp_path / "evil.pt"
+    torch.save({"g_ema": {}, "x": _Payload()}, path)
+    with pytest.raises(CheckpointError, match="weights-only"):
+        Generator.from_checkpoint(path)
+
+
+def test_missing_and_foreign_files(tmp_path):
+    with pytest.raises(CheckpointError, match="file not found"):
+        Generator.from_checkpoint(tmp_path / "none.pt")
+    path = tmp_path / "other.pt"
+    torch.save({"state_dict": {}}, path)
+    with pytest.raises(CheckpointError, match="'g_ema'"):
+        Generator.from_checkpoint(path)
+
+
+def test_safetensors_round_trip(tmp_path, rosinality_ckpt, rosinality_expected):
+    G = Generator.from_checkpoint(rosinality_ckpt)
+    G.save(tmp_path / "g.safetensors")
+    assert (tmp_path / "g.json").is_file()
+    H = Generator.from_checkpoint(tmp_path / "g.safetensors")
+    assert H.config == G.config
+    w = rosinality_expected["w_plus"]
+    with torch.no_grad():
+        assert torch.equal(H.synthesis(w), G.synthesis(w))
+    assert torch.equal(H.latent_avg, G.latent_avg)
+
+
+def test_corrupt_safetensors(tmp_path, rosinality_ckpt):
+    G = Generator.from_checkpoint(rosinality_ckpt)
+    G.save(tmp_path / "g.safetensors")
+    data = (tmp_path / "g.safetensors").read_bytes()
+    (tmp_path / "g.safetensors").write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match="corrupt"):
+        Generator.from_checkpoint(tmp_path / "g.safetensors")
+    (tmp_path / "g.json").unlink()
+    with pytest.raises(CheckpointError, match="config g.json is missing"):
+        Generator.from_checkpoint(tmp_path / "g.safetensors")
+
+
+def test_noise_modes(tiny):
+    torch.manual_seed(0)
+    G = Generator(tiny.generator).eval()
+    for conv in list(G.synthesis.convs) + [G.synthesis.conv1]:
+        conv.noise.weight.data.fill_(0.5)
+    w = G.broadcast(G.mapping(torch.randn(2, 64))).detach()
+    with torch.no_grad():
+        rng = torch.get_rng_state()
+        a, b = G.synthesis(w), G.synthesis(w)
+        assert torch.equal(torch.get_rng_state(), rng), "const noise must not draw random numbers"
+        assert torch.equal(a, b)
+        none = G.synthesis(w, noise_mode="none")
+        r1, r2 = G.synthesis(w, noise_mode="random"), G.synthesis(w, noise_mode="random")
+    assert not torch.allclose(a, none)
+    assert not torch.allclose(r1, r2)
+    with pytest.raises(ValueError, match="noise_mode"):
+        G.synthesis(w, noise_mode="fresh")
+
+
+def test_latent_shape_is_checked(tiny):
+    G = Generator(tiny.generator)
+    with pytest.raises(ShapeError, match=r"\[B, 8, 64\]"):
+        G.synthesis(torch.zeros(1, 18, 64))
+    with pytest.raises(ShapeError, match="z must be"):
+        G.mapping(torch.zeros(1, 8, 64))
+
+
+def test_hook_sees_every_layer_feature(tiny):
+    G = Generator(tiny.generator)
+    seen = []
+    G.synthesis(
+        torch.zeros(3, 8, 64),
+        hook=lambda kind, layer, x: seen.append((kind, layer, tuple(x.shape))) or x,
+    )
+    feats = [s for s in seen if s[0] == "feature"]
+    cfg = tiny.generator
+    assert [f[1] for f in feats] == list(range(cfg.num_layers))
+    assert [f[2] for f in feats] == [
+        (3, c, r, r) for c, r in zip(cfg.layer_channels(), cfg.layer_resolutions())
+    ]
+    assert [s[1] for s in seen if s[0] == "rgb"] == [0, 2, 4, 6]
+
+
+def _grouped_modconv(conv: ModulatedConv2d, x, style):
+    """rosinality's fused form (groups=batch), as an independent oracle."""
+    b, c, h, w = x.shape
+    s = conv.modulation(style).view(b, 1, c, 1, 1)
+    weight = conv.scale * conv.weight * s
+    if conv.demodulate:
+        weight = weight * torch.rsqrt(weight.pow(2).sum([2, 3, 4]) + 1e-8).view(b, -1, 1, 1, 1)
+    k = conv.kernel_size
+    weight = weight.view(b * conv.out_channel, c, k, k)
+    out = F.conv2d(x.view(1, b * c, h, w), weight, padding=conv.padding, groups=b)
+    return out.view(b, conv.out_channel, h, w)
+
+
+@pytest.mark.parametrize("demodulate", [True, False])
+def test_dynamic_batch_modconv_equals_grouped_form(demodulate):
+    torch.manual_seed(0)
+    conv = ModulatedConv2d(8, 6, 3, 16, demodulate=demodulate)
+    x, style = torch.randn(3, 8, 5, 5), torch.randn(3, 16)
+    with torch.no_grad():
+        assert torch.allclose(conv(x, style), _grouped_modconv(conv, x, style), atol=1e-5)
+
+
+def test_upfirdn2d_matches_direct_definition():
+    torch.manual_seed(0)
+    x = torch.randn(2, 3, 5, 6)
+    k = make_kernel([1, 3, 3, 1]) * 4
+    out = upfirdn2d(x, k, up=2, pad=(2, 1))
+    # direct: zero-insert, pad, true convolution (flipped kernel) per channel
+    up = torch.zeros(2, 3, 10, 12)
+    up[:, :, ::2, ::2] = x
+    up = F.pad(up, [2, 1, 2, 1])
+    ref = F.conv2d(up.reshape(6, 1, 13, 15), k.flip([0, 1])[None, None]).reshape(2, 3, 10, 12)
+    assert out.shape == (2, 3, 10, 12)
+    assert torch.allclose(out, ref, atol=1e-6)
+
+
+@pytest.mark.parametrize("size", [32, 64, 128, 256, 512, 1024])
+def test_every_power_of_two_size_builds(size):
+    cfg = GeneratorConfig(size=size, style_dim=16, n_mlp=1, channel_max=8, channel_base=8192)
+    G = Generator(cfg)
+    with torch.no_grad():
+        img = G.synthesis(torch.zeros(1, cfg.n_latent, 16)) if size <= 256 else None
+    assert G.n_latent == 2 * int(math.log2(size)) - 2
+    if img is not None:
+        assert img.shape == (1, 3, size, size)
+
+
+def test_ffhq_parameter_count():
+    G = Generator(load_preset("ffhq-1024").generator)
+    n = sum(p.numel() for p in G.parameters())
+    assert round(n / 1e6, 2) == 30.37
