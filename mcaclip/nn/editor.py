@@ -9,7 +9,6 @@ Data flow of one edit (shapes for batch B, L = n_latent, D = style_dim)::
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
@@ -25,42 +24,34 @@ from mcaclip.nn.stylegan2 import Generator, SynthesisNetwork
 from mcaclip.nn.text import ClipTowers
 
 
-@dataclass
-class OriginalStream:
-    """What the original stream G(w) leaves for the blend: per-layer features and RGB skips."""
+class MaskedOutput(NamedTuple):
+    image: torch.Tensor  # blended image [B*P, 3, H, W]
+    masks: list[torch.Tensor]  # per styled conv [B*P, 1, H_l, W_l]
+    original: torch.Tensor  # G(w) [B, 3, H, W], a by-product of the original stream
 
-    features: list[torch.Tensor]  # styled conv l: [B, C_l, H_l, W_l]
-    skips: dict[int, torch.Tensor]  # RGB skip after the ToRGB fed by conv l: [B, 3, H_l, W_l]
-    noise: list[torch.Tensor | None]  # the noise both streams use
-    image: torch.Tensor  # G(w) [B, 3, H, W]
 
-    @property
-    def batch(self) -> int:
-        return self.image.shape[0]
+def _per_prompt(x: torch.Tensor, prompts: int | torch.SymInt) -> torch.Tensor:
+    """[B, ...] -> [B*P, ...], each row P times in a row (latent-major); a view when P == 1."""
+    if x.shape[0] == 1 and x.ndim == 4 and x.shape[1] == 1:  # shared constant noise map
+        return x
+    return x.unsqueeze(1).expand(-1, prompts, *x.shape[1:]).reshape(-1, *x.shape[1:])
 
-    def repeat(self, k: int) -> OriginalStream:
-        """Each latent k times in a row (latent-major), to pair with k prompts per latent."""
-        if k == 1:
-            return self
 
-        def rep(x):
-            return x if x is None or x.shape[0] == 1 else x.repeat_interleave(k, dim=0)
-
-        return OriginalStream(
-            features=[rep(f) for f in self.features],
-            skips={layer: rep(s) for layer, s in self.skips.items()},
-            noise=[rep(n) for n in self.noise],
-            image=rep(self.image),
-        )
+def _blend(m: torch.Tensor, edited: torch.Tensor, original: torch.Tensor) -> torch.Tensor:
+    # exact at m = 0 and m = 1, unlike lerp
+    return m * edited + (1 - m) * original
 
 
 class MaskedSynthesis(nn.Module):
     """Two-stream synthesis with per-layer blending, ``f*_l = m_l f'_l + (1 - m_l) f_l``.
 
-    The original stream runs on w once (:meth:`original`); the edited stream runs on w' from the
-    blended features, and at every styled conv l (and at the RGB skip that conv feeds) mixes its
-    output with the original's through mask m_l, predicted from the original's features. All
-    masks 0 give G(w); all masks 1 give G(w'). Both streams use the same noise.
+    The original stream runs on w and the edited stream on w', in lockstep: at styled conv l the
+    mask head reads the original's feature f_l, the edited conv reads the previous *blended*
+    feature, and the two outputs are mixed through m_l; the RGB skip that conv feeds is mixed
+    with the same mask. All masks 0 give G(w), all masks 1 give G(w'). Both streams use the same
+    noise. With P prompts per latent (w [B], w' [B*P], latent-major), the original stream runs
+    on the B latents only and each of its features is shared by the P edits; keeping the streams
+    in lockstep frees every original feature map as soon as the layer is blended.
     """
 
     def __init__(self, synthesis: SynthesisNetwork, masknet: MaskNet | None):
@@ -68,69 +59,66 @@ class MaskedSynthesis(nn.Module):
         self.synthesis = synthesis
         self.masknet = masknet
 
-    def original(
-        self,
-        w: torch.Tensor,
-        noise_mode: str = "const",
-        noise: list[torch.Tensor | None] | None = None,
-    ) -> OriginalStream:
-        """Run G(w) [B, L, D] and keep what the blend needs."""
-        if noise is None:
-            noise = self.synthesis.make_noise(w.shape[0], noise_mode)
-        features: list[torch.Tensor] = []
-        skips: dict[int, torch.Tensor] = {}
-
-        def record(kind: str, layer: int, x: torch.Tensor) -> torch.Tensor:
-            (features.append(x) if kind == "feature" else skips.__setitem__(layer, x))
-            return x
-
-        image = self.synthesis(w, noise=noise, hook=record)
-        return OriginalStream(features, skips, list(noise), image)
-
-    def predict_masks(
-        self, original: OriginalStream, cond: torch.Tensor | None = None
-    ) -> list[torch.Tensor]:
-        if self.masknet is None:
-            raise ConfigError("this editor has no mask net (use_masks=False)")
-        return self.masknet(original.features, cond)
-
     def forward(
         self,
+        w: torch.Tensor,
         w_edit: torch.Tensor,
-        original: OriginalStream,
         cond: torch.Tensor | None = None,
         masks: list[torch.Tensor] | None = None,
-        use_masks: bool = True,
-    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        """w' [B*k, L, D] with ``original`` of B latents -> (image [B*k, 3, H, W], masks).
+        noise_mode: str = "const",
+        noise: list[torch.Tensor | None] | None = None,
+        prompts: int | torch.SymInt | None = None,
+    ) -> MaskedOutput:
+        """w [B, L, D], w' [B*P, L, D], cond (text embedding) [B*P, D_text] -> MaskedOutput.
 
-        ``masks`` overrides the mask net (one [B*k or 1, 1, H_l, W_l] per styled conv);
-        ``use_masks=False`` returns the plain edited image G(w') and no masks ("w/o PRE").
+        ``masks`` overrides the mask net (one [B*P or 1, 1, H_l, W_l] per styled conv).
+        ``prompts`` is P (default: w'.shape[0] // w.shape[0]; exporters pass it symbolically).
         """
-        if w_edit.shape[0] % original.batch:
-            raise ShapeError(
-                f"edited batch {w_edit.shape[0]} is not a multiple of the original batch "
-                f"{original.batch}"
-            )
-        original = original.repeat(w_edit.shape[0] // original.batch)
-        if not use_masks:
-            return self.synthesis(w_edit, noise=original.noise), []
-        if masks is None:
-            masks = self.predict_masks(original, cond)
-
-        def blend(kind: str, layer: int, x: torch.Tensor) -> torch.Tensor:
-            base = original.features[layer] if kind == "feature" else original.skips[layer]
-            m = masks[layer].to(x.dtype)
-            return m * x + (1 - m) * base
-
-        return self.synthesis(w_edit, noise=original.noise, hook=blend), masks
+        synth = self.synthesis
+        synth.check_latent(w)
+        synth.check_latent(w_edit)
+        if prompts is None:
+            if w_edit.shape[0] % w.shape[0]:
+                raise ShapeError(
+                    f"edited batch {w_edit.shape[0]} is not a multiple of the latent batch "
+                    f"{w.shape[0]}"
+                )
+            prompts = w_edit.shape[0] // w.shape[0]
+        if masks is None and self.masknet is None:
+            raise ConfigError("this editor has no mask net (use_masks=False): pass masks")
+        if noise is None:
+            noise = synth.make_noise(w.shape[0], noise_mode)
+        noise_edit = [n if n is None else _per_prompt(n, prompts) for n in noise]
+        heads = self.masknet.heads if masks is None else None
+        shared_masks = heads is not None and heads[0].cond is None
+        x, xe, skip, skip_e = synth.input(w), synth.input(w_edit), None, None
+        out_masks: list[torch.Tensor] = []
+        for kind, module, layer in synth.steps():
+            if kind == "conv":
+                x = module(x, w[:, layer], noise[layer])
+                xe = module(xe, w_edit[:, layer], noise_edit[layer])
+                if heads is None:
+                    m = masks[layer]
+                elif shared_masks:  # masks depend on w only: predict once per latent
+                    m = _per_prompt(heads[layer](x), prompts)
+                else:
+                    m = heads[layer](_per_prompt(x, prompts), cond)
+                out_masks.append(m)
+                xe = _blend(m.to(xe.dtype), xe, _per_prompt(x, prompts))
+            else:
+                skip = module(x, w[:, layer + 1], skip)
+                skip_e = module(xe, w_edit[:, layer + 1], skip_e)
+                m = out_masks[layer].to(skip_e.dtype)
+                skip_e = _blend(m, skip_e, _per_prompt(skip, prompts))
+        return MaskedOutput(skip_e, out_masks, skip)
 
 
 class EditOutput(NamedTuple):
-    image: torch.Tensor  # [B, 3, H, W] in [-1, 1] (not clamped)
-    masks: list[torch.Tensor]  # per styled conv [B, 1, H_l, W_l]; [] without masks
-    w_edit: torch.Tensor  # w' [B, L, D]
-    delta: torch.Tensor  # dw [B, L, D] (before delta_scale)
+    image: torch.Tensor  # [B*P, 3, H, W] in [-1, 1] (not clamped)
+    masks: list[torch.Tensor]  # per styled conv [B*P, 1, H_l, W_l]; [] without masks
+    w_edit: torch.Tensor  # w' [B*P, L, D]
+    delta: torch.Tensor  # dw [B*P, L, D] (before delta_scale)
+    original: torch.Tensor | None  # G(w) [B, 3, H, W]; None without masks (not computed)
 
 
 class MCAEditor(nn.Module):
@@ -165,6 +153,9 @@ class MCAEditor(nn.Module):
         )
         cond_dim = text_dim if e.mask_condition == "text" else None
         self.masknet = MaskNet(g.layer_channels(), e.mask_hidden, cond_dim) if e.use_masks else None
+        # shares generator.synthesis and masknet (registered above, so parameters() and the
+        # trainable set name them there); exporters and the runtime call this module
+        self.masked = MaskedSynthesis(self.generator.synthesis, self.masknet)
 
     @classmethod
     def from_preset(
@@ -203,10 +194,6 @@ class MCAEditor(nn.Module):
     def use_masks(self) -> bool:
         return self.masknet is not None
 
-    @property
-    def masked(self) -> MaskedSynthesis:
-        return MaskedSynthesis(self.generator.synthesis, self.masknet)
-
     def train(self, mode: bool = True) -> MCAEditor:
         super().train(mode)
         self.generator.eval()
@@ -225,22 +212,9 @@ class MCAEditor(nn.Module):
     def mask_condition(self, e_t: torch.Tensor) -> torch.Tensor | None:
         return e_t if self.masknet is not None and self.masknet.conditioned else None
 
-    def forward(
-        self,
-        w: torch.Tensor,
-        e_t: torch.Tensor,
-        noise_mode: str = "const",
-        original: OriginalStream | None = None,
-    ) -> EditOutput:
+    def forward(self, w: torch.Tensor, e_t: torch.Tensor, noise_mode: str = "const") -> EditOutput:
         """Edit W+ latents w [B, L, D] with text embeddings e_t [B, D_text] (paired)."""
-        w_edit, delta = self.edit_latent(w, e_t)
-        masked = self.masked
-        if original is None:
-            original = masked.original(w, noise_mode)
-        image, masks = masked(
-            w_edit, original, cond=self.mask_condition(e_t), use_masks=self.use_masks
-        )
-        return EditOutput(image, masks, w_edit, delta)
+        return self._edit(w, w, e_t, noise_mode, prompts=1)
 
     def edit_many(
         self, w: torch.Tensor, e_t: torch.Tensor, noise_mode: str = "const"
@@ -248,7 +222,14 @@ class MCAEditor(nn.Module):
         """Every latent w [B, L, D] with every prompt e_t [P, D_text]: outputs [B*P, ...],
         latent-major (row b*P + p). The original stream runs once per latent, not per prompt."""
         b, p = w.shape[0], e_t.shape[0]
-        original = self.masked.original(w, noise_mode)
-        w_rep = w.repeat_interleave(p, dim=0)
-        e_rep = e_t.repeat(b, 1)
-        return self.forward(w_rep, e_rep, noise_mode, original=original)
+        return self._edit(w, w.repeat_interleave(p, dim=0), e_t.repeat(b, 1), noise_mode, p)
+
+    def _edit(self, w, w_rep, e_rep, noise_mode: str, prompts: int) -> EditOutput:
+        w_edit, delta = self.edit_latent(w_rep, e_rep)
+        synthesis = self.generator.synthesis
+        if not self.use_masks:
+            return EditOutput(synthesis(w_edit, noise_mode), [], w_edit, delta, None)
+        out = self.masked(
+            w, w_edit, cond=self.mask_condition(e_rep), noise_mode=noise_mode, prompts=prompts
+        )
+        return EditOutput(out.image, out.masks, w_edit, delta, out.original)

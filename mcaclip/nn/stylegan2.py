@@ -14,7 +14,7 @@ with strict key checking (after moving ``style.*`` under ``mapping.`` and the re
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -24,10 +24,6 @@ from mcaclip.config import GeneratorConfig
 from mcaclip.errors import ShapeError
 
 NOISE_MODES = ("const", "none", "random")
-
-# hook(kind, layer, tensor) -> tensor, called on every styled-conv output (kind "feature") and
-# on the RGB skip after each ToRGB (kind "rgb", layer = the styled conv it was computed from).
-SynthesisHook = Callable[[str, int, torch.Tensor], torch.Tensor]
 
 
 def fused_leaky_relu(x: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
@@ -242,9 +238,8 @@ class SynthesisNetwork(nn.Module):
     """W+ latent [B, n_latent, D] -> image [B, 3, size, size] in [-1, 1] (not clamped).
 
     Styled conv ``l`` (0..num_layers-1) reads ``w[:, l]``; the ToRGB after conv ``l`` reads
-    ``w[:, l + 1]``. ``hook`` sees (and may replace) each conv output and each RGB skip: the
-    mask heads read the features through it, and :class:`~mcaclip.nn.editor.MaskedSynthesis`
-    blends the two streams through it.
+    ``w[:, l + 1]``. :meth:`steps` lists that order, so that
+    :class:`~mcaclip.nn.editor.MaskedSynthesis` can run two streams in lockstep.
     """
 
     def __init__(self, config: GeneratorConfig):
@@ -294,32 +289,41 @@ class SynthesisNetwork(nn.Module):
         if w.ndim != 3 or w.shape[1] != L or w.shape[2] != D:
             raise ShapeError(f"W+ latent must be [B, {L}, {D}], got {list(w.shape)}")
 
+    def steps(self) -> list[tuple[str, nn.Module, int]]:
+        """The synthesis order: ("conv", StyledConv, l) reads w[:, l] and noise l;
+        ("rgb", ToRGB, l) follows conv l and reads w[:, l + 1]."""
+        steps: list[tuple[str, nn.Module, int]] = [
+            ("conv", self.conv1, 0),
+            ("rgb", self.to_rgb1, 0),
+        ]
+        for j, to_rgb in enumerate(self.to_rgbs):
+            steps += [
+                ("conv", self.convs[2 * j], 2 * j + 1),
+                ("conv", self.convs[2 * j + 1], 2 * j + 2),
+                ("rgb", to_rgb, 2 * j + 2),
+            ]
+        return steps
+
     def forward(
         self,
         w: torch.Tensor,
         noise_mode: str = "const",
         noise: Sequence[torch.Tensor | None] | None = None,
-        hook: SynthesisHook | None = None,
+        features: list[torch.Tensor] | None = None,
     ) -> torch.Tensor:
+        """w [B, L, D] -> image [B, 3, H, W]; appends each styled conv output to ``features``."""
         self.check_latent(w)
         if noise is None:
             noise = self.make_noise(w.shape[0], noise_mode)
-        hook = hook or _identity_hook
-        x = self.input(w)
-        x = hook("feature", 0, self.conv1(x, w[:, 0], noise[0]))
-        skip = hook("rgb", 0, self.to_rgb1(x, w[:, 1]))
-        for j, to_rgb in enumerate(self.to_rgbs):
-            layer = 2 * j + 1
-            x = hook("feature", layer, self.convs[2 * j](x, w[:, layer], noise[layer]))
-            x = hook(
-                "feature", layer + 1, self.convs[2 * j + 1](x, w[:, layer + 1], noise[layer + 1])
-            )
-            skip = hook("rgb", layer + 1, to_rgb(x, w[:, layer + 2], skip))
+        x, skip = self.input(w), None
+        for kind, module, layer in self.steps():
+            if kind == "conv":
+                x = module(x, w[:, layer], noise[layer])
+                if features is not None:
+                    features.append(x)
+            else:
+                skip = module(x, w[:, layer + 1], skip)
         return skip
-
-
-def _identity_hook(kind: str, layer: int, x: torch.Tensor) -> torch.Tensor:
-    return x
 
 
 class ConstantInputParam(nn.Module):

@@ -23,24 +23,22 @@ def _const_masks(editor, value, batch):
 @torch.no_grad()
 def test_all_masks_zero_gives_original(streams):
     editor, w, w_edit = streams
-    masked = editor.masked
-    image, _ = masked(w_edit, masked.original(w), masks=_const_masks(editor, 0.0, 2))
-    assert (image - editor.generator.synthesis(w)).abs().max() <= 1e-5
+    out = editor.masked(w, w_edit, masks=_const_masks(editor, 0.0, 2))
+    assert (out.image - editor.generator.synthesis(w)).abs().max() <= 1e-5
+    assert torch.equal(out.original, editor.generator.synthesis(w))
 
 
 @torch.no_grad()
 def test_all_masks_one_gives_edited(streams):
     editor, w, w_edit = streams
-    masked = editor.masked
-    image, _ = masked(w_edit, masked.original(w), masks=_const_masks(editor, 1.0, 2))
+    image = editor.masked(w, w_edit, masks=_const_masks(editor, 1.0, 2)).image
     assert (image - editor.generator.synthesis(w_edit)).abs().max() <= 1e-5
 
 
 @torch.no_grad()
 def test_half_masks_blend_every_layer(streams):
     editor, w, w_edit = streams
-    masked = editor.masked
-    half, _ = masked(w_edit, masked.original(w), masks=_const_masks(editor, 0.5, 2))
+    half = editor.masked(w, w_edit, masks=_const_masks(editor, 0.5, 2)).image
     a, b = editor.generator.synthesis(w), editor.generator.synthesis(w_edit)
     assert (half - a).abs().max() > 1e-3 and (half - b).abs().max() > 1e-3
 
@@ -50,13 +48,13 @@ def test_both_streams_share_the_noise(streams):
     editor, w, w_edit = streams
     for conv in list(editor.generator.synthesis.convs) + [editor.generator.synthesis.conv1]:
         conv.noise.weight.fill_(1.0)
-    masked = editor.masked
-    original = masked.original(w, noise_mode="random")
-    zero, _ = masked(w_edit, original, masks=_const_masks(editor, 0.0, 2))
-    one, _ = masked(w_edit, original, masks=_const_masks(editor, 1.0, 2))
     synth = editor.generator.synthesis
-    assert (zero - original.image).abs().max() <= 1e-5
-    assert (one - synth(w_edit, noise=original.noise)).abs().max() <= 1e-5
+    noise = synth.make_noise(2, "random")
+    zero = editor.masked(w, w_edit, masks=_const_masks(editor, 0.0, 2), noise=noise)
+    one = editor.masked(w, w_edit, masks=_const_masks(editor, 1.0, 2), noise=noise).image
+    assert (zero.image - zero.original).abs().max() <= 1e-5
+    assert (zero.original - synth(w, noise=noise)).abs().max() <= 1e-5
+    assert (one - synth(w_edit, noise=noise)).abs().max() <= 1e-5
     assert (one - synth(w_edit, noise_mode="random")).abs().max() > 1e-3
 
 
@@ -84,22 +82,20 @@ def test_forward_outputs(tiny_editor, tiny_w):
 
 
 @torch.no_grad()
-def test_original_stream_once_for_many_prompts(tiny_editor, tiny_w, monkeypatch):
+def test_original_stream_once_for_many_prompts(tiny_editor, tiny_w):
     e = tiny_editor.clip.embed_prompts(["blue goatee", "red hair", "glasses", "smile"])
-    calls = []
-    real = MaskedSynthesis.original
-    monkeypatch.setattr(
-        MaskedSynthesis,
-        "original",
-        lambda self, w, *a, **k: calls.append(w.shape[0]) or real(self, w, *a, **k),
-    )
+    batches = []
+    conv1 = tiny_editor.generator.synthesis.conv1
+    handle = conv1.register_forward_hook(lambda mod, args, out: batches.append(out.shape[0]))
     many = tiny_editor.edit_many(tiny_w, e)
-    assert calls == [2], "one original pass over the 2 latents, not one per prompt"
-    assert many.image.shape == (8, 3, 32, 32)
+    handle.remove()
+    assert sorted(batches) == [2, 8], "original stream over the 2 latents once, edits over 2x4"
+    assert many.image.shape == (8, 3, 32, 32) and many.original.shape == (2, 3, 32, 32)
     for b in range(2):
         for p in range(4):
             single = tiny_editor(tiny_w[b : b + 1], e[p : p + 1])
             assert torch.allclose(many.image[b * 4 + p], single.image[0], atol=1e-5)
+            assert torch.allclose(many.masks[3][b * 4 + p], single.masks[3][0], atol=1e-6)
 
 
 def test_only_fusion_mapper_masks_train(tiny_editor, tiny_w):
@@ -156,21 +152,24 @@ def test_ffhq_1024_builds_with_random_weights():
 
 
 class _MaskedGraph(torch.nn.Module):
+    """w [B, L, D], w' [B, P, L, D], e_t [B, P, D_t] -> image [B*P, ...], masks."""
+
     def __init__(self, editor):
         super().__init__()
         self.editor = editor
 
     def forward(self, w, w_edit, e_t):
-        masked = self.editor.masked
-        image, masks = masked(w_edit, masked.original(w), cond=e_t)
-        return (image, *masks)
+        prompts = w_edit.shape[1]
+        out = self.editor.masked(w, w_edit.flatten(0, 1), cond=e_t.flatten(0, 1), prompts=prompts)
+        return (out.image, *out.masks)
 
 
 def test_masked_synthesis_exports_with_dynamic_batch(tiny_editor, tmp_path):
     graph = _MaskedGraph(tiny_editor).eval()
     w = torch.randn(2, 8, 64)
-    args = (w, w + 0.1, torch.randn(2, 64))
+    args = (w, w[:, None].repeat(1, 2, 1, 1) + 0.1, torch.randn(2, 2, 64))
     batch = torch.export.Dim("batch", min=1, max=64)
+    prompts = torch.export.Dim("prompts", min=1, max=16)
     path = tmp_path / "masked.onnx"
     torch.onnx.export(
         graph,
@@ -179,16 +178,17 @@ def test_masked_synthesis_exports_with_dynamic_batch(tiny_editor, tmp_path):
         dynamo=True,
         opset_version=18,
         input_names=["w", "w_edit", "e_t"],
-        dynamic_shapes=({0: batch},) * 3,
+        dynamic_shapes=({0: batch}, {0: batch, 1: prompts}, {0: batch, 1: prompts}),
     )
     sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    for b in (1, 3):
+    for b, p in ((1, 1), (3, 1), (2, 3)):
         g = torch.Generator().manual_seed(b)
         w = torch.randn(b, 8, 64, generator=g)
-        feed = (w, w + 0.1 * torch.randn(b, 8, 64, generator=g), torch.randn(b, 64, generator=g))
+        w_edit = w[:, None] + 0.1 * torch.randn(b, p, 8, 64, generator=g)
+        feed = (w, w_edit, torch.randn(b, p, 64, generator=g))
         with torch.no_grad():
             ref = graph(*feed)
         out = sess.run(None, {n: t.numpy() for n, t in zip(["w", "w_edit", "e_t"], feed)})
-        assert out[0].shape == (b, 3, 32, 32)
+        assert out[0].shape == (b * p, 3, 32, 32)
         for o, r in zip(out, ref):
             assert np.abs(o - r.numpy()).max() <= 1e-4

@@ -130,20 +130,17 @@ def test_latent_shape_is_checked(tiny):
         G.mapping(torch.zeros(1, 8, 64))
 
 
-def test_hook_sees_every_layer_feature(tiny):
+def test_features_of_every_layer_and_step_order(tiny):
     G = Generator(tiny.generator)
-    seen = []
-    G.synthesis(
-        torch.zeros(3, 8, 64),
-        hook=lambda kind, layer, x: seen.append((kind, layer, tuple(x.shape))) or x,
-    )
-    feats = [s for s in seen if s[0] == "feature"]
+    features = []
+    G.synthesis(torch.zeros(3, 8, 64), features=features)
     cfg = tiny.generator
-    assert [f[1] for f in feats] == list(range(cfg.num_layers))
-    assert [f[2] for f in feats] == [
+    assert [tuple(f.shape) for f in features] == [
         (3, c, r, r) for c, r in zip(cfg.layer_channels(), cfg.layer_resolutions())
     ]
-    assert [s[1] for s in seen if s[0] == "rgb"] == [0, 2, 4, 6]
+    steps = [(kind, layer) for kind, _, layer in G.synthesis.steps()]
+    assert [layer for kind, layer in steps if kind == "conv"] == list(range(cfg.num_layers))
+    assert [layer for kind, layer in steps if kind == "rgb"] == [0, 2, 4, 6]
 
 
 def _grouped_modconv(conv: ModulatedConv2d, x, style):
