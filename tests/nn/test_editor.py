@@ -5,7 +5,7 @@ import torch
 
 from mcaclip.config import load_preset
 from mcaclip.errors import WeightsMissingError
-from mcaclip.nn.editor import MaskedSynthesis, MCAEditor
+from mcaclip.nn.editor import MCAEditor
 
 
 @pytest.fixture
