@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import warnings
 
 import click
 
@@ -12,7 +13,10 @@ from mcaclip.errors import McaError
 
 def run_cli(group: click.Group) -> None:
     """Run ``group``; an :class:`McaError` becomes ``error: <message>`` and exit code 2."""
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("mcaclip").setLevel(logging.INFO)
+    warnings.filterwarnings("ignore", category=UserWarning, module=r"torch\.onnx.*")
+    warnings.filterwarnings("ignore", category=FutureWarning, module=r"torch\.jit.*")
     try:
         group.main(standalone_mode=False)
     except McaError as exc:

@@ -40,3 +40,52 @@ def rosinality_ckpt() -> Path:
 @pytest.fixture
 def rosinality_expected() -> dict:
     return torch.load(DATA / "rosinality_tiny_expected.pt", weights_only=True)
+
+
+BUNDLE_PROMPTS = ["blue goatee", "red hair"]
+
+
+@pytest.fixture(scope="session")
+def tiny_bundle(tmp_path_factory):
+    """A tiny-32 bundle with random weights, FP32, 2 cached prompts (built once)."""
+    from mcaclip.export.builder import BatchProfile, build_bundle
+    from mcaclip.nn.editor import MCAEditor
+
+    torch.manual_seed(0)
+    editor = MCAEditor.from_preset("tiny-32", random_weights=True)
+    out = tmp_path_factory.mktemp("bundles") / "tiny"
+    build_bundle(
+        editor,
+        out,
+        BUNDLE_PROMPTS,
+        backend="onnxruntime",
+        profile=BatchProfile(1, 2, 4, max_prompts=4),
+        random_weights=True,
+    )
+    return out
+
+
+@pytest.fixture
+def bundle_copy(tiny_bundle, tmp_path):
+    """A private copy of the tiny bundle, for tests that damage it."""
+    import shutil
+
+    return Path(shutil.copytree(tiny_bundle, tmp_path / "bundle"))
+
+
+@pytest.fixture
+def cli(monkeypatch, capsys):
+    """Run a CLI entry point in-process: cli(main, *args) -> (exit code, stdout, stderr)."""
+    import sys
+
+    def invoke(main, *args):
+        monkeypatch.setattr(sys, "argv", ["prog", *map(str, args)])
+        code = 0
+        try:
+            main()
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else 1
+        out = capsys.readouterr()
+        return code, out.out, out.err
+
+    return invoke

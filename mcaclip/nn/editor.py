@@ -16,12 +16,13 @@ import torch
 from torch import nn
 
 from mcaclip.config import Preset, load_preset
-from mcaclip.errors import ConfigError, ShapeError, WeightsMissingError
+from mcaclip.errors import CheckpointError, ConfigError, ShapeError, WeightsMissingError
 from mcaclip.nn.fusion import FeatureFusion, TextEmbeddingMapping
 from mcaclip.nn.mapper import LevelsMapper
 from mcaclip.nn.masknet import MaskNet
 from mcaclip.nn.stylegan2 import Generator, SynthesisNetwork
 from mcaclip.nn.text import ClipTowers
+from mcaclip.nn.weights import load_state_strict, read_module_file, save_tensors
 
 
 class MaskedOutput(NamedTuple):
@@ -185,6 +186,57 @@ class MCAEditor(nn.Module):
         )
         clip = ClipTowers.create(preset.clip, clip_weights, random_weights=clip_weights is None)
         return cls(preset, G, clip)
+
+    TRAINED = ("fusion", "mapper", "masknet")  # what an editor checkpoint holds
+
+    def save(
+        self,
+        path: str | Path,
+        generator: str | Path | None = None,
+        clip_weights: str | Path | None = None,
+    ) -> None:
+        """Write the trained parts to ``path`` (.safetensors) with ``path.json`` beside it:
+        the preset and the generator / CLIP weight files they go with (``None``: random, only
+        for tests and benchmarks). Relative paths are kept relative to the checkpoint's folder.
+        """
+        state = {k: v for k, v in self.state_dict().items() if k.split(".", 1)[0] in self.TRAINED}
+        config = {
+            "preset": self.preset.to_dict(),
+            "generator": None if generator is None else str(generator),
+            "clip_weights": None if clip_weights is None else str(clip_weights),
+        }
+        save_tensors(state, path, "editor", config)
+
+    @classmethod
+    def load(cls, path: str | Path, random_weights: bool = False) -> MCAEditor:
+        """Read an editor checkpoint written by :meth:`save` (or by ``mcatrain``)."""
+        path = Path(path)
+        config, tensors = read_module_file(path, "editor")
+        try:
+            preset = Preset.from_dict(config["preset"])
+        except (KeyError, ConfigError) as exc:
+            raise CheckpointError(f"{path}: bad editor config ({exc})") from None
+        files = {}
+        for key in ("generator", "clip_weights"):
+            value = config.get(key)
+            if value is None and not random_weights:
+                raise WeightsMissingError(
+                    f"{path}: made with random {key} weights (tests only); "
+                    "pass random_weights=True (--random-weights) to load it anyway"
+                )
+            files[key] = None if value is None else path.parent / value
+            if files[key] is not None and not files[key].is_file():
+                raise WeightsMissingError(
+                    f"{path}: its {key} file {files[key]} is missing; put it back or re-save "
+                    "the checkpoint with the right path"
+                )
+        editor = cls.from_preset(preset, random_weights=random_weights, **files)
+        holder = nn.Module()  # the trained parts under their checkpoint names
+        for name in cls.TRAINED:
+            if getattr(editor, name) is not None:
+                holder.add_module(name, getattr(editor, name))
+        load_state_strict(holder, tensors, str(path))
+        return editor
 
     @property
     def delta_scale(self) -> float:

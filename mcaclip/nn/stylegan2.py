@@ -24,6 +24,7 @@ from mcaclip.config import GeneratorConfig
 from mcaclip.errors import ShapeError
 
 NOISE_MODES = ("const", "none", "random")
+FP16_CLAMP = 256.0  # stylegan2-ada's conv_clamp for FP16 layers
 
 
 def fused_leaky_relu(x: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
@@ -62,7 +63,8 @@ class PixelNorm(nn.Module):
     """Normalise each vector to unit root-mean-square over the feature (last) axis."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x * torch.rsqrt(torch.mean(x * x, dim=-1, keepdim=True) + 1e-8)
+        x32 = x.float()  # 1e-8 underflows in FP16: a zero vector would give NaN
+        return (x32 * torch.rsqrt(torch.mean(x32 * x32, dim=-1, keepdim=True) + 1e-8)).to(x.dtype)
 
 
 class EqualLinear(nn.Module):
@@ -155,7 +157,9 @@ class ModulatedConv2d(nn.Module):
             out = F.conv2d(x, weight.to(x.dtype), padding=self.padding)
         if self.demodulate:
             # sum_{i,k} (w[o,i,k] s[b,i])^2 = (s^2 @ sum_k w^2 .T)[b, o]
-            dcoef = torch.rsqrt(s.square() @ weight.square().sum([2, 3]).t() + 1e-8)
+            # in FP32 (a [B, out] matrix, cheap): 1e-8 underflows in FP16
+            s32, w32 = s.float(), weight.float()
+            dcoef = torch.rsqrt(s32.square() @ w32.square().sum([2, 3]).t() + 1e-8)
             out = out * dcoef.to(out.dtype)[:, :, None, None]
         return out
 
@@ -197,7 +201,10 @@ class StyledConv(nn.Module):
     def forward(
         self, x: torch.Tensor, style: torch.Tensor, noise: torch.Tensor | None
     ) -> torch.Tensor:
-        return self.activate(self.noise(self.conv(x, style), noise))
+        out = self.activate(self.noise(self.conv(x, style), noise))
+        if out.dtype == torch.float16:  # NVIDIA's conv_clamp: keeps FP16 activations finite
+            out = out.clamp(-FP16_CLAMP, FP16_CLAMP)
+        return out
 
 
 class ToRGB(nn.Module):
@@ -211,7 +218,8 @@ class ToRGB(nn.Module):
     def forward(
         self, x: torch.Tensor, style: torch.Tensor, skip: torch.Tensor | None = None
     ) -> torch.Tensor:
-        out = self.conv(x, style) + self.bias
+        # the RGB skip accumulates in FP32 whatever the feature precision (as NVIDIA does)
+        out = (self.conv(x, style) + self.bias).float()
         if skip is not None:
             out = out + self.upsample(skip)
         return out

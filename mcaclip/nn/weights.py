@@ -38,10 +38,17 @@ def atomic_write(path: str | Path, write) -> None:
     os.close(fd)
     try:
         write(tmp)
+        os.chmod(tmp, 0o666 & ~current_umask())  # mkstemp makes 0600 files
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def current_umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def safe_torch_load(path: str | Path) -> Any:
@@ -88,16 +95,19 @@ def load_state_strict(module: nn.Module, state: dict[str, torch.Tensor], label: 
 
 def save_module(module: nn.Module, path: str | Path, kind: str, config: Any) -> None:
     """Write ``module``'s state dict to ``path`` (.safetensors) and its config beside it."""
+    save_tensors(module.state_dict(), path, kind, dataclasses.asdict(config))
+
+
+def save_tensors(
+    tensors: dict[str, torch.Tensor], path: str | Path, kind: str, config: dict[str, Any]
+) -> None:
+    """Write ``tensors`` to ``path`` (.safetensors) and ``{format, kind, version, config}``
+    to ``path.with_suffix('.json')``, each atomically."""
     path = Path(path)
     if path.suffix != ".safetensors":
         raise CheckpointError(f"{path}: our checkpoints end in .safetensors")
-    tensors = {k: v.detach().cpu().contiguous().clone() for k, v in module.state_dict().items()}
-    meta = {
-        "format": "mcaclip",
-        "kind": kind,
-        "version": FORMAT_VERSION,
-        "config": dataclasses.asdict(config),
-    }
+    tensors = {k: v.detach().cpu().contiguous().clone() for k, v in tensors.items()}
+    meta = {"format": "mcaclip", "kind": kind, "version": FORMAT_VERSION, "config": config}
     atomic_write(path, lambda tmp: save_file(tensors, tmp))
     atomic_write(path.with_suffix(".json"), lambda tmp: Path(tmp).write_text(json.dumps(meta)))
 

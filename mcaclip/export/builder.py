@@ -1,0 +1,266 @@
+"""Write engine bundles (see :mod:`mcaclip.bundle`): validated ONNX graphs, prompt cache,
+PyTorch checkpoints, manifest. The bundle is assembled in a temporary directory beside the
+target and renamed into place at the end, so a failed build never leaves a half bundle.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import logging
+import platform
+import shutil
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime
+import torch
+from safetensors.torch import save_file
+
+import mcaclip
+from mcaclip.bundle import (
+    MANIFEST,
+    PROMPTS,
+    SCHEMA_VERSION,
+    BundleError,
+    sha256,
+    write_prompt_cache,
+)
+from mcaclip.errors import ConfigError
+from mcaclip.export.exporter import export_graph
+from mcaclip.export.specs import export_spec, graph_module
+from mcaclip.nn.graphs import graph_names
+from mcaclip.nn.weights import current_umask
+
+log = logging.getLogger(__name__)
+BACKENDS = ("auto", "onnxruntime", "tensorrt")
+PRECISIONS = ("fp32", "fp16")
+
+
+@dataclass(frozen=True)
+class BatchProfile:
+    """Latents per call (min/opt/max) and prompts per latent (max) the bundle is built for."""
+
+    min: int = 1
+    opt: int = 4
+    max: int = 8
+    max_prompts: int = 8
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.min <= self.opt <= self.max:
+            raise ConfigError(
+                f"batch profile needs 1 <= min <= opt <= max, got {self.min}/{self.opt}/{self.max}"
+            )
+        if self.max_prompts < 1:
+            raise ConfigError("--max-prompts must be at least 1")
+
+    def to_dict(self) -> dict:
+        return {"min": self.min, "opt": self.opt, "max": self.max, "max_prompts": self.max_prompts}
+
+
+def resolve_backend(backend: str) -> str:
+    """``auto``: TensorRT where it is installed and a CUDA GPU is present, else ONNX Runtime."""
+    if backend not in BACKENDS:
+        raise ConfigError(f"--backend {backend!r}: choose one of {', '.join(BACKENDS)}")
+    if backend != "auto":
+        return backend
+    try:
+        import tensorrt  # noqa: F401
+
+        return "tensorrt" if torch.cuda.is_available() else "onnxruntime"
+    except ImportError:
+        return "onnxruntime"
+
+
+def versions() -> dict[str, str | None]:
+    try:
+        import tensorrt
+
+        trt = tensorrt.__version__
+    except ImportError:
+        trt = None
+    return {
+        "mcaclip": mcaclip.__version__,
+        "torch": torch.__version__,
+        "onnx": onnx.__version__,
+        "onnxruntime": onnxruntime.__version__,
+        "tensorrt": trt,
+        "python": platform.python_version(),
+    }
+
+
+def build_bundle(
+    editor,
+    out: str | Path,
+    prompts: list[str],
+    precision: str = "fp32",
+    backend: str = "auto",
+    profile: BatchProfile = BatchProfile(),
+    random_weights: bool = False,
+    sources: dict | None = None,
+    text_encoder: bool = True,
+    overwrite: bool = False,
+    graphs_only: bool = False,
+    on_graph: Callable[[str, str], None] | None = None,
+) -> dict:
+    """Export ``editor`` into a bundle at ``out``; returns the manifest.
+
+    ``graphs_only`` writes just ``onnx/`` and the manifest (``mcaexport export-onnx``).
+    ``on_graph(name, precision)`` is called before each export (progress display).
+    """
+    out = Path(out)
+    if precision not in PRECISIONS:
+        raise ConfigError(f"--precision {precision!r}: choose fp32 or fp16")
+    backend = resolve_backend(backend)
+    if backend == "tensorrt":
+        from mcaclip.export.tensorrt import require_tensorrt
+
+        require_tensorrt()
+    if out.exists() and not overwrite:
+        raise BundleError(f"{out}: already exists; pass --overwrite to replace it")
+    prompts = list(dict.fromkeys(prompts))  # unique, in order
+    if editor.clip is not None and prompts:
+        editor.clip.tokenize(prompts)  # refuse bad prompts before minutes of export
+    out.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        manifest = _write(
+            editor,
+            work,
+            prompts,
+            precision,
+            backend,
+            profile,
+            random_weights,
+            sources or {},
+            text_encoder,
+            graphs_only,
+            on_graph,
+        )
+        _make_readable(work)
+        if out.exists():
+            trash = out.with_name(f".{out.name}.old")
+            shutil.rmtree(trash, ignore_errors=True)
+            out.rename(trash)
+            work.rename(out)
+            shutil.rmtree(trash, ignore_errors=True)
+        else:
+            work.rename(out)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return manifest
+
+
+@torch.no_grad()
+def _write(
+    editor,
+    root,
+    prompts,
+    precision,
+    backend,
+    profile,
+    random_weights,
+    sources,
+    text_encoder,
+    graphs_only,
+    on_graph,
+) -> dict:
+    names = graph_names(editor, text_encoder=text_encoder)
+    graphs: dict[str, dict] = {}
+    files: dict[str, str] = {}
+    precisions = ["fp32"] + (["fp16"] if precision == "fp16" else [])
+    # fusion/mapper see every (latent, prompt) pair of a call: their batch is latents x prompts
+    pair_max = profile.max * profile.max_prompts
+    for name in names:
+        spec = export_spec(editor, name)
+        module = graph_module(editor, name)
+        entry = {
+            "inputs": [t.to_dict() for t in spec.inputs],
+            "outputs": [t.to_dict() for t in spec.outputs],
+            "max_batch": profile.max
+            if name in ("masked_generator", "masknet", "mapping")
+            else pair_max,
+            "onnx": {},
+            "validation": {},
+        }
+        for prec in precisions:
+            if on_graph:
+                on_graph(name, prec)
+            rel = f"onnx/{name}.onnx" if prec == "fp32" else f"onnx/{name}.fp16.onnx"
+            report = export_graph(
+                module,
+                spec,
+                editor,
+                root / rel,
+                prec,
+                max_batch=max(pair_max, 2),
+                max_prompts=max(profile.max_prompts, 2),
+            )
+            entry["onnx"][prec] = rel
+            entry["validation"][prec] = report.to_dict()
+            files[rel] = sha256(root / rel)
+        graphs[name] = entry
+    if not graphs_only:
+        files.update(_write_prompts(editor, root, prompts))
+        files.update(_write_torch(editor, root))
+    manifest = {
+        "schema_version": SCHEMA_VERSION,
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "versions": versions(),
+        "preset": editor.preset.to_dict(),
+        "random_weights": random_weights,
+        "sources": sources,
+        "backend": backend,
+        "precision": precision,
+        "batch_profile": profile.to_dict(),
+        "delta_scale": editor.delta_scale,
+        "text": {
+            "context_length": editor.clip.context_length if editor.clip is not None else None,
+            "tokenizer": "openai-clip-bpe",
+        },
+        "graphs": graphs,
+        "prompts": prompts,
+        "files": files,
+        "tensorrt": None,
+    }
+    if backend == "tensorrt":
+        from mcaclip.export.tensorrt import build_engines
+
+        manifest["tensorrt"] = build_engines(root, manifest)
+        files.update(manifest["tensorrt"]["files"])
+    (root / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+    return manifest
+
+
+def _make_readable(root: Path) -> None:
+    """mkdtemp/mkstemp create owner-only entries; give the bundle the usual permissions."""
+    mask = current_umask()
+    for path in [root, *root.rglob("*")]:
+        path.chmod((0o777 if path.is_dir() else 0o666) & ~mask)
+
+
+def _write_prompts(editor, root: Path, prompts: list[str]) -> dict[str, str]:
+    dim = editor.preset.clip.embed_dim
+    if prompts:
+        embeddings = editor.clip.embed_prompts(prompts).float().numpy()
+    else:
+        embeddings = np.zeros((0, dim), np.float32)
+    write_prompt_cache(root / PROMPTS, prompts, embeddings)
+    return {PROMPTS: sha256(root / PROMPTS)}
+
+
+def _write_torch(editor, root: Path) -> dict[str, str]:
+    """The same weights as safetensors, for the PyTorch backend and --compare-torch."""
+    torch_dir = root / "torch"
+    editor.generator.save(torch_dir / "generator.safetensors")
+    clip_file = None
+    if editor.clip is not None:
+        state = {k: v.contiguous() for k, v in editor.clip.model.state_dict().items()}
+        save_file(state, torch_dir / "clip.safetensors")
+        clip_file = "clip.safetensors"
+    editor.save(torch_dir / "editor.safetensors", "generator.safetensors", clip_file)
+    return {str(p.relative_to(root)): sha256(p) for p in sorted(torch_dir.iterdir()) if p.is_file()}

@@ -1,0 +1,202 @@
+"""The edit pipeline over a bundle: prompts -> e_t, seeds -> w, (w, prompts) -> edits.
+
+One call edits n latents with P prompts: fusion and mapper run on the n*P (latent, prompt)
+pairs, and the masked generator runs the original stream once for the n latents and the edited
+stream for the n*P pairs (see :class:`mcaclip.nn.editor.MaskedSynthesis`).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from mcaclip.bundle import Bundle, BundleError
+from mcaclip.errors import McaError, PromptError
+from mcaclip.runtime.backends import BACKEND_NAMES
+from mcaclip.runtime.backends.base import BackendError, GraphRunner
+from mcaclip.runtime.io import check_finite, seed_latents
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class EditBatch:
+    indices: list[int]  # positions of these latents in the input
+    images: np.ndarray  # [n, P, 3, H, W] in [-1, 1]
+    originals: np.ndarray  # [n, 3, H, W]
+    masks: list[np.ndarray]  # per styled conv [n, P, 1, H_l, W_l]; [] without masks
+
+
+class EditPipeline:
+    """Edit latents with a bundle. A context manager; graphs are opened on first use."""
+
+    def __init__(
+        self,
+        bundle: Bundle | str | Path,
+        backend: str = "onnxruntime",
+        providers: list[str] | None = None,
+        device: str = "cpu",
+    ):
+        self.bundle = bundle if isinstance(bundle, Bundle) else Bundle.open(bundle)
+        if backend not in BACKEND_NAMES:
+            raise BackendError(f"backend {backend!r}: choose one of {', '.join(BACKEND_NAMES)}")
+        self.backend = backend
+        self.providers = providers
+        self.device = device
+        gen = self.bundle.preset["generator"]
+        self.style_dim = int(gen["style_dim"])
+        self.n_latent = 2 * (int(gen["size"]).bit_length() - 1) - 2
+        self.size = int(gen["size"])
+        self._runners: dict[str, GraphRunner] = {}
+        self._cache = self.bundle.prompt_cache()
+        self._torch = None
+        self._tokenizer = None
+        if self.bundle.random_weights:
+            log.warning(
+                "bundle %s has RANDOM weights (built with --random-weights): its edits are "
+                "noise, for tests and benchmarks only",
+                self.bundle.root,
+            )
+
+    # -- plumbing ----------------------------------------------------------------------------
+
+    def __enter__(self) -> EditPipeline:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        for runner in self._runners.values():
+            runner.close()
+        self._runners.clear()
+
+    @property
+    def max_batch(self) -> int:
+        return int(self.bundle.batch_profile["max"])
+
+    @property
+    def max_prompts(self) -> int:
+        return int(self.bundle.batch_profile["max_prompts"])
+
+    def runner(self, name: str) -> GraphRunner:
+        if name not in self._runners:
+            entry = self.bundle.graphs.get(name)
+            if entry is None:
+                raise BundleError(f"{self.bundle.root}: has no {name} graph")
+            inputs = [t["name"] for t in entry["inputs"]]
+            outputs = [t["name"] for t in entry["outputs"]]
+            if self.backend == "torch":
+                from mcaclip.runtime.backends.torch import TorchEditor
+
+                if self._torch is None:
+                    self._torch = TorchEditor(
+                        self.bundle.root, self.bundle.random_weights, self.device
+                    )
+                self._runners[name] = self._torch.runner(name, inputs, outputs)
+            else:
+                from mcaclip.runtime.backends.onnxruntime import OrtRunner
+
+                self._runners[name] = OrtRunner(
+                    name,
+                    self.bundle.graph_path(name, "fp32"),
+                    self.providers,
+                    cache_dir=self.bundle.root / "ort_cache",
+                )
+        return self._runners[name]
+
+    # -- stages ------------------------------------------------------------------------------
+
+    def tokenize(self, prompts: list[str]) -> np.ndarray:
+        from open_clip.tokenizer import SimpleTokenizer
+
+        ctx = self.bundle.manifest["text"]["context_length"]
+        if self._tokenizer is None:
+            self._tokenizer = SimpleTokenizer()
+        for prompt in prompts:
+            n = len(self._tokenizer.encode(prompt))
+            if n > ctx - 2:
+                raise PromptError(
+                    f"prompt is {n} tokens, over the text encoder's limit of {ctx - 2}: "
+                    f"shorten {prompt[:40]!r}..."
+                )
+        return self._tokenizer(prompts, context_length=ctx).numpy()
+
+    def embed(self, prompts: list[str]) -> np.ndarray:
+        """Text embeddings [P, D_text]: from the bundle's cache, else the text_encoder graph."""
+        for p in prompts:
+            if not p.strip():
+                raise PromptError("empty prompt: say what to edit, e.g. 'blue goatee'")
+        missing = [p for p in prompts if p not in self._cache]
+        if missing:
+            if "text_encoder" not in self.bundle.graphs:
+                raise PromptError(
+                    f"prompt {missing[0]!r} is not in the bundle's cache and the bundle has no "
+                    "text encoder; rebuild it with --prompt for that prompt (or without "
+                    "--no-text-encoder)"
+                )
+            tokens = self.tokenize(missing)
+            out = self.runner("text_encoder").infer({"tokens": tokens})["e_t"]
+            self._cache.update(zip(missing, out))
+        return np.stack([self._cache[p] for p in prompts]).astype(np.float32)
+
+    def seeds_to_latents(self, seeds: list[int], truncation: float = 0.7) -> np.ndarray:
+        """W+ latents [N, L, D] of the mapping network for each seed, truncated."""
+        z = seed_latents(seeds, self.style_dim)
+        out = []
+        for start in range(0, len(z), self.max_batch):
+            chunk = z[start : start + self.max_batch]
+            trunc = np.full((len(chunk), 1), truncation, np.float32)
+            out.append(self.runner("mapping").infer({"z": chunk, "truncation": trunc})["w_plus"])
+        return np.concatenate(out)
+
+    def edit_batch(self, w: np.ndarray, e: np.ndarray) -> tuple[np.ndarray, np.ndarray, list]:
+        """w [n, L, D] with every embedding e [P, D_t] -> images [n, P, 3, H, W], originals,
+        masks."""
+        n, p = len(w), len(e)
+        w_rep = np.repeat(w, p, axis=0)
+        e_rep = np.tile(e, (n, 1))
+        t_w = self.runner("fusion").infer({"w": w_rep, "e_t": e_rep})["t_w"]
+        w_edit = self.runner("mapper").infer({"w": w_rep, "t_w": t_w})["w_edit"]
+        out = self.runner("masked_generator").infer(
+            {
+                "w": w,
+                "w_edit": w_edit.reshape(n, p, *w.shape[1:]),
+                "e_t": e_rep.reshape(n, p, -1),
+            }
+        )
+        masks = [out[k] for k in sorted(out) if k.startswith("mask_")]
+        return out["image"], out["original"], masks
+
+    def check_request(self, w: np.ndarray, n_prompts: int, batch_size: int) -> None:
+        if w.ndim != 3 or w.shape[1:] != (self.n_latent, self.style_dim):
+            raise McaError(
+                f"latents must be [N, {self.n_latent}, {self.style_dim}] for this bundle, "
+                f"got {list(w.shape)}"
+            )
+        check_finite(w, "latents")
+        if not 1 <= batch_size <= self.max_batch:
+            raise McaError(
+                f"batch size {batch_size} is outside the bundle's batch profile "
+                f"1..{self.max_batch}; lower --batch-size or rebuild with --max-batch {batch_size}"
+            )
+        if n_prompts > self.max_prompts:
+            raise McaError(
+                f"{n_prompts} prompts per latent is above the bundle's {self.max_prompts}; "
+                f"rebuild with --max-prompts {n_prompts} or edit in several runs"
+            )
+        if n_prompts == 0:
+            raise PromptError("no prompt: pass --prompt at least once")
+
+    def edit(self, w: np.ndarray, prompts: list[str], batch_size: int = 4) -> Iterator[EditBatch]:
+        """Edit every latent w [N, L, D] with every prompt, ``batch_size`` latents per call."""
+        self.check_request(w, len(prompts), batch_size)
+        e = self.embed(prompts)
+        for start in range(0, len(w), batch_size):
+            chunk = w[start : start + batch_size]
+            images, originals, masks = self.edit_batch(chunk, e)
+            yield EditBatch(list(range(start, start + len(chunk))), images, originals, masks)

@@ -1,0 +1,180 @@
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from mcaclip.runtime.cli import main as mcarun
+
+
+def test_edit_seeds_several_prompts_grid_masks(cli, tiny_bundle, tmp_path, caplog):
+    out = tmp_path / "out"
+    args = [
+        "edit",
+        "--engine",
+        tiny_bundle,
+        "--seeds",
+        "0-2",
+        "--prompt",
+        "blue goatee",
+        "--prompt",
+        "glasses",
+        "--batch-size",
+        "2",
+        "--out",
+        out,
+        "--grid",
+        "--save-masks",
+    ]
+    code, stdout, err = cli(mcarun, *args)
+    assert code == 0, err
+    assert "RANDOM weights" in caplog.text  # on stderr outside pytest
+    assert "3 latents x 2 prompts" in stdout and "3 edited, 0 already done" in stdout
+    names = sorted(p.name for p in out.iterdir())
+    assert "00002_glasses.png" in names and "00000_original.png" in names
+    assert "00001_blue-goatee_mask.png" in names and "00001_blue-goatee_masks.npz" in names
+    with np.load(out / "00001_blue-goatee_masks.npz") as m:
+        assert m["mask_06"].shape == (1, 32, 32) and m["mask_00"].shape == (1, 4, 4)
+    with Image.open(out / "grid.png") as g:  # 3 rows; original + 2 edits + 2 masks
+        assert g.size == (5 * 34 + 2, 3 * 34 + 2)
+    before = (out / "00000_glasses.png").stat().st_mtime_ns
+    code, stdout, _ = cli(mcarun, *args)
+    assert code == 0 and "0 edited, 3 already done" in stdout
+    assert (out / "00000_glasses.png").stat().st_mtime_ns == before
+    code, stdout, _ = cli(mcarun, *args, "--overwrite")
+    assert code == 0 and "3 edited" in stdout
+
+
+def test_edit_latent_file_same_as_seeds(cli, tiny_bundle, tmp_path):
+    from mcaclip.runtime.pipeline import EditPipeline
+
+    with EditPipeline(tiny_bundle) as p:
+        w = p.seeds_to_latents([0, 1])
+    torch.save(torch.from_numpy(w), tmp_path / "w.pt")
+    for name, src in (("a", ["--latents", tmp_path / "w.pt"]), ("b", ["--seeds", "0-1"])):
+        code, _, err = cli(
+            mcarun,
+            "edit",
+            "--engine",
+            tiny_bundle,
+            *src,
+            "--prompt",
+            "red hair",
+            "--out",
+            tmp_path / name,
+        )
+        assert code == 0, err
+    a = np.asarray(Image.open(tmp_path / "a" / "00001_red-hair.png"), np.int16)
+    b = np.asarray(Image.open(tmp_path / "b" / "00001_red-hair.png"), np.int16)
+    assert np.abs(a - b).max() <= 1
+
+
+def test_bench_writes_json(cli, tiny_bundle, tmp_path):
+    path = tmp_path / "bench.json"
+    code, stdout, err = cli(
+        mcarun,
+        "bench",
+        "--engine",
+        tiny_bundle,
+        "--batch-sizes",
+        "1,2",
+        "--iters",
+        "2",
+        "--warmup",
+        "1",
+        "--compare-torch",
+        "--json",
+        path,
+    )
+    assert code == 0, err
+    data = json.loads(path.read_text())
+    rows = data["backends"]["onnxruntime"]["rows"]
+    assert {(r["batch"], r["stage"]) for r in rows} == {
+        (b, s)
+        for b in (1, 2)
+        for s in ("text", "fusion", "mapper", "masked_generator", "end_to_end")
+    }
+    assert all(r["p50_ms"] > 0 and r["p99_ms"] >= r["p50_ms"] for r in rows)
+    assert len(data["speedup_vs_torch"]) == 10 and data["machine"]["cpu_count"] >= 1
+    assert "end_to_end" in stdout
+
+
+def _edit(cli, bundle, out, *extra):
+    return cli(mcarun, "edit", "--engine", bundle, "--prompt", "red hair", "--out", out, *extra)
+
+
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        ("missing", "fusion.onnx: missing from the bundle; rebuild"),
+        ("corrupt", "fusion.onnx: corrupt (sha256 does not match"),
+        ("schema", "is newer than this mcaclip reads"),
+    ],
+)
+def test_bundle_errors(cli, bundle_copy, tmp_path, damage, message):
+    path = bundle_copy / "onnx" / "fusion.onnx"
+    if damage == "missing":
+        path.unlink()
+    elif damage == "corrupt":
+        path.write_bytes(path.read_bytes()[:-1] + b"!")
+    else:
+        m = json.loads((bundle_copy / "manifest.json").read_text())
+        m["schema_version"] = 99
+        (bundle_copy / "manifest.json").write_text(json.dumps(m))
+    code, stdout, err = _edit(cli, bundle_copy, tmp_path / "out", "--seeds", "0")
+    assert code == 2 and message in err and err.startswith("error: ")
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ("shape", "this bundle takes [N, 8, 64]"),
+        ("nan", "NaN/Inf values in latents [0]"),
+        ("inf", "NaN/Inf values in latents [0]"),
+        ("pickle", "refused: not a weights-only tensor file"),
+    ],
+)
+def test_latent_file_errors(cli, tiny_bundle, tmp_path, content, message):
+    w = torch.zeros(2, 8, 64)
+    if content == "shape":
+        w = torch.zeros(2, 18, 512)
+    elif content in ("nan", "inf"):
+        w[0, 3, 3] = float(content)
+    path = tmp_path / "w.pt"
+    torch.save({"w": w, "code": _Payload()} if content == "pickle" else w, path)
+    code, _, err = _edit(cli, tiny_bundle, tmp_path / "out", "--latents", path)
+    assert code == 2 and message in err and err.count("\n") <= 2
+    assert not (tmp_path / "out").exists()
+
+
+class _Payload:
+    def __reduce__(self):
+        return (print, ("pwned",))
+
+
+def test_prompt_batch_and_output_errors(cli, tiny_bundle, tmp_path):
+    out = tmp_path / "out"
+    code, _, err = cli(
+        mcarun,
+        "edit",
+        "--engine",
+        tiny_bundle,
+        "--seeds",
+        "0",
+        "--prompt",
+        "very " * 40,
+        "--out",
+        out,
+    )
+    assert code == 2 and "over the text encoder's limit" in err
+    code, _, err = _edit(cli, tiny_bundle, out, "--seeds", "0-7", "--batch-size", "8")
+    assert code == 2 and "rebuild with --max-batch 8" in err
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    code, _, err = _edit(cli, tiny_bundle, blocker / "out", "--seeds", "0")
+    assert code == 2 and "output directory not writable" in err
+    code, _, err = _edit(cli, tiny_bundle, out)
+    assert code == 2 and "either --latents FILE or --seeds" in err
+    assert not out.exists()

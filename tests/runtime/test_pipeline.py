@@ -1,0 +1,83 @@
+import json
+
+import numpy as np
+import pytest
+
+from mcaclip.bundle import Bundle
+from mcaclip.errors import McaError, PromptError
+from mcaclip.runtime.pipeline import EditPipeline
+
+
+@pytest.fixture
+def latents(tiny_bundle):
+    with EditPipeline(tiny_bundle) as p:
+        return p.seeds_to_latents([0, 1, 2])
+
+
+def test_onnxruntime_matches_pytorch(tiny_bundle, latents):
+    prompts = ["blue goatee", "glasses"]  # one cached, one through the text encoder
+    with EditPipeline(tiny_bundle) as ort_p, EditPipeline(tiny_bundle, backend="torch") as torch_p:
+        a = next(ort_p.edit(latents, prompts, batch_size=3))
+        b = next(torch_p.edit(latents, prompts, batch_size=3))
+        assert a.images.shape == (3, 2, 3, 32, 32) and a.originals.shape == (3, 3, 32, 32)
+        assert len(a.masks) == 7 and a.masks[-1].shape == (3, 2, 1, 32, 32)
+        assert np.abs(a.images - b.images).max() <= 1e-4
+        assert np.abs(a.originals - b.originals).max() <= 1e-4
+        assert max(np.abs(x - y).max() for x, y in zip(a.masks, b.masks)) <= 1e-5
+        assert ort_p.runner("fusion").providers == ["CPUExecutionProvider"]
+
+
+def test_cached_embedding_equals_text_encoder(tiny_bundle):
+    with EditPipeline(tiny_bundle) as p:
+        cached = p.embed(["red hair"])
+        tokens = p.tokenize(["red hair"])
+        fresh = p.runner("text_encoder").infer({"tokens": tokens})["e_t"]
+    assert np.abs(cached - fresh).max() <= 1e-5
+
+
+def test_several_prompts_equal_single_edits(tiny_bundle, latents):
+    prompts = ["blue goatee", "red hair", "glasses", "a smiling face"]
+    with EditPipeline(tiny_bundle) as p:
+        many = next(p.edit(latents[:2], prompts, batch_size=2))
+        for j, prompt in enumerate(prompts):
+            one = next(p.edit(latents[:2], [prompt], batch_size=2))
+            assert np.abs(many.images[:, j] - one.images[:, 0]).max() <= 1e-5
+            assert np.abs(many.originals - one.originals).max() <= 1e-6
+
+
+def test_batches_cover_every_latent(tiny_bundle, latents):
+    with EditPipeline(tiny_bundle) as p:
+        batches = list(p.edit(latents, ["red hair"], batch_size=2))
+        whole = next(p.edit(latents, ["red hair"], batch_size=3))
+    assert [b.indices for b in batches] == [[0, 1], [2]]
+    split = np.concatenate([b.images for b in batches])
+    assert np.abs(split - whole.images).max() <= 1e-5
+
+
+def test_request_errors(tiny_bundle, latents):
+    with EditPipeline(tiny_bundle) as p:
+        with pytest.raises(
+            McaError, match="batch size 5 is outside the bundle's batch profile 1..4"
+        ):
+            next(p.edit(latents, ["red hair"], batch_size=5))
+        with pytest.raises(McaError, match="5 prompts per latent is above the bundle's 4"):
+            next(p.edit(latents, ["a", "b", "c", "d", "e"], batch_size=1))
+        with pytest.raises(PromptError, match="over the text encoder's limit of 30"):
+            p.embed(["very " * 40 + "blue goatee"])
+        bad = latents.copy()
+        bad[1, 0, 0] = np.nan
+        with pytest.raises(McaError, match=r"NaN/Inf values in latents \[1\]"):
+            next(p.edit(bad, ["red hair"], batch_size=1))
+
+
+def test_unknown_prompt_without_text_encoder(bundle_copy):
+    path = bundle_copy / "manifest.json"
+    m = json.loads(path.read_text())
+    del m["graphs"]["text_encoder"]
+    del m["files"]["onnx/text_encoder.onnx"]
+    (bundle_copy / "onnx" / "text_encoder.onnx").unlink()
+    path.write_text(json.dumps(m))
+    with EditPipeline(Bundle.open(bundle_copy)) as p:
+        assert p.embed(["red hair"]).shape == (1, 64)
+        with pytest.raises(PromptError, match="'glasses' is not in the bundle's cache.*--prompt"):
+            p.embed(["glasses"])
