@@ -33,8 +33,6 @@ class MaskedOutput(NamedTuple):
 
 def _per_prompt(x: torch.Tensor, prompts: int | torch.SymInt) -> torch.Tensor:
     """[B, ...] -> [B*P, ...], each row P times in a row (latent-major); a view when P == 1."""
-    if x.shape[0] == 1 and x.ndim == 4 and x.shape[1] == 1:  # shared constant noise map
-        return x
     return x.unsqueeze(1).expand(-1, prompts, *x.shape[1:]).reshape(-1, *x.shape[1:])
 
 
@@ -89,7 +87,8 @@ class MaskedSynthesis(nn.Module):
             raise ConfigError("this editor has no mask net (use_masks=False): pass masks")
         if noise is None:
             noise = synth.make_noise(w.shape[0], noise_mode)
-        noise_edit = [n if n is None else _per_prompt(n, prompts) for n in noise]
+        # constant noise [1, 1, H, W] broadcasts over any batch as it is
+        noise_edit = [n if n is None or n.shape[0] == 1 else _per_prompt(n, prompts) for n in noise]
         heads = self.masknet.heads if masks is None else None
         shared_masks = heads is not None and heads[0].cond is None
         x, xe, skip, skip_e = synth.input(w), synth.input(w_edit), None, None

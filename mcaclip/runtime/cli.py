@@ -150,14 +150,13 @@ def bench(engine, backend, providers, batch_sizes, iters, warmup, compare_torch,
         raise McaError(f"--batch-sizes {batch_sizes!r}: use numbers like 1,4,8") from None
     results, meta = {}, {}
     with _open(engine, backend, providers) as pipeline:
+        manifest = pipeline.bundle.manifest
         results[backend] = bench_pipeline(pipeline, sizes, iters, warmup)
         meta[backend] = _backend_meta(pipeline)
     if compare_torch and backend != "torch":
         with EditPipeline(engine, backend="torch") as pipeline:
             results["torch"] = bench_pipeline(pipeline, sizes, iters, warmup)
             meta["torch"] = _backend_meta(pipeline)
-    with open(engine / "manifest.json") as f:
-        manifest = json.load(f)
     payload = {
         "machine": machine_info(),
         "bundle": str(engine),

@@ -192,3 +192,22 @@ def test_masked_synthesis_exports_with_dynamic_batch(tiny_editor, tmp_path):
         assert out[0].shape == (b * p, 3, 32, 32)
         for o, r in zip(out, ref):
             assert np.abs(o - r.numpy()).max() <= 1e-4
+
+
+@torch.no_grad()
+@pytest.mark.parametrize("condition", ["none", "text"])
+def test_one_latent_many_prompts_either_mask_kind(tiny, condition):
+    editor_cfg = type(tiny.editor)(fusion_heads=2, mask_condition=condition)
+    preset = type(tiny)(tiny.name, tiny.generator, tiny.clip, editor_cfg)
+    torch.manual_seed(0)
+    editor = MCAEditor.from_preset(preset, random_weights=True)
+    w = editor.generator.broadcast(editor.generator.mapping(torch.randn(1, 64)))
+    e = torch.randn(3, 64)
+    many = editor.edit_many(w, e)
+    assert many.image.shape == (3, 3, 32, 32) and many.masks[0].shape == (3, 1, 4, 4)
+    for p in range(3):
+        single = editor(w, e[p : p + 1])
+        assert torch.allclose(many.image[p], single.image[0], atol=1e-5)
+        assert torch.allclose(many.masks[0][p], single.masks[0][0], atol=1e-6)
+    if condition == "none":  # masks from the original features only: the same for every prompt
+        assert torch.equal(many.masks[2][0], many.masks[2][2])
