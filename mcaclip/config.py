@@ -92,7 +92,8 @@ class ClipConfig:
 class EditorConfig:
     """MCA-CLIP editor: feature fusion (or TEM), levels mapper, mask heads."""
 
-    fusion: str = "ff"  # "ff": the paper's Feature Fusion; "tem": CF-CLIP's text embedding mapping
+    fusion: str = "ff"  # "ff": the paper's Feature Fusion; "tem": CF-CLIP's text embedding
+    # mapping; "none": the mapper reads w alone (StyleCLIP's latent mapper, one model per prompt)
     fusion_heads: int = 8  # attention heads per fusion layer
     fusion_tokens: int = 1  # split each 512-d vector into this many tokens (1: the paper's form)
     fusion_ffn_mult: int = 2  # hidden width of the fusion feed-forward block, times style_dim
@@ -106,8 +107,8 @@ class EditorConfig:
     mask_condition: str = "none"  # "none": masks from original features only; "text": also e_t
 
     def __post_init__(self) -> None:
-        if self.fusion not in ("ff", "tem"):
-            raise ConfigError(f"editor.fusion={self.fusion!r}: choose 'ff' or 'tem'")
+        if self.fusion not in ("ff", "tem", "none"):
+            raise ConfigError(f"editor.fusion={self.fusion!r}: choose 'ff', 'tem' or 'none'")
         if self.mask_condition not in ("none", "text"):
             raise ConfigError(
                 f"editor.mask_condition={self.mask_condition!r}: choose 'none' or 'text'"

@@ -54,7 +54,7 @@ def test_missing_file(tmp_path):
         ({"generator": {"size": "64"}}, "expected int"),
         ({"generator": {"channels": [32, 32]}}, "needs 4"),
         ({"generator": {"channel_base": 16}}, "no channels left at 32 px"),
-        ({"editor": {"fusion": "mlp"}}, "choose 'ff' or 'tem'"),
+        ({"editor": {"fusion": "mlp"}}, "choose 'ff', 'tem' or 'none'"),
         ({"editor": {"levels": ["coarse", "ultra"]}}, "ultra"),
         ({"editor": {"fusion_tokens": 3}}, "fusion_tokens=3"),
         ({"editor": {"use_masks": 1}}, "expected bool"),

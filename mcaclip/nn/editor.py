@@ -17,7 +17,7 @@ from torch import nn
 
 from mcaclip.config import Preset, load_preset
 from mcaclip.errors import CheckpointError, ConfigError, ShapeError, WeightsMissingError
-from mcaclip.nn.fusion import FeatureFusion, TextEmbeddingMapping
+from mcaclip.nn.fusion import FeatureFusion, LatentOnly, TextEmbeddingMapping
 from mcaclip.nn.mapper import LevelsMapper
 from mcaclip.nn.masknet import MaskNet
 from mcaclip.nn.stylegan2 import Generator, SynthesisNetwork
@@ -146,8 +146,10 @@ class MCAEditor(nn.Module):
                 e.fusion_tokens,
                 e.fusion_ffn_mult,
             )
-        else:
+        elif e.fusion == "tem":
             self.fusion = TextEmbeddingMapping(g.n_latent, g.style_dim, text_dim, lr_mul=0.01)
+        else:
+            self.fusion = LatentOnly(g.n_latent, g.style_dim, text_dim)
         self.mapper = LevelsMapper(
             g.n_latent, g.style_dim, e.levels, e.level_bounds, e.mapper_layers, e.mapper_lr_mul
         )

@@ -134,6 +134,18 @@ class TextEmbeddingMapping(nn.Module):
         return self.join(torch.cat([w, text], dim=-1))
 
 
+class LatentOnly(nn.Module):
+    """No fusion: t_w = w (StyleCLIP's latent mapper, trained for one prompt). e_t is ignored."""
+
+    def __init__(self, n_latent: int, style_dim: int, text_dim: int):
+        super().__init__()
+        self.n_latent, self.style_dim, self.text_dim = n_latent, style_dim, text_dim
+
+    def forward(self, w: torch.Tensor, e_t: torch.Tensor) -> torch.Tensor:
+        _check_inputs(w, e_t, self.n_latent, self.style_dim, self.text_dim)
+        return w
+
+
 def _check_inputs(w: torch.Tensor, e_t: torch.Tensor, L: int, D: int, Dt: int) -> None:
     if w.ndim != 3 or w.shape[1] != L or w.shape[2] != D:
         raise ShapeError(f"W+ latent must be [B, {L}, {D}], got {list(w.shape)}")

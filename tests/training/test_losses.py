@@ -1,0 +1,132 @@
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from mcaclip.training import losses
+from mcaclip.training.losses import (
+    BackgroundLoss,
+    ClipDirectLoss,
+    ClipNCELoss,
+    IdentityLoss,
+    latent_l2,
+    mask_area,
+    mask_tv,
+    random_perspective,
+)
+
+
+def _image(*channels, size=8):
+    return torch.tensor(channels, dtype=torch.float32).view(1, 3, 1, 1).expand(1, 3, size, size)
+
+
+def test_latent_l2():
+    w = torch.zeros(1, 2, 2)
+    w_edit = torch.tensor([[[1.0, 2.0], [3.0, 4.0]]])
+    assert latent_l2(w, w_edit).item() == pytest.approx(7.5)
+
+
+def test_mask_area_sums_layer_fractions():
+    masks = [torch.full((2, 1, 2, 2), 0.5), torch.zeros(2, 1, 4, 4), torch.ones(2, 1, 8, 8)]
+    assert mask_area(masks).item() == pytest.approx(1.5)
+
+
+def test_mask_tv():
+    m = torch.tensor([[0.0, 1.0], [0.0, 1.0]]).view(1, 1, 2, 2)  # two horizontal steps of 1
+    assert mask_tv([m]).item() == pytest.approx(2 / 4)
+    assert mask_tv([torch.ones(3, 1, 4, 4)]).item() == 0
+
+
+class _MeanColour(torch.nn.Module):
+    def forward(self, x):
+        return F.normalize(x.mean((2, 3)), dim=-1)
+
+
+def test_identity_loss():
+    loss = IdentityLoss(_MeanColour(), crop=False)
+    x = _image(1, 0, 0)
+    assert loss(x, x).item() == pytest.approx(0, abs=1e-6)
+    assert loss(x, _image(0, 1, 0)).item() == pytest.approx(1.0)
+    assert loss(x, _image(1, 1, 0)).item() == pytest.approx(1 - 1 / math.sqrt(2))
+
+
+class _LeftIsBackground(torch.nn.Module):
+    def forward(self, x):
+        logits = torch.zeros(x.shape[0], 19, *x.shape[2:])
+        logits[:, 0, :, : x.shape[-1] // 2] = 1.0  # left half: background
+        logits[:, 1, :, x.shape[-1] // 2 :] = 1.0  # right half: skin
+        return logits
+
+
+def test_background_loss_only_counts_background():
+    loss = BackgroundLoss(_LeftIsBackground())
+    x = torch.zeros(1, 3, 4, 4)
+    right = x.clone()
+    right[..., 2:] = 1.0
+    left = x.clone()
+    left[..., :2] = 2.0
+    assert loss(x, right).item() == 0
+    assert loss(x, left).item() == pytest.approx(4.0)
+    assert loss(x, torch.ones_like(x)).item() == pytest.approx(1.0)
+
+
+class _StubClip(torch.nn.Module):
+    """Text: "face" -> (1, 0), anything else -> (0, 1). Image: its mean colour (r, g)."""
+
+    def embed_prompts(self, texts):
+        return torch.tensor([[1.0, 0.0] if "face" in t else [0.0, 1.0] for t in texts])
+
+    def encode_image(self, images):
+        return F.normalize(images.mean((2, 3))[:, :2], dim=-1)
+
+
+def test_clip_nce_hand_computed(monkeypatch):
+    monkeypatch.setattr(losses, "random_perspective", lambda x, generator=None: x)
+    loss = ClipNCELoss(_StubClip(), templates=["a {}", "the {}"], n_aug=1, tau=1.0)
+    x, x_hat = _image(1, 1, 0), _image(-1, 1, 0)
+    # q = n(e_h - e_x) = (-1, 0); p1 = n(t - s) = (-1, 1)/sqrt2; p2 = n(t - e_x);
+    # negatives (2 templates) = n(s - e_x)
+    r = 1 / math.sqrt(2)
+    q = (-1.0, 0.0)
+    p1 = (-r, r)
+    d = (-r, 1 - r)
+    p2 = (d[0] / math.hypot(*d), d[1] / math.hypot(*d))
+    nv = (1 - r, -r)
+    neg = (nv[0] / math.hypot(*nv), nv[1] / math.hypot(*nv))
+
+    def term(p):
+        a = q[0] * p[0] + q[1] * p[1]
+        b = q[0] * neg[0] + q[1] * neg[1]
+        return -math.log(math.exp(a) / (math.exp(a) + 2 * math.exp(b)))
+
+    expected = (term(p1) + term(p2)) / 2
+    assert loss(x, x_hat, ["goatee"]).item() == pytest.approx(expected, rel=1e-5)
+
+
+def test_clip_nce_prefers_edits_towards_the_target():
+    loss = ClipNCELoss(_StubClip(), templates=["a {}"], n_aug=4)
+    x = _image(1, 1, 0)
+    toward = loss(x, _image(-1, 1, 0), ["goatee"])
+    away = loss(x, _image(1, -1, 0), ["goatee"])
+    assert toward < away
+
+
+def test_styleclip_clip_loss():
+    loss = ClipDirectLoss(_StubClip())
+    e_t = torch.tensor([[0.0, 1.0]])
+    assert loss(_image(0, 1, 0), e_t).item() == pytest.approx(0, abs=1e-6)
+    assert loss(_image(1, 0, 0), e_t).item() == pytest.approx(1)
+
+
+def test_random_perspective():
+    img = torch.rand(3, 3, 16, 16, requires_grad=True)
+    assert torch.allclose(random_perspective(img, distortion=0.0), img, atol=1e-5)
+    out = random_perspective(img, generator=torch.Generator().manual_seed(0))
+    again = random_perspective(img, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(out, again)
+    assert out.shape == img.shape
+    assert (out[:, :, 0, 0] == 0).any() or (out[:, :, -1, -1] == 0).any()  # black outside
+    assert not torch.allclose(out[0], out[1])  # one warp per image
+    out.sum().backward()
+    assert img.grad is not None and img.grad.abs().sum() > 0
