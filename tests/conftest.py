@@ -89,3 +89,8 @@ def cli(monkeypatch, capsys):
         return code, out.out, out.err
 
     return invoke
+
+
+@pytest.fixture
+def data_dir() -> Path:
+    return DATA
