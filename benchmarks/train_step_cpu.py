@@ -15,8 +15,6 @@ import tempfile
 from collections import defaultdict
 from pathlib import Path
 
-import torch
-
 from benchmarks.common import write_result
 from mcaclip.training.trainer import TrainConfig, Trainer
 
