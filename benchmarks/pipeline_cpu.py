@@ -4,7 +4,7 @@ Presets: toy-64, and 256 px with FFHQ channel widths (config-f at 256 px, ViT-B-
 Random weights: speed does not depend on them. Also measures one latent edited with 4 prompts
 in one call against 4 single-prompt calls (the original stream is shared).
 
-    python -m benchmarks.pipeline_cpu            # both presets (about 6 min on 2 cores)
+    python -m benchmarks.pipeline_cpu            # both presets (about 12 min on 2 cores)
     python -m benchmarks.pipeline_cpu --quick    # toy-64, batch 1, 2 timed runs
 """
 
@@ -44,7 +44,7 @@ def multi_prompt(pipeline: EditPipeline, iters: int) -> dict:
     }
 
 
-def run(preset: Preset, batches: list[int], iters: int, workdir: Path) -> dict:
+def run(preset: Preset, batches: list[int], iters: int, warmup: int, workdir: Path) -> dict:
     torch.manual_seed(0)
     editor = MCAEditor.from_preset(preset, random_weights=True)
     bundle = workdir / preset.name
@@ -56,7 +56,7 @@ def run(preset: Preset, batches: list[int], iters: int, workdir: Path) -> dict:
     results, multi = {}, {}
     for backend in ("onnxruntime", "torch"):
         with EditPipeline(bundle, backend=backend) as pipeline:
-            results[backend] = bench_pipeline(pipeline, batches, iters, warmup=1)
+            results[backend] = bench_pipeline(pipeline, batches, iters, warmup=warmup)
             multi[backend] = multi_prompt(pipeline, iters)
     print(f"\n{preset.name} ({preset.generator.size} px)")
     print(format_table(results))
@@ -88,15 +88,18 @@ def run(preset: Preset, batches: list[int], iters: int, workdir: Path) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="toy-64, batch 1, 2 timed runs")
-    parser.add_argument("--iters", type=int, default=3)
+    parser.add_argument("--iters", type=int, default=5)
+    parser.add_argument("--warmup", type=int, default=2)
     args = parser.parse_args()
     presets = [load_preset("toy-64")] if args.quick else [load_preset("toy-64"), ffhq_256()]
     batches = [1] if args.quick else [1, 4]
     iters = 2 if args.quick else args.iters
     with tempfile.TemporaryDirectory() as tmp:
-        runs = [run(p, batches, iters, Path(tmp)) for p in presets]
+        runs = [run(p, batches, iters, args.warmup, Path(tmp)) for p in presets]
     name = "pipeline_cpu" + ("_quick" if args.quick else "")
-    print(f"wrote {write_result(name, {'runs': runs, 'batches': batches, 'iters': iters})}")
+    print(
+        f"wrote {write_result(name, {'runs': runs, 'batches': batches, 'iters': iters, 'warmup': args.warmup})}"
+    )
     for r in runs:
         e2e = [x for x in r["ort_speedup_vs_torch_eager"] if x["stage"] == "end_to_end"]
         summary = ", ".join(f"batch {x['batch']}: {x['ort_speedup']:.2f}x" for x in e2e)

@@ -33,8 +33,8 @@ from mcaclip.bundle import (
 from mcaclip.errors import ConfigError
 from mcaclip.export.exporter import export_graph
 from mcaclip.export.specs import export_spec, graph_module
+from mcaclip.fileio import current_umask
 from mcaclip.nn.graphs import graph_names
-from mcaclip.nn.weights import current_umask
 
 log = logging.getLogger(__name__)
 BACKENDS = ("auto", "onnxruntime", "tensorrt")
@@ -202,8 +202,9 @@ def _write(
             )
             entry["onnx"][prec] = rel
             entry["validation"][prec] = report.to_dict()
-            files[rel] = sha256(root / rel)
         graphs[name] = entry
+    # every file under onnx/: the graphs and any external-data files beside them
+    files.update({f"onnx/{p.name}": sha256(p) for p in sorted((root / "onnx").iterdir())})
     if not graphs_only:
         files.update(_write_prompts(editor, root, prompts))
         files.update(_write_torch(editor, root))

@@ -16,6 +16,7 @@ import io
 import logging
 import math
 import os
+import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +29,7 @@ from torch import nn
 
 from mcaclip.errors import McaError
 from mcaclip.export.specs import DUMMY_BATCH, ExportSpec, example_inputs
+from mcaclip.fileio import current_umask
 
 log = logging.getLogger(__name__)
 VALIDATION_BATCHES = (1, 3)
@@ -89,16 +91,20 @@ def export_graph(
     precision: str = "fp32",
     max_batch: int = 4096,
     max_prompts: int = 64,
+    external_data: bool | None = None,
 ) -> ExportReport:
-    """Export ``module`` (an FP32 graph module) to ``path``, validated; returns the report."""
+    """Export ``module`` (an FP32 graph module) to ``path``, validated; returns the report.
+    ``external_data``: weights in a separate file (None: only when over 2 GB)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     target = Fp16Graph(module).eval() if precision == "fp16" else module.eval()
     with torch.no_grad():
         dummy = example_inputs(editor, spec, DUMMY_BATCH, seed=0)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".onnx", dir=path.parent)
-    os.close(fd)
+    # staged in a private directory under the final name, so that external data (graphs over
+    # 2 GB) is named after the final file; moved into place only once validated
+    stage = Path(tempfile.mkdtemp(prefix=f".{path.stem}.", dir=path.parent))
     try:
+        staged = stage / path.name
         with _quiet():
             program = torch.onnx.export(
                 target,
@@ -110,15 +116,18 @@ def export_graph(
                 dynamic_shapes=_for_signature(target, spec.dynamic_shapes(max_batch, max_prompts)),
                 verbose=False,
             )
-            program.save(tmp)  # external data is used automatically above 2 GB
-        onnx.checker.check_model(tmp)
+            program.save(staged, external_data=external_data)  # automatic above 2 GB
+        onnx.checker.check_model(str(staged))
         if precision == "fp16":
             report = check_fp16(module, target, spec, editor)
         else:
-            report = validate_onnx(tmp, module, spec, editor)
-        os.replace(tmp, path)
+            report = validate_onnx(staged, module, spec, editor)
+        mask = current_umask()
+        for f in sorted(stage.iterdir(), key=lambda f: f == staged):  # the graph last
+            f.chmod(0o666 & ~mask)
+            os.replace(f, path.parent / f.name)
     finally:
-        Path(tmp).unlink(missing_ok=True)
+        shutil.rmtree(stage, ignore_errors=True)
     return report
 
 

@@ -12,9 +12,7 @@ import argparse
 import dataclasses
 import json
 import logging
-import os
 import re
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -25,30 +23,10 @@ from torch import nn
 
 from mcaclip.config import GeneratorConfig, Preset, load_preset
 from mcaclip.errors import CheckpointError, ConfigError
+from mcaclip.fileio import atomic_write
 
 log = logging.getLogger(__name__)
 FORMAT_VERSION = 1
-
-
-def atomic_write(path: str | Path, write) -> None:
-    """Call ``write(tmp_path)`` on a temporary file beside ``path``, then rename it to ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.chmod(tmp, 0o666 & ~current_umask())  # mkstemp makes 0600 files
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def current_umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
 
 
 def safe_torch_load(path: str | Path) -> Any:

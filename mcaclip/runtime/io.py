@@ -12,6 +12,7 @@ import numpy as np
 from PIL import Image
 
 from mcaclip.errors import McaError, ShapeError
+from mcaclip.fileio import atomic_write
 
 
 class InputError(McaError):
@@ -131,29 +132,16 @@ def mask_picture(masks: list[np.ndarray], size: int) -> np.ndarray:
 
 
 def save_png(path: Path, pixels: np.ndarray) -> None:
-    """Write ``pixels`` [H, W, 3] uint8 to ``path`` atomically (temp file, then rename)."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".png", dir=path.parent)
-    os.close(fd)
-    try:
-        Image.fromarray(pixels).save(tmp, format="PNG")
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Write ``pixels`` [H, W, 3] uint8 to ``path`` atomically."""
+    atomic_write(path, lambda tmp: Image.fromarray(pixels).save(tmp, format="PNG"))
 
 
 def save_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".npz", dir=path.parent)
-    os.close(fd)
-    try:
+    def write(tmp: str) -> None:
         with open(tmp, "wb") as f:
             np.savez_compressed(f, **arrays)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+
+    atomic_write(path, write)
 
 
 def load_png(path: Path) -> np.ndarray:

@@ -31,10 +31,11 @@ from torch import nn
 
 from mcaclip.config import Preset, load_preset
 from mcaclip.errors import McaError, WeightsMissingError
+from mcaclip.fileio import atomic_write
 from mcaclip.nn.editor import MCAEditor
 from mcaclip.nn.identity import IRSE, small_irse
 from mcaclip.nn.parsing import BiSeNet, small_bisenet
-from mcaclip.nn.weights import atomic_write, safe_torch_load
+from mcaclip.nn.weights import safe_torch_load
 from mcaclip.training.data import LatentSource
 from mcaclip.training.losses import (
     BackgroundLoss,
@@ -400,8 +401,7 @@ class Trainer:
         os.replace(tmp, ckpt)
         atomic_write(self.out / "checkpoints" / "latest", lambda t: Path(t).write_text(ckpt.name))
         for name in ("editor.safetensors", "editor.json"):
-            shutil.copyfile(ckpt / name, self.out / f".{name}.tmp")
-            os.replace(self.out / f".{name}.tmp", self.out / name)
+            atomic_write(self.out / name, lambda tmp, n=name: shutil.copyfile(ckpt / n, tmp))
         return ckpt
 
     def _resume(self) -> None:

@@ -97,3 +97,17 @@ def test_no_masknet_without_masks(tiny):
     out = graph_module(editor, "masked_generator")(w, w[:, None] + 0.1, torch.zeros(1, 1, 64))
     assert len(out) == 2 and out[0].shape == (1, 1, 3, 32, 32)
     assert np.isfinite(out[0].numpy()).all()
+
+
+def test_external_data_is_named_after_the_final_file(tiny_editor, tmp_path):
+    spec = export_spec(tiny_editor, "mapper")
+    module = graph_module(tiny_editor, "mapper")
+    export_graph(module, spec, tiny_editor, tmp_path / "mapper.onnx", external_data=True)
+    files = sorted(p.name for p in tmp_path.iterdir())
+    assert files[0] == "mapper.onnx" and len(files) == 2, files  # graph + its weights
+    model = onnx.load(str(tmp_path / "mapper.onnx"), load_external_data=False)
+    locations = {
+        e.value for t in model.graph.initializer for e in t.external_data if e.key == "location"
+    }
+    assert locations == {files[1]}
+    validate_onnx(tmp_path / "mapper.onnx", module, spec, tiny_editor)  # loads and agrees
