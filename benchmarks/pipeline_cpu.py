@@ -97,9 +97,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         runs = [run(p, batches, iters, args.warmup, Path(tmp)) for p in presets]
     name = "pipeline_cpu" + ("_quick" if args.quick else "")
-    print(
-        f"wrote {write_result(name, {'runs': runs, 'batches': batches, 'iters': iters, 'warmup': args.warmup})}"
-    )
+    payload = {"runs": runs, "batches": batches, "iters": iters, "warmup": args.warmup}
+    print(f"wrote {write_result(name, payload)}")
     for r in runs:
         e2e = [x for x in r["ort_speedup_vs_torch_eager"] if x["stage"] == "end_to_end"]
         summary = ", ".join(f"batch {x['batch']}: {x['ort_speedup']:.2f}x" for x in e2e)
