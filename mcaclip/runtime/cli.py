@@ -65,7 +65,7 @@ def _open(engine: Path, backend: str, providers: str | None):
 @click.option(
     "--prompt", "prompts", multiple=True, required=True, help="What to edit (repeatable)."
 )
-@click.option("--batch-size", default=4, show_default=True, help="Latents per call.")
+@click.option("--batch-size", type=int, help="Latents per call (default: the bundle's opt batch).")
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="Output directory.")
 @click.option("--save-masks", is_flag=True, help="Also write mask pictures and per-layer masks.")
 @click.option(
@@ -100,6 +100,8 @@ def edit(
             w = load_latents(latents, pipeline.n_latent, pipeline.style_dim)
         else:
             w = pipeline.seeds_to_latents(parse_seeds(seeds), truncation)
+        if batch_size is None:
+            batch_size = int(pipeline.bundle.batch_profile["opt"])
         with tqdm(total=len(w), unit="latent", desc="editing", leave=False) as bar:
             summary = edit_to_dir(
                 pipeline,

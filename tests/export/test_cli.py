@@ -43,6 +43,14 @@ def test_build_engine_without_text_encoder_then_inspect(cli, tmp_path):
     assert "RANDOM" in stdout and "masked_generator" in stdout
     assert "hashes: OK" in stdout
 
+    from mcaclip.runtime.cli import main as mcarun
+
+    edit = ["edit", "--engine", out, "--seeds", "0", "--out", tmp_path / "edits"]
+    code, stdout, err = cli(mcarun, *edit, "--prompt", "glasses")  # cached: works
+    assert code == 0, err
+    code, _, err = cli(mcarun, *edit, "--prompt", "a smile")
+    assert code == 2 and "'a smile' is not in the bundle's cache" in err
+
     code, _, err = cli(
         mcaexport, "build-engine", "--random-weights", "--preset", "tiny-32", "--out", out
     )

@@ -251,3 +251,17 @@ def test_ddp_two_processes_gloo(tmp_path):
     lines = (out / "log.jsonl").read_text().splitlines()
     assert len(lines) == 3, "only rank 0 logs"
     assert (out / "checkpoints" / "latest").read_text() == "step_000003"
+
+
+def test_trains_on_e4e_latent_files(tmp_path):
+    latents = torch.randn(10, 8, 64) * 0.5
+    torch.save(latents, tmp_path / "latents.pt")
+    trainer = Trainer(_config(tmp_path / "run", steps=2, latents=str(tmp_path / "latents.pt")))
+    assert torch.equal(trainer.data.validation, latents[6:])  # the last val_size are held out
+    assert len(trainer.data.data) == 6
+    trainer.fit()
+    torch.save(torch.randn(10, 18, 512), tmp_path / "bad.pt")
+    from mcaclip.errors import ShapeError
+
+    with pytest.raises(ShapeError, match=r"latents must be \[N, 8, 64\], got \[10, 18, 512\]"):
+        Trainer(_config(tmp_path / "run2", latents=str(tmp_path / "bad.pt")))
