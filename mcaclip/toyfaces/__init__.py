@@ -1,0 +1,1 @@
+"""Toy-faces world: procedural faces with ground-truth attributes, regions and captions."""
