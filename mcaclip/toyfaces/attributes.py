@@ -53,6 +53,12 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "glasses_colour": COLOURS,
 }
 IDENTITY = ("face_shape", "skin_tone")
+# a part's colour can only be seen when the part is there
+VISIBLE_IF = {
+    "hair_colour": ("hair_style", "bald"),
+    "beard_colour": ("beard", "none"),
+    "glasses_colour": ("glasses", "none"),
+}
 
 
 @dataclass(frozen=True)
@@ -92,6 +98,13 @@ class Face:
     def sample(cls, rng: np.random.Generator) -> Face:
         """Uniform over every attribute; colours of one face are drawn independently."""
         return cls(**{k: v[rng.integers(len(v))] for k, v in CHOICES.items()})
+
+    def visible(self, attribute: str) -> bool:
+        """Whether ``attribute`` shows in the picture (a bald face has no visible hair colour)."""
+        if attribute not in VISIBLE_IF:
+            return True
+        part, absent = VISIBLE_IF[attribute]
+        return getattr(self, part) != absent
 
     def caption(self) -> str:
         """ "a face with a blue goatee and short red hair, green eyes, ..."."""

@@ -1,0 +1,68 @@
+import torch
+
+from mcaclip.config import GeneratorConfig
+from mcaclip.nn.stylegan2 import Generator
+from mcaclip.toyfaces.attributes import CHOICES, Face
+from mcaclip.toyfaces.data import ATTRIBUTE_DIM, encode, make_set, train_and_heldout, visibility
+from mcaclip.toyfaces.nets import AttributeProbe, ToyIdentity, ToyParser
+from mcaclip.toyfaces.train import (
+    attribute_z,
+    degrade,
+    train_generator,
+    train_identity,
+    train_parser,
+    train_probe,
+)
+
+
+def test_heldout_faces_are_unseen():
+    train, test = train_and_heldout(60, 20, size=32, seed=0)
+    assert not set(train.faces) & set(test.faces)
+    assert train.images.shape == (60, 3, 32, 32) and test.segmentation.shape == (20, 32, 32)
+
+
+def test_encoding_is_one_hot_per_attribute():
+    faces = [Face(), Face(beard="full", beard_colour="pink")]
+    codes = encode(faces)
+    assert codes.shape == (2, ATTRIBUTE_DIM) and torch.all(codes.sum(1) == len(CHOICES))
+    assert not torch.equal(codes[0], codes[1])
+    seen = visibility([Face(hair_style="bald", beard="none", glasses="none")])[0]
+    names = list(CHOICES)
+    assert not seen[names.index("hair_colour")] and seen[names.index("eye_colour")]
+
+
+def test_networks_have_the_interfaces_they_stand_in_for():
+    x = torch.rand(2, 3, 48, 48) * 2 - 1
+    assert ToyParser().eval()(x).shape == (2, 7, 48, 48)  # BiSeNet-like logits, label 0 = bg
+    emb = ToyIdentity().eval()(torch.rand(2, 3, 112, 112) * 2 - 1)
+    assert emb.shape == (2, 64) and torch.allclose(emb.norm(dim=-1), torch.ones(2), atol=1e-5)
+    probe = AttributeProbe().eval()
+    assert probe.predict(x).shape == (2, len(CHOICES))
+
+
+def test_degrade_is_seeded_and_bounded():
+    x = make_set([Face()], 32).images.repeat(4, 1, 1, 1)
+    a = degrade(x, torch.Generator().manual_seed(0))
+    b = degrade(x, torch.Generator().manual_seed(0))
+    assert torch.equal(a, b) and a.abs().max() <= 1 and not torch.equal(a, x)
+
+
+def test_micro_training_learns_something():
+    train, test = train_and_heldout(256, 64, size=32, seed=0)
+    probe, pm = train_probe(train, test, steps=60, batch=32, width=8)
+    assert pm["accuracy"]["background_colour"] > 0.5  # 8 classes: chance is 0.125
+    parser, sm = train_parser(train, test, steps=40, batch=16, width=8)
+    assert sm["pixel_accuracy"] > 0.5
+    ident, im = train_identity(train, test, steps=40, batch=32, width=8)
+    assert im["accuracy"] > 1 / 12 and im["cos_same"] > im["cos_different"]
+    cfg = GeneratorConfig(
+        size=32, style_dim=96, n_mlp=2, channel_max=16, channel_base=512, lr_mlp=0.1
+    )
+    torch.manual_seed(0)
+    G = Generator(cfg)
+    with torch.no_grad():
+        z = attribute_z(encode(test.faces), 96)
+        before = (G.synthesis(G.broadcast(G.mapping(z)), noise_mode="none") - test.images).abs()
+    G, gm, out = train_generator(G, train, test, steps=40, batch=8, lr=3e-3, log_every=10)
+    assert out.shape == (64, 3, 32, 32) and len(gm["history"]) == 4
+    assert gm["heldout_l1"] < float(before.mean())
