@@ -68,3 +68,24 @@ def test_micro_training_learns_something():
     )
     assert out.shape == (64, 3, 32, 32) and len(gm["history"]) == 4
     assert gm["heldout_l1"] < float(before.mean())
+
+
+def test_clip_training_micro():
+    from mcaclip.config import load_preset
+    from mcaclip.nn.text import ClipTowers
+    from mcaclip.toyfaces.clip import describe, phrases, train_clip
+
+    face = Face(beard="goatee", beard_colour="blue", glasses="none")
+    assert "a blue goatee" in phrases(face) and "no glasses" in phrases(face)
+    import numpy as np
+
+    texts = {describe(face, np.random.default_rng(i)) for i in range(20)}
+    assert face.caption() in texts and any(t.startswith("a face with ") for t in texts)
+    train, test = train_and_heldout(256, 128, size=32, seed=0)
+    torch.manual_seed(0)
+    towers = ClipTowers.create(load_preset("tiny-32").clip, random_weights=True)
+    towers, metrics = train_clip(towers, train, test, steps=30, batch=32)
+    assert not any(p.requires_grad for p in towers.parameters())
+    assert 0 <= metrics["retrieval_top1_of_100"] <= 1
+    # background colour is the easiest attribute: clearly above chance (1/8) after 30 steps
+    assert metrics["zero_shot_accuracy"]["background_colour"] > 0.2
