@@ -182,7 +182,8 @@ def load_generator(path: str | Path, preset=None):
         latent_avg = ckpt.get("latent_avg")
     if wanted is not None:
         _check_same_architecture(config, wanted, path)
-        config = wanted
+        if path.suffix != ".safetensors":  # ours record their config; rosinality's do not
+            config = wanted
     G = Generator(config)
     if "latent_avg" not in state:
         state = dict(state, latent_avg=G.latent_avg)

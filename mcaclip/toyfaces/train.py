@@ -143,9 +143,13 @@ def train_identity(
 
 
 def attribute_z(codes: torch.Tensor, style_dim: int) -> torch.Tensor:
-    """Attribute one-hots [N, A] -> generator input z [N, style_dim] (zero-padded; the mapping
-    network's PixelNorm rescales it)."""
-    return F.pad(codes, (0, style_dim - codes.shape[1]))
+    """Attribute one-hots [N, A] -> generator input z [N, style_dim]: zero-padded when
+    style_dim >= A, else a fixed seeded projection (the mapping's PixelNorm rescales it)."""
+    a = codes.shape[1]
+    if a <= style_dim:
+        return F.pad(codes, (0, style_dim - a))
+    proj = torch.randn(a, style_dim, generator=torch.Generator().manual_seed(0)) / a**0.5
+    return codes @ proj
 
 
 def train_generator(

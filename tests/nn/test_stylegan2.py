@@ -194,3 +194,16 @@ def test_ffhq_parameter_count():
     G = Generator(load_preset("ffhq-1024").generator)
     n = sum(p.numel() for p in G.parameters())
     assert round(n / 1e6, 2) == 30.37
+
+
+def test_our_checkpoint_keeps_its_own_lr_multiplier(tmp_path, tiny):
+    import dataclasses
+
+    torch.manual_seed(0)
+    G = Generator(dataclasses.replace(tiny.generator, lr_mlp=1.0))
+    G.save(tmp_path / "g.safetensors")
+    H = Generator.from_checkpoint(tmp_path / "g.safetensors", preset="tiny-32")  # lr_mlp 0.01
+    assert H.config.lr_mlp == 1.0
+    z = torch.randn(2, 64)
+    with torch.no_grad():
+        assert torch.equal(H.mapping(z), G.mapping(z))

@@ -89,3 +89,23 @@ def test_clip_training_micro():
     assert 0 <= metrics["retrieval_top1_of_100"] <= 1
     # background colour is the easiest attribute: clearly above chance (1/8) after 30 steps
     assert metrics["zero_shot_accuracy"]["background_colour"] > 0.2
+
+
+def test_micro_build_writes_every_network(tmp_path):
+    import json
+
+    from mcaclip.nn.stylegan2 import Generator as G
+    from mcaclip.toyfaces.build import MICRO, build
+
+    metrics = build(tmp_path, MICRO, seed=0)
+    for name in ("generator", "clip", "probe", "parser", "identity"):
+        assert (tmp_path / f"{name}.safetensors").is_file()
+    latents = torch.load(tmp_path / "test_latents.pt", weights_only=True)
+    assert latents.shape == (MICRO.n_test, 8, 64)
+    assert len(json.loads((tmp_path / "test_faces.json").read_text())) == MICRO.n_test
+    saved = json.loads((tmp_path / "metrics.json").read_text())
+    assert saved["probe"]["accuracy"].keys() == metrics["probe"]["accuracy"].keys()
+    assert set(saved["seconds"]) >= {"probe", "parser", "identity", "clip", "generator", "total"}
+    assert "probe_accuracy_on_renders" in saved["generator"]
+    g = G.from_checkpoint(tmp_path / "generator.safetensors", preset="tiny-32")
+    assert g.n_latent == 8

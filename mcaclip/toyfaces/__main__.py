@@ -1,0 +1,3 @@
+from mcaclip.toyfaces.build import main
+
+main()

@@ -1,0 +1,181 @@
+"""``python -m mcaclip.toyfaces build``: train every network of the toy world on CPU, seeded.
+
+Writes into ``--out`` (default: the package's ``toyfaces/assets``)::
+
+    generator.safetensors/.json   the toy-64 StyleGAN2 (our nn/stylegan2.py), mapping attribute
+                                  codes to renders: its W space encodes the attributes
+    clip.safetensors              the toy CLIP (open_clip, the preset's architecture)
+    probe.safetensors             attribute probes (evaluation only)
+    parser.safetensors            face parser (stands in for BiSeNet)
+    identity.safetensors          identity network (stands in for ArcFace)
+    test_latents.pt               W+ latents of held-out faces [N, L, D] (as e4e inversions)
+    test_faces.json               their attribute vectors
+    metrics.json                  every network's held-out accuracy; build time and settings
+
+``--micro`` runs the same steps at a tiny size in seconds (for tests).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from safetensors.torch import save_file
+
+from mcaclip.config import load_preset
+from mcaclip.fileio import atomic_write
+from mcaclip.nn.stylegan2 import Generator
+from mcaclip.nn.text import ClipTowers
+from mcaclip.toyfaces.clip import train_clip
+from mcaclip.toyfaces.data import encode, train_and_heldout
+from mcaclip.toyfaces.train import (
+    attribute_z,
+    probe_accuracy,
+    train_generator,
+    train_identity,
+    train_parser,
+    train_probe,
+)
+
+log = logging.getLogger(__name__)
+ASSETS = Path(__file__).parent / "assets"
+
+
+@dataclass(frozen=True)
+class BuildScale:
+    size: int = 64
+    n_train: int = 6000
+    n_test: int = 300
+    probe_steps: int = 300
+    parser_steps: int = 400
+    identity_steps: int = 300
+    clip_steps: int = 600
+    generator_steps: int = 3000
+    generator_lr: float = 5e-3
+    generator_part_weight: float = 4.0
+    width: int = 32  # probe/identity width (parser: 3/4 of it)
+
+
+MICRO = BuildScale(
+    size=32,
+    n_train=128,
+    n_test=32,
+    probe_steps=5,
+    parser_steps=5,
+    identity_steps=5,
+    clip_steps=3,
+    generator_steps=5,
+    width=8,
+)
+
+
+def _save(module: torch.nn.Module, path: Path) -> None:
+    state = {k: v.detach().contiguous().clone() for k, v in module.state_dict().items()}
+    atomic_write(path, lambda tmp: save_file(state, tmp))
+
+
+def build(out: Path = ASSETS, scale: BuildScale = BuildScale(), seed: int = 0) -> dict:
+    start = time.perf_counter()
+    out.mkdir(parents=True, exist_ok=True)
+    preset = load_preset("toy-64" if scale.size == 64 else "tiny-32")
+    timings: dict[str, float] = {}
+
+    def timed(name, fn):
+        t0 = time.perf_counter()
+        result = fn()
+        timings[name] = time.perf_counter() - t0
+        log.info("%s: %.1f s", name, timings[name])
+        return result
+
+    train, test = timed(
+        "render", lambda: train_and_heldout(scale.n_train, scale.n_test, scale.size, seed)
+    )
+    probe, probe_m = timed(
+        "probe", lambda: train_probe(train, test, scale.probe_steps, width=scale.width, seed=seed)
+    )
+    parser, parser_m = timed(
+        "parser",
+        lambda: train_parser(
+            train, test, scale.parser_steps, width=scale.width * 3 // 4, seed=seed
+        ),
+    )
+    ident, ident_m = timed(
+        "identity",
+        lambda: train_identity(train, test, scale.identity_steps, width=scale.width, seed=seed),
+    )
+    torch.manual_seed(seed)
+    towers = ClipTowers.create(preset.clip, random_weights=True)  # trained here, from scratch
+    towers, clip_m = timed(
+        "clip", lambda: train_clip(towers, train, test, scale.clip_steps, seed=seed)
+    )
+    torch.manual_seed(seed)
+    generator = Generator(preset.generator)
+    generator, gen_m, renders = timed(
+        "generator",
+        lambda: train_generator(
+            generator,
+            train,
+            test,
+            scale.generator_steps,
+            lr=scale.generator_lr,
+            part_weight=scale.generator_part_weight,
+            seed=seed,
+        ),
+    )
+    gen_m["probe_accuracy_on_renders"] = probe_accuracy(probe, test, renders)
+    with torch.no_grad():
+        w = generator.mapping(attribute_z(encode(test.faces), generator.style_dim))
+        generator.latent_avg.copy_(w.mean(0))
+        test_latents = generator.broadcast(w).clone()
+
+    generator.save(out / "generator.safetensors")
+    _save(towers.model, out / "clip.safetensors")
+    for name, net in (("probe", probe), ("parser", parser), ("identity", ident)):
+        _save(net, out / f"{name}.safetensors")
+    atomic_write(out / "test_latents.pt", lambda tmp: torch.save(test_latents, tmp))
+    faces = [dataclasses.asdict(f) for f in test.faces]
+    atomic_write(out / "test_faces.json", lambda tmp: Path(tmp).write_text(json.dumps(faces)))
+    metrics = {
+        "seed": seed,
+        "scale": dataclasses.asdict(scale),
+        "seconds": {**timings, "total": time.perf_counter() - start},
+        "probe": probe_m,
+        "parser": parser_m,
+        "identity": ident_m,
+        "clip": clip_m,
+        "generator": {k: v for k, v in gen_m.items() if k != "history"},
+        "generator_history": gen_m["history"],
+    }
+    atomic_write(
+        out / "metrics.json", lambda tmp: Path(tmp).write_text(json.dumps(metrics, indent=2))
+    )
+    return metrics
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="python -m mcaclip.toyfaces", description="Toy-faces world"
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    b = sub.add_parser("build", help="train every toy network (about 45 min on 2 cores)")
+    b.add_argument("--out", type=Path, default=ASSETS)
+    b.add_argument("--micro", action="store_true", help="tiny sizes, seconds (tests)")
+    b.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    metrics = build(args.out, MICRO if args.micro else BuildScale(), args.seed)
+    print(
+        json.dumps(
+            {
+                k: metrics[k]
+                for k in ("seconds", "probe", "parser", "identity", "clip", "generator")
+            },
+            indent=2,
+        )
+    )
