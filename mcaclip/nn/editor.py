@@ -97,14 +97,15 @@ class MaskedSynthesis(nn.Module):
             if kind == "conv":
                 x = module(x, w[:, layer], noise[layer])
                 xe = module(xe, w_edit[:, layer], noise_edit[layer])
+                x_rep = _per_prompt(x, prompts)  # a copy when P > 1: made once per layer
                 if heads is None:
                     m = masks[layer]
                 elif shared_masks:  # masks depend on w only: predict once per latent
                     m = _per_prompt(heads[layer](x), prompts)
                 else:
-                    m = heads[layer](_per_prompt(x, prompts), cond)
+                    m = heads[layer](x_rep, cond)
                 out_masks.append(m)
-                xe = _blend(m.to(xe.dtype), xe, _per_prompt(x, prompts))
+                xe = _blend(m.to(xe.dtype), xe, x_rep)
             else:
                 skip = module(x, w[:, layer + 1], skip)
                 skip_e = module(xe, w_edit[:, layer + 1], skip_e)

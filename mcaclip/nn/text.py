@@ -27,8 +27,9 @@ from safetensors.torch import load_file
 from torch import nn
 
 from mcaclip.config import ClipConfig
-from mcaclip.errors import CheckpointError, ConfigError, PromptError, WeightsMissingError
+from mcaclip.errors import CheckpointError, ConfigError, WeightsMissingError
 from mcaclip.nn.weights import load_state_strict, safe_torch_load
+from mcaclip.prompts import tokenize
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +94,6 @@ class ClipTowers(nn.Module):
         super().__init__()
         self.config = config
         self.model = model
-        self.tokenizer = open_clip.tokenizer.SimpleTokenizer()
         self.register_buffer("mean", torch.tensor(OPENAI_DATASET_MEAN).view(1, 3, 1, 1), False)
         self.register_buffer("std", torch.tensor(OPENAI_DATASET_STD).view(1, 3, 1, 1), False)
 
@@ -138,17 +138,7 @@ class ClipTowers(nn.Module):
 
     def tokenize(self, prompts: Sequence[str]) -> torch.Tensor:
         """Prompts -> token ids [B, context_length]; too long or empty prompts are errors."""
-        limit = self.context_length - 2  # start and end tokens
-        for prompt in prompts:
-            if not prompt.strip():
-                raise PromptError("empty prompt: say what to edit, e.g. 'blue goatee'")
-            n = len(self.tokenizer.encode(prompt))
-            if n > limit:
-                raise PromptError(
-                    f"prompt is {n} tokens, over the text encoder's limit of {limit}: "
-                    f"shorten {prompt[:40]!r}..."
-                )
-        return self.tokenizer(list(prompts), context_length=self.context_length)
+        return tokenize(prompts, self.context_length)
 
     def encode_text(self, tokens: torch.Tensor) -> torch.Tensor:
         """Token ids [B, T] -> e_t [B, D], unit norm."""

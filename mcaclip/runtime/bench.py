@@ -103,7 +103,7 @@ def bench_pipeline(
     """One row per (batch size, stage): latency (ms) and images/s."""
     rows = []
     for batch in batch_sizes:
-        pipeline.check_request(np.zeros((1, pipeline.n_latent, pipeline.style_dim)), 1, batch)
+        pipeline.check_batch(batch)
         calls = stage_calls(pipeline, batch, prompt)
         for stage in STAGES:
             if stage in calls:

@@ -16,6 +16,7 @@ import numpy as np
 
 from mcaclip.bundle import Bundle, BundleError
 from mcaclip.errors import McaError, PromptError
+from mcaclip.prompts import check_prompts, tokenize
 from mcaclip.runtime.backends import BACKEND_NAMES
 from mcaclip.runtime.backends.base import BackendError, GraphRunner
 from mcaclip.runtime.io import check_finite, seed_latents
@@ -54,7 +55,6 @@ class EditPipeline:
         self._runners: dict[str, GraphRunner] = {}
         self._cache = self.bundle.prompt_cache()
         self._torch = None
-        self._tokenizer = None
         if self.bundle.random_weights:
             log.warning(
                 "bundle %s has RANDOM weights (built with --random-weights): its edits are "
@@ -112,25 +112,11 @@ class EditPipeline:
     # -- stages ------------------------------------------------------------------------------
 
     def tokenize(self, prompts: list[str]) -> np.ndarray:
-        from open_clip.tokenizer import SimpleTokenizer
-
-        ctx = self.bundle.manifest["text"]["context_length"]
-        if self._tokenizer is None:
-            self._tokenizer = SimpleTokenizer()
-        for prompt in prompts:
-            n = len(self._tokenizer.encode(prompt))
-            if n > ctx - 2:
-                raise PromptError(
-                    f"prompt is {n} tokens, over the text encoder's limit of {ctx - 2}: "
-                    f"shorten {prompt[:40]!r}..."
-                )
-        return self._tokenizer(prompts, context_length=ctx).numpy()
+        return tokenize(prompts, self.bundle.manifest["text"]["context_length"]).numpy()
 
     def embed(self, prompts: list[str]) -> np.ndarray:
         """Text embeddings [P, D_text]: from the bundle's cache, else the text_encoder graph."""
-        for p in prompts:
-            if not p.strip():
-                raise PromptError("empty prompt: say what to edit, e.g. 'blue goatee'")
+        check_prompts(prompts, self.bundle.manifest["text"]["context_length"])
         missing = [p for p in prompts if p not in self._cache]
         if missing:
             if "text_encoder" not in self.bundle.graphs:
@@ -179,6 +165,10 @@ class EditPipeline:
                 f"got {list(w.shape)}"
             )
         check_finite(w, "latents")
+        self.check_batch(batch_size, n_prompts)
+
+    def check_batch(self, batch_size: int, n_prompts: int = 1) -> None:
+        """Latents per call and prompts per latent must fit the bundle's batch profile."""
         if not 1 <= batch_size <= self.max_batch:
             raise McaError(
                 f"batch size {batch_size} is outside the bundle's batch profile "
