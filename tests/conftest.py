@@ -10,6 +10,27 @@ from mcaclip.config import load_preset
 DATA = Path(__file__).parent / "data"
 
 
+def _has_tensorrt() -> bool:
+    try:
+        import tensorrt  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def pytest_collection_modifyitems(config, items):
+    """``gpu`` tests need a CUDA GPU, ``trt`` tests TensorRT too: skipped (with that reason)
+    where they are missing, as on CI."""
+    gpu = torch.cuda.is_available()
+    skip_gpu = pytest.mark.skip(reason="needs a CUDA GPU (PyTorch sees none here)")
+    skip_trt = pytest.mark.skip(reason="needs TensorRT and a CUDA GPU (not installed here)")
+    for item in items:
+        if "trt" in item.keywords and not (gpu and _has_tensorrt()):
+            item.add_marker(skip_trt)
+        elif "gpu" in item.keywords and not gpu:
+            item.add_marker(skip_gpu)
+
+
 @pytest.fixture(scope="session")
 def tiny():
     return load_preset("tiny-32")
@@ -47,7 +68,8 @@ BUNDLE_PROMPTS = ["blue goatee", "red hair"]
 
 @pytest.fixture(scope="session")
 def tiny_bundle(tmp_path_factory):
-    """A tiny-32 bundle with random weights, FP32, 2 cached prompts (built once)."""
+    """A tiny-32 bundle with random weights, FP32 and FP16 graphs, 2 cached prompts (built
+    once)."""
     from mcaclip.export.builder import BatchProfile, build_bundle
     from mcaclip.nn.editor import MCAEditor
 
@@ -58,6 +80,7 @@ def tiny_bundle(tmp_path_factory):
         editor,
         out,
         BUNDLE_PROMPTS,
+        precision="fp16",
         backend="onnxruntime",
         profile=BatchProfile(1, 2, 4, max_prompts=4),
         random_weights=True,

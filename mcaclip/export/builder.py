@@ -37,7 +37,7 @@ from mcaclip.fileio import current_umask
 from mcaclip.nn.graphs import graph_names
 
 log = logging.getLogger(__name__)
-BACKENDS = ("auto", "onnxruntime", "tensorrt")
+BACKENDS = ("auto", "onnxruntime", "tensorrt", "torch")
 PRECISIONS = ("fp32", "fp16")
 
 
@@ -63,7 +63,8 @@ class BatchProfile:
 
 
 def resolve_backend(backend: str) -> str:
-    """``auto``: TensorRT where it is installed and a CUDA GPU is present, else ONNX Runtime."""
+    """``auto``: TensorRT where it is installed and a CUDA GPU is present, else ONNX Runtime.
+    ``torch``: a bundle for the PyTorch backend alone (no ONNX graphs: quick to build)."""
     if backend not in BACKENDS:
         raise ConfigError(f"--backend {backend!r}: choose one of {', '.join(BACKENDS)}")
     if backend != "auto":
@@ -106,6 +107,7 @@ def build_bundle(
     overwrite: bool = False,
     graphs_only: bool = False,
     on_graph: Callable[[str, str], None] | None = None,
+    trt_options=None,
 ) -> dict:
     """Export ``editor`` into a bundle at ``out``; returns the manifest.
 
@@ -117,9 +119,11 @@ def build_bundle(
         raise ConfigError(f"--precision {precision!r}: choose fp32 or fp16")
     backend = resolve_backend(backend)
     if backend == "tensorrt":
-        from mcaclip.export.tensorrt import require_tensorrt
+        from mcaclip.export.tensorrt import gpu_identity, require_tensorrt
 
         require_tensorrt()
+        gpu_identity()  # refuse before minutes of export when no GPU is visible
+        precision = "fp16"  # engines are built from the FP16 graphs
     if out.exists() and not overwrite:
         raise BundleError(f"{out}: already exists; pass --overwrite to replace it")
     prompts = list(dict.fromkeys(prompts))  # unique, in order
@@ -140,6 +144,7 @@ def build_bundle(
             text_encoder,
             graphs_only,
             on_graph,
+            trt_options,
         )
         _make_readable(work)
         if out.exists():
@@ -168,6 +173,7 @@ def _write(
     text_encoder,
     graphs_only,
     on_graph,
+    trt_options,
 ) -> dict:
     names = graph_names(editor, text_encoder=text_encoder)
     graphs: dict[str, dict] = {}
@@ -187,7 +193,7 @@ def _write(
             "onnx": {},
             "validation": {},
         }
-        for prec in precisions:
+        for prec in precisions if backend != "torch" else []:
             if on_graph:
                 on_graph(name, prec)
             rel = f"onnx/{name}.onnx" if prec == "fp32" else f"onnx/{name}.fp16.onnx"
@@ -204,7 +210,8 @@ def _write(
             entry["validation"][prec] = report.to_dict()
         graphs[name] = entry
     # every file under onnx/: the graphs and any external-data files beside them
-    files.update({f"onnx/{p.name}": sha256(p) for p in sorted((root / "onnx").iterdir())})
+    if backend != "torch":
+        files.update({f"onnx/{p.name}": sha256(p) for p in sorted((root / "onnx").iterdir())})
     if not graphs_only:
         files.update(_write_prompts(editor, root, prompts))
         files.update(_write_torch(editor, root))
@@ -229,12 +236,47 @@ def _write(
         "tensorrt": None,
     }
     if backend == "tensorrt":
-        from mcaclip.export.tensorrt import build_engines
+        from mcaclip.export.tensorrt import TrtOptions, build_engines
 
-        manifest["tensorrt"] = build_engines(root, manifest)
+        manifest["tensorrt"] = build_engines(root, manifest, trt_options or TrtOptions())
         files.update(manifest["tensorrt"]["files"])
     (root / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
     return manifest
+
+
+def rebuild_trt(root: str | Path, options) -> dict:
+    """Build TensorRT engines for the existing bundle at ``root`` (``mcaexport build-trt``).
+    Engines are built into a temporary folder; then ``trt/`` and the manifest are replaced."""
+    from mcaclip.bundle import Bundle
+    from mcaclip.export.tensorrt import TRT_DIR, build_engines, gpu_identity, require_tensorrt
+    from mcaclip.fileio import atomic_write
+
+    bundle = Bundle.open(root, verify=True)
+    require_tensorrt()
+    gpu_identity()
+    root = bundle.root
+    work = Path(tempfile.mkdtemp(prefix=".trt.", dir=root))
+    try:
+        (work / "onnx").symlink_to(root / "onnx", target_is_directory=True)
+        record = build_engines(work, bundle.manifest, options)
+        _make_readable(work / TRT_DIR)
+        old = root / f".{TRT_DIR}.old"
+        shutil.rmtree(old, ignore_errors=True)
+        if (root / TRT_DIR).exists():
+            (root / TRT_DIR).rename(old)
+        (work / TRT_DIR).rename(root / TRT_DIR)
+        shutil.rmtree(old, ignore_errors=True)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    manifest = dict(bundle.manifest)
+    files = {k: v for k, v in manifest["files"].items() if not k.startswith(f"{TRT_DIR}/")}
+    manifest["files"] = {**files, **record["files"]}
+    manifest["tensorrt"] = record
+    manifest["backend"] = "tensorrt"
+    atomic_write(
+        root / MANIFEST, lambda tmp: Path(tmp).write_text(json.dumps(manifest, indent=2) + "\n")
+    )
+    return record
 
 
 def _make_readable(root: Path) -> None:

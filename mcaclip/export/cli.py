@@ -12,6 +12,7 @@ from mcaclip.bundle import Bundle
 from mcaclip.cli import run_cli
 from mcaclip.errors import ConfigError, McaError
 from mcaclip.export.builder import BACKENDS, PRECISIONS, BatchProfile, build_bundle
+from mcaclip.export.tensorrt import HARDWARE_COMPAT, TYPINGS
 
 
 def _load_editor(checkpoint: Path | None, preset: str | None, random_weights: bool):
@@ -90,6 +91,58 @@ def _progress(start: float):
     return report
 
 
+def trt_options(f):
+    """TensorRT builder options (build-engine --backend tensorrt, build-trt)."""
+    f = click.option(
+        "--version-compat",
+        is_flag=True,
+        help="Engines that later TensorRT versions can load (lean runtime; may be slower).",
+    )(f)
+    f = click.option(
+        "--hardware-compat",
+        type=click.Choice(HARDWARE_COMPAT),
+        default="none",
+        show_default=True,
+        help="Engines that run on other GPUs: Ampere and newer, or the same compute capability.",
+    )(f)
+    f = click.option(
+        "--trt-typing",
+        type=click.Choice(TYPINGS),
+        default="strong",
+        show_default=True,
+        help="strong: types from the FP16 graphs (TensorRT 10 and 11); fp16-flag: FP32 graphs "
+        "with BuilderFlag.FP16 (TensorRT 10 only).",
+    )(f)
+    f = click.option(
+        "--timing-cache",
+        type=click.Path(path_type=Path),
+        help="TensorRT timing cache file: loaded if present, saved back after the build.",
+    )(f)
+    f = click.option(
+        "--opt-level",
+        default=3,
+        show_default=True,
+        help="TensorRT builder optimization level 0..5.",
+    )(f)
+    f = click.option(
+        "--workspace", default=4.0, show_default=True, help="TensorRT workspace limit in GiB."
+    )(f)
+    return f
+
+
+def _trt_options(workspace, opt_level, timing_cache, trt_typing, hardware_compat, version_compat):
+    from mcaclip.export.tensorrt import TrtOptions
+
+    return TrtOptions(
+        workspace_gib=workspace,
+        opt_level=opt_level,
+        timing_cache=str(timing_cache) if timing_cache else None,
+        typing=trt_typing,
+        hardware_compat=hardware_compat,
+        version_compat=version_compat,
+    )
+
+
 @cli.command("build-engine")
 @source_options
 @click.option(
@@ -97,8 +150,10 @@ def _progress(start: float):
     type=click.Choice(BACKENDS),
     default="auto",
     show_default=True,
-    help="auto: TensorRT where installed with a GPU, else ONNX Runtime.",
+    help="auto: TensorRT where installed with a GPU, else ONNX Runtime; torch: PyTorch weights "
+    "only (no ONNX graphs).",
 )
+@trt_options
 @click.option(
     "--prompt", "prompt", multiple=True, help="Prompt to embed into the cache (repeatable)."
 )
@@ -129,8 +184,15 @@ def build_engine(
     max_batch,
     max_prompts,
     no_text_encoder,
+    workspace,
+    opt_level,
+    timing_cache,
+    trt_typing,
+    hardware_compat,
+    version_compat,
 ):
-    """Build an engine bundle: validated graphs, prompt cache, manifest."""
+    """Build an engine bundle: validated graphs, prompt cache, manifest (and TensorRT engines
+    with --backend tensorrt, built from FP16 graphs on this machine's GPU)."""
     start = time.perf_counter()
     profile = BatchProfile(min_batch, opt_batch, max_batch, max_prompts)
     editor, sources = _load_editor(checkpoint, preset, random_weights)
@@ -146,9 +208,13 @@ def build_engine(
         text_encoder=not no_text_encoder,
         overwrite=overwrite,
         on_graph=_progress(start),
+        trt_options=_trt_options(
+            workspace, opt_level, timing_cache, trt_typing, hardware_compat, version_compat
+        ),
     )
     click.echo(
-        f"wrote {out} ({manifest['backend']}, {precision}, {len(manifest['graphs'])} graphs, "
+        f"wrote {out} ({manifest['backend']}, {manifest['precision']}, "
+        f"{len(manifest['graphs'])} graphs, "
         f"{len(manifest['prompts'])} cached prompts) in {time.perf_counter() - start:.1f} s"
     )
 
@@ -172,6 +238,65 @@ def export_onnx(checkpoint, preset, random_weights, precision, out, overwrite):
         on_graph=_progress(start),
     )
     click.echo(f"wrote {len(manifest['graphs'])} graphs to {out / 'onnx'}")
+
+
+@cli.command("build-trt")
+@click.argument("bundle", type=click.Path(path_type=Path))
+@trt_options
+def build_trt(
+    bundle, workspace, opt_level, timing_cache, trt_typing, hardware_compat, version_compat
+):
+    """(Re)build a bundle's TensorRT engines on this machine's GPU, from its FP16 graphs.
+
+    Engines are tied to the GPU and TensorRT version they were built with: build the bundle
+    anywhere (--precision fp16), then run this where it will serve."""
+    from mcaclip.export.builder import rebuild_trt
+
+    start = time.perf_counter()
+    record = rebuild_trt(
+        bundle,
+        _trt_options(
+            workspace, opt_level, timing_cache, trt_typing, hardware_compat, version_compat
+        ),
+    )
+    click.echo(
+        f"built {len(record['engines'])} TensorRT {record['version']} engines for "
+        f"{record['gpu']} (sm {record['compute_capability']}) into {bundle}/trt in "
+        f"{time.perf_counter() - start:.1f} s"
+    )
+
+
+@cli.command("check-trt")
+@click.argument("bundle", type=click.Path(path_type=Path))
+@click.option("--no-run", is_flag=True, help="Skip the half-precision CPU run of the FP16 graphs.")
+def check_trt(bundle, no_run):
+    """Will TensorRT take this bundle? Operators, opsets, types, dynamic axes, FP16 finiteness
+    (no TensorRT or GPU needed)."""
+    from mcaclip.export.trtcheck import check_bundle
+
+    b = Bundle.open(bundle, verify=True)
+    checks = check_bundle(b, run=not no_run)
+    click.echo(
+        f"{'graph':<17} {'onnx':<34} {'opset':>5} {'nodes':>6} {'ops':>4} {'fp16 PSNR':>10}  status"
+    )
+    problems = []
+    for c in checks:
+        psnr = f"{c.fp16_psnr_db:.1f} dB" if c.fp16_psnr_db else "-"
+        status = "ok" if not c.problems else f"{len(c.problems)} problem(s)"
+        click.echo(
+            f"{c.name:<17} {c.onnx:<34} {c.opset:>5} {sum(c.ops.values()):>6} {len(c.ops):>4} "
+            f"{psnr:>10}  {status}"
+        )
+        problems += [f"{c.name}: {p}" for p in c.problems]
+    ops = sorted({op for c in checks for op in c.ops})
+    click.echo(f"operators ({len(ops)}): {', '.join(ops)}")
+    for p in problems:
+        click.echo(f"  {p}", err=True)
+    if problems:
+        raise McaError(
+            f"{bundle}: not ready for TensorRT ({len(problems)} problems; first: {problems[0]})"
+        )
+    click.echo(f"{bundle}: ready for TensorRT (every operator, type and axis is supported)")
 
 
 @cli.command("inspect")

@@ -10,7 +10,6 @@ network gives NaN/Inf on CPU; its PSNR against FP32 is reported.
 from __future__ import annotations
 
 import contextlib
-import copy
 import inspect
 import io
 import logging
@@ -30,6 +29,7 @@ from torch import nn
 from mcaclip.errors import McaError
 from mcaclip.export.specs import DUMMY_BATCH, ExportSpec, example_inputs
 from mcaclip.fileio import current_umask
+from mcaclip.nn.graphs import Fp16Graph
 
 log = logging.getLogger(__name__)
 VALIDATION_BATCHES = (1, 3)
@@ -56,21 +56,6 @@ class ExportReport:
             "psnr_db": self.psnr_db,
             "checked_with": self.runtime_check,
         }
-
-
-class Fp16Graph(nn.Module):
-    """A half-precision copy of ``module`` with FP32 inputs and outputs (int inputs kept)."""
-
-    def __init__(self, module: nn.Module):
-        super().__init__()
-        self.inner = copy.deepcopy(module).half()
-
-    def forward(self, *inputs: torch.Tensor):
-        args = [x.half() if x.is_floating_point() else x for x in inputs]
-        out = self.inner(*args)
-        if isinstance(out, tuple):
-            return tuple(o.float() for o in out)
-        return out.float()
 
 
 def _as_tuple(out) -> tuple[torch.Tensor, ...]:

@@ -20,6 +20,7 @@ masked_generator   w [B, L, D], w_edit [B, P, L, D],           image [B, P, 3, H
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 
 import torch
@@ -175,6 +176,34 @@ def graph_names(editor, text_encoder: bool = True) -> list[str]:
     if not text_encoder or editor.clip is None:
         names.remove("text_encoder")
     return names
+
+
+class Fp16Graph(nn.Module):
+    """A half-precision copy of ``module`` with FP32 inputs and outputs (int inputs kept).
+
+    The networks keep what must stay FP32 in FP32 themselves (PixelNorm, demodulation, the RGB
+    skip) and clamp FP16 activations. ``channels_last`` feeds 4-D inputs in NHWC order (tensor
+    cores prefer it; the networks' own 4-D tensors follow their inputs' memory format)."""
+
+    def __init__(self, module: nn.Module, channels_last: bool = False):
+        super().__init__()
+        self.inner = copy.deepcopy(module).half()
+        self.channels_last = channels_last
+        if channels_last:  # 4-D parameters and buffers only (Module.to refuses other ranks)
+            for t in [*self.inner.parameters(), *self.inner.buffers()]:
+                if t.ndim == 4:
+                    t.data = t.data.contiguous(memory_format=torch.channels_last)
+
+    def forward(self, *inputs: torch.Tensor):
+        args = [x.half() if x.is_floating_point() else x for x in inputs]
+        if self.channels_last:
+            args = [
+                x.contiguous(memory_format=torch.channels_last) if x.ndim == 4 else x for x in args
+            ]
+        out = self.inner(*args)
+        if isinstance(out, tuple):
+            return tuple(o.float() for o in out)
+        return out.float()
 
 
 def build_graph(editor, name: str) -> nn.Module:

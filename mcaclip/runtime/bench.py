@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import logging
 import os
 import platform
 import statistics
@@ -13,7 +14,9 @@ import numpy as np
 
 from mcaclip.runtime.pipeline import EditPipeline
 
-STAGES = ("text", "fusion", "mapper", "masked_generator", "end_to_end")
+log = logging.getLogger(__name__)
+
+STAGES = ("text", "fusion", "mapper", "masked_generator", "end_to_end_device", "end_to_end")
 
 
 def machine_info() -> dict:
@@ -36,7 +39,7 @@ def machine_info() -> dict:
         "cpu": cpu,
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
-        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        **gpu_info(),
         "python": platform.python_version(),
         "mcaclip": mcaclip.__version__,
         "torch": torch.__version__,
@@ -44,16 +47,70 @@ def machine_info() -> dict:
     }
 
 
-def time_call(fn: Callable[[], object], iters: int, warmup: int = 1) -> dict:
-    """Wall-clock latency of ``fn()`` over ``iters`` runs after ``warmup``: p50/p90/p99 (ms)."""
+def gpu_info() -> dict:
+    """GPU name, compute capability, driver, CUDA/cuDNN versions, TF32 settings (or nulls)."""
+    import torch
+
+    if not torch.cuda.is_available():
+        return {"gpu": None}
+    major, minor = torch.cuda.get_device_capability()
+    info = {
+        "gpu": torch.cuda.get_device_name(0),
+        "compute_capability": f"{major}.{minor}",
+        "gpu_memory_gib": round(torch.cuda.get_device_properties(0).total_memory / 2**30, 1),
+        "cuda": torch.version.cuda,
+        "cudnn": torch.backends.cudnn.version(),
+        "tf32_conv": torch.backends.cudnn.allow_tf32,
+        "tf32_matmul": torch.backends.cuda.matmul.allow_tf32,
+        "driver": None,
+    }
+    try:
+        import subprocess
+
+        out = subprocess.run(
+            ["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
+            capture_output=True,
+            text=True,
+            timeout=20,
+        )
+        info["driver"] = out.stdout.strip().splitlines()[0] if out.returncode == 0 else None
+    except (OSError, IndexError, subprocess.SubprocessError):
+        pass
+    try:
+        import tensorrt
+
+        info["tensorrt"] = tensorrt.__version__
+    except ImportError:
+        info["tensorrt"] = None
+    return info
+
+
+def time_call(fn: Callable[[], object], iters: int, warmup: int = 1, cuda: bool = False) -> dict:
+    """Latency of ``fn()`` over ``iters`` runs after ``warmup``: p50/p90/p99 (ms).
+
+    ``cuda``: each run is timed with CUDA events recorded around it on the current stream and
+    the device synchronized after it (GPU time of the work ``fn`` queued, host overhead that
+    delays the queue included); wall-clock times are reported beside them."""
     for _ in range(warmup):
         fn()
-    times = []
+    times, wall = [], []
+    if cuda:
+        import torch
+
+        torch.cuda.synchronize()
     for _ in range(iters):
         t0 = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - t0) * 1e3)
-    times.sort()
+        if cuda:
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            fn()
+            end.record()
+            torch.cuda.synchronize()
+            times.append(start.elapsed_time(end))
+        else:
+            fn()
+        wall.append((time.perf_counter() - t0) * 1e3)
+    times = sorted(times if cuda else wall)
 
     def pct(q: float) -> float:
         return times[min(len(times) - 1, round(q * (len(times) - 1)))]
@@ -64,6 +121,8 @@ def time_call(fn: Callable[[], object], iters: int, warmup: int = 1) -> dict:
         "p90_ms": pct(0.9),
         "p99_ms": pct(0.99),
         "mean_ms": statistics.fmean(times),
+        "wall_p50_ms": sorted(wall)[len(wall) // 2],
+        "timer": "cuda-events" if cuda else "wall-clock",
     }
 
 
@@ -72,6 +131,8 @@ def stage_calls(pipeline: EditPipeline, batch: int, prompt: str) -> dict[str, Ca
     End to end = text encoder (the prompt uncached), fusion, mapper, masked generator."""
     w = pipeline.seeds_to_latents(list(range(batch)))
     e = pipeline.embed([prompt])
+    if pipeline.device_editor is not None:
+        return _device_stage_calls(pipeline, w, e, prompt)
     e_rep = np.repeat(e, batch, axis=0)
     fusion, mapper = pipeline.runner("fusion"), pipeline.runner("mapper")
     generator = pipeline.runner("masked_generator")
@@ -93,6 +154,37 @@ def stage_calls(pipeline: EditPipeline, batch: int, prompt: str) -> dict[str, Ca
     return calls
 
 
+def _device_stage_calls(pipeline: EditPipeline, w: np.ndarray, e: np.ndarray, prompt: str):
+    """Stages on device tensors (no host copies); ``end_to_end`` is host arrays in and out."""
+    import torch
+
+    editor = pipeline.device_editor
+    dev = editor.device
+    wt = torch.from_numpy(w).to(dev)
+    et = torch.from_numpy(e).to(dev)
+    e_rep = et.repeat(len(w), 1)
+    fusion, mapper = pipeline.runner("fusion"), pipeline.runner("mapper")
+    generator = pipeline.runner("masked_generator")
+    t_w = fusion.infer_device([wt, e_rep])[0].clone()
+    w_edit = mapper.infer_device([wt, t_w])[0].clone()
+    calls: dict[str, Callable] = {
+        "fusion": lambda: fusion.infer_device([wt, e_rep]),
+        "mapper": lambda: mapper.infer_device([wt, t_w]),
+        "masked_generator": lambda: generator.infer_device(
+            [wt, w_edit[:, None].contiguous(), e_rep[:, None].contiguous()]
+        ),
+        "end_to_end_device": lambda: editor.edit_device(wt, et),
+        "end_to_end": lambda: pipeline.edit_batch(w, e),
+    }
+    if "text_encoder" in pipeline.bundle.graphs:
+        text = pipeline.runner("text_encoder")
+        tokens = torch.from_numpy(pipeline.tokenize([prompt] * len(w))).to(dev)
+        tok1 = pipeline.tokenize([prompt])
+        calls["text"] = lambda: text.infer_device([tokens])
+        calls["end_to_end"] = lambda: pipeline.edit_batch(w, text.infer({"tokens": tok1})["e_t"])
+    return calls
+
+
 def bench_pipeline(
     pipeline: EditPipeline,
     batch_sizes: list[int],
@@ -105,9 +197,10 @@ def bench_pipeline(
     for batch in batch_sizes:
         pipeline.check_batch(batch)
         calls = stage_calls(pipeline, batch, prompt)
+        cuda = str(pipeline.device).startswith("cuda") and pipeline.backend != "onnxruntime"
         for stage in STAGES:
             if stage in calls:
-                t = time_call(calls[stage], iters, warmup)
+                t = time_call(calls[stage], iters, warmup, cuda=cuda)
                 rows.append(
                     {
                         "batch": batch,
@@ -119,13 +212,122 @@ def bench_pipeline(
     return rows
 
 
+def variant_name(v: dict) -> str:
+    """e.g. ``torch-cuda-fp16-cudagraphs``, ``onnxruntime``, ``tensorrt-fp16-cudagraphs``."""
+    if v["backend"] == "onnxruntime":
+        return "onnxruntime"
+    parts = [v["backend"]]
+    if v["backend"] == "torch":
+        parts += [v.get("device") or "cpu", v["precision"]]
+        if v.get("channels_last") is not None:
+            parts.append("nhwc" if v["channels_last"] else "nchw")
+    else:
+        parts.append("fp16")
+    if v.get("compile"):
+        parts.append("compile")
+    parts.append("cudagraphs" if v.get("cuda_graphs") else "eager")
+    return "-".join(parts)
+
+
+def plan_variants(engine, providers: list[str] | None = None, compile_: bool = False) -> list:
+    """Every backend configuration worth timing on this machine for the bundle ``engine``:
+    torch FP32 eager first (the baseline), then torch FP16 + CUDA graphs (and with
+    torch.compile) on a GPU, ONNX Runtime when the bundle has ONNX graphs, TensorRT when it has
+    engines."""
+    import torch
+
+    from mcaclip.bundle import Bundle
+
+    bundle = Bundle.open(engine, verify=False)
+    gpu = torch.cuda.is_available()
+    dev = "cuda" if gpu else "cpu"
+    base = {"backend": "torch", "device": dev, "cuda_graphs": False, "compile": False}
+    variants = [{**base, "precision": "fp32"}]
+    if gpu:
+        variants.append({**base, "precision": "fp16", "cuda_graphs": True})
+        # the fp16 default is channels-last; measure plain NCHW beside it
+        variants.append({**base, "precision": "fp16", "cuda_graphs": True, "channels_last": False})
+        if compile_:
+            variants.append({**base, "precision": "fp16", "cuda_graphs": True, "compile": True})
+    if any(g.get("onnx") for g in bundle.graphs.values()):
+        variants.append({"backend": "onnxruntime", "providers": providers, "precision": "fp32"})
+    variants.append({"backend": "tensorrt", "device": dev, "cuda_graphs": gpu, "precision": "fp16"})
+    return variants
+
+
+def bench_variants(
+    engine, variants: list[dict], batch_sizes: list[int], iters: int, warmup: int
+) -> dict:
+    """Time each variant (one pipeline at a time, GPU memory freed between them). A variant
+    this machine cannot run is listed under ``skipped`` with the reason, not measured."""
+    import torch
+
+    from mcaclip.errors import McaError
+
+    results, skipped = {}, {}
+    manifest = None
+    for v in variants:
+        name = variant_name(v)
+        try:
+            with EditPipeline(
+                engine,
+                backend=v["backend"],
+                providers=v.get("providers"),
+                device=v.get("device"),
+                precision=v.get("precision", "fp32"),
+                cuda_graphs=v.get("cuda_graphs"),
+                compile=v.get("compile", False),
+                channels_last=v.get("channels_last"),
+            ) as pipeline:
+                manifest = pipeline.bundle.manifest
+                rows = bench_pipeline(pipeline, batch_sizes, iters, warmup)
+                info = dict(v)
+                if v["backend"] == "onnxruntime":
+                    info["providers"] = pipeline.runner("fusion").providers
+                results[name] = {**info, "rows": rows}
+        except McaError as exc:  # this machine lacks what the variant needs
+            skipped[name] = str(exc)
+        except (RuntimeError, ValueError, TypeError) as exc:  # a failure: reported, not fatal
+            log.exception("variant %s failed", name)
+            skipped[name] = f"FAILED: {type(exc).__name__}: {str(exc)[:300]}"
+        finally:
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+    if manifest is None:
+        raise McaError(f"no backend could run {engine}: " + "; ".join(skipped.values()))
+    payload = {
+        "machine": machine_info(),
+        "bundle": str(engine),
+        "preset": manifest["preset"]["name"],
+        "random_weights": manifest["random_weights"],
+        "batch_sizes": batch_sizes,
+        "iters": iters,
+        "warmup": warmup,
+        "variants": results,
+        "skipped": skipped,
+    }
+    base_name = next(iter(results))
+    base = {(r["batch"], r["stage"]): r["p50_ms"] for r in results[base_name]["rows"]}
+    payload["baseline"] = base_name
+    payload["speedup_vs_baseline"] = {
+        name: {
+            f"b{r['batch']}:{r['stage']}": base[(r["batch"], r["stage"])] / r["p50_ms"]
+            for r in v["rows"]
+            if (r["batch"], r["stage"]) in base
+        }
+        for name, v in results.items()
+        if name != base_name
+    }
+    return payload
+
+
 def format_table(results: dict[str, list[dict]]) -> str:
-    """Rows of every backend side by side, with the speed-up of the first over the others."""
+    """Rows of every backend side by side, with each one's speed-up over the first."""
     names = list(results)
     lines = [
         f"{'batch':>5} {'stage':<17}"
-        + "".join(f" {n + ' p50 ms':>20} {'p90':>8} {'img/s':>8}" for n in names)
-        + ("".join(f" {names[0] + ' vs ' + n:>22}" for n in names[1:]))
+        + "".join(f" {n[-26:] + ' p50 ms':>33} {'p90':>8} {'img/s':>8}" for n in names)
+        + ("".join(f" {'x vs ' + str(i + 1):>8}" for i in range(1, len(names))))
     ]
     base = {(r["batch"], r["stage"]): r for r in results[names[0]]}
     for key, row in base.items():
@@ -134,11 +336,11 @@ def format_table(results: dict[str, list[dict]]) -> str:
         for n in names:
             r = next((x for x in results[n] if (x["batch"], x["stage"]) == key), None)
             if r is None:
-                line += f" {'-':>20} {'-':>8} {'-':>8}"
+                line += f" {'-':>33} {'-':>8} {'-':>8}"
                 continue
-            line += f" {r['p50_ms']:>20.2f} {r['p90_ms']:>8.2f} {r['images_per_s']:>8.2f}"
+            line += f" {r['p50_ms']:>33.2f} {r['p90_ms']:>8.2f} {r['images_per_s']:>8.2f}"
             others.append(r)
         for r in others[1:]:
-            line += f" {r['p50_ms'] / row['p50_ms']:>21.2f}x"
+            line += f" {row['p50_ms'] / r['p50_ms']:>7.2f}x"
         lines.append(line)
     return "\n".join(lines)

@@ -26,6 +26,28 @@ def _providers(text: str | None) -> list[str] | None:
 
 def backend_options(f):
     f = click.option(
+        "--compile",
+        "compile_",
+        is_flag=True,
+        help="torch backend on a GPU: torch.compile the masked generator (slow first call).",
+    )(f)
+    f = click.option(
+        "--cuda-graphs/--no-cuda-graphs",
+        default=None,
+        help="torch/tensorrt on a GPU: replay one CUDA graph per batch shape (default: on).",
+    )(f)
+    f = click.option(
+        "--precision",
+        type=click.Choice(["fp32", "fp16"]),
+        default=None,
+        help="torch backend: fp16 on a GPU (FP32 RGB skip and normalisations); "
+        "default fp16 on cuda, fp32 on cpu.",
+    )(f)
+    f = click.option(
+        "--device",
+        help="torch/tensorrt device: cpu, cuda, cuda:N (default: cuda when PyTorch sees a GPU).",
+    )(f)
+    f = click.option(
         "--providers",
         help="ONNX Runtime providers in order, comma-separated "
         "(default: TensorRT, CUDA, CPU as installed).",
@@ -39,18 +61,40 @@ def backend_options(f):
     )(f)
     f = click.option(
         "--engine",
-        required=True,
         type=click.Path(path_type=Path),
-        help="Engine bundle directory (mcaexport build-engine).",
+        help="Engine bundle directory (mcaexport build-engine). edit: default the toy-world "
+        "demo bundle, built once into ~/.cache/mcaclip.",
     )(f)
     return f
 
 
-def _open(engine: Path, backend: str, providers: str | None):
+def _open(
+    engine: Path,
+    backend: str,
+    providers: str | None,
+    device: str | None = None,
+    precision: str | None = None,
+    cuda_graphs: bool | None = None,
+    compile_: bool = False,
+):
     from mcaclip.runtime.pipeline import EditPipeline
 
+    if device is None and backend != "onnxruntime":
+        import torch
+
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if precision is None:
+        precision = "fp16" if device and device.startswith("cuda") else "fp32"
     # the pipeline logs a warning when the bundle has random weights
-    return EditPipeline(engine, backend=backend, providers=_providers(providers))
+    return EditPipeline(
+        engine,
+        backend=backend,
+        providers=_providers(providers),
+        device=device,
+        precision=precision,
+        cuda_graphs=cuda_graphs,
+        compile=compile_,
+    )
 
 
 @cli.command()
@@ -76,6 +120,10 @@ def edit(
     engine,
     backend,
     providers,
+    device,
+    precision,
+    cuda_graphs,
+    compile_,
     latents,
     seeds,
     truncation,
@@ -95,7 +143,12 @@ def edit(
     if (latents is None) == (seeds is None):
         raise McaError("give either --latents FILE or --seeds 0-7")
     start = time.perf_counter()
-    with _open(engine, backend, providers) as pipeline:
+    if engine is None:
+        from mcaclip.toyfaces.demo import demo_bundle
+
+        engine = demo_bundle()
+        click.echo(f"no --engine: the toy-world demo bundle {engine}", err=True)
+    with _open(engine, backend, providers, device, precision, cuda_graphs, compile_) as pipeline:
         if latents is not None:
             w = load_latents(latents, pipeline.n_latent, pipeline.style_dim)
         else:
@@ -130,8 +183,12 @@ def edit(
 )
 @click.option("--iters", default=10, show_default=True, help="Timed runs per stage.")
 @click.option("--warmup", default=2, show_default=True, help="Untimed runs first.")
+@click.option("--compare-torch", is_flag=True, help="Also run the pipeline in PyTorch FP32 eager.")
 @click.option(
-    "--compare-torch", is_flag=True, help="Also run the pipeline in PyTorch eager, same process."
+    "--all-backends",
+    is_flag=True,
+    help="Every backend this machine has: ONNX Runtime, torch FP32 eager, and on a GPU torch "
+    "FP16 + CUDA graphs (+ --compile) and TensorRT (when installed and the bundle has engines).",
 )
 @click.option(
     "--json",
@@ -141,55 +198,75 @@ def edit(
     show_default=True,
     help="Where to write the results.",
 )
-def bench(engine, backend, providers, batch_sizes, iters, warmup, compare_torch, json_path):
-    """Latency per stage and end to end, per batch size (p50/p90/p99, images/s)."""
-    from mcaclip.runtime.bench import bench_pipeline, format_table, machine_info
-    from mcaclip.runtime.pipeline import EditPipeline
+def bench(
+    engine,
+    backend,
+    providers,
+    device,
+    precision,
+    cuda_graphs,
+    compile_,
+    batch_sizes,
+    iters,
+    warmup,
+    compare_torch,
+    all_backends,
+    json_path,
+):
+    """Latency per stage and end to end, per batch size (p50/p90/p99, images/s).
 
+    On a GPU the torch and TensorRT stages run on device tensors and are timed with CUDA
+    events; end_to_end includes the host copies of latents and images."""
+    from mcaclip.runtime.bench import bench_variants, format_table, plan_variants
+
+    if engine is None:
+        raise McaError("--engine BUNDLE is needed (mcaexport build-engine makes one)")
     try:
         sizes = [int(b) for b in batch_sizes.split(",") if b.strip()]
     except ValueError:
         raise McaError(f"--batch-sizes {batch_sizes!r}: use numbers like 1,4,8") from None
-    results, meta = {}, {}
-    with _open(engine, backend, providers) as pipeline:
-        manifest = pipeline.bundle.manifest
-        results[backend] = bench_pipeline(pipeline, sizes, iters, warmup)
-        meta[backend] = _backend_meta(pipeline)
-    if compare_torch and backend != "torch":
-        with EditPipeline(engine, backend="torch") as pipeline:
-            results["torch"] = bench_pipeline(pipeline, sizes, iters, warmup)
-            meta["torch"] = _backend_meta(pipeline)
-    payload = {
-        "machine": machine_info(),
-        "bundle": str(engine),
-        "preset": manifest["preset"]["name"],
-        "precision": "fp32",
-        "random_weights": manifest["random_weights"],
-        "backends": {n: {**meta[n], "rows": rows} for n, rows in results.items()},
-    }
-    if len(results) > 1:
-        base = {(r["batch"], r["stage"]): r["p50_ms"] for r in results[backend]}
-        payload["speedup_vs_torch"] = [
-            {
-                "batch": r["batch"],
-                "stage": r["stage"],
-                "ratio": r["p50_ms"] / base[(r["batch"], r["stage"])],
-            }
-            for r in results["torch"]
-            if (r["batch"], r["stage"]) in base
-        ]
+    if all_backends:
+        variants = plan_variants(engine, providers=_providers(providers), compile_=compile_)
+    else:
+        with _open(engine, backend, providers, device, precision, cuda_graphs, compile_) as p:
+            variants = [_variant(p)]
+        if compare_torch and variants[0]["backend"] != "torch":
+            variants.insert(
+                0,
+                {
+                    "backend": "torch",
+                    "device": variants[0]["device"] or "cpu",
+                    "precision": "fp32",
+                    "cuda_graphs": False,
+                    "compile": False,
+                },
+            )
+    payload = bench_variants(engine, variants, sizes, iters, warmup)
     tmp = json_path.with_name(json_path.name + ".tmp")
     tmp.write_text(json.dumps(payload, indent=2) + "\n")
     tmp.replace(json_path)
-    click.echo(format_table(results))
+    click.echo(format_table({n: v["rows"] for n, v in payload["variants"].items()}))
+    for name, reason in payload.get("skipped", {}).items():
+        click.echo(f"not measured: {name} ({reason})")
     click.echo(f"wrote {json_path}")
 
 
-def _backend_meta(pipeline) -> dict:
-    if pipeline.backend == "torch":
-        return {"device": pipeline.device, "mode": "eager"}
-    return {"providers": pipeline.runner("fusion").providers}
+def _variant(pipeline) -> dict:
+    return {
+        "backend": pipeline.backend,
+        "device": pipeline.device if pipeline.backend != "onnxruntime" else None,
+        "precision": pipeline.precision
+        if pipeline.backend == "torch"
+        else ("fp16" if pipeline.backend == "tensorrt" else "fp32"),
+        "cuda_graphs": pipeline.cuda_graphs if pipeline.backend != "onnxruntime" else False,
+        "compile": pipeline.compile,
+        "providers": pipeline.providers,
+    }
 
 
 def main() -> None:
     run_cli(cli)
+
+
+if __name__ == "__main__":
+    main()

@@ -40,14 +40,31 @@ class EditPipeline:
         bundle: Bundle | str | Path,
         backend: str = "onnxruntime",
         providers: list[str] | None = None,
-        device: str = "cpu",
+        device: str | None = None,
+        precision: str = "fp32",
+        cuda_graphs: bool | None = None,
+        compile: bool = False,
+        channels_last: bool | None = None,
+        fold_blur: bool | None = None,
     ):
+        """``device``: torch/TensorRT device (default: cuda when PyTorch sees a GPU, else cpu);
+        ``precision``/``cuda_graphs``/``compile`` configure the torch backend (CUDA graphs
+        default to on with a GPU) and pick the FP16 engines of the tensorrt backend."""
         self.bundle = bundle if isinstance(bundle, Bundle) else Bundle.open(bundle)
         if backend not in BACKEND_NAMES:
             raise BackendError(f"backend {backend!r}: choose one of {', '.join(BACKEND_NAMES)}")
         self.backend = backend
         self.providers = providers
+        if device is None:
+            import torch
+
+            device = "cuda" if backend != "onnxruntime" and torch.cuda.is_available() else "cpu"
         self.device = device
+        self.precision = precision
+        self.cuda_graphs = device.startswith("cuda") if cuda_graphs is None else cuda_graphs
+        self.compile = compile
+        self.channels_last = channels_last
+        self.fold_blur = fold_blur
         gen = self.bundle.preset["generator"]
         self.style_dim = int(gen["style_dim"])
         self.n_latent = 2 * (int(gen["size"]).bit_length() - 1) - 2
@@ -74,6 +91,37 @@ class EditPipeline:
         for runner in self._runners.values():
             runner.close()
         self._runners.clear()
+        self._torch = None
+
+    @property
+    def device_editor(self):
+        """The backend object that runs a whole edit on the device (torch, tensorrt), or None
+        (onnxruntime: the graphs run one after the other through host arrays)."""
+        if self.backend == "torch":
+            return self._torch_editor()
+        if self.backend == "tensorrt":
+            from mcaclip.runtime.backends.tensorrt import TrtEditor
+
+            if self._torch is None:
+                self._torch = TrtEditor(self.bundle, self.device, cuda_graphs=self.cuda_graphs)
+            return self._torch
+        return None
+
+    def _torch_editor(self):
+        from mcaclip.runtime.backends.torch import TorchEditor
+
+        if self._torch is None:
+            self._torch = TorchEditor(
+                self.bundle.root,
+                self.bundle.random_weights,
+                self.device,
+                precision=self.precision,
+                cuda_graphs=self.cuda_graphs,
+                compile=self.compile,
+                channels_last=self.channels_last,
+                fold_blur=self.fold_blur,
+            )
+        return self._torch
 
     @property
     def max_batch(self) -> int:
@@ -90,14 +138,8 @@ class EditPipeline:
                 raise BundleError(f"{self.bundle.root}: has no {name} graph")
             inputs = [t["name"] for t in entry["inputs"]]
             outputs = [t["name"] for t in entry["outputs"]]
-            if self.backend == "torch":
-                from mcaclip.runtime.backends.torch import TorchEditor
-
-                if self._torch is None:
-                    self._torch = TorchEditor(
-                        self.bundle.root, self.bundle.random_weights, self.device
-                    )
-                self._runners[name] = self._torch.runner(name, inputs, outputs)
+            if self.backend in ("torch", "tensorrt"):
+                self._runners[name] = self.device_editor.runner(name, inputs, outputs)
             else:
                 from mcaclip.runtime.backends.onnxruntime import OrtRunner
 
@@ -143,6 +185,9 @@ class EditPipeline:
     def edit_batch(self, w: np.ndarray, e: np.ndarray) -> tuple[np.ndarray, np.ndarray, list]:
         """w [n, L, D] with every embedding e [P, D_t] -> images [n, P, 3, H, W], originals,
         masks."""
+        editor = self.device_editor
+        if editor is not None:  # one device call, no host copies between the stages
+            return editor.edit(w, e)
         n, p = len(w), len(e)
         w_rep = np.repeat(w, p, axis=0)
         e_rep = np.tile(e, (n, 1))

@@ -8,7 +8,7 @@ import torch
 from mcaclip.bundle import Bundle
 from mcaclip.export.exporter import ExportValidationError, check_fp16, export_graph, validate_onnx
 from mcaclip.export.specs import DUMMY_BATCH, ExportSpec, export_spec, graph_module
-from mcaclip.nn.graphs import TensorSpec, graph_names
+from mcaclip.nn.graphs import Fp16Graph, TensorSpec, graph_names
 
 
 def test_every_graph_validated_against_pytorch(tiny_bundle):
@@ -83,7 +83,7 @@ def test_fp16_overflow_is_refused(tiny_editor, monkeypatch):
     )
     module = _Overflow()
     with pytest.raises(ExportValidationError, match="not finite on CPU.*y at batch 1: 4 NaN/Inf"):
-        check_fp16(module, exporter.Fp16Graph(module), spec, tiny_editor)
+        check_fp16(module, Fp16Graph(module), spec, tiny_editor)
 
 
 def test_no_masknet_without_masks(tiny):

@@ -207,3 +207,19 @@ def test_our_checkpoint_keeps_its_own_lr_multiplier(tmp_path, tiny):
     z = torch.randn(2, 64)
     with torch.no_grad():
         assert torch.equal(H.mapping(z), G.mapping(z))
+
+
+def test_folded_blur_matches_separate_blur(tiny):
+    """One 6x6 transposed conv == 3x3 transposed conv then the 4x4 FIR blur (GPU fast path)."""
+    from mcaclip.nn.stylegan2 import Generator, fold_blur
+
+    torch.manual_seed(0)
+    g = Generator(tiny.generator).eval()
+    w = g.broadcast(g.mapping(torch.randn(3, g.style_dim)))
+    with torch.no_grad():
+        ref = g.synthesis(w)
+        folded = fold_blur(g).synthesis(w)
+        assert any(getattr(m, "fold_blur", False) for m in g.modules())
+        torch.testing.assert_close(folded, ref, atol=1e-5, rtol=1e-5)
+        fold_blur(g, on=False)
+        torch.testing.assert_close(g.synthesis(w), ref)

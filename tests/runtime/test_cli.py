@@ -89,14 +89,19 @@ def test_bench_writes_json(cli, tiny_bundle, tmp_path):
     )
     assert code == 0, err
     data = json.loads(path.read_text())
-    rows = data["backends"]["onnxruntime"]["rows"]
-    assert {(r["batch"], r["stage"]) for r in rows} == {
-        (b, s)
-        for b in (1, 2)
-        for s in ("text", "fusion", "mapper", "masked_generator", "end_to_end")
-    }
+    assert list(data["variants"]) == ["torch-cpu-fp32-eager", "onnxruntime"]
+    assert data["baseline"] == "torch-cpu-fp32-eager"
+    rows = data["variants"]["onnxruntime"]["rows"]
+    stages = ("text", "fusion", "mapper", "masked_generator", "end_to_end")
+    assert {(r["batch"], r["stage"]) for r in rows} == {(b, s) for b in (1, 2) for s in stages}
     assert all(r["p50_ms"] > 0 and r["p99_ms"] >= r["p50_ms"] for r in rows)
-    assert len(data["speedup_vs_torch"]) == 10 and data["machine"]["cpu_count"] >= 1
+    assert all(r["timer"] == "wall-clock" for r in rows)
+    # the torch backend runs whole edits on its device: its stages include end_to_end_device
+    torch_stages = {r["stage"] for r in data["variants"]["torch-cpu-fp32-eager"]["rows"]}
+    assert torch_stages == {*stages, "end_to_end_device"}
+    ratios = data["speedup_vs_baseline"]["onnxruntime"]
+    assert len(ratios) == 10 and all(v > 0 for v in ratios.values())
+    assert data["machine"]["cpu_count"] >= 1
     assert "end_to_end" in stdout
 
 

@@ -2,10 +2,13 @@
 
 =============  ==============================================================================
 onnxruntime    the bundle's ONNX graphs; providers TensorRT EP > CUDA EP > CPU EP as available
-torch          the same networks rebuilt in PyTorch from the bundle's ``torch/`` checkpoints
+torch          the same networks rebuilt in PyTorch from the bundle's ``torch/`` checkpoints;
+               on a GPU: FP16, channels-last, CUDA graphs, optional torch.compile
+tensorrt       the bundle's serialized TensorRT engines (``trt/``), built on the GPU that runs
+               them (``mcaexport build-trt``); needs TensorRT and a CUDA GPU
 =============  ==============================================================================
 """
 
 from __future__ import annotations
 
-BACKEND_NAMES = ("onnxruntime", "torch")
+BACKEND_NAMES = ("onnxruntime", "torch", "tensorrt")

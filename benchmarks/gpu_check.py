@@ -1,0 +1,309 @@
+"""One GPU check, one JSON: ``bash benchmarks/gpu_check.sh`` (``--dry-run`` checks the plan on CPU).
+
+Steps (each one's outcome is recorded; a failing step does not stop the next):
+
+1. ``environment``: GPU, driver, versions, and the measured FP16 tensor-core peak (a large
+   matrix product), which gives the compute lower bound of an edit.
+2. ``gpu_tests``: ``pytest -m "gpu or trt"`` (TensorRT tests skip where it is not installed).
+3. ``bundle``: an ffhq-1024 bundle with random weights for the torch backend (no ONNX export).
+4. ``parity``: FP16 + CUDA graphs vs FP32 eager on the same latents: PSNR of edited and
+   original images, largest mask difference.
+5. ``bench``: ``mcarun bench --all-backends`` at batch 1 and 8 (CUDA-event timing).
+6. ``summary``: ms per edit of every variant next to the lower bound, speed-ups vs FP32 eager.
+
+Dry run: tiny-32 on the CPU, batches 1 and 2, two timed runs; GPU-only variants are listed as
+skipped, pytest only collects the GPU tests. It proves every step and the JSON layout work.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "benchmarks" / "results"
+
+
+def synthesis_flops(config) -> float:
+    """FLOPs (2 per multiply-add) of one synthesis pass: styled 3x3 convs (the up-sampling ones
+    counted at their input resolution, as a transposed conv computes them) and ToRGB 1x1 convs.
+    Modulation, blur, noise and activations are left out (memory-bound, no tensor cores)."""
+    res = config.layer_resolutions()
+    ch = config.layer_channels()
+    macs = 0
+    prev_c = ch[0]
+    for i, (r, c) in enumerate(zip(res, ch)):
+        up = i > 0 and i % 2 == 1  # first conv of each resolution up-samples
+        at = r // 2 if up else r
+        macs += at * at * prev_c * c * 9
+        prev_c = c
+        if i == 0 or i % 2 == 0:  # a ToRGB after conv1 and after each resolution's 2nd conv
+            macs += r * r * c * 3
+    return 2.0 * macs
+
+
+def measure_fp16_peak(n: int = 8192, iters: int = 20) -> float:
+    """Achieved FP16 matrix-product TFLOP/s on this GPU (dense, random data)."""
+    a = torch.randn(n, n, device="cuda", dtype=torch.float16)
+    b = torch.randn(n, n, device="cuda", dtype=torch.float16)
+    for _ in range(3):
+        a @ b
+    torch.cuda.synchronize()
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    start.record()
+    for _ in range(iters):
+        a @ b
+    end.record()
+    torch.cuda.synchronize()
+    seconds = start.elapsed_time(end) / 1e3 / iters
+    return 2 * n**3 / seconds / 1e12
+
+
+DEADLINE = [float("inf")]  # perf_counter() time by which the whole check must be done
+
+
+def remaining(reserve: float = 10.0) -> int:
+    """Seconds left for a subprocess (the summary and the JSON need ``reserve``)."""
+    return max(1, int(DEADLINE[0] - time.perf_counter() - reserve))
+
+
+def step(report: dict, name: str, fn) -> object:
+    t0 = time.perf_counter()
+    print(f"[gpu_check] {name} ...", flush=True)
+    try:
+        value = fn()
+        report["steps"][name] = {"ok": True, "seconds": round(time.perf_counter() - t0, 1)}
+        return value
+    except Exception as exc:  # record and go on: one JSON with everything that worked
+        report["steps"][name] = {
+            "ok": False,
+            "seconds": round(time.perf_counter() - t0, 1),
+            "error": f"{type(exc).__name__}: {exc}"[:2000],
+            "traceback": traceback.format_exc()[-3000:],
+        }
+        print(f"[gpu_check] {name} FAILED: {exc}", flush=True)
+        return None
+    finally:
+        if SAVE:
+            SAVE[0](report)  # after every step: a killed run still leaves its JSON
+
+
+SAVE: list = []
+
+
+def save_json(out: Path, report: dict) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".tmp")
+    tmp.write_text(json.dumps(report, indent=2, default=str) + "\n")
+    tmp.replace(out)
+
+
+def run_tests(dry_run: bool, timeout: int) -> dict:
+    cmd = [sys.executable, "-m", "pytest", "-q", "-m", "gpu or trt", "-p", "no:cacheprovider",
+           "tests/runtime/test_gpu.py", "tests/export/test_tensorrt.py", "-rs"]  # fmt: skip
+    if dry_run:
+        cmd.append("--collect-only")
+    out = subprocess.run(
+        cmd, cwd=ROOT, capture_output=True, text=True, timeout=min(timeout, remaining())
+    )
+    lines = (out.stdout + out.stderr).strip().splitlines()
+    failures = [ln for ln in lines if ln.startswith(("FAILED", "ERROR", "E  "))]
+    return {
+        "command": " ".join(cmd[1:]),
+        "rc": out.returncode,
+        "failures": failures[:40],
+        "tail": lines[-12:],
+    }
+
+
+def build_bundle_1024(preset: str, out: Path, max_batch: int) -> dict:
+    from mcaclip.export.builder import BatchProfile, build_bundle
+    from mcaclip.nn.editor import MCAEditor
+
+    torch.manual_seed(0)
+    editor = MCAEditor.from_preset(preset, random_weights=True)
+    manifest = build_bundle(
+        editor,
+        out,
+        ["blue goatee"],
+        backend="torch",
+        profile=BatchProfile(1, max_batch, max_batch, max_prompts=1),
+        random_weights=True,
+        overwrite=True,
+    )
+    return {"path": str(out), "preset": preset, "batch_profile": manifest["batch_profile"]}
+
+
+def parity(bundle: Path, device: str, n: int) -> dict:
+    from mcaclip.export.exporter import psnr
+    from mcaclip.runtime.pipeline import EditPipeline
+
+    with EditPipeline(bundle, backend="torch", device=device, precision="fp32",
+                      cuda_graphs=False) as p32:  # fmt: skip
+        w = p32.seeds_to_latents(list(range(n)))
+        e = p32.embed(["blue goatee"])
+        ref = p32.edit_batch(w, e)
+    if device == "cpu":  # FP16 fast path is GPU-only: the dry run compares FP32 with itself
+        got = ref
+    else:
+        with EditPipeline(bundle, backend="torch", device=device, precision="fp16",
+                          cuda_graphs=True) as p16:  # fmt: skip
+            got = p16.edit_batch(w, e)
+    return {
+        "latents": n,
+        "compared": "fp16+cudagraphs vs fp32 eager" if device != "cpu" else "fp32 vs fp32 (dry)",
+        "image_psnr_db": _finite(psnr(got[0], ref[0])),
+        "original_psnr_db": _finite(psnr(got[1], ref[1])),
+        "image_max_abs": float(np.abs(got[0] - ref[0]).max()),
+        "mask_max_abs": max(
+            (float(np.abs(a - b).max()) for a, b in zip(got[2], ref[2])), default=0.0
+        ),  # fmt: skip
+        "finite": bool(np.isfinite(got[0]).all()),
+    }
+
+
+def _finite(x: float) -> float | None:
+    """JSON has no infinity: identical images (PSNR inf) are written as null."""
+    return x if np.isfinite(x) else None
+
+
+def bench(bundle: Path, sizes: str, iters: int, warmup: int, timeout: int, *which: str):
+    """``mcarun bench`` in a subprocess (``which``: --all-backends, or one configuration)."""
+    out = Path(tempfile.mkdtemp()) / "bench.json"
+    cmd = [sys.executable, "-m", "mcaclip.runtime.cli", "bench", "--engine", str(bundle),
+           "--batch-sizes", sizes, "--iters", str(iters), "--warmup", str(warmup),
+           "--json", str(out), *which]  # fmt: skip
+    run = subprocess.run(
+        cmd, cwd=ROOT, capture_output=True, text=True, timeout=min(timeout, remaining())
+    )
+    print(run.stdout[-4000:], run.stderr[-2000:], flush=True)
+    if run.returncode != 0:
+        raise RuntimeError(f"mcarun bench exited {run.returncode}: {run.stderr[-800:]}")
+    return json.loads(out.read_text())
+
+
+def summarize(bench_json: dict, flops: float, peak_tflops: float | None) -> dict:
+    rows = {}
+    for name, v in bench_json["variants"].items():
+        for r in v["rows"]:
+            if r["stage"] in ("end_to_end_device", "end_to_end", "masked_generator"):
+                rows.setdefault(name, {})[f"b{r['batch']}:{r['stage']}"] = r["p50_ms"] / r["batch"]
+    base = bench_json.get("baseline")
+    summary = {
+        "flops_per_edit": flops,
+        "gflop_per_edit": flops / 1e9,
+        "measured_fp16_tflops": peak_tflops,
+        "lower_bound_ms_per_edit": flops / (peak_tflops * 1e12) * 1e3 if peak_tflops else None,
+        "ms_per_edit": rows,
+        "speedup_vs_baseline": {},
+        "baseline": base,
+    }
+    for name, per in rows.items():
+        if name == base:
+            continue
+        summary["speedup_vs_baseline"][name] = {
+            k: rows[base][k] / ms for k, ms in per.items() if k in rows.get(base, {})
+        }
+    bound = summary["lower_bound_ms_per_edit"]
+    if bound:
+        summary["x_lower_bound"] = {
+            name: {k: ms / bound for k, ms in per.items() if "end_to_end_device" in k}
+            for name, per in rows.items()
+        }
+    return summary
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--dry-run", action="store_true", help="tiny-32 on CPU: check the plan")
+    ap.add_argument("--out", type=Path, help="JSON path (default benchmarks/results/...)")
+    ap.add_argument("--preset", default="ffhq-1024")
+    ap.add_argument("--batch-sizes", default="1,8")
+    ap.add_argument("--iters", type=int, default=20)
+    ap.add_argument("--warmup", type=int, default=3)
+    ap.add_argument("--compile", action="store_true", help="also time torch.compile")
+    ap.add_argument("--work", type=Path, help="where the bundle goes (default: a temp dir)")
+    ap.add_argument("--budget", type=float, default=450, help="seconds for the whole check")
+    args = ap.parse_args(argv)
+    DEADLINE[0] = time.perf_counter() + args.budget
+    dry = args.dry_run
+    if dry:
+        args.preset, args.batch_sizes, args.iters, args.warmup = "tiny-32", "1,2", 2, 1
+    elif not torch.cuda.is_available():
+        print("gpu_check: PyTorch sees no CUDA GPU here; use --dry-run on CPU", file=sys.stderr)
+        return 2
+    out = args.out or RESULTS / ("gpu_check_dry_run.json" if dry else "gpu_check.json")
+    device = "cpu" if dry else "cuda"
+    sizes = [int(b) for b in args.batch_sizes.split(",")]
+    work = args.work or Path(tempfile.mkdtemp(prefix="mcaclip-gpu-check-"))
+    report: dict = {"dry_run": dry, "preset": args.preset, "batch_sizes": sizes, "steps": {}}
+    t0 = time.perf_counter()
+    SAVE[:] = [lambda r: save_json(out, r)]
+
+    from mcaclip.config import load_preset
+    from mcaclip.runtime.bench import machine_info
+
+    report["environment"] = step(
+        report,
+        "environment",
+        lambda: {
+            **machine_info(),
+            "measured_fp16_tflops": None if dry else measure_fp16_peak(),
+        },
+    )
+    report["gpu_tests"] = step(report, "gpu_tests", lambda: run_tests(dry, timeout=240))
+    bundle = work / f"{args.preset}-torch"
+    report["bundle"] = step(
+        report, "bundle", lambda: build_bundle_1024(args.preset, bundle, max(sizes))
+    )
+    report["parity"] = step(report, "parity", lambda: parity(bundle, device, 4 if not dry else 2))
+    report["bench"] = step(
+        report,
+        "bench",
+        lambda: bench(bundle, args.batch_sizes, args.iters, args.warmup, 300, "--all-backends"),
+    )
+    # apart, and only with time left: a slow or failing compile must not cost the rest
+    if args.compile and not dry and remaining() > 120:
+        report["bench_compile"] = step(
+            report,
+            "bench_compile",
+            lambda: bench(
+                bundle,
+                args.batch_sizes,
+                args.iters,
+                args.warmup,
+                240,
+                "--backend",
+                "torch",
+                "--precision",
+                "fp16",
+                "--cuda-graphs",
+                "--compile",
+            ),
+        )
+        if report["bench_compile"] and report["bench"]:
+            report["bench"]["variants"].update(report["bench_compile"]["variants"])
+    flops = 2 * synthesis_flops(load_preset(args.preset).generator)  # two streams per edit
+    peak = (report.get("environment") or {}).get("measured_fp16_tflops")
+    if report["bench"]:
+        report["summary"] = step(report, "summary", lambda: summarize(report["bench"], flops, peak))
+    report["seconds"] = round(time.perf_counter() - t0, 1)
+    save_json(out, report)
+    failed = [k for k, v in report["steps"].items() if not v["ok"]]
+    print(f"[gpu_check] wrote {out} in {report['seconds']} s; failed steps: {failed or 'none'}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    sys.exit(main())

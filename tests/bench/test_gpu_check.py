@@ -1,0 +1,43 @@
+"""The GPU check's plan runs end to end on CPU (--dry-run), and its FLOP count is the paper's."""
+
+import json
+
+import pytest
+
+from benchmarks.gpu_check import main, summarize, synthesis_flops
+from mcaclip.config import load_preset
+
+
+def test_flops_of_a_1024_edit():
+    # two synthesis passes of config-f at 1024 px: about 297 GFLOP (the issue's figure)
+    assert 2 * synthesis_flops(load_preset("ffhq-1024").generator) / 1e9 == pytest.approx(
+        297, abs=1
+    )
+
+
+def test_summary_ratios():
+    rows = lambda ms: [  # noqa: E731
+        {"batch": 8, "stage": "end_to_end_device", "p50_ms": ms},
+        {"batch": 8, "stage": "fusion", "p50_ms": 1.0},
+    ]
+    bench = {
+        "baseline": "slow",
+        "variants": {"slow": {"rows": rows(80.0)}, "fast": {"rows": rows(20.0)}},
+    }
+    s = summarize(bench, flops=297e9, peak_tflops=742.5)
+    assert s["lower_bound_ms_per_edit"] == pytest.approx(0.4)
+    assert s["ms_per_edit"]["fast"]["b8:end_to_end_device"] == pytest.approx(2.5)
+    assert s["speedup_vs_baseline"]["fast"]["b8:end_to_end_device"] == pytest.approx(4.0)
+    assert s["x_lower_bound"]["fast"]["b8:end_to_end_device"] == pytest.approx(6.25)
+
+
+def test_dry_run_writes_every_step(tmp_path):
+    out = tmp_path / "check.json"
+    assert main(["--dry-run", "--out", str(out), "--work", str(tmp_path / "work")]) == 0
+    report = json.loads(out.read_text())
+    assert report["dry_run"] and all(step["ok"] for step in report["steps"].values())
+    assert set(report["steps"]) == {"environment", "gpu_tests", "bundle", "parity", "bench",
+                                    "summary"}  # fmt: skip
+    assert report["gpu_tests"]["rc"] == 0  # the gpu/trt tests are collected
+    assert "torch-cpu-fp32-eager" in report["bench"]["variants"]
+    assert "tensorrt" in " ".join(report["bench"]["skipped"])  # named, not hidden

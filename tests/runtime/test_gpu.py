@@ -1,0 +1,138 @@
+"""GPU fast paths of the torch backend (marker ``gpu``: skipped without a CUDA GPU), and the
+refusals that CPU machines see."""
+
+import numpy as np
+import pytest
+import torch
+
+from mcaclip.export.exporter import psnr
+from mcaclip.runtime.backends.base import BackendError
+from mcaclip.runtime.backends.torch import CudaGraphed
+from mcaclip.runtime.pipeline import EditPipeline
+
+
+def _latents(pipeline, n):
+    return pipeline.seeds_to_latents(list(range(n)))
+
+
+def test_gpu_options_refused_on_cpu(tiny_bundle, cli):
+    with pytest.raises(BackendError, match="need a CUDA GPU"):
+        with EditPipeline(tiny_bundle, backend="torch", device="cpu", precision="fp16") as p:
+            p.edit_batch(_latents(p, 1), p.embed(["red hair"]))
+    from mcaclip.runtime.cli import main as mcarun
+
+    code, _, err = cli(
+        mcarun, "edit", "--engine", tiny_bundle, "--backend", "torch", "--device", "cpu",
+        "--precision", "fp16", "--seeds", "0", "--prompt", "red hair", "--out", "unused",
+    )  # fmt: skip
+    last = err.strip().splitlines()[-1]
+    assert code == 2 and last.startswith("error: ") and "need a CUDA GPU" in last
+    assert "Traceback" not in err
+
+
+def test_torch_cpu_edit_matches_onnxruntime(tiny_bundle):
+    with EditPipeline(tiny_bundle, backend="onnxruntime") as ort_p:
+        w = _latents(ort_p, 2)
+        e = ort_p.embed(["red hair", "blue goatee"])
+        ref = ort_p.edit_batch(w, e)
+    with EditPipeline(tiny_bundle, backend="torch", device="cpu") as torch_p:
+        assert torch_p.device_editor is not None
+        got = torch_p.edit_batch(w, e)
+    assert got[0].shape == ref[0].shape == (2, 2, 3, 32, 32)
+    np.testing.assert_allclose(got[0], ref[0], atol=1e-4)
+    np.testing.assert_allclose(got[1], ref[1], atol=1e-4)
+    assert len(got[2]) == len(ref[2])
+    for a, b in zip(got[2], ref[2]):
+        np.testing.assert_allclose(a, b, atol=1e-4)
+
+
+@pytest.mark.gpu
+def test_cuda_graphed_replays_new_inputs():
+    lin = torch.nn.Linear(16, 8).cuda()
+
+    def fn(x):
+        return (torch.relu(lin(x)) * 2,)
+
+    graphed = CudaGraphed(fn)
+    with torch.inference_mode():
+        for _ in range(3):
+            x = torch.randn(4, 16, device="cuda", generator=None)
+            (out,) = graphed(x)
+            torch.testing.assert_close(out, fn(x)[0])
+        graphed(torch.randn(2, 16, device="cuda"))
+    assert graphed.captured == 2  # one graph per input shape
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("cuda_graphs", [False, True])
+def test_fp16_cuda_matches_fp32(tiny_bundle, cuda_graphs):
+    with EditPipeline(tiny_bundle, backend="torch", device="cuda", precision="fp32",
+                      cuda_graphs=False) as p32:  # fmt: skip
+        w = _latents(p32, 3)
+        e = p32.embed(["red hair", "blue goatee"])
+        ref = p32.edit_batch(w, e)
+    with EditPipeline(tiny_bundle, backend="torch", device="cuda", precision="fp16",
+                      cuda_graphs=cuda_graphs) as p16:  # fmt: skip
+        first = p16.edit_batch(w, e)
+        again = p16.edit_batch(w[::-1].copy(), e)  # replays see new inputs
+    assert np.isfinite(first[0]).all()
+    assert psnr(first[0], ref[0]) > 40 and psnr(first[1], ref[1]) > 40
+    np.testing.assert_allclose(again[0][::-1], first[0], atol=2e-3)
+    for m16, m32 in zip(first[2], ref[2]):
+        assert np.abs(m16 - m32).max() < 2e-2
+
+
+@pytest.mark.gpu
+def test_fp32_cuda_matches_cpu(tiny_bundle):
+    with EditPipeline(tiny_bundle, backend="torch", device="cpu") as cpu:
+        w = _latents(cpu, 2)
+        e = cpu.embed(["red hair"])
+        ref = cpu.edit_batch(w, e)
+    with EditPipeline(tiny_bundle, backend="torch", device="cuda", precision="fp32",
+                      cuda_graphs=True) as gpu:  # fmt: skip
+        got = gpu.edit_batch(w, e)
+    # cuDNN may use TF32 for FP32 convolutions (PyTorch's default)
+    assert psnr(got[0], ref[0]) > 45
+
+
+@pytest.mark.gpu
+def test_bench_all_backends_on_gpu(tiny_bundle, cli, tmp_path):
+    import json
+
+    from mcaclip.runtime.cli import main as mcarun
+
+    path = tmp_path / "bench.json"
+    code, stdout, err = cli(
+        mcarun, "bench", "--engine", tiny_bundle, "--all-backends", "--batch-sizes", "1,2",
+        "--iters", "3", "--warmup", "1", "--json", path,
+    )  # fmt: skip
+    assert code == 0, err
+    data = json.loads(path.read_text())
+    assert "torch-cuda-fp32-eager" in data["variants"]
+    rows = data["variants"]["torch-cuda-fp16-cudagraphs"]["rows"]
+    assert all(r["timer"] == "cuda-events" for r in rows)
+    assert data["machine"]["gpu"] and data["machine"]["compute_capability"]
+
+
+def test_fp16_graph_channels_last_matches_fp32_on_cpu(tiny_editor, tiny_w):
+    """The FP16 wrapper with NHWC inputs and 4-D weights: finite, close to FP32 (CPU half)."""
+    from mcaclip.nn.graphs import Fp16Graph, build_graph
+
+    module = build_graph(tiny_editor, "masked_generator").eval()
+    w_edit = tiny_w[:, None] + 0.1
+    e = torch.randn(
+        2, 1, tiny_editor.preset.clip.embed_dim, generator=torch.Generator().manual_seed(0)
+    )
+    with torch.no_grad():
+        ref = module(tiny_w, w_edit, e)
+        for channels_last in (False, True):
+            half = Fp16Graph(module, channels_last=channels_last).eval()
+            out = half(tiny_w, w_edit, e)
+            assert out[0].dtype == torch.float32 and torch.isfinite(out[0]).all()
+            assert psnr(out[0].numpy(), ref[0].numpy()) > 40
+            convs = [p for p in half.parameters() if p.ndim == 4]
+            assert (
+                all(p.is_contiguous(memory_format=torch.channels_last) for p in convs)
+                == (channels_last)
+                or not convs
+            )
