@@ -9,6 +9,7 @@ Writes into ``--out`` (default: the package's ``toyfaces/assets``)::
     parser.safetensors            face parser (stands in for BiSeNet)
     identity.safetensors          identity network (stands in for ArcFace)
     test_latents.pt               W+ latents of held-out faces [N, L, D] (as e4e inversions)
+    train_latents.pt              W+ latents of training faces (mcatrain --world toy)
     test_faces.json               their attribute vectors
     metrics.json                  every network's held-out accuracy; build time and settings
 
@@ -55,11 +56,13 @@ class BuildScale:
     probe_steps: int = 300
     parser_steps: int = 400
     identity_steps: int = 300
-    clip_steps: int = 600
-    generator_steps: int = 3000
+    clip_steps: int = 1500
+    generator_steps: int = 6000
     generator_lr: float = 5e-3
-    generator_part_weight: float = 4.0
+    generator_part_weight: float = 8.0
+    generator_glasses_weight: float = 24.0
     width: int = 32  # probe/identity width (parser: 3/4 of it)
+    train_latents: int = 800  # W+ latents of training faces written for mcatrain
 
 
 MICRO = BuildScale(
@@ -75,9 +78,20 @@ MICRO = BuildScale(
 )
 
 
-def _save(module: torch.nn.Module, path: Path) -> None:
+def _save(module: torch.nn.Module, path: Path, half: bool = False) -> None:
     state = {k: v.detach().contiguous().clone() for k, v in module.state_dict().items()}
+    if half:  # the readers cast back to float32
+        state = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
     atomic_write(path, lambda tmp: save_file(state, tmp))
+
+
+@torch.no_grad()
+def write_latents(generator, faces, path: Path) -> None:
+    """W+ latents [N, L, D] of ``faces`` through the generator's mapping (what an encoder
+    would give for their renders), written with torch.save."""
+    w = generator.mapping(attribute_z(encode(faces), generator.style_dim))
+    latents = generator.broadcast(w).clone()
+    atomic_write(path, lambda tmp: torch.save(latents, tmp))
 
 
 def build(out: Path = ASSETS, scale: BuildScale = BuildScale(), seed: int = 0) -> dict:
@@ -125,6 +139,7 @@ def build(out: Path = ASSETS, scale: BuildScale = BuildScale(), seed: int = 0) -
             scale.generator_steps,
             lr=scale.generator_lr,
             part_weight=scale.generator_part_weight,
+            glasses_weight=scale.generator_glasses_weight,
             seed=seed,
         ),
     )
@@ -133,9 +148,10 @@ def build(out: Path = ASSETS, scale: BuildScale = BuildScale(), seed: int = 0) -
         w = generator.mapping(attribute_z(encode(test.faces), generator.style_dim))
         generator.latent_avg.copy_(w.mean(0))
         test_latents = generator.broadcast(w).clone()
+    write_latents(generator, train.faces[: scale.train_latents], out / "train_latents.pt")
 
     generator.save(out / "generator.safetensors")
-    _save(towers.model, out / "clip.safetensors")
+    _save(towers.model, out / "clip.safetensors", half=True)  # 6 M params, mostly tokens
     for name, net in (("probe", probe), ("parser", parser), ("identity", ident)):
         _save(net, out / f"{name}.safetensors")
     atomic_write(out / "test_latents.pt", lambda tmp: torch.save(test_latents, tmp))
@@ -167,8 +183,17 @@ def main(argv: list[str] | None = None) -> None:
     b.add_argument("--out", type=Path, default=ASSETS)
     b.add_argument("--micro", action="store_true", help="tiny sizes, seconds (tests)")
     b.add_argument("--seed", type=int, default=0)
+    d = sub.add_parser("demo", help="train the demo editor (mcatrain --world toy) into assets/demo")
+    d.add_argument("--steps", type=int, default=1500)
+    d.add_argument("--batch-size", type=int, default=4)
+    d.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    if args.command == "demo":
+        from mcaclip.toyfaces.demo import train_demo
+
+        print(f"wrote {train_demo(args.steps, args.batch_size, args.seed)}")
+        return
     metrics = build(args.out, MICRO if args.micro else BuildScale(), args.seed)
     print(
         json.dumps(

@@ -110,6 +110,11 @@ def _weight_option(name: str, default: float, what: str):
 @click.option(
     "--random-weights", is_flag=True, help="Every frozen network random: tests and benchmarks only."
 )
+@click.option(
+    "--world",
+    type=click.Choice(["toy"]),
+    help="toy: train on the toy world's shipped networks and latents (toy-64, CPU-sized).",
+)
 def cli(prompts, prompts_file, resume, device, **kw):
     """Train an MCA-CLIP editor: frozen StyleGAN2, CLIP, ArcFace and face parser; trains
     feature fusion, latent mapper and mask net with the paper's six losses."""

@@ -93,6 +93,7 @@ class TrainConfig:
     arcface: str | None = None
     parser: str | None = None
     random_weights: bool = False  # every frozen network random: tests and benchmarks only
+    world: str | None = None  # "toy": the toy world's trained networks and latents (toy-64)
     amp: bool = False  # mixed precision on CUDA
     device: str = "cpu"
 
@@ -124,6 +125,8 @@ class Trainer:
         self.out = Path(c.out)
         self.rank, self.world = _rank(), _world()
         self.device = torch.device(c.device)
+        if c.world is not None:
+            self.config = c = self._world_config(c)
         self.preset = self._preset()
         torch.manual_seed(c.seed)
         self.editor = self._build_editor(resume)
@@ -164,6 +167,29 @@ class Trainer:
     def amp(self) -> bool:
         return self.config.amp and self.device.type == "cuda"
 
+    @staticmethod
+    def _world_config(c: TrainConfig) -> TrainConfig:
+        """``world="toy"``: the toy world's generator, CLIP and training latents unless given."""
+        if c.world != "toy":
+            raise McaError(f"--world {c.world!r}: the only world is 'toy'")
+        from mcaclip.toyfaces import world
+
+        name = world.preset()
+        if c.preset not in ("ffhq-1024", name):  # ffhq-1024: the option's default
+            raise McaError(f"--world toy trains the {name} preset; drop --preset")
+        if c.random_weights:
+            raise McaError(
+                "--world toy uses the toy world's trained networks; drop --random-weights"
+            )
+        files = world.sources()
+        return dataclasses.replace(
+            c,
+            preset=name,
+            generator=c.generator or files["generator"],
+            clip_weights=c.clip_weights or files["clip_weights"],
+            latents=c.latents or files["latents"],
+        )
+
     def _preset(self) -> Preset:
         c = self.config
         p = load_preset(c.preset)
@@ -186,7 +212,7 @@ class Trainer:
             if not Path(path).is_file():
                 raise WeightsMissingError(f"{flag} {path}: file not found ({what})")
             return path
-        if weight == 0 or self.config.random_weights:
+        if weight == 0 or self.config.random_weights or self.config.world == "toy":
             return None
         extra = f" or set --{weight_name}-weight 0" if weight_name else ""
         raise WeightsMissingError(f"{flag} PATH is needed: {what}; pass it{extra}")
@@ -218,13 +244,23 @@ class Trainer:
                 "ArcFace IR-SE50 model_ir_se50.pth for the identity loss",
                 "id",
             )
-            net = IRSE.from_file(path) if path else (small_irse() if small else IRSE())
+            if c.world == "toy" and path is None:
+                from mcaclip.toyfaces.world import load_identity
+
+                net = load_identity()
+            else:
+                net = IRSE.from_file(path) if path else (small_irse() if small else IRSE())
             losses["id"] = IdentityLoss(net.eval().requires_grad_(False), crop=not small)
         if w.bg:
             path = self._need(
                 c.parser, "--parser", "BiSeNet 79999_iter.pth for the background loss", "bg"
             )
-            net = BiSeNet.from_file(path) if path else (small_bisenet() if small else BiSeNet())
+            if c.world == "toy" and path is None:
+                from mcaclip.toyfaces.world import load_parser
+
+                net = load_parser()
+            else:
+                net = BiSeNet.from_file(path) if path else (small_bisenet() if small else BiSeNet())
             losses["bg"] = BackgroundLoss(net.eval().requires_grad_(False))
         if w.nce:
             losses["nce"] = ClipNCELoss(self.editor.clip)

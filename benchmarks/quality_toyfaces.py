@@ -1,0 +1,313 @@
+"""Ground-truth quality benchmark of MCA-CLIP and its baselines in the toy-faces world.
+
+``python -m benchmarks.quality_toyfaces [--quick] [--steps N] [--latents 200]``
+
+Methods (trained here with the ordinary trainer on the toy world's networks, ``--world toy``):
+
+===================  =====================================================================
+styleclip-mapper     StyleCLIP's latent mapper with its CLIP loss, one model per prompt
+cf-clip              CF-CLIP's architecture: text embedding mapping (TEM), no masks, CLIP-NCE
+mca-wo-ff            MCA-CLIP with TEM instead of Feature Fusion (ablation "w/o FF")
+mca-wo-pre           MCA-CLIP without the mask net (ablation "w/o PRE")
+mca-clip             MCA-CLIP: Feature Fusion + latent mapper + Precision Region Editing
+===================  =====================================================================
+
+The four text-conditioned methods are trained once over all benchmark prompts (the text
+embedding is an input); StyleCLIP's mapper has no text input, so it gets one model per prompt.
+Every method gets the same steps, batch and seed.
+
+For each method and prompt, on held-out latents (W+ of held-out attribute vectors, as e4e
+inversions of unseen faces), the metrics are:
+
+* success: the attribute probe reads the target attributes on the edited image;
+* preservation: share of the other visible attributes the probe reads unchanged, identity
+  cosine (the toy identity network), MSE and SSIM outside the target's ground-truth region
+  (the renderer's segmentation of the original and of the counterfactual face);
+* oracle: PSNR / SSIM to the generator's image of the correctly edited attribute vector;
+* mask IoU (methods with masks): mean of the per-layer masks at 64 px, thresholded at 0.5,
+  against the ground-truth region;
+* CLIP: cosine of the toy CLIP's image and prompt embeddings.
+
+Writes ``benchmarks/results/quality_toyfaces.{json,md,png}`` (``--quick``: ``*_quick``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from benchmarks.common import RESULTS, machine_info
+from mcaclip.toyfaces.attributes import CHOICES, LABELS, Face
+
+PROMPTS = {  # prompt -> (attribute changes, ground-truth region label)
+    "red hair": ({"hair_colour": "red"}, "hair"),
+    "blue goatee": ({"beard": "goatee", "beard_colour": "blue"}, "beard"),
+    "green eyes": ({"eye_colour": "green"}, "eyes"),
+    "purple lips": ({"lip_colour": "purple"}, "lips"),
+    "yellow glasses": ({"glasses": "round", "glasses_colour": "yellow"}, "glasses"),
+}
+METHODS = {  # name -> TrainConfig overrides
+    "styleclip-mapper": {"method": "styleclip-mapper"},
+    "cf-clip": {"fusion": "tem", "no_masks": True},
+    "mca-wo-ff": {"fusion": "tem"},
+    "mca-wo-pre": {"no_masks": True},
+    "mca-clip": {},
+}
+ATTRS = list(CHOICES)
+
+
+def counterfactual(face: Face, changes: dict) -> Face:
+    """The face as the prompt asks for it; a bald face gets short hair for a hair colour, and
+    existing glasses keep their kind."""
+    changes = dict(changes)
+    if "hair_colour" in changes and face.hair_style == "bald":
+        changes["hair_style"] = "short"
+    if "glasses" in changes and face.glasses != "none":
+        changes["glasses"] = face.glasses
+    return dataclasses.replace(face, **changes)
+
+
+def ssim(a: torch.Tensor, b: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Per-image SSIM of [N, 3, H, W] images in [-1, 1] (7x7 Gaussian window, sigma 1.5),
+    averaged over channels and over ``mask`` [N, H, W] pixels (all pixels if None)."""
+    a, b = (a + 1) / 2, (b + 1) / 2
+    x = torch.arange(7, dtype=torch.float32) - 3
+    g = torch.exp(-(x**2) / (2 * 1.5**2))
+    g = g / g.sum()
+    win = (g[:, None] * g[None, :]).expand(3, 1, 7, 7)
+
+    def blur(t):
+        return F.conv2d(F.pad(t, (3, 3, 3, 3), mode="reflect"), win, groups=3)
+
+    mu_a, mu_b = blur(a), blur(b)
+    var_a = blur(a * a) - mu_a**2
+    var_b = blur(b * b) - mu_b**2
+    cov = blur(a * b) - mu_a * mu_b
+    c1, c2 = 0.01**2, 0.03**2
+    s = ((2 * mu_a * mu_b + c1) * (2 * cov + c2)) / (
+        (mu_a**2 + mu_b**2 + c1) * (var_a + var_b + c2)
+    )
+    s = s.mean(1)  # channels
+    if mask is None:
+        return s.flatten(1).mean(1)
+    m = mask.float()
+    return (s * m).flatten(1).sum(1) / m.flatten(1).sum(1).clamp(min=1)
+
+
+def train_methods(prompts: list[str], out: Path, steps: int, batch: int, seed: int) -> dict:
+    """Train every method (skipping runs that exist); returns {method: {prompt: editor path}}."""
+    from mcaclip.training.cli import STYLECLIP_WEIGHTS
+    from mcaclip.training.trainer import LossWeights, TrainConfig, Trainer
+
+    editors: dict[str, dict[str, Path]] = {}
+    for name, overrides in METHODS.items():
+        groups = [[p] for p in prompts] if name == "styleclip-mapper" else [prompts]
+        editors[name] = {}
+        for group in groups:
+            run = out / name / ("all" if len(group) > 1 else group[0].replace(" ", "-"))
+            editor = run / "editor.safetensors"
+            if not editor.is_file():
+                weights = (
+                    LossWeights(**STYLECLIP_WEIGHTS)
+                    if name == "styleclip-mapper"
+                    else LossWeights()
+                )
+                config = TrainConfig(
+                    prompts=group,
+                    out=str(run),
+                    world="toy",
+                    steps=steps,
+                    batch_size=batch,
+                    seed=seed,
+                    weights=weights,
+                    val_every=steps,
+                    ckpt_every=steps,
+                    log_every=max(steps // 10, 1),
+                    **overrides,
+                )
+                t0 = time.perf_counter()
+                Trainer(config).fit()
+                print(f"trained {name} {group} in {time.perf_counter() - t0:.0f} s", flush=True)
+            for p in group:
+                editors[name][p] = editor
+    return editors
+
+
+@torch.no_grad()
+def evaluate(editors: dict, prompts: list[str], n: int, batch: int = 50) -> tuple[dict, dict]:
+    """Metrics per method and prompt, and a few images per method and prompt for the grid."""
+    from mcaclip.nn.editor import MCAEditor
+    from mcaclip.toyfaces.data import encode, labels, visibility
+    from mcaclip.toyfaces.render import render_batch
+    from mcaclip.toyfaces.train import attribute_z
+    from mcaclip.toyfaces.world import asset, load_identity, load_probe
+
+    faces = [Face(**f) for f in json.loads(asset("test_faces.json").read_text())][:n]
+    w = torch.load(asset("test_latents.pt"), weights_only=True)[:n].float()
+    probe, ident = load_probe(), load_identity()
+    first = MCAEditor.load(next(iter(next(iter(editors.values())).values())))
+    G, clip = first.generator, first.clip
+    original = torch.cat([G.synthesis(c) for c in torch.split(w, batch)])
+    orig_pred = probe.predict(original)
+    orig_id = ident(original)
+    results: dict = {}
+    samples: dict = {"original": original[:4]}
+    for prompt in prompts:
+        changes, region_label = PROMPTS[prompt]
+        cf = [counterfactual(f, changes) for f in faces]
+        _, seg_orig = render_batch(faces)
+        _, seg_cf = render_batch(cf)
+        label = LABELS[region_label]
+        region = torch.from_numpy((seg_orig == label) | (seg_cf == label))
+        w_cf = G.broadcast(G.mapping(attribute_z(encode(cf), G.style_dim)))
+        oracle = torch.cat([G.synthesis(c) for c in torch.split(w_cf, batch)])
+        target_idx = [ATTRS.index(a) for a in changes]
+        target_val = labels(cf)[:, target_idx]
+        others = [i for i in range(len(ATTRS)) if i not in target_idx]
+        vis = visibility(faces)[:, others] & visibility(cf)[:, others]
+        text = clip.embed_prompts([prompt])
+        for method, per_prompt in editors.items():
+            editor = MCAEditor.load(per_prompt[prompt]).eval()
+            e = text.expand(n, -1)
+            outs = [editor(wc, ec) for wc, ec in zip(torch.split(w, batch), torch.split(e, batch))]
+            edited = torch.cat([o.image for o in outs]).clamp(-1, 1)
+            pred = probe.predict(edited)
+            success = (pred[:, target_idx] == target_val).all(1).float()
+            same = (pred[:, others] == orig_pred[:, others]) | ~vis
+            keep = same.float().sum(1) / vis.float().sum(1).clamp(min=1)
+            outside = ~region
+            sq = (edited - original).square().mean(1)
+            mse_out = (sq * outside).flatten(1).sum(1) / outside.flatten(1).sum(1).clamp(min=1)
+            oracle_mse = (edited - oracle).square().flatten(1).mean(1)
+            row = {
+                "success": float(success.mean()),
+                "attributes_kept": float(keep.mean()),
+                "identity_cosine": float((ident(edited) * orig_id).sum(1).mean()),
+                "mse_outside_region": float(mse_out.mean()),
+                "ssim_outside_region": float(ssim(edited, original, outside).mean()),
+                "oracle_psnr_db": float((10 * torch.log10(4 / oracle_mse.clamp(min=1e-10))).mean()),
+                "oracle_ssim": float(ssim(edited, oracle).mean()),
+                "clip_similarity": float((clip.encode_image(edited) @ text.t()).mean()),
+                "mask_iou": None,
+            }
+            if outs[0].masks:
+                masks = torch.cat(
+                    [
+                        torch.stack(
+                            [F.interpolate(m, size=64, mode="bilinear") for m in o.masks]
+                        ).mean(0)
+                        for o in outs
+                    ]
+                )[:, 0]
+                pred_region = masks > 0.5
+                inter = (pred_region & region).flatten(1).sum(1).float()
+                union = (pred_region | region).flatten(1).sum(1).float().clamp(min=1)
+                row["mask_iou"] = float((inter / union).mean())
+            results.setdefault(method, {})[prompt] = row
+            samples.setdefault(method, {})[prompt] = edited[:4]
+        samples.setdefault("oracle", {})[prompt] = oracle[:4]
+    return results, samples
+
+
+def summary_table(results: dict) -> str:
+    cols = [
+        ("success", "success", "{:.0%}"),
+        ("attributes_kept", "attrs kept", "{:.0%}"),
+        ("identity_cosine", "ID cos", "{:.3f}"),
+        ("mse_outside_region", "MSE out", "{:.4f}"),
+        ("ssim_outside_region", "SSIM out", "{:.3f}"),
+        ("oracle_psnr_db", "oracle PSNR", "{:.1f}"),
+        ("oracle_ssim", "oracle SSIM", "{:.3f}"),
+        ("mask_iou", "mask IoU", "{:.2f}"),
+        ("clip_similarity", "CLIP", "{:.3f}"),
+    ]
+    lines = ["| method | " + " | ".join(c[1] for c in cols) + " |"]
+    lines.append("|---" * (len(cols) + 1) + "|")
+    for method, per_prompt in results.items():
+        cells = []
+        for key, _, fmt in cols:
+            vals = [r[key] for r in per_prompt.values() if r[key] is not None]
+            cells.append(fmt.format(float(np.mean(vals))) if vals else "-")
+        lines.append(f"| {method} | " + " | ".join(cells) + " |")
+    lines.append("")
+    lines.append("Success per prompt:")
+    lines.append("")
+    prompts = list(next(iter(results.values())))
+    lines.append("| method | " + " | ".join(prompts) + " |")
+    lines.append("|---" * (len(prompts) + 1) + "|")
+    for method, per_prompt in results.items():
+        lines.append(
+            f"| {method} | " + " | ".join(f"{per_prompt[p]['success']:.0%}" for p in prompts) + " |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def save_grid(samples: dict, prompts: list[str], path: Path) -> None:
+    """Rows: original, oracle, each method; columns: prompts (first held-out latent)."""
+    from PIL import Image
+
+    rows = [[samples["original"][0]] * len(prompts), [samples["oracle"][p][0] for p in prompts]]
+    rows += [
+        [samples[m][p][0] for p in prompts] for m in samples if m not in ("original", "oracle")
+    ]
+    tiles = torch.stack([torch.stack(r) for r in rows])  # [R, C, 3, H, W]
+    r, c, _, h, w = tiles.shape
+    grid = tiles.permute(0, 3, 1, 4, 2).reshape(r * h, c * w, 3)
+    img = ((grid.clamp(-1, 1) + 1) * 127.5).round().byte().numpy()
+    tmp = path.with_name(path.name + ".tmp.png")
+    Image.fromarray(img).resize((c * w * 2, r * h * 2), Image.NEAREST).save(tmp)
+    tmp.replace(path)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="smoke test: few steps and latents")
+    ap.add_argument("--steps", type=int, default=800)
+    ap.add_argument("--batch-size", type=int, default=4)
+    ap.add_argument("--latents", type=int, default=200)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--runs", type=Path, default=Path("runs/quality_toyfaces"))
+    ap.add_argument("--out", type=Path, default=RESULTS)
+    args = ap.parse_args(argv)
+    prompts = list(PROMPTS)
+    if args.quick:
+        args.steps, args.latents, prompts = 4, 8, prompts[:2]
+        args.runs = args.runs.with_name(args.runs.name + "_quick")
+    t0 = time.perf_counter()
+    editors = train_methods(prompts, args.runs, args.steps, args.batch_size, args.seed)
+    train_s = time.perf_counter() - t0
+    results, samples = evaluate(editors, prompts, args.latents)
+    suffix = "_quick" if args.quick else ""
+    table = summary_table(results)
+    payload = {
+        "machine": machine_info(),
+        "steps": args.steps,
+        "batch_size": args.batch_size,
+        "latents": args.latents,
+        "seed": args.seed,
+        "prompts": {p: PROMPTS[p][0] for p in prompts},
+        "train_seconds": train_s,
+        "eval_seconds": time.perf_counter() - t0 - train_s,
+        "results": results,
+    }
+    args.out.mkdir(parents=True, exist_ok=True)
+    for ext, text in (("json", json.dumps(payload, indent=2)), ("md", table)):
+        path = args.out / f"quality_toyfaces{suffix}.{ext}"
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(text)
+        tmp.replace(path)
+    save_grid(samples, prompts, args.out / f"quality_toyfaces{suffix}.png")
+    print(table)
+    print(f"train {train_s:.0f} s, total {time.perf_counter() - t0:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,83 @@
+"""The embedded default: a multi-prompt MCA-CLIP editor of the toy world, and its bundle.
+
+``python -m mcaclip.toyfaces demo`` trains the editor with the ordinary trainer
+(``mcatrain --world toy`` over the world's whole vocabulary; the text embedding is an input, so
+any toy prompt works at run time) and stores it in ``toyfaces/assets/demo/``, its generator and
+CLIP referenced relative to that folder. :func:`demo_bundle` exports it once into the user's
+cache (``$MCACLIP_CACHE``, default ``~/.cache/mcaclip``): that is what ``mcarun edit`` uses
+when no ``--engine`` is given.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from mcaclip.bundle import MANIFEST, sha256
+from mcaclip.toyfaces.world import asset, assets_root, vocabulary
+
+log = logging.getLogger(__name__)
+DEMO = "demo/editor.safetensors"
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("MCACLIP_CACHE") or Path.home() / ".cache" / "mcaclip")
+
+
+def train_demo(
+    steps: int = 1500, batch_size: int = 4, seed: int = 0, root: Path | None = None
+) -> Path:
+    """Train the demo editor (the trainer, as ``mcatrain --world toy``) into ``root/demo``."""
+    from mcaclip.nn.editor import MCAEditor
+    from mcaclip.training.trainer import TrainConfig, Trainer
+
+    with tempfile.TemporaryDirectory() as tmp:
+        config = TrainConfig(
+            prompts=vocabulary(),
+            out=str(Path(tmp) / "run"),
+            world="toy",
+            steps=steps,
+            batch_size=batch_size,
+            seed=seed,
+            val_every=max(steps // 3, 1),
+            ckpt_every=steps,
+            log_every=50,
+        )
+        trainer = Trainer(config)
+        trainer.fit()
+        editor = MCAEditor.load(Path(config.out) / "editor.safetensors")
+        dest = (root or assets_root()) / DEMO
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        editor.save(dest, "../generator.safetensors", "../clip.safetensors")
+        shutil.copy(Path(config.out) / "log.jsonl", dest.with_name("train_log.jsonl"))
+    return dest
+
+
+def demo_bundle(root: Path | None = None) -> Path:
+    """The demo editor's bundle, built into the cache on first use (about half a minute on two
+    cores) and reused after; keyed by the editor file's hash."""
+    from mcaclip.export.builder import BatchProfile, build_bundle
+    from mcaclip.nn.editor import MCAEditor
+
+    editor_file = asset(DEMO, root)
+    out = cache_dir() / f"demo-toy64-{sha256(editor_file)[:12]}"
+    if (out / MANIFEST).is_file():
+        return out
+    log.warning("no --engine: building the toy-world demo bundle once into %s", out)
+    editor = MCAEditor.load(editor_file)
+    build_bundle(
+        editor,
+        out,
+        vocabulary(),
+        backend="onnxruntime",
+        profile=BatchProfile(1, 8, 8, max_prompts=4),
+        sources={
+            "checkpoint": "mcaclip toy-world demo editor",
+            "editor_sha256": sha256(editor_file),
+        },
+        overwrite=True,
+    )
+    return out
