@@ -38,6 +38,7 @@ from mcaclip.nn.graphs import graph_names
 
 log = logging.getLogger(__name__)
 BACKENDS = ("auto", "onnxruntime", "tensorrt", "torch")
+LATENT_BANK = "latents.npy"
 PRECISIONS = ("fp32", "fp16")
 
 
@@ -108,11 +109,14 @@ def build_bundle(
     graphs_only: bool = False,
     on_graph: Callable[[str, str], None] | None = None,
     trt_options=None,
+    latent_bank: np.ndarray | None = None,
 ) -> dict:
     """Export ``editor`` into a bundle at ``out``; returns the manifest.
 
     ``graphs_only`` writes just ``onnx/`` and the manifest (``mcaexport export-onnx``).
     ``on_graph(name, precision)`` is called before each export (progress display).
+    ``latent_bank`` [N, L, D]: latents that ``--seeds`` index instead of sampling the mapping
+    network (the toy world's held-out faces: its mapping network reads attribute codes).
     """
     out = Path(out)
     if precision not in PRECISIONS:
@@ -145,6 +149,7 @@ def build_bundle(
             graphs_only,
             on_graph,
             trt_options,
+            latent_bank,
         )
         _make_readable(work)
         if out.exists():
@@ -174,6 +179,7 @@ def _write(
     graphs_only,
     on_graph,
     trt_options,
+    latent_bank=None,
 ) -> dict:
     names = graph_names(editor, text_encoder=text_encoder)
     graphs: dict[str, dict] = {}
@@ -215,6 +221,11 @@ def _write(
     if not graphs_only:
         files.update(_write_prompts(editor, root, prompts))
         files.update(_write_torch(editor, root))
+    bank = None
+    if latent_bank is not None:
+        bank = {"file": LATENT_BANK, "count": int(len(latent_bank))}
+        np.save(root / LATENT_BANK, np.ascontiguousarray(latent_bank, np.float32))
+        files[LATENT_BANK] = sha256(root / LATENT_BANK)
     manifest = {
         "schema_version": SCHEMA_VERSION,
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
@@ -232,6 +243,7 @@ def _write(
         },
         "graphs": graphs,
         "prompts": prompts,
+        "latent_bank": bank,
         "files": files,
         "tensorrt": None,
     }

@@ -55,9 +55,8 @@ def backend_options(f):
     f = click.option(
         "--backend",
         type=click.Choice(BACKEND_NAMES),
-        default="onnxruntime",
-        show_default=True,
-        help="Run the ONNX graphs, or the same networks in PyTorch.",
+        help="Run the ONNX graphs, the same networks in PyTorch, or TensorRT engines "
+        "(default: onnxruntime; torch for bundles built with --backend torch).",
     )(f)
     f = click.option(
         "--engine",
@@ -77,8 +76,12 @@ def _open(
     cuda_graphs: bool | None = None,
     compile_: bool = False,
 ):
+    from mcaclip.bundle import Bundle
     from mcaclip.runtime.pipeline import EditPipeline
 
+    if backend is None:  # a torch-only bundle has no ONNX graphs to run
+        torch_only = Bundle.open(engine, verify=False).manifest.get("backend") == "torch"
+        backend = "torch" if torch_only else "onnxruntime"
     if device is None and backend != "onnxruntime":
         import torch
 

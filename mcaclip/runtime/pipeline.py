@@ -173,7 +173,18 @@ class EditPipeline:
         return np.stack([self._cache[p] for p in prompts]).astype(np.float32)
 
     def seeds_to_latents(self, seeds: list[int], truncation: float = 0.7) -> np.ndarray:
-        """W+ latents [N, L, D] of the mapping network for each seed, truncated."""
+        """W+ latents [N, L, D] of the mapping network for each seed, truncated; a bundle with
+        a latent bank (the toy world's held-out faces) returns its latent number ``seed``."""
+        bank = self.bundle.manifest.get("latent_bank")
+        if bank:
+            latents = np.load(self.bundle.root / bank["file"], allow_pickle=False)
+            bad = [s for s in seeds if not 0 <= s < len(latents)]
+            if bad:
+                raise McaError(
+                    f"seed {bad[0]}: this bundle's seeds pick one of its {len(latents)} "
+                    f"held-out latents; use seeds 0-{len(latents) - 1}"
+                )
+            return latents[seeds]
         z = seed_latents(seeds, self.style_dim)
         out = []
         for start in range(0, len(z), self.max_batch):

@@ -88,9 +88,10 @@ def _save(module: torch.nn.Module, path: Path, half: bool = False) -> None:
 @torch.no_grad()
 def write_latents(generator, faces, path: Path) -> None:
     """W+ latents [N, L, D] of ``faces`` through the generator's mapping (what an encoder
-    would give for their renders), written with torch.save."""
+    would give for their renders), written with torch.save in half precision (the package's
+    size budget; the trainer reads them as float32)."""
     w = generator.mapping(attribute_z(encode(faces), generator.style_dim))
-    latents = generator.broadcast(w).clone()
+    latents = generator.broadcast(w).half().clone()
     atomic_write(path, lambda tmp: torch.save(latents, tmp))
 
 

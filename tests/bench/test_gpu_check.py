@@ -41,3 +41,20 @@ def test_dry_run_writes_every_step(tmp_path):
     assert report["gpu_tests"]["rc"] == 0  # the gpu/trt tests are collected
     assert "torch-cpu-fp32-eager" in report["bench"]["variants"]
     assert "tensorrt" in " ".join(report["bench"]["skipped"])  # named, not hidden
+
+
+def test_quality_benchmark_quick(tmp_path):
+    """The toy-world quality benchmark end to end at smoke size, on the shipped toy networks."""
+    from benchmarks.quality_toyfaces import METHODS, NO_EDIT
+    from benchmarks.quality_toyfaces import main as quality
+
+    assert quality(["--quick", "--runs", str(tmp_path / "runs"), "--out", str(tmp_path)]) == 0
+    report = json.loads((tmp_path / "quality_toyfaces_quick.json").read_text())
+    assert set(report["results"]) == {*METHODS, NO_EDIT}
+    for method, per_prompt in report["results"].items():
+        for row in per_prompt.values():
+            assert 0 <= row["success"] <= 1 and 0 <= row["attributes_kept"] <= 1
+            unmasked = ("styleclip-mapper", "cf-clip", "mca-wo-pre", NO_EDIT)
+            assert (row["mask_iou"] is None) == (method in unmasked)
+    assert (tmp_path / "quality_toyfaces_quick.png").is_file()
+    assert "| mca-clip |" in (tmp_path / "quality_toyfaces_quick.md").read_text()
