@@ -231,7 +231,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--batch-sizes", default="1,8")
     ap.add_argument("--iters", type=int, default=20)
     ap.add_argument("--warmup", type=int, default=3)
-    ap.add_argument("--compile", action="store_true", help="also time torch.compile")
+    ap.add_argument(
+        "--no-compile", dest="compile", action="store_false", help="skip the torch.compile timing"
+    )
     ap.add_argument("--work", type=Path, help="where the bundle goes (default: a temp dir)")
     ap.add_argument("--budget", type=float, default=450, help="seconds for the whole check")
     args = ap.parse_args(argv)
