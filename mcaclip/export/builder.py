@@ -152,14 +152,7 @@ def build_bundle(
             latent_bank,
         )
         _make_readable(work)
-        if out.exists():
-            trash = out.with_name(f".{out.name}.old")
-            shutil.rmtree(trash, ignore_errors=True)
-            out.rename(trash)
-            work.rename(out)
-            shutil.rmtree(trash, ignore_errors=True)
-        else:
-            work.rename(out)
+        _replace_dir(work, out)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return manifest
@@ -272,12 +265,7 @@ def rebuild_trt(root: str | Path, options) -> dict:
         (work / "onnx").symlink_to(root / "onnx", target_is_directory=True)
         record = build_engines(work, bundle.manifest, options)
         _make_readable(work / TRT_DIR)
-        old = root / f".{TRT_DIR}.old"
-        shutil.rmtree(old, ignore_errors=True)
-        if (root / TRT_DIR).exists():
-            (root / TRT_DIR).rename(old)
-        (work / TRT_DIR).rename(root / TRT_DIR)
-        shutil.rmtree(old, ignore_errors=True)
+        _replace_dir(work / TRT_DIR, root / TRT_DIR)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     manifest = dict(bundle.manifest)
@@ -289,6 +277,17 @@ def rebuild_trt(root: str | Path, options) -> dict:
         root / MANIFEST, lambda tmp: Path(tmp).write_text(json.dumps(manifest, indent=2) + "\n")
     )
     return record
+
+
+def _replace_dir(new: Path, dest: Path) -> None:
+    """Move the finished directory ``new`` to ``dest``; an existing ``dest`` is renamed aside
+    first and removed after, so ``dest`` never holds a half-written tree."""
+    trash = dest.with_name(f".{dest.name}.old")
+    shutil.rmtree(trash, ignore_errors=True)
+    if dest.exists():
+        dest.rename(trash)
+    new.rename(dest)
+    shutil.rmtree(trash, ignore_errors=True)
 
 
 def _make_readable(root: Path) -> None:

@@ -71,7 +71,7 @@ class EditPipeline:
         self.size = int(gen["size"])
         self._runners: dict[str, GraphRunner] = {}
         self._cache = self.bundle.prompt_cache()
-        self._torch = None
+        self._editor = None
         if self.bundle.random_weights:
             log.warning(
                 "bundle %s has RANDOM weights (built with --random-weights): its edits are "
@@ -91,37 +91,33 @@ class EditPipeline:
         for runner in self._runners.values():
             runner.close()
         self._runners.clear()
-        self._torch = None
+        self._editor = None
 
     @property
     def device_editor(self):
         """The backend object that runs a whole edit on the device (torch, tensorrt), or None
         (onnxruntime: the graphs run one after the other through host arrays)."""
-        if self.backend == "torch":
-            return self._torch_editor()
-        if self.backend == "tensorrt":
-            from mcaclip.runtime.backends.tensorrt import TrtEditor
+        if self.backend == "onnxruntime":
+            return None
+        if self._editor is None:
+            if self.backend == "tensorrt":
+                from mcaclip.runtime.backends.tensorrt import TrtEditor
 
-            if self._torch is None:
-                self._torch = TrtEditor(self.bundle, self.device, cuda_graphs=self.cuda_graphs)
-            return self._torch
-        return None
+                self._editor = TrtEditor(self.bundle, self.device, cuda_graphs=self.cuda_graphs)
+            else:
+                from mcaclip.runtime.backends.torch import TorchEditor
 
-    def _torch_editor(self):
-        from mcaclip.runtime.backends.torch import TorchEditor
-
-        if self._torch is None:
-            self._torch = TorchEditor(
-                self.bundle.root,
-                self.bundle.random_weights,
-                self.device,
-                precision=self.precision,
-                cuda_graphs=self.cuda_graphs,
-                compile=self.compile,
-                channels_last=self.channels_last,
-                fold_blur=self.fold_blur,
-            )
-        return self._torch
+                self._editor = TorchEditor(
+                    self.bundle.root,
+                    self.bundle.random_weights,
+                    self.device,
+                    precision=self.precision,
+                    cuda_graphs=self.cuda_graphs,
+                    compile=self.compile,
+                    channels_last=self.channels_last,
+                    fold_blur=self.fold_blur,
+                )
+        return self._editor
 
     @property
     def max_batch(self) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Protocol
 
 import numpy as np
@@ -53,12 +54,40 @@ class RunnerBase:
 
 
 class DeviceEditor:
-    """A backend that runs a whole edit on its device (torch, tensorrt): subclasses provide
-    ``device`` and ``edit_device(w, e) -> (image, original, *masks)`` on device tensors."""
+    """A backend that runs a whole edit on its device (torch, tensorrt): fusion -> mapper ->
+    masked generator on device tensors, one CUDA graph per shape with ``cuda_graphs``.
+    Subclasses provide ``device``, ``cuda_graphs`` and :meth:`stage`."""
 
     device: Any  # torch.device
+    cuda_graphs: bool = False
+    _edit: Callable | None = None
 
-    def edit_device(self, w, e) -> tuple: ...
+    def stage(self, name: str) -> Callable[..., tuple]:
+        """Graph ``name`` as a function of device tensors in the manifest's input order,
+        returning its outputs in the manifest's output order."""
+        raise NotImplementedError
+
+    def _edit_eager(self, w, e) -> tuple:
+        """w [B, L, D], e [P, D_text] -> (image [B, P, 3, H, W], original, *masks)."""
+        b, p = w.shape[0], e.shape[0]
+        w_rep = w.repeat_interleave(p, dim=0)
+        e_rep = e.repeat(b, 1)
+        (t_w,) = self.stage("fusion")(w_rep, e_rep)
+        (w_edit,) = self.stage("mapper")(w_rep, t_w)
+        return self.stage("masked_generator")(
+            w, w_edit.reshape(b, p, *w.shape[1:]), e_rep.reshape(b, p, -1)
+        )
+
+    def edit_device(self, w, e) -> tuple:
+        """One edit call on device tensors; with CUDA graphs, one replay per call."""
+        import torch
+
+        if self._edit is None:
+            from mcaclip.runtime.backends.torch import CudaGraphed
+
+            self._edit = CudaGraphed(self._edit_eager) if self.cuda_graphs else self._edit_eager
+        with torch.inference_mode():
+            return self._edit(w, e)
 
     def edit(self, w: np.ndarray, e: np.ndarray) -> tuple[np.ndarray, np.ndarray, list]:
         """Host arrays in and out, one copy each way: latents w [B, L, D], embeddings

@@ -164,7 +164,6 @@ class TrtEditor(DeviceEditor):
         self.cuda_graphs = cuda_graphs
         self.mode = "cuda-trt-fp16" + ("-cudagraphs" if cuda_graphs else "")
         self._engines: dict[str, TrtEngine] = {}
-        self._edit = None
 
     def engine(self, name: str) -> TrtEngine:
         if name not in self._engines:
@@ -182,25 +181,9 @@ class TrtEditor(DeviceEditor):
     def runner(self, name: str, inputs: list[str], outputs: list[str]) -> TrtRunner:
         return TrtRunner(self.engine(name), inputs, outputs, self.device)
 
-    def _edit_eager(self, w: torch.Tensor, e: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        b, p = w.shape[0], e.shape[0]
-        w_rep = w.repeat_interleave(p, dim=0)
-        e_rep = e.repeat(b, 1)
-        (t_w,) = self.engine("fusion").run([w_rep, e_rep])
-        (w_edit,) = self.engine("mapper").run([w_rep, t_w])
-        gen = self.engine("masked_generator")
-        feeds = {
-            "w": w,
-            "w_edit": w_edit.reshape(b, p, *w.shape[1:]),
-            "e_t": e_rep.reshape(b, p, -1),
-        }
-        out = dict(zip(gen.output_names, gen.run([feeds[n] for n in gen.input_names])))
-        masks = sorted(k for k in out if k.startswith("mask_"))
-        return (out["image"], out["original"], *(out[k] for k in masks))
-
-    def edit_device(self, w: torch.Tensor, e: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        if self._edit is None:
-            from mcaclip.runtime.backends.torch import CudaGraphed
-
-            self._edit = CudaGraphed(self._edit_eager) if self.cuda_graphs else self._edit_eager
-        return self._edit(w, e)
+    def stage(self, name: str):
+        entry = self.bundle.graphs[name]
+        runner = self.runner(
+            name, [t["name"] for t in entry["inputs"]], [t["name"] for t in entry["outputs"]]
+        )
+        return lambda *args: runner.infer_device(args)

@@ -161,7 +161,6 @@ class TorchEditor(DeviceEditor):
         self.fold_blur = fast if fold_blur is None else fold_blur
         self.channels_last = self.fold_blur if channels_last is None else channels_last
         self._modules: dict[str, Callable] = {}
-        self._edit: Callable | None = None
 
     @property
     def mode(self) -> str:
@@ -200,25 +199,9 @@ class TorchEditor(DeviceEditor):
             name, self._module(name, self.cuda_graphs), inputs, outputs, str(self.device)
         )
 
-    def _edit_eager(self, w: torch.Tensor, e: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        """w [B, L, D], e [P, D_text] on the device -> (image [B, P, 3, H, W], original, masks)."""
-        b, p = w.shape[0], e.shape[0]
-        w_rep = w.repeat_interleave(p, dim=0)
-        e_rep = e.repeat(b, 1)
-        (t_w,) = _tuple(self._module("fusion", False)(w_rep, e_rep))
-        (w_edit,) = _tuple(self._module("mapper", False)(w_rep, t_w))
-        return _tuple(
-            self._module("masked_generator", False)(
-                w, w_edit.reshape(b, p, *w.shape[1:]), e_rep.reshape(b, p, -1)
-            )
-        )
-
-    def edit_device(self, w: torch.Tensor, e: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        """One edit call on device tensors; with CUDA graphs, one replay per call."""
-        if self._edit is None:
-            self._edit = CudaGraphed(self._edit_eager) if self.cuda_graphs else self._edit_eager
-        with torch.inference_mode():
-            return self._edit(w, e)
+    def stage(self, name: str) -> Callable[..., tuple[torch.Tensor, ...]]:
+        module = self._module(name, False)
+        return lambda *args: _tuple(module(*args))
 
 
 def _tuple(out) -> tuple[torch.Tensor, ...]:
