@@ -6,6 +6,7 @@ in one call against 4 single-prompt calls (the original stream is shared).
 
     python -m benchmarks.pipeline_cpu            # both presets (about 12 min on 2 cores)
     python -m benchmarks.pipeline_cpu --quick    # toy-64, batch 1, 2 timed runs
+    python -m benchmarks.pipeline_cpu --toy-only # toy-64, batch 1 and 4 (pipeline_cpu_toy64)
 """
 
 from __future__ import annotations
@@ -90,13 +91,20 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="toy-64, batch 1, 2 timed runs")
     parser.add_argument("--iters", type=int, default=5)
     parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument(
+        "--toy-only", action="store_true", help="toy-64 only, batch 1 and 4 (pipeline_cpu_toy64)"
+    )
     args = parser.parse_args()
-    presets = [load_preset("toy-64")] if args.quick else [load_preset("toy-64"), ffhq_256()]
+    presets = (
+        [load_preset("toy-64")]
+        if args.quick or args.toy_only
+        else [load_preset("toy-64"), ffhq_256()]
+    )
     batches = [1] if args.quick else [1, 4]
     iters = 2 if args.quick else args.iters
     with tempfile.TemporaryDirectory() as tmp:
         runs = [run(p, batches, iters, args.warmup, Path(tmp)) for p in presets]
-    name = "pipeline_cpu" + ("_quick" if args.quick else "")
+    name = "pipeline_cpu" + ("_quick" if args.quick else "_toy64" if args.toy_only else "")
     payload = {"runs": runs, "batches": batches, "iters": iters, "warmup": args.warmup}
     print(f"wrote {write_result(name, payload)}")
     for r in runs:

@@ -1,6 +1,7 @@
 """Ground-truth quality benchmark of MCA-CLIP and its baselines in the toy-faces world.
 
-``python -m benchmarks.quality_toyfaces [--quick] [--steps N] [--latents 200]``
+``python -m benchmarks.quality_toyfaces [--quick] [--steps N] [--latents 200] [--per-prompt]
+[--methods a,b] [--area-weight W --tv-weight W --name STEM]`` (the last ones for sweeps)
 
 Methods (trained here with the ordinary trainer on the toy world's networks, ``--world toy``):
 
@@ -14,7 +15,9 @@ mca-clip             MCA-CLIP: Feature Fusion + latent mapper + Precision Region
 
 The four text-conditioned methods are trained once over all benchmark prompts (the text
 embedding is an input); StyleCLIP's mapper has no text input, so it gets one model per prompt.
-Every method gets the same steps, batch and seed.
+``--per-prompt`` trains every method one model per prompt (the paper's setting). Every method
+gets the same steps, batch and seed; trained runs are reused only for the same world, steps,
+batch, seed and mask weights.
 
 For each method and prompt, on held-out latents (W+ of held-out attribute vectors, as e4e
 inversions of unseen faces), the metrics are:
@@ -24,6 +27,8 @@ inversions of unseen faces), the metrics are:
   cosine (the toy identity network), MSE and SSIM outside the target's ground-truth region
   (the renderer's segmentation of the original and of the counterfactual face);
 * oracle: PSNR / SSIM to the generator's image of the correctly edited attribute vector;
+* mask focus (methods with masks): the mean mask inside the region minus outside it (0: the
+  masks are not spatial), and the mean mask;
 * mask IoU (methods with masks): mean of the per-layer masks at 64 px, thresholded at 0.5,
   against the ground-truth region;
 * CLIP: cosine of the toy CLIP's image and prompt embeddings.
@@ -103,19 +108,42 @@ def ssim(a: torch.Tensor, b: torch.Tensor, mask: torch.Tensor | None = None) -> 
     return (s * m).flatten(1).sum(1) / m.flatten(1).sum(1).clamp(min=1)
 
 
+def run_key(steps: int, batch: int, seed: int, mask_weights: dict) -> str:
+    """Folder name of one training setting: the world's generator and CLIP, steps, batch, seed
+    and mask weights (a trained run is reused only for the same setting)."""
+    from mcaclip.bundle import sha256
+    from mcaclip.toyfaces.world import asset
+
+    world = sha256(asset("generator.safetensors"))[:6] + sha256(asset("clip.safetensors"))[:6]
+    weights = f"a{mask_weights['area']:g}-tv{mask_weights['tv']:g}"
+    return f"{world}-steps{steps}-b{batch}-seed{seed}-{weights}"
+
+
 def train_methods(
-    prompts: list[str], out: Path, steps: int, batch: int, seed: int, mask_weights: dict
+    prompts: list[str],
+    out: Path,
+    steps: int,
+    batch: int,
+    seed: int,
+    mask_weights: dict,
+    methods: list[str] | None = None,
+    per_prompt: bool = False,
 ) -> dict:
-    """Train every method (skipping runs that exist); returns {method: {prompt: editor path}}."""
+    """Train ``methods`` (default: all; skipping runs that exist for the same setting), the
+    text-conditioned ones over all prompts or, ``per_prompt``, one model per prompt (the paper's
+    setting); returns {method: {prompt: editor path}}."""
     from mcaclip.training.cli import STYLECLIP_WEIGHTS
     from mcaclip.training.trainer import LossWeights, TrainConfig, Trainer
 
+    out = out / run_key(steps, batch, seed, mask_weights)
     editors: dict[str, dict[str, Path]] = {}
-    for name, overrides in METHODS.items():
-        groups = [[p] for p in prompts] if name == "styleclip-mapper" else [prompts]
+    for name in methods or METHODS:
+        overrides = METHODS[name]
+        apart = per_prompt or name == "styleclip-mapper"
+        groups = [[p] for p in prompts] if apart else [prompts]
         editors[name] = {}
         for group in groups:
-            run = out / name / ("all" if len(group) > 1 else group[0].replace(" ", "-"))
+            run = out / name / ("all" if not apart else group[0].replace(" ", "-"))
             editor = run / "editor.safetensors"
             if not editor.is_file():
                 if name == "styleclip-mapper":
@@ -204,6 +232,8 @@ def evaluate(editors: dict, prompts: list[str], n: int, batch: int = 50) -> tupl
                 "oracle_ssim": float(ssim(edited, oracle).mean()),
                 "clip_similarity": float((clip.encode_image(edited) @ text.t()).mean()),
                 "mask_iou": None,
+                "mask_focus": None,
+                "mask_mean": None,
             }
             if outs and outs[0].masks:
                 masks = torch.cat(
@@ -218,6 +248,12 @@ def evaluate(editors: dict, prompts: list[str], n: int, batch: int = 50) -> tupl
                 inter = (pred_region & region).flatten(1).sum(1).float()
                 union = (pred_region | region).flatten(1).sum(1).float().clamp(min=1)
                 row["mask_iou"] = float((inter / union).mean())
+                # threshold-free: mean mask inside the region minus outside (0: not spatial)
+                inside = (masks * region).flatten(1).sum(1) / region.flatten(1).sum(1).clamp(min=1)
+                out_sum = (masks * ~region).flatten(1).sum(1)
+                outside_mean = out_sum / (~region).flatten(1).sum(1).clamp(min=1)
+                row["mask_focus"] = float((inside - outside_mean).mean())
+                row["mask_mean"] = float(masks.mean())
             results.setdefault(method, {})[prompt] = row
             samples.setdefault(method, {})[prompt] = edited[:4]
         samples.setdefault("oracle", {})[prompt] = oracle[:4]
@@ -234,6 +270,7 @@ def summary_table(results: dict) -> str:
         ("oracle_psnr_db", "oracle PSNR", "{:.1f}"),
         ("oracle_ssim", "oracle SSIM", "{:.3f}"),
         ("mask_iou", "mask IoU", "{:.2f}"),
+        ("mask_focus", "mask focus", "{:+.2f}"),
         ("clip_similarity", "CLIP", "{:.3f}"),
     ]
     lines = ["| method | " + " | ".join(c[1] for c in cols) + " |"]
@@ -286,9 +323,30 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--area-weight", type=float, default=TOY_MASK_WEIGHTS["area"])
     ap.add_argument("--tv-weight", type=float, default=TOY_MASK_WEIGHTS["tv"])
+    ap.add_argument(
+        "--methods",
+        default=",".join(METHODS),
+        help=f"comma-separated subset of {', '.join(METHODS)} (default: all)",
+    )
+    ap.add_argument(
+        "--per-prompt",
+        action="store_true",
+        help="one model per prompt for every method (the paper's setting; default: the "
+        "text-conditioned methods learn all prompts in one model)",
+    )
     ap.add_argument("--runs", type=Path, default=Path("runs/quality_toyfaces"))
     ap.add_argument("--out", type=Path, default=RESULTS)
+    ap.add_argument(
+        "--name", help="file stem of the results (default quality_toyfaces[_quick]; sweeps)"
+    )
     args = ap.parse_args(argv)
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    unknown = sorted(set(methods) - set(METHODS))
+    if unknown or not methods:
+        ap.error(
+            f"--methods: unknown {', '.join(unknown) or '(none given)'}; "
+            f"choose from {', '.join(METHODS)}"
+        )
     prompts = list(PROMPTS)
     if args.quick:
         args.steps, args.latents, prompts = 4, 8, prompts[:2]
@@ -296,11 +354,18 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     mask_weights = {"area": args.area_weight, "tv": args.tv_weight}
     editors = train_methods(
-        prompts, args.runs, args.steps, args.batch_size, args.seed, mask_weights
+        prompts,
+        args.runs,
+        args.steps,
+        args.batch_size,
+        args.seed,
+        mask_weights,
+        methods,
+        args.per_prompt,
     )
     train_s = time.perf_counter() - t0
     results, samples = evaluate(editors, prompts, args.latents)
-    suffix = "_quick" if args.quick else ""
+    stem = args.name or ("quality_toyfaces_quick" if args.quick else "quality_toyfaces")
     table = summary_table(results)
     payload = {
         "machine": machine_info(),
@@ -309,6 +374,7 @@ def main(argv: list[str] | None = None) -> int:
         "latents": args.latents,
         "seed": args.seed,
         "mask_weights": mask_weights,
+        "per_prompt": args.per_prompt,
         "prompts": {p: PROMPTS[p][0] for p in prompts},
         "train_seconds_this_invocation": train_s,  # 0 when every editor was already trained
         "eval_seconds": time.perf_counter() - t0 - train_s,
@@ -316,11 +382,11 @@ def main(argv: list[str] | None = None) -> int:
     }
     args.out.mkdir(parents=True, exist_ok=True)
     for ext, text in (("json", json.dumps(payload, indent=2)), ("md", table)):
-        path = args.out / f"quality_toyfaces{suffix}.{ext}"
+        path = args.out / f"{stem}.{ext}"
         tmp = path.with_name(path.name + ".tmp")
         tmp.write_text(text)
         tmp.replace(path)
-    save_grid(samples, prompts, args.out / f"quality_toyfaces{suffix}.png")
+    save_grid(samples, prompts, args.out / f"{stem}.png")
     print(table)
     print(f"train {train_s:.0f} s, total {time.perf_counter() - t0:.0f} s")
     return 0

@@ -77,7 +77,8 @@ def edit_to_dir(
         if overwrite
         or not all((out / f).is_file() for f in output_files(i, slugs, mask_png, mask_npz))
     ]
-    for batch in pipeline.edit(w[todo], prompts, batch_size) if todo else ():
+    batches = pipeline.edit(w[todo], prompts, batch_size, masks=mask_png) if todo else ()
+    for batch in batches:
         for row, j in enumerate(batch.indices):
             i = todo[j]
             save_png(out / f"{i:05d}_original.png", to_uint8(batch.originals[row]))

@@ -189,12 +189,15 @@ class EditPipeline:
             out.append(self.runner("mapping").infer({"z": chunk, "truncation": trunc})["w_plus"])
         return np.concatenate(out)
 
-    def edit_batch(self, w: np.ndarray, e: np.ndarray) -> tuple[np.ndarray, np.ndarray, list]:
+    def edit_batch(
+        self, w: np.ndarray, e: np.ndarray, masks: bool = True
+    ) -> tuple[np.ndarray, np.ndarray, list]:
         """w [n, L, D] with every embedding e [P, D_t] -> images [n, P, 3, H, W], originals,
-        masks."""
+        per-layer masks (``masks=False``: [], and a device backend does not copy them out:
+        at 1024 px they are most of an edit's device-to-host bytes)."""
         editor = self.device_editor
         if editor is not None:  # one device call, no host copies between the stages
-            return editor.edit(w, e)
+            return editor.edit(w, e, masks)
         n, p = len(w), len(e)
         w_rep = np.repeat(w, p, axis=0)
         e_rep = np.tile(e, (n, 1))
@@ -207,8 +210,8 @@ class EditPipeline:
                 "e_t": e_rep.reshape(n, p, -1),
             }
         )
-        masks = [out[k] for k in sorted(out) if k.startswith("mask_")]
-        return out["image"], out["original"], masks
+        layer_masks = [out[k] for k in sorted(out) if k.startswith("mask_")] if masks else []
+        return out["image"], out["original"], layer_masks
 
     def check_request(self, w: np.ndarray, n_prompts: int, batch_size: int) -> None:
         if w.ndim != 3 or w.shape[1:] != (self.n_latent, self.style_dim):
@@ -234,11 +237,14 @@ class EditPipeline:
         if n_prompts == 0:
             raise PromptError("no prompt: pass --prompt at least once")
 
-    def edit(self, w: np.ndarray, prompts: list[str], batch_size: int = 4) -> Iterator[EditBatch]:
-        """Edit every latent w [N, L, D] with every prompt, ``batch_size`` latents per call."""
+    def edit(
+        self, w: np.ndarray, prompts: list[str], batch_size: int = 4, masks: bool = True
+    ) -> Iterator[EditBatch]:
+        """Edit every latent w [N, L, D] with every prompt, ``batch_size`` latents per call
+        (``masks=False``: batches carry no masks)."""
         self.check_request(w, len(prompts), batch_size)
         e = self.embed(prompts)
         for start in range(0, len(w), batch_size):
             chunk = w[start : start + batch_size]
-            images, originals, masks = self.edit_batch(chunk, e)
-            yield EditBatch(list(range(start, start + len(chunk))), images, originals, masks)
+            images, originals, layer_masks = self.edit_batch(chunk, e, masks)
+            yield EditBatch(list(range(start, start + len(chunk))), images, originals, layer_masks)

@@ -60,7 +60,8 @@ class BuildScale:
     generator_steps: int = 6000
     generator_lr: float = 5e-3
     generator_part_weight: float = 8.0
-    generator_glasses_weight: float = 24.0
+    generator_glasses_weight: float = 12.0
+    generator_edge_weight: float = 1.0
     width: int = 32  # probe/identity width (parser: 3/4 of it)
     train_latents: int = 800  # W+ latents of training faces written for mcatrain
 
@@ -141,6 +142,7 @@ def build(out: Path = ASSETS, scale: BuildScale = BuildScale(), seed: int = 0) -
             lr=scale.generator_lr,
             part_weight=scale.generator_part_weight,
             glasses_weight=scale.generator_glasses_weight,
+            edge_weight=scale.generator_edge_weight,
             seed=seed,
         ),
     )

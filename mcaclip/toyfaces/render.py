@@ -15,6 +15,13 @@ from mcaclip.toyfaces.attributes import LABELS, PALETTE, SKIN_TONES, Face
 
 SUPERSAMPLE = 3
 EYES = ((-0.2, -0.05), (0.2, -0.05))
+# sizes in normalised units (1 unit = 32 px at 64 px): parts at least ~2 px thick, so that a
+# 64 px generator can draw them and the probes can read them on its renders
+EYE_RADIUS, PUPIL_RADIUS = 0.1, 0.03
+LIPS = (0.2, 0.085)  # half width, half height
+FRAME = (0.14, 0.18)  # round frames' inner/outer radius (square: 0.01 less)
+PATTERN_SCALE = 2  # stripes and dots per unit: 16 px periods at 64 px
+DOT_RADIUS = 0.25  # background dots, in units of their grid cell
 FACE_GEOMETRY = {  # centre y, half width, half height, superellipse exponent
     "round": (0.05, 0.55, 0.55, 2.0),
     "oval": (0.05, 0.47, 0.63, 2.0),
@@ -55,11 +62,11 @@ def render(face: Face, size: int = 64, supersample: int = SUPERSAMPLE) -> Render
     bg = np.asarray(PALETTE[face.background_colour], np.float32)
     rgb[:] = bg
     if face.background_pattern == "stripes":
-        stripe = (np.floor((x + y) * 4) % 2) == 0
+        stripe = (np.floor((x + y) * PATTERN_SCALE) % 2) == 0
         rgb[stripe] = _shade(bg, 0.45)
     elif face.background_pattern == "dots":
-        gx, gy = (x * 4) % 1 - 0.5, (y * 4) % 1 - 0.5
-        rgb[gx**2 + gy**2 < 0.06] = _shade(bg, 0.45)
+        gx, gy = (x * PATTERN_SCALE) % 1 - 0.5, (y * PATTERN_SCALE) % 1 - 0.5
+        rgb[gx**2 + gy**2 < DOT_RADIUS**2] = _shade(bg, 0.45)
 
     cy, a, b, p = FACE_GEOMETRY[face.face_shape]
     hair = np.asarray(PALETTE[face.hair_colour], np.float32)
@@ -80,15 +87,15 @@ def render(face: Face, size: int = 64, supersample: int = SUPERSAMPLE) -> Render
         paint(region, beard, "beard")
 
     paint(
-        _inside_superellipse(x, y, 0, cy + b * 0.42, 0.17, 0.065, 2.0),
+        _inside_superellipse(x, y, 0, cy + b * 0.42, *LIPS, 2.0),
         PALETTE[face.lip_colour],
         "lips",
     )
 
     for ex, ey in EYES:
         r2 = (x - ex) ** 2 + (y - ey) ** 2
-        paint(r2 < 0.075**2, PALETTE[face.eye_colour], "eyes")
-        rgb[r2 < 0.03**2] = 0.02  # pupil (still labelled eyes)
+        paint(r2 < EYE_RADIUS**2, PALETTE[face.eye_colour], "eyes")
+        rgb[r2 < PUPIL_RADIUS**2] = 0.02  # pupil (still labelled eyes)
 
     if face.glasses != "none":
         frame_colour = np.asarray(PALETTE[face.glasses_colour], np.float32)
@@ -96,11 +103,11 @@ def render(face: Face, size: int = 64, supersample: int = SUPERSAMPLE) -> Render
         for ex, ey in EYES:
             if face.glasses == "round":
                 d = np.sqrt((x - ex) ** 2 + (y - ey) ** 2)
-                frame |= (d > 0.115) & (d < 0.145)
+                frame |= (d > FRAME[0]) & (d < FRAME[1])
             else:
                 d = np.maximum(np.abs(x - ex), np.abs(y - ey))
-                frame |= (d > 0.11) & (d < 0.14)
-        frame |= (np.abs(x) < 0.07) & (np.abs(y - EYES[0][1]) < 0.015)  # bridge
+                frame |= (d > FRAME[0] - 0.01) & (d < FRAME[1] - 0.01)
+        frame |= (np.abs(x) < 0.06) & (np.abs(y - EYES[0][1]) < 0.02)  # bridge
         paint(frame, frame_colour, "glasses")
 
     s = supersample

@@ -163,12 +163,16 @@ def train_generator(
     log_every: int = 100,
     part_weight: float = 1.0,
     glasses_weight: float | None = None,
+    edge_weight: float = 0.0,
 ):
     """Fit ``generator`` (our StyleGAN2) to render faces from their attribute codes through its
     mapping network (L1, noise off). ``part_weight`` multiplies the loss on the small parts
     (eyes, lips, beard, glasses), which cover few pixels but carry most attributes;
     ``glasses_weight`` (default: ``part_weight``) applies to every pixel where any training face
     has glasses, on every face, so thin frames are drawn where they exist and nowhere else.
+    ``edge_weight`` adds the same weighted L1 on horizontal and vertical pixel differences:
+    plain L1 lets a small generator blur edges (eye rings, dots, frames) into their
+    surroundings; matching the differences keeps them sharp.
     Metrics: held-out L1 on [-1, 1] and PSNR."""
     from mcaclip.toyfaces.attributes import LABELS
     from mcaclip.toyfaces.data import encode
@@ -188,7 +192,14 @@ def train_generator(
         out = generator.synthesis(generator.broadcast(w), noise_mode="none")
         weight = 1 + (part_weight - 1) * (train.segmentation[idx] >= LABELS["eyes"]).float()
         weight = torch.maximum(weight, gw * glasses_zone)
-        loss = ((out - train.images[idx]).abs() * weight[:, None]).mean()
+        err = out - train.images[idx]
+        loss = (err.abs() * weight[:, None]).mean()
+        if edge_weight:
+            dx = (err[..., :, 1:] - err[..., :, :-1]).abs()
+            dy = (err[..., 1:, :] - err[..., :-1, :]).abs()
+            wx = torch.maximum(weight[:, None, :, 1:], weight[:, None, :, :-1])
+            wy = torch.maximum(weight[:, None, 1:, :], weight[:, None, :-1, :])
+            loss = loss + edge_weight * ((dx * wx).mean() + (dy * wy).mean()) / 2
         opt.zero_grad()
         loss.backward()
         opt.step()

@@ -58,3 +58,13 @@ def test_quality_benchmark_quick(tmp_path):
             assert (row["mask_iou"] is None) == (method in unmasked)
     assert (tmp_path / "quality_toyfaces_quick.png").is_file()
     assert "| mca-clip |" in (tmp_path / "quality_toyfaces_quick.md").read_text()
+    # a sweep: one method, other mask weights, its own files; trained runs are keyed by setting
+    args = ["--quick", "--runs", str(tmp_path / "runs"), "--out", str(tmp_path)]
+    sweep = [*args, "--methods", "mca-clip", "--area-weight", "0.02", "--name", "sweep"]
+    assert quality(sweep) == 0
+    report = json.loads((tmp_path / "sweep.json").read_text())
+    assert set(report["results"]) == {"mca-clip", NO_EDIT}
+    assert report["mask_weights"]["area"] == 0.02
+    assert len(list((tmp_path / "runs_quick").glob("*/mca-clip"))) == 2
+    with pytest.raises(SystemExit):
+        quality([*args, "--methods", "mca-clap"])

@@ -25,6 +25,10 @@ def test_onnxruntime_matches_pytorch(tiny_bundle, latents):
         assert np.abs(a.originals - b.originals).max() <= 1e-4
         assert max(np.abs(x - y).max() for x, y in zip(a.masks, b.masks)) <= 1e-5
         assert ort_p.runner("fusion").providers == ["CPUExecutionProvider"]
+        # without masks (mcarun edit with neither --save-masks nor --grid): same pictures
+        for p in (ort_p, torch_p):
+            c = next(p.edit(latents, prompts, batch_size=3, masks=False))
+            assert c.masks == [] and np.abs(c.images - a.images).max() <= 1e-4
 
 
 def test_cached_embedding_equals_text_encoder(tiny_bundle):

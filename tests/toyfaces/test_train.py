@@ -73,7 +73,14 @@ def test_micro_training_learns_something():
 def test_clip_training_micro():
     from mcaclip.config import load_preset
     from mcaclip.nn.text import ClipTowers
-    from mcaclip.toyfaces.clip import describe, phrases, train_clip
+    from mcaclip.toyfaces.clip import (
+        counterfactual,
+        counterfactual_texts,
+        describe,
+        phrase_groups,
+        phrases,
+        train_clip,
+    )
 
     face = Face(beard="goatee", beard_colour="blue", glasses="none")
     assert "a blue goatee" in phrases(face) and "no glasses" in phrases(face)
@@ -81,6 +88,20 @@ def test_clip_training_micro():
 
     texts = {describe(face, np.random.default_rng(i)) for i in range(20)}
     assert face.caption() in texts and any(t.startswith("a face with ") for t in texts)
+    # the short form names what edit prompts name
+    black = face.replace(hair_colour="black", glasses="round", glasses_colour="red")
+    assert phrase_groups(black)["hair"] == "short black hair"
+    assert phrase_groups(black, short=True)["hair"] == "black hair"
+    assert phrase_groups(black, short=True)["glasses"] == "red glasses"
+    # hard negatives: one part's phrase changes, and the two texts differ only there
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        other, part = counterfactual(face, rng)
+        changed = [k for k, v in phrase_groups(face).items() if phrase_groups(other)[k] != v]
+        assert changed == [part] and other != face
+        first, second = counterfactual_texts(face, other, part, rng)
+        assert first != second and first.startswith("a face with ")
+        assert phrase_groups(face)[part].split()[-1] in first
     train, test = train_and_heldout(256, 128, size=32, seed=0)
     torch.manual_seed(0)
     towers = ClipTowers.create(load_preset("tiny-32").clip, random_weights=True)
@@ -89,6 +110,12 @@ def test_clip_training_micro():
     assert 0 <= metrics["retrieval_top1_of_100"] <= 1
     # background colour is the easiest attribute: clearly above chance (1/8) after 30 steps
     assert metrics["zero_shot_accuracy"]["background_colour"] > 0.2
+    # the parts the benchmark edits are scored in the prompts' own wording
+    assert {"beard", "beard_colour", "glasses", "glasses_colour", "eye_colour"} <= set(
+        metrics["zero_shot_accuracy"]
+    )
+    assert all(0 <= v <= 1 for v in metrics["pair_accuracy"].values())
+    assert {"lip_colour", "beard_colour"} <= set(metrics["pair_accuracy"])
 
 
 def test_micro_build_writes_every_network(tmp_path):

@@ -89,19 +89,21 @@ class DeviceEditor:
         with torch.inference_mode():
             return self._edit(w, e)
 
-    def edit(self, w: np.ndarray, e: np.ndarray) -> tuple[np.ndarray, np.ndarray, list]:
+    def edit(
+        self, w: np.ndarray, e: np.ndarray, masks: bool = True
+    ) -> tuple[np.ndarray, np.ndarray, list]:
         """Host arrays in and out, one copy each way: latents w [B, L, D], embeddings
         e [P, D_text] -> (images [B, P, 3, H, W], originals [B, 3, H, W],
-        masks [B, P, 1, H_l, W_l] per layer)."""
+        masks [B, P, 1, H_l, W_l] per layer; ``masks=False``: [], nothing copied for them)."""
         import torch
 
         wt = torch.from_numpy(np.ascontiguousarray(w, np.float32)).to(self.device)
         et = torch.from_numpy(np.ascontiguousarray(e, np.float32)).to(self.device)
-        image, original, *masks = self.edit_device(wt, et)
+        image, original, *layer_masks = self.edit_device(wt, et)
         return (
             image.float().cpu().numpy(),
             original.float().cpu().numpy(),
-            [m.float().cpu().numpy() for m in masks],
+            [m.float().cpu().numpy() for m in layer_masks] if masks else [],
         )
 
 
