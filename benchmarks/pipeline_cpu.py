@@ -69,6 +69,7 @@ def run(preset: Preset, batches: list[int], iters: int, warmup: int, workdir: Pa
             "ort_speedup": r["p50_ms"] / base[(r["batch"], r["stage"])],
         }
         for r in results["torch"]
+        if (r["batch"], r["stage"]) in base  # end_to_end_device: torch only
     ]
     for backend, m in multi.items():
         print(
