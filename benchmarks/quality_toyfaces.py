@@ -183,7 +183,14 @@ def evaluate(editors: dict, prompts: list[str], n: int, batch: int = 50) -> tupl
     faces = [Face(**f) for f in json.loads(asset("test_faces.json").read_text())][:n]
     w = torch.load(asset("test_latents.pt"), weights_only=True)[:n].float()
     probe, ident = load_probe(), load_identity()
-    first = MCAEditor.load(next(iter(next(iter(editors.values())).values())))
+    loaded: dict[Path, MCAEditor] = {}  # a multi-prompt editor serves all five prompts
+
+    def load(path: Path) -> MCAEditor:
+        if path not in loaded:
+            loaded[path] = MCAEditor.load(path).eval()
+        return loaded[path]
+
+    first = load(next(iter(next(iter(editors.values())).values())))
     G, clip = first.generator, first.clip
     original = torch.cat([G.synthesis(c) for c in torch.split(w, batch)])
     orig_pred = probe.predict(original)
@@ -208,7 +215,7 @@ def evaluate(editors: dict, prompts: list[str], n: int, batch: int = 50) -> tupl
             if per_prompt is None:  # the reference: what leaving the picture alone scores
                 outs, edited = [], original.clamp(-1, 1)
             else:
-                editor = MCAEditor.load(per_prompt[prompt]).eval()
+                editor = load(per_prompt[prompt])
                 e = text.expand(n, -1)
                 outs = [
                     editor(wc, ec) for wc, ec in zip(torch.split(w, batch), torch.split(e, batch))

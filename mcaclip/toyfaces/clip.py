@@ -165,10 +165,11 @@ def clip_metrics(towers: ClipTowers, test: FaceSet) -> dict:
     all_img = towers.encode_image(test.images)
     zero_shot = {}
 
-    def score(attr, classes, keep):
+    def score(attr, classes, counts):
+        """Accuracy of the nearest class embedding over visible faces where ``counts(face)``."""
         pred = (all_img @ torch.stack(classes).t()).argmax(1)
         truth = torch.tensor([CHOICES[attr].index(getattr(f, attr)) for f in test.faces])
-        keep = torch.tensor([f.visible(attr) and keep(f) for f in test.faces])
+        keep = torch.tensor([f.visible(attr) and counts(f) for f in test.faces])
         zero_shot[attr] = float((pred == truth)[keep].float().mean())
 
     for attr, template in ZERO_SHOT.items():
@@ -198,7 +199,7 @@ def clip_metrics(towers: ClipTowers, test: FaceSet) -> dict:
     }
 
 
-PAIR_TEXTS = {  # colour attribute -> prompt, and the part it needs to be visible
+PAIR_TEXTS = {  # colour attribute -> prompt (pair_accuracy adds the part where it is absent)
     "hair_colour": "a face with {} hair",
     "eye_colour": "a face with {} eyes",
     "lip_colour": "a face with {} lips",
