@@ -203,12 +203,14 @@ class EditPipeline:
         e_rep = np.tile(e, (n, 1))
         t_w = self.runner("fusion").infer({"w": w_rep, "e_t": e_rep})["t_w"]
         w_edit = self.runner("mapper").infer({"w": w_rep, "t_w": t_w})["w_edit"]
-        out = self.runner("masked_generator").infer(
+        runner = self.runner("masked_generator")
+        out = runner.infer(
             {
                 "w": w,
                 "w_edit": w_edit.reshape(n, p, *w.shape[1:]),
                 "e_t": e_rep.reshape(n, p, -1),
-            }
+            },
+            None if masks else ["image", "original"],  # masks: not fetched unless asked
         )
         layer_masks = [out[k] for k in sorted(out) if k.startswith("mask_")] if masks else []
         return out["image"], out["original"], layer_masks

@@ -29,6 +29,15 @@ def test_onnxruntime_matches_pytorch(tiny_bundle, latents):
         for p in (ort_p, torch_p):
             c = next(p.edit(latents, prompts, batch_size=3, masks=False))
             assert c.masks == [] and np.abs(c.images - a.images).max() <= 1e-4
+        # a runner fetches only the outputs asked for, and names an unknown one
+        for p in (ort_p, torch_p):
+            r = p.runner("masked_generator")
+            feed = {"w": latents, "w_edit": latents[:, None], "e_t": p.embed(["glasses"])[None]}
+            feed["e_t"] = np.repeat(feed["e_t"], len(latents), 0)
+            out = r.infer(feed, ["image", "original"])
+            assert sorted(out) == ["image", "original"] and out["image"].shape[:2] == (3, 1)
+            with pytest.raises(McaError, match="no output 'mask'"):
+                r.infer(feed, ["mask"])
 
 
 def test_cached_embedding_equals_text_encoder(tiny_bundle):

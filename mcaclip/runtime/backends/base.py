@@ -16,13 +16,16 @@ class BackendError(McaError):
 
 class GraphRunner(Protocol):
     """Runs one graph. A context manager; ``infer`` maps input names to arrays and returns
-    every output by name. I/O names come from the bundle's manifest."""
+    every output by name (``outputs``: only those, the others are not fetched to the host).
+    I/O names come from the bundle's manifest."""
 
     name: str
     input_names: list[str]
     output_names: list[str]
 
-    def infer(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]: ...
+    def infer(
+        self, feed: dict[str, np.ndarray], outputs: list[str] | None = None
+    ) -> dict[str, np.ndarray]: ...
 
     def close(self) -> None: ...
 
@@ -46,6 +49,17 @@ class RunnerBase:
 
     def close(self) -> None:
         pass
+
+    def check_outputs(self, outputs: list[str] | None) -> list[str]:
+        """The requested output names (default: all), each one of the graph's."""
+        if outputs is None:
+            return list(self.output_names)
+        unknown = [n for n in outputs if n not in self.output_names]
+        if unknown:
+            raise BackendError(
+                f"graph {self.name!r} has no output {unknown[0]!r} (outputs: {self.output_names})"
+            )
+        return list(outputs)
 
     def check_feed(self, feed: dict[str, np.ndarray]) -> None:
         missing = [n for n in self.input_names if n not in feed]
@@ -115,13 +129,16 @@ class DeviceRunner(RunnerBase):
 
     def infer_device(self, args) -> tuple: ...
 
-    def infer(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def infer(
+        self, feed: dict[str, np.ndarray], outputs: list[str] | None = None
+    ) -> dict[str, np.ndarray]:
         import torch
 
         self.check_feed(feed)
+        wanted = self.check_outputs(outputs)
         args = [
             torch.from_numpy(np.ascontiguousarray(feed[n])).to(self.device)
             for n in self.input_names
         ]
         out = self.infer_device(args)
-        return {n: o.float().cpu().numpy() for n, o in zip(self.output_names, out)}
+        return {n: o.float().cpu().numpy() for n, o in zip(self.output_names, out) if n in wanted}

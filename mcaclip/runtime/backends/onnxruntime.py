@@ -83,13 +83,16 @@ class OrtRunner(RunnerBase):
         self.output_names = [o.name for o in self.session.get_outputs()]
         self._types = {i.name: i.type for i in self.session.get_inputs()}
 
-    def infer(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def infer(
+        self, feed: dict[str, np.ndarray], outputs: list[str] | None = None
+    ) -> dict[str, np.ndarray]:
         self.check_feed(feed)
+        wanted = self.check_outputs(outputs)
         typed = {
             n: np.ascontiguousarray(feed[n], np.int64 if "int64" in self._types[n] else np.float32)
             for n in self.input_names
         }
-        return dict(zip(self.output_names, self.session.run(self.output_names, typed)))
+        return dict(zip(wanted, self.session.run(wanted, typed)))
 
     def close(self) -> None:
         self.session = None
