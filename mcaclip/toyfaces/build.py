@@ -62,6 +62,8 @@ class BuildScale:
     generator_part_weight: float = 8.0
     generator_glasses_weight: float = 12.0
     generator_edge_weight: float = 1.0
+    generator_pattern_weight: float = 1.0  # the shipped build's; see train_generator
+    generator_eye_weight: float = 8.0
     width: int = 32  # probe/identity width (parser: 3/4 of it)
     train_latents: int = 800  # W+ latents of training faces written for mcatrain
 
@@ -143,6 +145,8 @@ def build(out: Path = ASSETS, scale: BuildScale = BuildScale(), seed: int = 0) -
             part_weight=scale.generator_part_weight,
             glasses_weight=scale.generator_glasses_weight,
             edge_weight=scale.generator_edge_weight,
+            pattern_weight=scale.generator_pattern_weight,
+            eye_weight=scale.generator_eye_weight,
             seed=seed,
         ),
     )

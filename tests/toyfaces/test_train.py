@@ -8,6 +8,7 @@ from mcaclip.toyfaces.nets import AttributeProbe, ToyIdentity, ToyParser
 from mcaclip.toyfaces.train import (
     attribute_z,
     degrade,
+    pattern_pixels,
     train_generator,
     train_identity,
     train_parser,
@@ -47,6 +48,18 @@ def test_degrade_is_seeded_and_bounded():
     assert torch.equal(a, b) and a.abs().max() <= 1 and not torch.equal(a, x)
 
 
+def test_pattern_pixels_are_the_background_pattern():
+    faces = [Face(background_pattern=p) for p in ("plain", "stripes", "dots")]
+    data = make_set(faces, 64)
+    pattern = pattern_pixels(data)
+    share = pattern.float().mean((1, 2))
+    assert share[0] < 0.03  # plain: only anti-aliased edges of the head
+    assert share[1] > 0.2 and share[2] > 0.08  # stripes cover half the background, dots a fifth
+    assert not (pattern & (data.segmentation != 0)).any()
+    # a dot centre is a pattern pixel (16 px cells at 64 px: the first dot sits at pixel 8, 8)
+    assert pattern[2, 8, 8] and not pattern[0, 8, 8]
+
+
 def test_micro_training_learns_something():
     train, test = train_and_heldout(256, 64, size=32, seed=0)
     probe, pm = train_probe(train, test, steps=60, batch=32, width=8)
@@ -64,7 +77,16 @@ def test_micro_training_learns_something():
         z = attribute_z(encode(test.faces), 96)
         before = (G.synthesis(G.broadcast(G.mapping(z)), noise_mode="none") - test.images).abs()
     G, gm, out = train_generator(
-        G, train, test, steps=40, batch=8, lr=3e-3, log_every=10, part_weight=4.0
+        G,
+        train,
+        test,
+        steps=40,
+        batch=8,
+        lr=3e-3,
+        log_every=10,
+        part_weight=4.0,
+        pattern_weight=4.0,
+        eye_weight=6.0,
     )
     assert out.shape == (64, 3, 32, 32) and len(gm["history"]) == 4
     assert gm["heldout_l1"] < float(before.mean())
