@@ -203,8 +203,7 @@ class EditPipeline:
         e_rep = np.tile(e, (n, 1))
         t_w = self.runner("fusion").infer({"w": w_rep, "e_t": e_rep})["t_w"]
         w_edit = self.runner("mapper").infer({"w": w_rep, "t_w": t_w})["w_edit"]
-        runner = self.runner("masked_generator")
-        out = runner.infer(
+        out = self.runner("masked_generator").infer(
             {
                 "w": w,
                 "w_edit": w_edit.reshape(n, p, *w.shape[1:]),
@@ -212,7 +211,7 @@ class EditPipeline:
             },
             None if masks else ["image", "original"],  # masks: not fetched unless asked
         )
-        layer_masks = [out[k] for k in sorted(out) if k.startswith("mask_")] if masks else []
+        layer_masks = [out[k] for k in sorted(out) if k.startswith("mask_")]  # [] unless asked
         return out["image"], out["original"], layer_masks
 
     def check_request(self, w: np.ndarray, n_prompts: int, batch_size: int) -> None:

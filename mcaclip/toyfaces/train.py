@@ -209,8 +209,8 @@ def train_generator(
         out = generator.synthesis(generator.broadcast(w), noise_mode="none")
         seg = train.segmentation[idx]
         weight = 1 + (part_weight - 1) * (seg >= LABELS["eyes"]).float()
-        weight = torch.where(seg == LABELS["eyes"], torch.full_like(weight, ew), weight)
-        weight = torch.where(pattern[idx], torch.full_like(weight, pattern_weight), weight)
+        weight = weight.masked_fill(seg == LABELS["eyes"], ew)
+        weight = weight.masked_fill(pattern[idx], pattern_weight)
         weight = torch.maximum(weight, gw * glasses_zone)
         err = out - train.images[idx]
         loss = (err.abs() * weight[:, None]).mean()
