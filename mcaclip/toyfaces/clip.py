@@ -86,9 +86,12 @@ def counterfactual_texts(
     face: Face, other: Face, part: str, rng: np.random.Generator
 ) -> tuple[str, str]:
     """Texts of a hard-negative pair: the changed part's phrase for each face, half the time
-    with one phrase the two faces share."""
+    with one phrase the two faces share. The short form is used only where it still names the
+    change: "red hair" cannot tell long red hair from short red hair."""
     short = rng.random() < 0.5
     a, b = phrase_groups(face, short), phrase_groups(other, short)
+    if a[part] == b[part]:  # the short form hides the change (hair style, glasses kind)
+        a, b = phrase_groups(face), phrase_groups(other)
     first, second = a[part], b[part]
     if rng.random() < 0.5:
         shared = [g for g in a if g != part and a[g] == b[g]]

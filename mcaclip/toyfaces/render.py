@@ -21,7 +21,7 @@ EYE_RADIUS, PUPIL_RADIUS = 0.1, 0.03
 LIPS = (0.2, 0.085)  # half width, half height
 FRAME = (0.14, 0.18)  # round frames' inner/outer radius (square: 0.01 less)
 PATTERN_SCALE = 2  # stripes and dots per unit: 16 px periods at 64 px
-DOT_RADIUS = 0.25  # background dots, in units of their grid cell
+DOT_RADIUS = 0.35  # background dots, in units of their grid cell
 FACE_GEOMETRY = {  # centre y, half width, half height, superellipse exponent
     "round": (0.05, 0.55, 0.55, 2.0),
     "oval": (0.05, 0.47, 0.63, 2.0),

@@ -1,3 +1,4 @@
+import pytest
 import torch
 
 from mcaclip.config import GeneratorConfig
@@ -8,6 +9,8 @@ from mcaclip.toyfaces.nets import AttributeProbe, ToyIdentity, ToyParser
 from mcaclip.toyfaces.train import (
     attribute_z,
     degrade,
+    face_shape_pixels,
+    glasses_shape_pixels,
     pattern_pixels,
     train_generator,
     train_identity,
@@ -60,6 +63,29 @@ def test_pattern_pixels_are_the_background_pattern():
     assert pattern[2, 8, 8] and not pattern[0, 8, 8]
 
 
+def test_glasses_shape_pixels_tell_round_from_square():
+    kinds = ("round", "square", "none")
+    data = make_set([Face(glasses=k) for k in kinds], 64)
+    shape = glasses_shape_pixels(data)
+    frames = data.segmentation == 6
+    assert shape.any() and not (shape & ~(frames[0] | frames[1])).any()
+    # some of each kind's frame, not all of it: the shared parts (bridge, sides) are excluded
+    for i in (0, 1):
+        assert 0 < (shape & frames[i]).sum() < frames[i].sum()
+    assert not glasses_shape_pixels(make_set([Face(glasses="round")] * 2, 64)).any()
+
+
+def test_face_shape_pixels_are_the_outline_where_shapes_differ():
+    shapes = ("round", "oval", "square")
+    data = make_set([Face(face_shape=s, hair_style="bald") for s in shapes], 64)
+    band = face_shape_pixels(data)
+    face = (data.segmentation != 0) & (data.segmentation != 2)
+    # every band pixel is face for some shape and not for another; the face's centre is not
+    assert band.any() and not band[32, 32]
+    assert torch.equal(band, face.any(0) & ~face.all(0))
+    assert not face_shape_pixels(make_set([Face(face_shape="oval")] * 2, 64)).any()
+
+
 def test_micro_training_learns_something():
     train, test = train_and_heldout(256, 64, size=32, seed=0)
     probe, pm = train_probe(train, test, steps=60, batch=32, width=8)
@@ -87,6 +113,8 @@ def test_micro_training_learns_something():
         part_weight=4.0,
         pattern_weight=4.0,
         eye_weight=6.0,
+        glasses_shape_weight=8.0,
+        face_shape_weight=3.0,
     )
     assert out.shape == (64, 3, 32, 32) and len(gm["history"]) == 4
     assert gm["heldout_l1"] < float(before.mean())
@@ -124,6 +152,14 @@ def test_clip_training_micro():
         first, second = counterfactual_texts(face, other, part, rng)
         assert first != second and first.startswith("a face with ")
         assert phrase_groups(face)[part].split()[-1] in first
+    # a change the short form cannot name (hair style, glasses kind) is always named in full
+    for change in ({"hair_style": "long"}, {"glasses": "square"}):
+        styled = black.replace(**change)
+        for _ in range(20):
+            first, second = counterfactual_texts(
+                black, styled, "hair" if "hair_style" in change else "glasses", rng
+            )
+            assert first != second
     train, test = train_and_heldout(256, 128, size=32, seed=0)
     torch.manual_seed(0)
     towers = ClipTowers.create(load_preset("tiny-32").clip, random_weights=True)
@@ -158,3 +194,16 @@ def test_micro_build_writes_every_network(tmp_path):
     assert "probe_accuracy_on_renders" in saved["generator"]
     g = G.from_checkpoint(tmp_path / "generator.safetensors", preset="tiny-32")
     assert g.n_latent == 8
+
+    # --reuse: the earlier build's networks and metrics, a generator trained again (same seed:
+    # the same generator); other settings are refused
+    again = build(tmp_path / "again", MICRO, seed=0, reuse=tmp_path)
+    for name in ("clip", "probe", "parser", "identity", "generator"):
+        a, b = (
+            (tmp_path / f"{name}.safetensors").read_bytes(),
+            (tmp_path / "again" / f"{name}.safetensors").read_bytes(),
+        )
+        assert a == b, name
+    assert again["probe"] == saved["probe"] and again["reused_from_earlier_build"]
+    with pytest.raises(ValueError, match="seed 0"):
+        build(tmp_path / "other", MICRO, seed=1, reuse=tmp_path)
