@@ -209,15 +209,11 @@ def build(
     atomic_write(out / "test_latents.pt", lambda tmp: torch.save(test_latents, tmp))
     faces = [dataclasses.asdict(f) for f in test.faces]
     atomic_write(out / "test_faces.json", lambda tmp: Path(tmp).write_text(json.dumps(faces)))
+    reused_seconds = sum(timings[k] for k in REUSABLE) if prev is not None else 0.0
     metrics = {
         "seed": seed,
         "scale": dataclasses.asdict(scale),
-        "seconds": {
-            **timings,
-            "total": time.perf_counter()
-            - start
-            + sum(timings[k] for k in REUSABLE if prev is not None),
-        },
+        "seconds": {**timings, "total": time.perf_counter() - start + reused_seconds},
         **({"reused_from_earlier_build": list(REUSABLE)} if prev is not None else {}),
         "probe": probe_m,
         "parser": parser_m,

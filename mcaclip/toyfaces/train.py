@@ -162,39 +162,36 @@ def pattern_pixels(data: FaceSet, tolerance: float = 0.05) -> torch.Tensor:
     return differs & (data.segmentation == 0)
 
 
+def _shares_by_kind(data: FaceSet, attribute: str, kinds, mask: torch.Tensor) -> torch.Tensor:
+    """[K, H, W]: for each kind of ``attribute`` present in ``data``, the share of its faces
+    where ``mask`` [N, H, W] holds; one all-zero row if no kind is present."""
+    shares = [
+        mask[[i for i, f in enumerate(data.faces) if getattr(f, attribute) == kind]].float().mean(0)
+        for kind in kinds
+        if any(getattr(f, attribute) == kind for f in data.faces)
+    ]
+    return torch.stack(shares) if shares else torch.zeros((1, *mask.shape[1:]))
+
+
 def glasses_shape_pixels(data: FaceSet) -> torch.Tensor:
     """[H, W] bool: pixels that are frame for some glasses kinds in ``data`` and never for
     others (the corners of square frames, the diagonals of round ones): the only pixels that
-    tell the kinds apart."""
+    tell the kinds apart. Empty unless two kinds are present."""
     from mcaclip.toyfaces.attributes import GLASSES, LABELS
 
     frame = data.segmentation == LABELS["glasses"]
-    zones = [
-        frame[[i for i, f in enumerate(data.faces) if f.glasses == kind]].any(0)
-        for kind in GLASSES[1:]
-        if any(f.glasses == kind for f in data.faces)
-    ]
-    if len(zones) < 2:
-        return torch.zeros(frame.shape[1:], dtype=torch.bool)
-    zones = torch.stack(zones)
-    return zones.any(0) & ~zones.all(0)
+    shares = _shares_by_kind(data, "glasses", GLASSES[1:], frame)
+    return (shares.amax(0) > 0) & (shares.amin(0) == 0)
 
 
 def face_shape_pixels(data: FaceSet, threshold: float = 0.25) -> torch.Tensor:
     """[H, W] bool: the band of the head's outline where face shapes differ: pixels whose share
     of faces (skin and the parts on it, not hair or background) differs by more than
-    ``threshold`` between the face shapes in ``data``."""
+    ``threshold`` between the face shapes in ``data``. Empty unless two shapes are present."""
     from mcaclip.toyfaces.attributes import FACE_SHAPES, LABELS
 
     face = (data.segmentation != LABELS["background"]) & (data.segmentation != LABELS["hair"])
-    shares = [
-        face[[i for i, f in enumerate(data.faces) if f.face_shape == kind]].float().mean(0)
-        for kind in FACE_SHAPES
-        if any(f.face_shape == kind for f in data.faces)
-    ]
-    if len(shares) < 2:
-        return torch.zeros(face.shape[1:], dtype=torch.bool)
-    shares = torch.stack(shares)
+    shares = _shares_by_kind(data, "face_shape", FACE_SHAPES, face)
     return shares.amax(0) - shares.amin(0) > threshold
 
 
@@ -241,13 +238,14 @@ def train_generator(
     opt = torch.optim.Adam(generator.parameters(), lr=lr, betas=(0.0, 0.99))
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.1)
     codes = encode(train.faces)
-    glasses_zone = (train.segmentation == LABELS["glasses"]).any(0).float()
     gw = part_weight if glasses_weight is None else glasses_weight
     ew = part_weight if eye_weight is None else eye_weight
     pattern = pattern_pixels(train)
     shape_w = gw if glasses_shape_weight is None else glasses_shape_weight
     shape_zone = shape_w * glasses_shape_pixels(train)
-    outline = face_shape_weight * face_shape_pixels(train)
+    # weight floors on every face: the frames' zone and the outline band where shapes differ
+    glasses_zone = (train.segmentation == LABELS["glasses"]).any(0).float()
+    floor = torch.maximum(gw * glasses_zone, face_shape_weight * face_shape_pixels(train))
     with_glasses = torch.tensor([f.glasses != "none" for f in train.faces])[:, None, None]
     generator.train()
     history = []
@@ -258,7 +256,7 @@ def train_generator(
         weight = 1 + (part_weight - 1) * (seg >= LABELS["eyes"]).float()
         weight = weight.masked_fill(seg == LABELS["eyes"], ew)
         weight = weight.masked_fill(pattern[idx], pattern_weight)
-        weight = torch.maximum(weight, torch.maximum(gw * glasses_zone, outline))
+        weight = torch.maximum(weight, floor)
         weight = torch.where(with_glasses[idx], torch.maximum(weight, shape_zone), weight)
         err = out - train.images[idx]
         loss = (err.abs() * weight[:, None]).mean()
