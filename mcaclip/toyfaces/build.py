@@ -70,7 +70,8 @@ class BuildScale:
     generator_pattern_weight: float = 2.0  # see train_generator
     generator_eye_weight: float = 8.0
     generator_glasses_shape_weight: float = 16.0
-    generator_face_shape_weight: float = 1.0  # 4 tried: face shape 99 %, eye colour 81 %
+    generator_face_shape_weight: float = 4.0
+    generator_face_shape_hair: tuple[str, ...] | None = ("long",)  # see train_generator
     width: int = 32  # probe/identity width (parser: 3/4 of it)
     train_latents: int = 800  # W+ latents of training faces written for mcatrain
 
@@ -191,6 +192,7 @@ def build(
             eye_weight=scale.generator_eye_weight,
             glasses_shape_weight=scale.generator_glasses_shape_weight,
             face_shape_weight=scale.generator_face_shape_weight,
+            face_shape_hair=scale.generator_face_shape_hair,
             seed=seed,
         ),
     )

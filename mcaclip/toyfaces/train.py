@@ -211,6 +211,7 @@ def train_generator(
     eye_weight: float | None = None,
     glasses_shape_weight: float | None = None,
     face_shape_weight: float = 1.0,
+    face_shape_hair: tuple[str, ...] | None = None,
 ):
     """Fit ``generator`` (our StyleGAN2) to render faces from their attribute codes through its
     mapping network (L1, noise off). ``part_weight`` multiplies the loss on the small parts
@@ -228,8 +229,10 @@ def train_generator(
     glasses weight a small generator draws one frame shape for both kinds.
     ``face_shape_weight`` applies, on every face, to the band of the outline where face shapes
     differ (``face_shape_pixels``): long hair hides most of it, and the identity depends on it.
+    ``face_shape_hair`` (default: every style) limits that weight to faces with those hair
+    styles: where the short outline still shows, weighting it takes capacity from the eyes.
     Metrics: held-out L1 on [-1, 1] and PSNR."""
-    from mcaclip.toyfaces.attributes import LABELS
+    from mcaclip.toyfaces.attributes import HAIR_STYLES, LABELS
     from mcaclip.toyfaces.data import encode
 
     torch.manual_seed(seed)
@@ -243,10 +246,16 @@ def train_generator(
     pattern = pattern_pixels(train)
     shape_w = gw if glasses_shape_weight is None else glasses_shape_weight
     shape_zone = shape_w * glasses_shape_pixels(train)
-    # weight floors on every face: the frames' zone and the outline band where shapes differ
-    glasses_zone = (train.segmentation == LABELS["glasses"]).any(0).float()
-    floor = torch.maximum(gw * glasses_zone, face_shape_weight * face_shape_pixels(train))
+    # weight floors: the frames' zone on every face, the outline band where shapes differ on
+    # faces with the chosen hair styles
+    floor = gw * (train.segmentation == LABELS["glasses"]).any(0).float()
+    band = face_shape_weight * face_shape_pixels(train)
     with_glasses = torch.tensor([f.glasses != "none" for f in train.faces])[:, None, None]
+    if face_shape_hair is not None and not set(face_shape_hair) <= set(HAIR_STYLES):
+        raise ValueError(f"face_shape_hair {face_shape_hair}: hair styles are {HAIR_STYLES}")
+    banded = torch.tensor(
+        [face_shape_hair is None or f.hair_style in face_shape_hair for f in train.faces]
+    )[:, None, None]
     generator.train()
     history = []
     for step, idx in enumerate(_batches(len(train), batch, steps, gen), 1):
@@ -257,6 +266,7 @@ def train_generator(
         weight = weight.masked_fill(seg == LABELS["eyes"], ew)
         weight = weight.masked_fill(pattern[idx], pattern_weight)
         weight = torch.maximum(weight, floor)
+        weight = torch.where(banded[idx], torch.maximum(weight, band), weight)
         weight = torch.where(with_glasses[idx], torch.maximum(weight, shape_zone), weight)
         err = out - train.images[idx]
         loss = (err.abs() * weight[:, None]).mean()

@@ -120,6 +120,26 @@ def test_micro_training_learns_something():
     assert gm["heldout_l1"] < float(before.mean())
 
 
+def test_face_shape_hair_limits_the_outline_weight_to_those_faces():
+    train, test = train_and_heldout(64, 8, size=32, seed=0)
+    cfg = GeneratorConfig(size=32, style_dim=96, n_mlp=2, channel_max=8, channel_base=256)
+
+    def losses(**kw):
+        torch.manual_seed(0)
+        _, m, _ = train_generator(Generator(cfg), train, test, steps=4, batch=8, log_every=1, **kw)
+        return [h["l1"] for h in m["history"]]
+
+    plain = losses(face_shape_weight=1.0)
+    every = losses(face_shape_weight=6.0)
+    assert every != plain  # the band is weighted
+    assert losses(face_shape_weight=6.0, face_shape_hair=("bald", "short", "long")) == every
+    assert losses(face_shape_weight=6.0, face_shape_hair=()) == plain  # no face banded
+    long_only = losses(face_shape_weight=6.0, face_shape_hair=("long",))
+    assert long_only not in (plain, every)
+    with pytest.raises(ValueError, match="hair styles are"):
+        losses(face_shape_weight=6.0, face_shape_hair=("curly",))
+
+
 def test_clip_training_micro():
     from mcaclip.config import load_preset
     from mcaclip.nn.text import ClipTowers
