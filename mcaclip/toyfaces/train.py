@@ -227,10 +227,10 @@ def train_generator(
     ``glasses_shape_weight`` (default: the glasses weight) applies, on faces with glasses, to the
     few pixels that tell round frames from square ones (``glasses_shape_pixels``): at the
     glasses weight a small generator draws one frame shape for both kinds.
-    ``face_shape_weight`` applies, on every face, to the band of the outline where face shapes
-    differ (``face_shape_pixels``): long hair hides most of it, and the identity depends on it.
+    ``face_shape_weight`` applies to the band of the outline where face shapes differ
+    (``face_shape_pixels``): long hair hides most of it, and the identity depends on it.
     ``face_shape_hair`` (default: every style) limits that weight to faces with those hair
-    styles: where the short outline still shows, weighting it takes capacity from the eyes.
+    styles: where the outline shows plainly, weighting it takes capacity from the eyes.
     Metrics: held-out L1 on [-1, 1] and PSNR."""
     from mcaclip.toyfaces.attributes import HAIR_STYLES, LABELS
     from mcaclip.toyfaces.data import encode
