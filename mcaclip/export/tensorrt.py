@@ -227,7 +227,15 @@ def build_engines(root: Path, manifest: dict, options: TrtOptions = TrtOptions()
         if options.version_compat:
             config.set_flag(trt.BuilderFlag.VERSION_COMPATIBLE)
         cache = config.create_timing_cache(cache_bytes)
-        config.set_timing_cache(cache, False)
+        if cache_bytes and (cache is None or not config.set_timing_cache(cache, False)):
+            # another TensorRT version's or GPU's cache: TensorRT refuses it; start afresh
+            log.warning(
+                "timing cache refused by TensorRT %s; starting an empty one", trt.__version__
+            )
+            cache_bytes = b""
+            cache = config.create_timing_cache(cache_bytes)
+        if cache is None or not config.set_timing_cache(cache, False):
+            raise TrtBuildError(f"{name}: TensorRT could not create a timing cache")
         profile = builder.create_optimization_profile()
         for input_name, (lo, opt, hi) in shapes.items():
             profile.set_shape(input_name, lo, opt, hi)
@@ -237,7 +245,9 @@ def build_engines(root: Path, manifest: dict, options: TrtOptions = TrtOptions()
         if plan is None:
             why = "; ".join(logger.messages[-3:]) or "no message"
             raise TrtBuildError(f"{name}: TensorRT could not build an engine ({why})")
-        cache_bytes = bytes(config.get_timing_cache().serialize())
+        built_cache = config.get_timing_cache()
+        if built_cache is not None:
+            cache_bytes = bytes(built_cache.serialize())
         rel = f"{TRT_DIR}/{name}.plan"
         atomic_write(root / rel, lambda tmp, plan=plan: Path(tmp).write_bytes(bytes(plan)))
         record["engines"][name] = {

@@ -140,6 +140,8 @@ def fake_tensorrt(major: int) -> types.ModuleType:
             return Cache(data)
 
         def set_timing_cache(self, cache, ignore_mismatch):
+            if cache.data.startswith(b"stale"):  # another version's or GPU's cache
+                return False
             self.cache = cache
             return True
 
@@ -228,6 +230,17 @@ def test_build_engines_strongly_typed(fake_trt, bundle_copy, tmp_path, major):
     assert record["version"] == trt.__version__ and record["compute_capability"] == "9.0"
     for rel, digest in record["files"].items():
         assert (bundle_copy / rel).is_file() and len(digest) == 64
+
+
+def test_stale_timing_cache_is_replaced_not_fatal(fake_trt, bundle_copy, tmp_path):
+    trt = fake_trt(10)
+    cache = tmp_path / "timing.cache"
+    cache.write_bytes(b"stale cache of another GPU")
+    options = TrtOptions(timing_cache=str(cache))
+    record = trt_build.build_engines(bundle_copy, Bundle.open(bundle_copy).manifest, options)
+    assert len(record["engines"]) == len(trt.calls) == 5
+    # started afresh: the saved cache holds only this build's entries
+    assert cache.read_bytes() == b"+" * len(trt.calls)
 
 
 def test_fp16_flag_only_on_tensorrt_10(fake_trt, bundle_copy):
