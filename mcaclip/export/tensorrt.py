@@ -131,16 +131,16 @@ def engine_graph(manifest: dict, name: str, typing: str) -> str:
     return onnx[want]
 
 
-def gpu_identity() -> tuple[str, str]:
-    """(name, compute capability "9.0") of the current CUDA device."""
+def gpu_identity(device=None) -> tuple[str, str]:
+    """(name, compute capability "9.0") of ``device`` (default: the current CUDA device)."""
     import torch
 
     if not torch.cuda.is_available():
         raise TensorRTUnavailable(
             "no CUDA GPU is visible: TensorRT engines are built on the GPU that runs them"
         )
-    major, minor = torch.cuda.get_device_capability()
-    return torch.cuda.get_device_name(), f"{major}.{minor}"
+    major, minor = torch.cuda.get_device_capability(device)
+    return torch.cuda.get_device_name(device), f"{major}.{minor}"
 
 
 def engine_record(trt_version: str, gpu: str, cc: str, options: TrtOptions) -> dict:

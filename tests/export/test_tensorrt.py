@@ -19,7 +19,8 @@ from mcaclip.errors import ConfigError
 from mcaclip.export import tensorrt as trt_build
 from mcaclip.export.tensorrt import TrtBuildError, TrtOptions, profile_shapes
 from mcaclip.export.trtcheck import check_bundle, check_graph
-from mcaclip.runtime.backends.tensorrt import compat_problem
+from mcaclip.runtime.backends.base import BackendError
+from mcaclip.runtime.backends.tensorrt import TrtEngine, compat_problem
 
 PROFILE = {"min": 1, "opt": 2, "max": 4, "max_prompts": 3}
 
@@ -74,6 +75,48 @@ def test_compat_problem(record, version, cc, expect):
         assert problem is None
     else:
         assert expect in problem
+
+
+def test_one_execution_context_per_input_shape(tmp_path):
+    """A captured CUDA graph is bound to its context's shapes: each shape gets its own."""
+    trt = types.SimpleNamespace(
+        TensorIOMode=types.SimpleNamespace(INPUT="in", OUTPUT="out"),
+        DataType=types.SimpleNamespace(FLOAT="f32", HALF="f16", INT32="i32", INT64="i64",
+                                       BOOL="b", INT8="i8", UINT8="u8"),
+    )  # fmt: skip
+    made = []
+
+    class Engine:
+        num_io_tensors = 2
+        fail = False
+
+        def get_tensor_name(self, i):
+            return ["w", "out"][i]
+
+        def get_tensor_mode(self, name):
+            return "in" if name == "w" else "out"
+
+        def get_tensor_dtype(self, name):
+            return "f16"
+
+        def create_execution_context(self):
+            made.append(None if self.fail else object())
+            return made[-1]
+
+    engine = Engine()
+    runtime = types.SimpleNamespace(deserialize_cuda_engine=lambda plan: engine)
+    plan = tmp_path / "g.plan"
+    plan.write_bytes(b"plan")
+    eng = TrtEngine(trt, runtime, plan, "g")
+    assert eng.input_names == ["w"] and eng.output_names == ["out"] and made == []
+    a = eng.context(((1, 8),))
+    assert eng.context(((1, 8),)) is a and eng.context(((4, 8),)) is not a and len(made) == 2
+    engine.fail = True  # TensorRT returns None when it cannot allocate the context
+    with pytest.raises(BackendError, match="could not create an execution context"):
+        eng.context(((8, 8),))
+    runtime.deserialize_cuda_engine = lambda plan: None
+    with pytest.raises(BackendError, match="could not load this engine"):
+        TrtEngine(trt, runtime, plan, "g")
 
 
 def test_options_are_checked():

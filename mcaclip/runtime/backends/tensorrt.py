@@ -76,7 +76,9 @@ def _torch_dtype(trt, dtype) -> torch.dtype:
 
 
 class TrtEngine:
-    """One deserialized engine and its execution context."""
+    """One deserialized engine and an execution context per input-shape signature: a captured
+    CUDA graph is bound to its context's shapes, so two graphs (or a graph and an eager call
+    of another shape) must not share one."""
 
     def __init__(self, trt, runtime, path, name: str):
         self.name = name
@@ -90,21 +92,35 @@ class TrtEngine:
                 f"{path}: TensorRT could not load this engine (built for another GPU or "
                 "TensorRT version, or corrupt)"
             )
-        self.context = self.engine.create_execution_context()
+        self._contexts: dict[tuple, object] = {}
         names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
         is_input = {n: self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT for n in names}
         self.input_names = [n for n in names if is_input[n]]
         self.output_names = [n for n in names if not is_input[n]]
         self.dtypes = {n: _torch_dtype(trt, self.engine.get_tensor_dtype(n)) for n in names}
 
+    def context(self, shapes: tuple):
+        """The execution context for inputs of ``shapes`` (created on first use)."""
+        if shapes not in self._contexts:
+            ctx = self.engine.create_execution_context()
+            if ctx is None:
+                raise BackendError(
+                    f"{self.name}: TensorRT could not create an execution context (out of GPU "
+                    "memory?); use a smaller batch or free the GPU"
+                )
+            self._contexts[shapes] = ctx
+        return self._contexts[shapes]
+
     def run(self, args: Sequence[torch.Tensor]) -> tuple[torch.Tensor, ...]:
         """Inputs in ``input_names`` order (CUDA tensors) -> outputs in ``output_names`` order,
         allocated by torch on the current stream."""
-        ctx = self.context
-        keep = []
-        for name, t in zip(self.input_names, args):
-            t = t.to(self.dtypes[name]).contiguous()
-            keep.append(t)
+        with torch.cuda.device(args[0].device):  # TensorRT runs on the current device
+            return self._run(args)
+
+    def _run(self, args: Sequence[torch.Tensor]) -> tuple[torch.Tensor, ...]:
+        keep = [t.to(self.dtypes[n]).contiguous() for n, t in zip(self.input_names, args)]
+        ctx = self.context(tuple(tuple(t.shape) for t in keep))
+        for name, t in zip(self.input_names, keep):
             if not ctx.set_input_shape(name, tuple(t.shape)):
                 raise BackendError(
                     f"{self.name}: input {name} {list(t.shape)} is outside the engine's "
@@ -118,7 +134,7 @@ class TrtEngine:
             out = torch.empty(shape, dtype=self.dtypes[name], device=device)
             ctx.set_tensor_address(name, out.data_ptr())
             outs.append(out)
-        if not ctx.execute_async_v3(torch.cuda.current_stream().cuda_stream):
+        if not ctx.execute_async_v3(torch.cuda.current_stream(device).cuda_stream):
             raise BackendError(f"{self.name}: TensorRT failed to run the engine")
         return tuple(outs)
 
@@ -149,7 +165,7 @@ class TrtEditor(DeviceEditor):
         self.device = torch.device(device)
         if self.device.type != "cuda":
             raise BackendError("the tensorrt backend runs on a CUDA GPU: use --device cuda")
-        gpu, cc = gpu_identity()
+        gpu, cc = gpu_identity(self.device)
         record = bundle.manifest.get("tensorrt")
         problem = compat_problem(record, trt.__version__, gpu, cc)
         if problem:
@@ -173,9 +189,10 @@ class TrtEditor(DeviceEditor):
                     f"{self.bundle.root}: no TensorRT engine for {name}; "
                     f"{rebuild_hint(self.bundle)}"
                 )
-            self._engines[name] = TrtEngine(
-                self.trt, self.runtime, self.bundle.root / entry["plan"], name
-            )
+            with torch.cuda.device(self.device):  # deserialized onto the current device
+                self._engines[name] = TrtEngine(
+                    self.trt, self.runtime, self.bundle.root / entry["plan"], name
+                )
         return self._engines[name]
 
     def runner(self, name: str, inputs: list[str], outputs: list[str]) -> TrtRunner:
