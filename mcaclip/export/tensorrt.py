@@ -227,14 +227,16 @@ def build_engines(root: Path, manifest: dict, options: TrtOptions = TrtOptions()
         if options.version_compat:
             config.set_flag(trt.BuilderFlag.VERSION_COMPATIBLE)
         cache = config.create_timing_cache(cache_bytes)
-        if cache_bytes and (cache is None or not config.set_timing_cache(cache, False)):
+        accepted = cache is not None and config.set_timing_cache(cache, False)
+        if not accepted and cache_bytes:
             # another TensorRT version's or GPU's cache: TensorRT refuses it; start afresh
             log.warning(
                 "timing cache refused by TensorRT %s; starting an empty one", trt.__version__
             )
             cache_bytes = b""
             cache = config.create_timing_cache(cache_bytes)
-        if cache is None or not config.set_timing_cache(cache, False):
+            accepted = cache is not None and config.set_timing_cache(cache, False)
+        if not accepted:
             raise TrtBuildError(f"{name}: TensorRT could not create a timing cache")
         profile = builder.create_optimization_profile()
         for input_name, (lo, opt, hi) in shapes.items():

@@ -235,6 +235,8 @@ def train_generator(
     from mcaclip.toyfaces.attributes import HAIR_STYLES, LABELS
     from mcaclip.toyfaces.data import encode
 
+    if face_shape_hair is not None and not set(face_shape_hair) <= set(HAIR_STYLES):
+        raise ValueError(f"face_shape_hair {face_shape_hair}: hair styles are {HAIR_STYLES}")
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed + 3)
     dim = generator.style_dim
@@ -251,8 +253,6 @@ def train_generator(
     floor = gw * (train.segmentation == LABELS["glasses"]).any(0).float()
     band = face_shape_weight * face_shape_pixels(train)
     with_glasses = torch.tensor([f.glasses != "none" for f in train.faces])[:, None, None]
-    if face_shape_hair is not None and not set(face_shape_hair) <= set(HAIR_STYLES):
-        raise ValueError(f"face_shape_hair {face_shape_hair}: hair styles are {HAIR_STYLES}")
     banded = torch.tensor(
         [face_shape_hair is None or f.hair_style in face_shape_hair for f in train.faces]
     )[:, None, None]
