@@ -2,14 +2,19 @@
 
 Steps (each one's outcome is recorded; a failing step does not stop the next):
 
-1. ``environment``: GPU, driver, versions, and the measured FP16 tensor-core peak (a large
-   matrix product), which gives the compute lower bound of an edit.
+1. ``environment``: GPU, driver, versions, the measured FP16 tensor-core peak (a large matrix
+   product) and copy bandwidth (a large device-to-device copy), which give the compute lower
+   bound and the memory floor of an edit.
 2. ``gpu_tests``: ``pytest -m "gpu or trt"`` (TensorRT tests skip where it is not installed).
 3. ``bundle``: an ffhq-1024 bundle with random weights for the torch backend (no ONNX export).
 4. ``parity``: FP16 + CUDA graphs vs FP32 eager on the same latents: PSNR of edited and
    original images, largest mask difference.
-5. ``bench``: ``mcarun bench --all-backends`` at batch 1 and 8 (CUDA-event timing).
-6. ``summary``: ms per edit of every variant next to the lower bound, speed-ups vs FP32 eager.
+5. ``bench``: ``mcarun bench --all-backends`` at batch 1 and 8 (CUDA-event timing), then the
+   ``--compile`` configuration in its own process (with time left).
+6. ``profile``: the top GPU kernels of one uncompiled FP16 edit at the largest batch, with plain
+   and with fused tails (torch.profiler), to show where the time goes.
+7. ``summary``: ms per edit of every variant next to the lower bound and the memory floor,
+   speed-ups vs FP32 eager.
 
 Dry run: tiny-32 on the CPU, batches 1 and 2, two timed runs; GPU-only variants are listed as
 skipped, pytest only collects the GPU tests. It proves every step and the JSON layout work.
@@ -50,6 +55,32 @@ def synthesis_flops(config) -> float:
         if i == 0 or i % 2 == 0:  # a ToRGB after conv1 and after each resolution's 2nd conv
             macs += r * r * c * 3
     return 2.0 * macs
+
+
+def feature_bytes(config, bytes_per_element: int = 2) -> float:
+    """The least DRAM traffic of one synthesis pass: every styled conv's output written once
+    and read once, in FP16. Everything else (modulation, noise, bias, activation, clamp, blend,
+    ToRGB) fused into the convs' prologues and epilogues, weights and the 3-channel RGB skip
+    left out: a floor no real implementation reaches, beside the compute bound."""
+    res, ch = config.layer_resolutions(), config.layer_channels()
+    return 2.0 * bytes_per_element * sum(c * r * r for r, c in zip(res, ch))
+
+
+def measure_copy_bandwidth(mib: int = 2048, iters: int = 20) -> float:
+    """Achieved device memory bandwidth in GB/s: bytes read + written by a large tensor copy."""
+    a = torch.empty(mib << 20, dtype=torch.uint8, device="cuda")
+    b = torch.empty_like(a)
+    for _ in range(3):
+        b.copy_(a)
+    torch.cuda.synchronize()
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    start.record()
+    for _ in range(iters):
+        b.copy_(a)
+    end.record()
+    torch.cuda.synchronize()
+    seconds = start.elapsed_time(end) / 1e3 / iters
+    return 2 * a.numel() / seconds / 1e9
 
 
 def measure_fp16_peak(n: int = 8192, iters: int = 20) -> float:
@@ -192,7 +223,13 @@ def bench(bundle: Path, sizes: str, iters: int, warmup: int, timeout: int, *whic
     return json.loads(out.read_text())
 
 
-def summarize(bench_json: dict, flops: float, peak_tflops: float | None) -> dict:
+def summarize(
+    bench_json: dict,
+    flops: float,
+    peak_tflops: float | None,
+    bytes_per_edit: float | None = None,
+    bandwidth_gbs: float | None = None,
+) -> dict:
     rows = {}
     for name, v in bench_json["variants"].items():
         for r in v["rows"]:
@@ -204,6 +241,13 @@ def summarize(bench_json: dict, flops: float, peak_tflops: float | None) -> dict
         "gflop_per_edit": flops / 1e9,
         "measured_fp16_tflops": peak_tflops,
         "lower_bound_ms_per_edit": flops / (peak_tflops * 1e12) * 1e3 if peak_tflops else None,
+        "bytes_per_edit": bytes_per_edit,
+        "measured_copy_gbs": bandwidth_gbs,
+        "memory_floor_ms_per_edit": (
+            bytes_per_edit / (bandwidth_gbs * 1e9) * 1e3
+            if bytes_per_edit and bandwidth_gbs
+            else None
+        ),
         "ms_per_edit": rows,
         "speedup_vs_baseline": {},
         "baseline": base,
@@ -214,13 +258,72 @@ def summarize(bench_json: dict, flops: float, peak_tflops: float | None) -> dict
         summary["speedup_vs_baseline"][name] = {
             k: rows[base][k] / ms for k, ms in per.items() if k in rows.get(base, {})
         }
-    bound = summary["lower_bound_ms_per_edit"]
-    if bound:
-        summary["x_lower_bound"] = {
-            name: {k: ms / bound for k, ms in per.items() if "end_to_end_device" in k}
-            for name, per in rows.items()
-        }
+    for key, bound in (
+        ("x_lower_bound", summary["lower_bound_ms_per_edit"]),
+        ("x_memory_floor", summary["memory_floor_ms_per_edit"]),
+    ):
+        if bound:
+            summary[key] = {
+                name: {k: ms / bound for k, ms in per.items() if "end_to_end_device" in k}
+                for name, per in rows.items()
+            }
     return summary
+
+
+def profile_kernels(bundle: Path, device: str, batch: int, top: int = 12) -> dict:
+    """torch.profiler of one uncompiled edit (``batch`` latents, one prompt) per configuration:
+    the ``top`` kernels by GPU time, their calls, and the total (CPU ops in the dry run)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    from mcaclip.runtime.pipeline import EditPipeline
+
+    gpu = device != "cpu"
+    configs = {"plain-tails": {"fuse_tails": False}, "fused-tails": {"fuse_tails": True}}
+    result = {}
+    for name, extra in configs.items():
+        with EditPipeline(bundle, backend="torch", device=device,
+                          precision="fp16" if gpu else "fp32", cuda_graphs=False,
+                          **extra) as p:  # fmt: skip
+            editor = p.device_editor
+            w = torch.from_numpy(p.seeds_to_latents(list(range(batch)))).to(device)
+            e = torch.from_numpy(p.embed(["blue goatee"])).to(device)
+            for _ in range(3):
+                editor.edit_device(w, e)
+            if gpu:
+                torch.cuda.synchronize()
+            activity = ProfilerActivity.CUDA if gpu else ProfilerActivity.CPU
+            with profile(activities=[activity]) as prof:
+                editor.edit_device(w, e)
+                if gpu:
+                    torch.cuda.synchronize()
+        result[name] = {"mode": editor.mode, "batch": batch, **_top_events(prof, gpu, top)}
+        if gpu:
+            torch.cuda.empty_cache()
+    return result
+
+
+def _top_events(prof, gpu: bool, top: int) -> dict:
+    def self_us(ev) -> float:
+        if not gpu:
+            return ev.self_cpu_time_total
+        t = getattr(ev, "self_device_time_total", None)
+        return ev.self_cuda_time_total if t is None else t
+
+    events = [ev for ev in prof.key_averages() if self_us(ev) > 0]
+    events.sort(key=self_us, reverse=True)
+    total = sum(self_us(ev) for ev in events)
+    return {
+        "total_ms": total / 1e3,
+        "kernels": [
+            {
+                "name": ev.key[:120],
+                "ms": self_us(ev) / 1e3,
+                "share": self_us(ev) / total if total else None,
+                "calls": ev.count,
+            }
+            for ev in events[:top]
+        ],
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -261,6 +364,7 @@ def main(argv: list[str] | None = None) -> int:
         lambda: {
             **machine_info(),
             "measured_fp16_tflops": None if dry else measure_fp16_peak(),
+            "measured_copy_gbs": None if dry else measure_copy_bandwidth(),
         },
     )
     report["gpu_tests"] = step(report, "gpu_tests", lambda: run_tests(dry, timeout=240))
@@ -295,10 +399,21 @@ def main(argv: list[str] | None = None) -> int:
         )
         if report["bench_compile"] and report["bench"]:
             report["bench"]["variants"].update(report["bench_compile"]["variants"])
-    flops = 2 * synthesis_flops(load_preset(args.preset).generator)  # two streams per edit
-    peak = (report.get("environment") or {}).get("measured_fp16_tflops")
+    if dry or remaining() > 90:
+        report["profile"] = step(
+            report, "profile", lambda: profile_kernels(bundle, device, max(sizes))
+        )
+    generator = load_preset(args.preset).generator
+    flops = 2 * synthesis_flops(generator)  # two streams per edit
+    moved = 2 * feature_bytes(generator)
+    env = report.get("environment") or {}
+    peak, bandwidth = env.get("measured_fp16_tflops"), env.get("measured_copy_gbs")
     if report["bench"]:
-        report["summary"] = step(report, "summary", lambda: summarize(report["bench"], flops, peak))
+        report["summary"] = step(
+            report,
+            "summary",
+            lambda: summarize(report["bench"], flops, peak, moved, bandwidth),
+        )
     report["seconds"] = round(time.perf_counter() - t0, 1)
     save_json(out, report)
     failed = [k for k, v in report["steps"].items() if not v["ok"]]

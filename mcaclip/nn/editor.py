@@ -36,8 +36,12 @@ def _per_prompt(x: torch.Tensor, prompts: int | torch.SymInt) -> torch.Tensor:
     return x.unsqueeze(1).expand(-1, prompts, *x.shape[1:]).reshape(-1, *x.shape[1:])
 
 
-def _blend(m: torch.Tensor, edited: torch.Tensor, original: torch.Tensor) -> torch.Tensor:
-    # exact at m = 0 and m = 1, unlike lerp
+def _blend(
+    m: torch.Tensor, edited: torch.Tensor, original: torch.Tensor, fused: bool = False
+) -> torch.Tensor:
+    if fused:  # one pass; torch.lerp is exact at m = 0 and m = 1 too (two-sided formula)
+        return torch.lerp(original, edited, m)
+    # three passes, plain ops that every exporter maps one to one
     return m * edited + (1 - m) * original
 
 
@@ -57,6 +61,7 @@ class MaskedSynthesis(nn.Module):
         super().__init__()
         self.synthesis = synthesis
         self.masknet = masknet
+        self.fused_tails = False  # one-pass blends; set by mcaclip.nn.stylegan2.fuse_tails()
 
     def forward(
         self,
@@ -105,12 +110,12 @@ class MaskedSynthesis(nn.Module):
                 else:
                     m = heads[layer](x_rep, cond)
                 out_masks.append(m)
-                xe = _blend(m.to(xe.dtype), xe, x_rep)
+                xe = _blend(m.to(xe.dtype), xe, x_rep, self.fused_tails)
             else:
                 skip = module(x, w[:, layer + 1], skip)
                 skip_e = module(xe, w_edit[:, layer + 1], skip_e)
                 m = out_masks[layer].to(skip_e.dtype)
-                skip_e = _blend(m, skip_e, _per_prompt(skip, prompts))
+                skip_e = _blend(m, skip_e, _per_prompt(skip, prompts), self.fused_tails)
         return MaskedOutput(skip_e, out_masks, skip)
 
 

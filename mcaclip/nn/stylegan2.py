@@ -9,6 +9,10 @@ with strict key checking (after moving ``style.*`` under ``mapping.`` and the re
   the same function as rosinality's grouped convolution (``groups=batch``), but no shape in the
   graph depends on the batch size, so ONNX/TensorRT graphs keep a dynamic batch axis;
 * up-sampling and blur as zero-insertion + depthwise ``conv2d``: plain ops every exporter knows.
+
+Two GPU-inference switches change how, not what, is computed (same function up to rounding):
+:func:`fold_blur` (one transposed conv per up-sampling conv and its blur) and
+:func:`fuse_tails` (fewer full-resolution element-wise passes, for uncompiled runs).
 """
 
 from __future__ import annotations
@@ -166,8 +170,22 @@ class ModulatedConv2d(nn.Module):
 
     def forward(self, x: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
         """x [B, in, H, W], style [B, style_dim] -> [B, out, H', W']."""
+        out, dcoef = self.modulated(x, style)
+        return out if dcoef is None else out * dcoef.to(out.dtype)[:, :, None, None]
+
+    def modulated(
+        self, x: torch.Tensor, style: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The convolution before demodulation, and the FP32 demodulation coefficients
+        [B, out] (None without demodulation): ``forward`` is their product."""
         s = self.modulation(style)  # [B, in]
         weight = self.weight[0] * self.scale  # [out, in, k, k]
+        if self.kernel_size == 1 and not self.upsample and not self.demodulate:
+            # ToRGB: a per-sample [out, in] matrix times the [in, H*W] features reads them once;
+            # scaling the features first (below) writes and reads a modulated copy. Same sum.
+            b, _, h, w = x.shape
+            mat = (weight[None, :, :, 0, 0] * s[:, None, :]).to(x.dtype)  # [B, out, in]
+            return torch.matmul(mat, x.flatten(2)).view(b, self.out_channel, h, w), None
         x = x * s.to(x.dtype)[:, :, None, None]
         if self.upsample and self.fold_blur:
             out = F.conv_transpose2d(
@@ -178,13 +196,12 @@ class ModulatedConv2d(nn.Module):
             out = self.blur(out)
         else:
             out = F.conv2d(x, weight.to(x.dtype), padding=self.padding)
-        if self.demodulate:
-            # sum_{i,k} (w[o,i,k] s[b,i])^2 = (s^2 @ sum_k w^2 .T)[b, o]
-            # in FP32 (a [B, out] matrix, cheap): 1e-8 underflows in FP16
-            s32, w32 = s.float(), weight.float()
-            dcoef = torch.rsqrt(s32.square() @ w32.square().sum([2, 3]).t() + 1e-8)
-            out = out * dcoef.to(out.dtype)[:, :, None, None]
-        return out
+        if not self.demodulate:
+            return out, None
+        # sum_{i,k} (w[o,i,k] s[b,i])^2 = (s^2 @ sum_k w^2 .T)[b, o]
+        # in FP32 (a [B, out] matrix, cheap): 1e-8 underflows in FP16
+        s32, w32 = s.float(), weight.float()
+        return out, torch.rsqrt(s32.square() @ w32.square().sum([2, 3]).t() + 1e-8)
 
 
 def fold_blur(module: nn.Module, on: bool = True) -> nn.Module:
@@ -192,6 +209,21 @@ def fold_blur(module: nn.Module, on: bool = True) -> nn.Module:
     for m in module.modules():
         if isinstance(m, ModulatedConv2d) and m.upsample:
             m.fold_blur = on
+    return module
+
+
+def fuse_tails(module: nn.Module, on: bool = True) -> nn.Module:
+    """Switch every styled conv and mask blend in ``module`` to the fused tails (inference).
+
+    A styled conv's tail (demodulate, add noise, add bias, leaky ReLU, gain, FP16 clamp) is six
+    passes over its output; fused it is three: one ``addcmul`` into the conv's output (the gain
+    folded into the coefficients: leaky ReLU commutes with positive scales), an in-place leaky
+    ReLU and an in-place clamp. The mask blend is one ``lerp`` instead of three passes. Eager
+    GPU runs are bound by these passes at high resolution; ``torch.compile`` fuses the plain
+    form by itself. In-place: inference only (autograd refuses it)."""
+    for m in module.modules():
+        if hasattr(m, "fused_tails"):
+            m.fused_tails = on
     return module
 
 
@@ -228,14 +260,35 @@ class StyledConv(nn.Module):
         )
         self.noise = NoiseInjection()
         self.activate = FusedLeakyReLU(out_channel)
+        self.fused_tails = False  # set by fuse_tails()
 
     def forward(
         self, x: torch.Tensor, style: torch.Tensor, noise: torch.Tensor | None
     ) -> torch.Tensor:
+        if self.fused_tails:
+            return self._fused(x, style, noise)
         out = self.activate(self.noise(self.conv(x, style), noise))
         if out.dtype == torch.float16:  # NVIDIA's conv_clamp: keeps FP16 activations finite
             out = out.clamp(-FP16_CLAMP, FP16_CLAMP)
         return out
+
+    def _fused(self, x: torch.Tensor, style: torch.Tensor, noise: torch.Tensor | None):
+        """lrelu(d*conv + nw*noise + b) * g == lrelu(conv*(d*g) + (nw*noise + b)*g), g > 0."""
+        out, dcoef = self.conv.modulated(x, style)
+        gain = math.sqrt(2.0)
+        bias = self.activate.bias.view(1, -1, 1, 1)
+        if noise is not None and noise.shape[0] == 1:  # constant noise: a [1, C, H, W] term
+            base = (self.noise.weight * noise.to(bias.dtype) + bias) * gain
+        else:
+            base = bias * gain
+        if out.stride(1) == 1:  # NHWC output: read the [1, C, H, W] term in the same order
+            base = base.contiguous(memory_format=torch.channels_last)
+        scale = (dcoef * gain).to(out.dtype)[:, :, None, None]
+        torch.addcmul(base.to(out.dtype), out, scale, out=out)
+        if noise is not None and noise.shape[0] != 1:  # per-sample noise [B, 1, H, W]
+            out.add_((noise * (self.noise.weight * gain)).to(out.dtype))
+        out = F.leaky_relu_(out, 0.2)
+        return out.clamp_(-FP16_CLAMP, FP16_CLAMP) if out.dtype == torch.float16 else out
 
 
 class ToRGB(nn.Module):

@@ -221,6 +221,8 @@ def variant_name(v: dict) -> str:
         parts += [v.get("device") or "cpu", v["precision"]]
         if v.get("channels_last") is not None:
             parts.append("nhwc" if v["channels_last"] else "nchw")
+        if v.get("fuse_tails"):
+            parts.append("fused")
     else:
         parts.append("fp16")
     if v.get("compile"):
@@ -247,6 +249,8 @@ def plan_variants(engine, providers: list[str] | None = None, compile_: bool = F
         variants.append({**base, "precision": "fp16", "cuda_graphs": True})
         # the fp16 default is channels-last; measure plain NCHW beside it
         variants.append({**base, "precision": "fp16", "cuda_graphs": True, "channels_last": False})
+        # fused element-wise tails: off by default on a GPU until this comparison says otherwise
+        variants.append({**base, "precision": "fp16", "cuda_graphs": True, "fuse_tails": True})
         if compile_:
             variants.append({**base, "precision": "fp16", "cuda_graphs": True, "compile": True})
     if any(g.get("onnx") for g in bundle.graphs.values()):
@@ -278,6 +282,7 @@ def bench_variants(
                 cuda_graphs=v.get("cuda_graphs"),
                 compile=v.get("compile", False),
                 channels_last=v.get("channels_last"),
+                fuse_tails=v.get("fuse_tails"),
             ) as pipeline:
                 manifest = pipeline.bundle.manifest
                 rows = bench_pipeline(pipeline, batch_sizes, iters, warmup)

@@ -46,10 +46,13 @@ class EditPipeline:
         compile: bool = False,
         channels_last: bool | None = None,
         fold_blur: bool | None = None,
+        fuse_tails: bool | None = None,
     ):
         """``device``: torch/TensorRT device (default: cuda when PyTorch sees a GPU, else cpu);
         ``precision``/``cuda_graphs``/``compile`` configure the torch backend (CUDA graphs
-        default to on with a GPU) and pick the FP16 engines of the tensorrt backend."""
+        default to on with a GPU) and pick the FP16 engines of the tensorrt backend;
+        ``channels_last``/``fold_blur``/``fuse_tails`` are the torch backend's speed switches
+        (see :mod:`mcaclip.runtime.backends.torch`)."""
         self.bundle = bundle if isinstance(bundle, Bundle) else Bundle.open(bundle)
         if backend not in BACKEND_NAMES:
             raise BackendError(f"backend {backend!r}: choose one of {', '.join(BACKEND_NAMES)}")
@@ -65,6 +68,7 @@ class EditPipeline:
         self.compile = compile
         self.channels_last = channels_last
         self.fold_blur = fold_blur
+        self.fuse_tails = fuse_tails
         gen = self.bundle.preset["generator"]
         self.style_dim = int(gen["style_dim"])
         self.n_latent = 2 * (int(gen["size"]).bit_length() - 1) - 2
@@ -116,6 +120,7 @@ class EditPipeline:
                     compile=self.compile,
                     channels_last=self.channels_last,
                     fold_blur=self.fold_blur,
+                    fuse_tails=self.fuse_tails,
                 )
         return self._editor
 

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from benchmarks.gpu_check import main, summarize, synthesis_flops
+from benchmarks.gpu_check import feature_bytes, main, summarize, synthesis_flops
 from mcaclip.config import load_preset
 
 
@@ -24,11 +24,21 @@ def test_summary_ratios():
         "baseline": "slow",
         "variants": {"slow": {"rows": rows(80.0)}, "fast": {"rows": rows(20.0)}},
     }
-    s = summarize(bench, flops=297e9, peak_tflops=742.5)
+    s = summarize(bench, flops=297e9, peak_tflops=742.5, bytes_per_edit=1e9, bandwidth_gbs=2500)
     assert s["lower_bound_ms_per_edit"] == pytest.approx(0.4)
+    assert s["memory_floor_ms_per_edit"] == pytest.approx(0.4)
+    assert s["x_memory_floor"]["fast"]["b8:end_to_end_device"] == pytest.approx(6.25)
     assert s["ms_per_edit"]["fast"]["b8:end_to_end_device"] == pytest.approx(2.5)
     assert s["speedup_vs_baseline"]["fast"]["b8:end_to_end_device"] == pytest.approx(4.0)
     assert s["x_lower_bound"]["fast"]["b8:end_to_end_device"] == pytest.approx(6.25)
+
+
+def test_feature_bytes_of_a_1024_edit():
+    # 131.4 M feature elements per pass (17 styled convs, 4 px to 1024 px), FP16, written and
+    # read once: 0.53 GB per pass, 1.05 GB per edit
+    g = load_preset("ffhq-1024").generator
+    assert feature_bytes(g) / 1e9 == pytest.approx(0.5256, abs=1e-3)
+    assert feature_bytes(g, bytes_per_element=4) == 2 * feature_bytes(g)
 
 
 def test_dry_run_writes_every_step(tmp_path):
@@ -37,7 +47,11 @@ def test_dry_run_writes_every_step(tmp_path):
     report = json.loads(out.read_text())
     assert report["dry_run"] and all(step["ok"] for step in report["steps"].values())
     assert set(report["steps"]) == {"environment", "gpu_tests", "bundle", "parity", "bench",
-                                    "summary"}  # fmt: skip
+                                    "profile", "summary"}  # fmt: skip
+    profile = report["profile"]
+    assert "fused" in profile["fused-tails"]["mode"]
+    assert "fused" not in profile["plain-tails"]["mode"]
+    assert profile["plain-tails"]["kernels"] and profile["plain-tails"]["total_ms"] > 0
     assert report["gpu_tests"]["rc"] == 0  # the gpu/trt tests are collected
     assert "torch-cpu-fp32-eager" in report["bench"]["variants"]
     assert "tensorrt" in " ".join(report["bench"]["skipped"])  # named, not hidden

@@ -6,10 +6,13 @@ import torch
 from mcaclip.config import load_preset
 from mcaclip.errors import WeightsMissingError
 from mcaclip.nn.editor import MCAEditor
+from mcaclip.nn.stylegan2 import fuse_tails
 
 
-@pytest.fixture
-def streams(tiny_editor, tiny_w):
+@pytest.fixture(params=[False, True], ids=["plain", "fused-tails"])
+def streams(request, tiny_editor, tiny_w):
+    """Both forms of the blend and the conv tails (mcaclip.nn.stylegan2.fuse_tails)."""
+    fuse_tails(tiny_editor.masked, request.param)
     torch.manual_seed(2)
     w_edit = tiny_w + 0.5 * torch.randn_like(tiny_w)
     return tiny_editor, tiny_w, w_edit

@@ -223,3 +223,46 @@ def test_folded_blur_matches_separate_blur(tiny):
         torch.testing.assert_close(folded, ref, atol=1e-5, rtol=1e-5)
         fold_blur(g, on=False)
         torch.testing.assert_close(g.synthesis(w), ref)
+
+
+@pytest.mark.parametrize("fold", [False, True])
+def test_fused_tails_match_plain_tails(tiny, fold):
+    """addcmul + in-place leaky ReLU (gain folded in) == demodulate, noise, bias, lrelu, gain."""
+    from mcaclip.nn.stylegan2 import Generator, StyledConv, fold_blur, fuse_tails
+
+    torch.manual_seed(0)
+    g = fold_blur(Generator(tiny.generator).eval(), fold)
+    for m in g.modules():
+        if isinstance(m, StyledConv):
+            m.noise.weight.data.fill_(0.7)  # zero at init: the noise term would go untested
+            m.activate.bias.data.normal_()
+    w = g.broadcast(g.mapping(torch.randn(3, g.style_dim)))
+    noise = g.synthesis.make_noise(3, "random", torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        refs = [g.synthesis(w, "const"), g.synthesis(w, "none"), g.synthesis(w, noise=noise)]
+        fuse_tails(g)
+        assert all(m.fused_tails for m in g.modules() if isinstance(m, StyledConv))
+        outs = [g.synthesis(w, "const"), g.synthesis(w, "none"), g.synthesis(w, noise=noise)]
+        for out, ref in zip(outs, refs):
+            torch.testing.assert_close(out, ref, atol=2e-5, rtol=1e-5)
+        assert (refs[0] - refs[1]).abs().max() > 1e-2  # the noise term is really there
+        fuse_tails(g, on=False)
+        assert torch.equal(g.synthesis(w, "const"), refs[0])
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_to_rgb_reads_the_features_once(channels_last):
+    """ToRGB's per-sample matrix product == modulating the features, then the 1x1 conv."""
+    import torch.nn.functional as F
+
+    from mcaclip.nn.stylegan2 import ModulatedConv2d
+
+    torch.manual_seed(0)
+    conv = ModulatedConv2d(16, 3, 1, 8, demodulate=False)
+    x, style = torch.randn(2, 16, 5, 5), torch.randn(2, 8)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    with torch.no_grad():
+        s = conv.modulation(style)
+        ref = F.conv2d(x * s[:, :, None, None], conv.weight[0] * conv.scale)
+        torch.testing.assert_close(conv(x, style), ref, atol=1e-5, rtol=1e-5)

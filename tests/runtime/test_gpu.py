@@ -36,7 +36,7 @@ def test_torch_cpu_edit_matches_onnxruntime(tiny_bundle):
         e = ort_p.embed(["red hair", "blue goatee"])
         ref = ort_p.edit_batch(w, e)
     with EditPipeline(tiny_bundle, backend="torch", device="cpu") as torch_p:
-        assert torch_p.device_editor is not None
+        assert torch_p.device_editor.mode == "cpu-fp32-fused-eager"  # fused tails: CPU default
         got = torch_p.edit_batch(w, e)
     assert got[0].shape == ref[0].shape == (2, 2, 3, 32, 32)
     np.testing.assert_allclose(got[0], ref[0], atol=1e-4)
@@ -83,6 +83,23 @@ def test_fp16_cuda_matches_fp32(tiny_bundle, cuda_graphs):
 
 
 @pytest.mark.gpu
+def test_fused_tails_match_plain_tails_on_cuda(tiny_bundle):
+    """The fused element-wise tails (FP16, NHWC, CUDA graphs) against the default fast path."""
+    runs = []
+    for fused in (False, True):
+        with EditPipeline(tiny_bundle, backend="torch", device="cuda", precision="fp16",
+                          cuda_graphs=True, fuse_tails=fused) as p:  # fmt: skip
+            assert ("fused" in p.device_editor.mode) == fused
+            w = _latents(p, 3)
+            runs.append(p.edit_batch(w, p.embed(["red hair", "blue goatee"])))
+    plain, fused = runs
+    assert np.isfinite(fused[0]).all()
+    assert psnr(fused[0], plain[0]) > 40 and psnr(fused[1], plain[1]) > 40
+    for a, b in zip(fused[2], plain[2]):
+        assert np.abs(a - b).max() < 2e-2
+
+
+@pytest.mark.gpu
 def test_fp32_cuda_matches_cpu(tiny_bundle):
     with EditPipeline(tiny_bundle, backend="torch", device="cpu") as cpu:
         w = _latents(cpu, 2)
@@ -117,6 +134,7 @@ def test_bench_all_backends_on_gpu(tiny_bundle, cli, tmp_path):
 def test_fp16_graph_channels_last_matches_fp32_on_cpu(tiny_editor, tiny_w):
     """The FP16 wrapper with NHWC inputs and 4-D weights: finite, close to FP32 (CPU half)."""
     from mcaclip.nn.graphs import Fp16Graph, build_graph
+    from mcaclip.nn.stylegan2 import fuse_tails
 
     module = build_graph(tiny_editor, "masked_generator").eval()
     w_edit = tiny_w[:, None] + 0.1
@@ -125,8 +143,8 @@ def test_fp16_graph_channels_last_matches_fp32_on_cpu(tiny_editor, tiny_w):
     )
     with torch.no_grad():
         ref = module(tiny_w, w_edit, e)
-        for channels_last in (False, True):
-            half = Fp16Graph(module, channels_last=channels_last).eval()
+        for channels_last, fused in ((False, False), (True, False), (False, True), (True, True)):
+            half = fuse_tails(Fp16Graph(module, channels_last=channels_last).eval(), fused)
             out = half(tiny_w, w_edit, e)
             assert out[0].dtype == torch.float32 and torch.isfinite(out[0]).all()
             assert psnr(out[0].numpy(), ref[0].numpy()) > 40

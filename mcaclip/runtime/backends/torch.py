@@ -11,6 +11,10 @@ On a CUDA GPU it is also a fast path:
 * ``fold_blur`` (default with FP16 on a GPU): each up-sampling conv and its FIR blur run as one
   transposed conv (:func:`mcaclip.nn.stylegan2.fold_blur`).
 * ``channels_last`` (default with the folded blur): NHWC activations for cuDNN's tensor cores.
+* ``fuse_tails``: each styled conv's element-wise tail in three passes instead of six and each
+  mask blend in one instead of three (:func:`mcaclip.nn.stylegan2.fuse_tails`). Default on the
+  CPU, where it was measured (1.16-1.19x on a 256 px masked generator); off on a GPU until the
+  GPU check has measured it there (``benchmarks/gpu_check.sh`` times both).
 * ``cuda_graphs``: each graph (and the whole edit) is captured once per input shape and replayed,
   which removes the launch overhead of the ~300 kernels of a 1024 px edit.
 * ``compile``: ``torch.compile`` of the masked generator (fuses the element-wise tails).
@@ -119,6 +123,7 @@ class TorchEditor(DeviceEditor):
         compile: bool = False,
         channels_last: bool | None = None,
         fold_blur: bool | None = None,
+        fuse_tails: bool | None = None,
     ):
         from mcaclip.nn.editor import MCAEditor
 
@@ -160,6 +165,7 @@ class TorchEditor(DeviceEditor):
         fast = self.device.type == "cuda" and precision == "fp16"
         self.fold_blur = fast if fold_blur is None else fold_blur
         self.channels_last = self.fold_blur if channels_last is None else channels_last
+        self.fuse_tails = self.device.type == "cpu" if fuse_tails is None else fuse_tails
         self._modules: dict[str, Callable] = {}
 
     @property
@@ -170,6 +176,8 @@ class TorchEditor(DeviceEditor):
             parts.append("nhwc")
         if self.fold_blur:
             parts.append("foldblur")
+        if self.fuse_tails:
+            parts.append("fused")
         if self.compile:
             parts.append("compile")
         parts.append("cudagraphs" if self.cuda_graphs else "eager")
@@ -178,7 +186,7 @@ class TorchEditor(DeviceEditor):
     def _module(self, name: str, graphed: bool) -> Callable:
         """The graph module at this backend's precision (cached)."""
         from mcaclip.nn.graphs import Fp16Graph, build_graph
-        from mcaclip.nn.stylegan2 import fold_blur
+        from mcaclip.nn.stylegan2 import fold_blur, fuse_tails
 
         key = f"{name}:{graphed}"
         if key not in self._modules:
@@ -187,6 +195,8 @@ class TorchEditor(DeviceEditor):
                 module = Fp16Graph(module, channels_last=self.channels_last).eval()
             if self.fold_blur:
                 fold_blur(module)
+            if self.fuse_tails:
+                fuse_tails(module)
             if self.compile and name == "masked_generator":
                 module = torch.compile(module, dynamic=False)
             if graphed:
