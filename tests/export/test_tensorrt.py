@@ -77,13 +77,16 @@ def test_compat_problem(record, version, cc, expect):
         assert expect in problem
 
 
+FAKE_TRT = types.SimpleNamespace(
+    TensorIOMode=types.SimpleNamespace(INPUT="in", OUTPUT="out"),
+    DataType=types.SimpleNamespace(FLOAT="f32", HALF="f16", INT32="i32", INT64="i64",
+                                   BOOL="b", INT8="i8", UINT8="u8"),
+)  # fmt: skip
+
+
 def test_one_execution_context_per_input_shape(tmp_path):
     """A captured CUDA graph is bound to its context's shapes: each shape gets its own."""
-    trt = types.SimpleNamespace(
-        TensorIOMode=types.SimpleNamespace(INPUT="in", OUTPUT="out"),
-        DataType=types.SimpleNamespace(FLOAT="f32", HALF="f16", INT32="i32", INT64="i64",
-                                       BOOL="b", INT8="i8", UINT8="u8"),
-    )  # fmt: skip
+    trt = FAKE_TRT
     made = []
 
     class Engine:
@@ -117,6 +120,60 @@ def test_one_execution_context_per_input_shape(tmp_path):
     runtime.deserialize_cuda_engine = lambda plan: None
     with pytest.raises(BackendError, match="could not load this engine"):
         TrtEngine(trt, runtime, plan, "g")
+
+
+@pytest.mark.gpu
+def test_engines_never_enqueue_on_the_default_stream(tmp_path):
+    """Eager runs (default stream) enqueue on a side stream; a caller's own stream is used as is.
+    Needs a CUDA GPU, not TensorRT: the engine and its context are stand-ins."""
+    import torch
+
+    streams = []
+
+    class Context:
+        def set_input_shape(self, name, shape):
+            self.shape = shape
+            return True
+
+        def set_tensor_address(self, name, ptr):
+            pass
+
+        def get_tensor_shape(self, name):
+            return self.shape
+
+        def execute_async_v3(self, handle):
+            streams.append(handle)
+            return True
+
+    class Engine:
+        num_io_tensors = 2
+
+        def get_tensor_name(self, i):
+            return ["w", "out"][i]
+
+        def get_tensor_mode(self, name):
+            return "in" if name == "w" else "out"
+
+        def get_tensor_dtype(self, name):
+            return "f16"
+
+        def create_execution_context(self):
+            return Context()
+
+    plan = tmp_path / "g.plan"
+    plan.write_bytes(b"plan")
+    runtime = types.SimpleNamespace(deserialize_cuda_engine=lambda plan: Engine())
+    eng = TrtEngine(FAKE_TRT, runtime, plan, "g")
+    w = torch.randn(2, 8, device="cuda")
+    (out,) = eng.run([w])
+    assert out.shape == (2, 8) and out.dtype == torch.float16 and out.is_cuda
+    assert streams[-1] not in (0, torch.cuda.default_stream().cuda_stream)
+    mine = torch.cuda.Stream()
+    with torch.cuda.stream(mine):
+        eng.run([w])
+    assert streams[-1] == mine.cuda_stream
+    eng.run([w])
+    assert streams[-1] == streams[0]  # one side stream per device, reused
 
 
 def test_options_are_checked():

@@ -4,8 +4,9 @@ TensorRT is imported lazily. Before anything is deserialized, :func:`compat_prob
 the manifest's record (TensorRT version, GPU, compute capability, compatibility options) with
 this machine, and refuses with the command that rebuilds the engines here. Inference binds torch
 tensors directly (``set_input_shape``, ``set_tensor_address``, ``execute_async_v3`` on the
-current torch stream): the stages pass device tensors to each other with no host copies, and
-``cuda_graphs`` captures a whole edit once per (latents, prompts) shape.
+current torch stream, or on a side stream ordered with it when that is the legacy default
+stream): the stages pass device tensors to each other with no host copies, and ``cuda_graphs``
+captures a whole edit once per (latents, prompts) shape.
 """
 
 from __future__ import annotations
@@ -93,6 +94,7 @@ class TrtEngine:
                 "TensorRT version, or corrupt)"
             )
         self._contexts: dict[tuple, object] = {}
+        self._side: dict[torch.device, torch.cuda.Stream] = {}
         names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
         is_input = {n: self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT for n in names}
         self.input_names = [n for n in names if is_input[n]]
@@ -129,12 +131,26 @@ class TrtEngine:
             ctx.set_tensor_address(name, t.data_ptr())
         outs = []
         device = args[0].device
-        for name in self.output_names:
+        for name in self.output_names:  # allocated on the caller's stream, as the inputs were
             shape = tuple(ctx.get_tensor_shape(name))
             out = torch.empty(shape, dtype=self.dtypes[name], device=device)
             ctx.set_tensor_address(name, out.data_ptr())
             outs.append(out)
-        if not ctx.execute_async_v3(torch.cuda.current_stream(device).cuda_stream):
+        stream = torch.cuda.current_stream(device)
+        if stream != torch.cuda.default_stream(device):  # the caller's stream, or a capture
+            ok = ctx.execute_async_v3(stream.cuda_stream)
+        else:
+            # TensorRT synchronises the device around enqueues on the legacy default stream
+            # (eager runs): run on a side stream that waits for the caller's work, and make the
+            # caller's stream wait for it. Every tensor involved was allocated on the caller's
+            # stream, which is ordered after the side stream: no record_stream needed.
+            side = self._side.get(device)
+            if side is None:
+                side = self._side[device] = torch.cuda.Stream(device)
+            side.wait_stream(stream)
+            ok = ctx.execute_async_v3(side.cuda_stream)
+            stream.wait_stream(side)
+        if not ok:
             raise BackendError(f"{self.name}: TensorRT failed to run the engine")
         return tuple(outs)
 
