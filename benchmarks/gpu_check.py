@@ -13,7 +13,8 @@ Steps (each one's outcome is recorded; a failing step does not stop the next):
    ``--compile`` configuration in its own process (with time left).
 6. ``profile``: the top GPU kernels of one uncompiled FP16 edit at the largest batch, with plain
    and with fused tails (torch.profiler), to show where the time goes.
-7. ``summary``: ms per edit of every variant next to the lower bound and the memory floor,
+7. ``bench_compile_nofold``: ``--compile`` with the blur not folded (with time left).
+8. ``summary``: ms per edit of every variant next to the lower bound and the memory floor,
    speed-ups vs FP32 eager.
 
 Dry run: tiny-32 on the CPU, batches 1 and 2, two timed runs; GPU-only variants are listed as
@@ -403,6 +404,30 @@ def main(argv: list[str] | None = None) -> int:
         report["profile"] = step(
             report, "profile", lambda: profile_kernels(bundle, device, max(sizes))
         )
+    # the folded blur does 4x the multiply-adds of the up-sampling convs (about 270 GFLOP more
+    # per 1024 px edit); once compile has fused the tails, the unfolded form may be faster
+    if args.compile and not dry and remaining() > 120:
+        report["bench_compile_nofold"] = step(
+            report,
+            "bench_compile_nofold",
+            lambda: bench(
+                bundle,
+                args.batch_sizes,
+                args.iters,
+                args.warmup,
+                240,
+                "--backend",
+                "torch",
+                "--precision",
+                "fp16",
+                "--cuda-graphs",
+                "--compile",
+                "--no-fold-blur",
+                "--nhwc",
+            ),  # fmt: skip
+        )
+        if report["bench_compile_nofold"] and report["bench"]:
+            report["bench"]["variants"].update(report["bench_compile_nofold"]["variants"])
     generator = load_preset(args.preset).generator
     flops = 2 * synthesis_flops(generator)  # two streams per edit
     moved = 2 * feature_bytes(generator)

@@ -221,6 +221,8 @@ def variant_name(v: dict) -> str:
         parts += [v.get("device") or "cpu", v["precision"]]
         if v.get("channels_last") is not None:
             parts.append("nhwc" if v["channels_last"] else "nchw")
+        if v.get("fold_blur") is not None:
+            parts.append("fold" if v["fold_blur"] else "nofold")
         if v.get("fuse_tails"):
             parts.append("fused")
     else:
@@ -282,6 +284,7 @@ def bench_variants(
                 cuda_graphs=v.get("cuda_graphs"),
                 compile=v.get("compile", False),
                 channels_last=v.get("channels_last"),
+                fold_blur=v.get("fold_blur"),
                 fuse_tails=v.get("fuse_tails"),
             ) as pipeline:
                 manifest = pipeline.bundle.manifest

@@ -26,6 +26,24 @@ def _providers(text: str | None) -> list[str] | None:
 
 def backend_options(f):
     f = click.option(
+        "--fuse-tails/--no-fuse-tails",
+        default=None,
+        help="torch backend: fused element-wise tails (default: on for cpu, off on a GPU "
+        "until measured there).",
+    )(f)
+    f = click.option(
+        "--nhwc/--nchw",
+        "channels_last",
+        default=None,
+        help="torch backend on a GPU: channels-last activations (default: with --fold-blur).",
+    )(f)
+    f = click.option(
+        "--fold-blur/--no-fold-blur",
+        default=None,
+        help="torch backend: up-sampling conv and blur as one transposed conv "
+        "(default: on for fp16 on a GPU).",
+    )(f)
+    f = click.option(
         "--compile",
         "compile_",
         is_flag=True,
@@ -75,13 +93,22 @@ def _open(
     precision: str | None = None,
     cuda_graphs: bool | None = None,
     compile_: bool = False,
+    **switches,
 ):
+    """``switches``: the torch backend's fold_blur, channels_last, fuse_tails (None: default)."""
     from mcaclip.bundle import Bundle
     from mcaclip.runtime.pipeline import EditPipeline
 
     if backend is None:  # a torch-only bundle has no ONNX graphs to run
         torch_only = Bundle.open(engine, verify=False).manifest.get("backend") == "torch"
         backend = "torch" if torch_only else "onnxruntime"
+    given = [k for k, v in switches.items() if v is not None]
+    if given and backend != "torch":
+        flags = ", ".join("--" + {"channels_last": "nhwc/--nchw"}.get(k, k).replace("_", "-")
+                          for k in given)  # fmt: skip
+        raise McaError(
+            f"{flags}: options of the torch backend, not {backend} (add --backend torch)"
+        )
     if device is None and backend != "onnxruntime":
         import torch
 
@@ -97,6 +124,7 @@ def _open(
         precision=precision,
         cuda_graphs=cuda_graphs,
         compile=compile_,
+        **switches,
     )
 
 
@@ -127,6 +155,9 @@ def edit(
     precision,
     cuda_graphs,
     compile_,
+    fold_blur,
+    channels_last,
+    fuse_tails,
     latents,
     seeds,
     truncation,
@@ -151,7 +182,10 @@ def edit(
 
         engine = demo_bundle()
         click.echo(f"no --engine: the toy-world demo bundle {engine}", err=True)
-    with _open(engine, backend, providers, device, precision, cuda_graphs, compile_) as pipeline:
+    switches = dict(fold_blur=fold_blur, channels_last=channels_last, fuse_tails=fuse_tails)
+    with _open(
+        engine, backend, providers, device, precision, cuda_graphs, compile_, **switches
+    ) as pipeline:
         if latents is not None:
             w = load_latents(latents, pipeline.n_latent, pipeline.style_dim)
         else:
@@ -209,6 +243,9 @@ def bench(
     precision,
     cuda_graphs,
     compile_,
+    fold_blur,
+    channels_last,
+    fuse_tails,
     batch_sizes,
     iters,
     warmup,
@@ -231,8 +268,11 @@ def bench(
     if all_backends:
         variants = plan_variants(engine, providers=_providers(providers), compile_=compile_)
     else:
-        with _open(engine, backend, providers, device, precision, cuda_graphs, compile_) as p:
-            variants = [_variant(p)]
+        switches = dict(fold_blur=fold_blur, channels_last=channels_last, fuse_tails=fuse_tails)
+        with _open(
+            engine, backend, providers, device, precision, cuda_graphs, compile_, **switches
+        ) as p:
+            variants = [{**_variant(p), **{k: v for k, v in switches.items() if v is not None}}]
         if compare_torch and variants[0]["backend"] != "torch":
             variants.insert(
                 0,

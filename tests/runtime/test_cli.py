@@ -183,3 +183,23 @@ def test_prompt_batch_and_output_errors(cli, tiny_bundle, tmp_path):
     code, _, err = _edit(cli, tiny_bundle, out)
     assert code == 2 and "either --latents FILE or --seeds" in err
     assert not out.exists()
+
+
+def test_bench_torch_switches(cli, tiny_bundle, tmp_path):
+    """--fold-blur/--nhwc/--fuse-tails reach the torch backend and name the variant; other
+    backends refuse them in one line."""
+    path = tmp_path / "bench.json"
+    args = ["bench", "--engine", tiny_bundle, "--batch-sizes", "1", "--iters", "1",
+            "--warmup", "0", "--json", path]  # fmt: skip
+    code, _, err = cli(mcarun, *args, "--backend", "torch", "--device", "cpu", "--fold-blur",
+                       "--no-fuse-tails")  # fmt: skip
+    assert code == 0, err
+    (name,) = json.loads(path.read_text())["variants"]
+    assert name == "torch-cpu-fp32-fold-eager"
+    code, _, err = cli(mcarun, *args, "--backend", "torch", "--device", "cpu", "--nhwc")
+    assert code == 0, err
+    assert list(json.loads(path.read_text())["variants"]) == ["torch-cpu-fp32-nhwc-eager"]
+    code, _, err = cli(mcarun, *args, "--backend", "onnxruntime", "--fuse-tails")
+    assert code != 0
+    assert "--fuse-tails: options of the torch backend, not onnxruntime" in err
+    assert "Traceback" not in err
