@@ -10,9 +10,10 @@ with strict key checking (after moving ``style.*`` under ``mapping.`` and the re
   graph depends on the batch size, so ONNX/TensorRT graphs keep a dynamic batch axis;
 * up-sampling and blur as zero-insertion + depthwise ``conv2d``: plain ops every exporter knows.
 
-Two GPU-inference switches change how, not what, is computed (same function up to rounding):
-:func:`fold_blur` (one transposed conv per up-sampling conv and its blur) and
-:func:`fuse_tails` (fewer full-resolution element-wise passes, for uncompiled runs).
+Three GPU-inference switches change how, not what, is computed (same function up to rounding):
+:func:`fold_blur` (one transposed conv per up-sampling conv and its blur), :func:`fuse_tails`
+(fewer full-resolution element-wise passes, for uncompiled runs) and :func:`stencil_blur`
+(FIR filters as element-wise sums that ``torch.compile`` can fuse).
 """
 
 from __future__ import annotations
@@ -45,11 +46,20 @@ def make_kernel(k: Sequence[int]) -> torch.Tensor:
     return kernel / kernel.sum()
 
 
-def upfirdn2d(x: torch.Tensor, kernel: torch.Tensor, up: int = 1, pad=(0, 0)) -> torch.Tensor:
+def upfirdn2d(
+    x: torch.Tensor,
+    kernel: torch.Tensor,
+    up: int = 1,
+    pad=(0, 0),
+    taps: Sequence[float] | None = None,
+) -> torch.Tensor:
     """Zero-insertion up-sampling by ``up``, zero padding ``pad`` on every side, FIR filter.
 
     Same semantics as NVIDIA's ``upfirdn2d`` for non-negative padding (a true convolution, so
-    the kernel is flipped), built from reshape, pad and a depthwise conv2d.
+    the kernel is flipped), built from reshape, pad and a depthwise conv2d. With ``taps`` (the
+    1-D factor of a separable ``kernel``, flipped) the filter is a sum of shifted slices
+    instead: slow in eager mode, but element-wise, so ``torch.compile`` fuses it with its
+    neighbours (a convolution is always a kernel of its own).
     """
     _, channels, height, width = x.shape
     if up > 1:
@@ -58,6 +68,10 @@ def upfirdn2d(x: torch.Tensor, kernel: torch.Tensor, up: int = 1, pad=(0, 0)) ->
         x = x.reshape(-1, channels, height * up, width * up)
     p0, p1 = pad
     x = F.pad(x, [p0, p1, p0, p1])
+    if taps is not None:
+        h, w = x.shape[2] - len(taps) + 1, x.shape[3] - len(taps) + 1
+        x = sum(t * x[:, :, j : j + h, :] for j, t in enumerate(taps))
+        return sum(t * x[:, :, :, j : j + w] for j, t in enumerate(taps))
     kh, kw = kernel.shape
     weight = torch.flip(kernel, [0, 1]).to(x.dtype).expand(channels, 1, kh, kw)
     return F.conv2d(x, weight, groups=channels)
@@ -97,6 +111,12 @@ class EqualLinear(nn.Module):
         return F.linear(x, self.weight * self.scale, bias)
 
 
+def separable_taps(blur_kernel: Sequence[int], gain: float) -> tuple[float, ...]:
+    """The flipped 1-D factor of ``make_kernel(blur_kernel) * gain**2``."""
+    total = float(sum(blur_kernel))
+    return tuple(gain * float(k) / total for k in reversed(blur_kernel))
+
+
 class Upsample(nn.Module):
     """2x FIR up-sampling of the RGB skip connection."""
 
@@ -106,9 +126,12 @@ class Upsample(nn.Module):
         self.register_buffer("kernel", make_kernel(blur_kernel) * factor**2)
         p = len(blur_kernel) - factor
         self.pad = ((p + 1) // 2 + factor - 1, p // 2)
+        self.taps = separable_taps(blur_kernel, factor)
+        self.stencil = False  # set by stencil_blur()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return upfirdn2d(x, self.kernel, up=self.factor, pad=self.pad)
+        taps = self.taps if self.stencil else None
+        return upfirdn2d(x, self.kernel, up=self.factor, pad=self.pad, taps=taps)
 
 
 class Blur(nn.Module):
@@ -116,9 +139,11 @@ class Blur(nn.Module):
         super().__init__()
         self.register_buffer("kernel", make_kernel(blur_kernel) * upsample_factor**2)
         self.pad = pad
+        self.taps = separable_taps(blur_kernel, upsample_factor)
+        self.stencil = False  # set by stencil_blur()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return upfirdn2d(x, self.kernel, pad=self.pad)
+        return upfirdn2d(x, self.kernel, pad=self.pad, taps=self.taps if self.stencil else None)
 
 
 class ModulatedConv2d(nn.Module):
@@ -209,6 +234,14 @@ def fold_blur(module: nn.Module, on: bool = True) -> nn.Module:
     for m in module.modules():
         if isinstance(m, ModulatedConv2d) and m.upsample:
             m.fold_blur = on
+    return module
+
+
+def stencil_blur(module: nn.Module, on: bool = True) -> nn.Module:
+    """Switch every FIR filter in ``module`` to shifted slices (for ``torch.compile``)."""
+    for m in module.modules():
+        if isinstance(m, (Blur, Upsample)):
+            m.stencil = on
     return module
 
 

@@ -266,3 +266,23 @@ def test_to_rgb_reads_the_features_once(channels_last):
         s = conv.modulation(style)
         ref = F.conv2d(x * s[:, :, None, None], conv.weight[0] * conv.scale)
         torch.testing.assert_close(conv(x, style), ref, atol=1e-5, rtol=1e-5)
+
+
+def test_stencil_blur_matches_the_depthwise_conv(tiny):
+    """FIR filters as shifted slices (for torch.compile) == the depthwise conv form."""
+    from mcaclip.nn.stylegan2 import Blur, Generator, Upsample, stencil_blur
+
+    torch.manual_seed(0)
+    g = Generator(tiny.generator).eval()
+    w = g.broadcast(g.mapping(torch.randn(2, g.style_dim)))
+    with torch.no_grad():
+        ref = g.synthesis(w)
+        stencil_blur(g)
+        assert all(m.stencil for m in g.modules() if isinstance(m, (Blur, Upsample)))
+        torch.testing.assert_close(g.synthesis(w), ref, atol=1e-5, rtol=1e-5)
+        # an asymmetric kernel checks the flip (a true convolution, as upfirdn2d)
+        x = torch.randn(2, 3, 7, 7)
+        for m in (Blur((1, 2, 4, 1), pad=(2, 1)), Upsample((1, 2, 4, 1))):
+            plain = m(x)
+            stencil_blur(m)
+            torch.testing.assert_close(m(x), plain, atol=1e-6, rtol=1e-6)

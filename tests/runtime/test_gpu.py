@@ -1,6 +1,8 @@
 """GPU fast paths of the torch backend (marker ``gpu``: skipped without a CUDA GPU), and the
 refusals that CPU machines see."""
 
+import shutil
+
 import numpy as np
 import pytest
 import torch
@@ -154,3 +156,35 @@ def test_fp16_graph_channels_last_matches_fp32_on_cpu(tiny_editor, tiny_w):
                 == (channels_last)
                 or not convs
             )
+
+
+@pytest.mark.skipif(
+    shutil.which("c++") is None and shutil.which("g++") is None,
+    reason="needs a C++ compiler (torch.compile's CPU code generator)",
+)
+def test_compiled_fast_forms_match_eager_on_cpu(tiny_editor):
+    """What --compile runs on a GPU (stencil FIR filters, here with the fused tails too) traces
+    through torch.compile and matches the plain eager masked generator (CPU, FP32, ~35 s)."""
+    from mcaclip.nn.graphs import build_graph
+    from mcaclip.nn.stylegan2 import StyledConv, fuse_tails, stencil_blur
+
+    for m in tiny_editor.modules():
+        if isinstance(m, StyledConv):
+            m.noise.weight.data.fill_(0.5)
+    module = build_graph(tiny_editor, "masked_generator").eval()
+    gen = torch.Generator().manual_seed(0)
+    w = torch.randn(
+        2, tiny_editor.generator.n_latent, tiny_editor.generator.style_dim, generator=gen
+    )
+    w_edit = w[:, None] + 0.1 * torch.randn(2, 1, *w.shape[1:], generator=gen)
+    e = torch.randn(2, 1, tiny_editor.preset.clip.embed_dim, generator=gen)
+    with torch.inference_mode():
+        ref = module(w, w_edit, e)
+        compiled = torch.compile(stencil_blur(fuse_tails(module)), dynamic=False)
+        try:
+            out = compiled(w, w_edit, e)
+        finally:
+            torch._dynamo.reset()
+    assert len(out) == len(ref)
+    for a, b in zip(out, ref):
+        torch.testing.assert_close(a, b, atol=5e-5, rtol=1e-4)

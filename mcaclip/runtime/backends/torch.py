@@ -17,7 +17,9 @@ On a CUDA GPU it is also a fast path:
   GPU check has measured it there (``benchmarks/gpu_check.sh`` times both).
 * ``cuda_graphs``: each graph (and the whole edit) is captured once per input shape and replayed,
   which removes the launch overhead of the ~300 kernels of a 1024 px edit.
-* ``compile``: ``torch.compile`` of the masked generator (fuses the element-wise tails).
+* ``compile``: ``torch.compile`` of the masked generator (fuses the element-wise tails); its
+  FIR filters become sums of shifted slices (:func:`mcaclip.nn.stylegan2.stencil_blur`), which
+  the compiler fuses too, where a depthwise convolution would stay a kernel of its own.
 
 ``TorchEditor.edit`` runs fusion -> mapper -> masked generator on device tensors: one host to
 device copy of the latents and one copy of the results back.
@@ -186,7 +188,7 @@ class TorchEditor(DeviceEditor):
     def _module(self, name: str, graphed: bool) -> Callable:
         """The graph module at this backend's precision (cached)."""
         from mcaclip.nn.graphs import Fp16Graph, build_graph
-        from mcaclip.nn.stylegan2 import fold_blur, fuse_tails
+        from mcaclip.nn.stylegan2 import fold_blur, fuse_tails, stencil_blur
 
         key = f"{name}:{graphed}"
         if key not in self._modules:
@@ -198,7 +200,7 @@ class TorchEditor(DeviceEditor):
             if self.fuse_tails:
                 fuse_tails(module)
             if self.compile and name == "masked_generator":
-                module = torch.compile(module, dynamic=False)
+                module = torch.compile(stencil_blur(module), dynamic=False)
             if graphed:
                 module = CudaGraphed(module)
             self._modules[key] = module
