@@ -266,6 +266,11 @@ def bench(
     except ValueError:
         raise McaError(f"--batch-sizes {batch_sizes!r}: use numbers like 1,4,8") from None
     if all_backends:
+        if any(v is not None for v in (fold_blur, channels_last, fuse_tails)):
+            raise McaError(
+                "--all-backends times its own set of configurations; drop --fold-blur/--nhwc/"
+                "--fuse-tails, or time one configuration with --backend torch and those options"
+            )
         variants = plan_variants(engine, providers=_providers(providers), compile_=compile_)
     else:
         switches = dict(fold_blur=fold_blur, channels_last=channels_last, fuse_tails=fuse_tails)
