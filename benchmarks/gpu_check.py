@@ -12,7 +12,7 @@ Steps (each one's outcome is recorded; a failing step does not stop the next):
 5. ``bench``: ``mcarun bench --all-backends`` at batch 1 and 8 (CUDA-event timing), then the
    ``--compile`` configuration in its own process (with time left).
 6. ``profile``: the top GPU kernels of one uncompiled FP16 edit at the largest batch, with plain
-   and with fused tails (torch.profiler), to show where the time goes.
+   tails, fused tails, and fused tails with stacked streams (torch.profiler).
 7. ``bench_compile_nofold``: ``--compile`` with the blur not folded (with time left).
 8. ``summary``: ms per edit of every variant next to the lower bound and the memory floor,
    speed-ups vs FP32 eager.
@@ -279,7 +279,11 @@ def profile_kernels(bundle: Path, device: str, batch: int, top: int = 12) -> dic
     from mcaclip.runtime.pipeline import EditPipeline
 
     gpu = device != "cpu"
-    configs = {"plain-tails": {"fuse_tails": False}, "fused-tails": {"fuse_tails": True}}
+    configs = {
+        "plain-tails": {"fuse_tails": False},
+        "fused-tails": {"fuse_tails": True},
+        "fused-stacked": {"fuse_tails": True, "stack_streams": True},
+    }
     result = {}
     for name, extra in configs.items():
         with EditPipeline(bundle, backend="torch", device=device,

@@ -62,6 +62,7 @@ class MaskedSynthesis(nn.Module):
         self.synthesis = synthesis
         self.masknet = masknet
         self.fused_tails = False  # one-pass blends; set by mcaclip.nn.stylegan2.fuse_tails()
+        self.stacked = False  # both streams in one batch; set by stack_streams()
 
     def forward(
         self,
@@ -96,6 +97,16 @@ class MaskedSynthesis(nn.Module):
         noise_edit = [n if n is None or n.shape[0] == 1 else _per_prompt(n, prompts) for n in noise]
         heads = self.masknet.heads if masks is None else None
         shared_masks = heads is not None and heads[0].cond is None
+
+        def mask(layer: int, x: torch.Tensor, x_rep: torch.Tensor) -> torch.Tensor:
+            if heads is None:
+                return masks[layer]
+            if shared_masks:  # masks depend on w only: predict once per latent
+                return _per_prompt(heads[layer](x), prompts)
+            return heads[layer](x_rep, cond)
+
+        if self.stacked:
+            return self._stacked(w, w_edit, noise, noise_edit, prompts, mask)
         x, xe, skip, skip_e = synth.input(w), synth.input(w_edit), None, None
         out_masks: list[torch.Tensor] = []
         for kind, module, layer in synth.steps():
@@ -103,12 +114,7 @@ class MaskedSynthesis(nn.Module):
                 x = module(x, w[:, layer], noise[layer])
                 xe = module(xe, w_edit[:, layer], noise_edit[layer])
                 x_rep = _per_prompt(x, prompts)  # a copy when P > 1: made once per layer
-                if heads is None:
-                    m = masks[layer]
-                elif shared_masks:  # masks depend on w only: predict once per latent
-                    m = _per_prompt(heads[layer](x), prompts)
-                else:
-                    m = heads[layer](x_rep, cond)
+                m = mask(layer, x, x_rep)
                 out_masks.append(m)
                 xe = _blend(m.to(xe.dtype), xe, x_rep, self.fused_tails)
             else:
@@ -117,6 +123,41 @@ class MaskedSynthesis(nn.Module):
                 m = out_masks[layer].to(skip_e.dtype)
                 skip_e = _blend(m, skip_e, _per_prompt(skip, prompts), self.fused_tails)
         return MaskedOutput(skip_e, out_masks, skip)
+
+    def _stacked(self, w, w_edit, noise, noise_edit, prompts, mask) -> MaskedOutput:
+        """The same computation with both streams as one batch, [original B | edited B*P], in
+        every styled conv and ToRGB: half the kernels, each on twice the rows (small batches
+        leave a GPU mostly idle). The edited rows are blended in place: inference only."""
+        synth, b = self.synthesis, w.shape[0]
+        ws = torch.cat([w, w_edit])
+        noise_all = [
+            n if n is None or n.shape[0] == 1 else torch.cat([n, ne])
+            for n, ne in zip(noise, noise_edit)
+        ]
+        y, skip = synth.input(ws), None
+        out_masks: list[torch.Tensor] = []
+        for kind, module, layer in synth.steps():
+            if kind == "conv":
+                y = module(y, ws[:, layer], noise_all[layer])
+                x, xe = y[:b], y[b:]
+                x_rep = _per_prompt(x, prompts)
+                m = mask(layer, x, x_rep)
+                out_masks.append(m)
+                torch.lerp(x_rep, xe, m.to(xe.dtype), out=xe)
+            else:
+                skip = module(y, ws[:, layer + 1], skip)
+                edited = skip[b:]
+                m = out_masks[layer].to(skip.dtype)
+                torch.lerp(_per_prompt(skip[:b], prompts), edited, m, out=edited)
+        return MaskedOutput(skip[b:], out_masks, skip[:b])
+
+
+def stack_streams(module: nn.Module, on: bool = True) -> nn.Module:
+    """Run both streams of every MaskedSynthesis in ``module`` as one batch (inference)."""
+    for m in module.modules():
+        if isinstance(m, MaskedSynthesis):
+            m.stacked = on
+    return module
 
 
 class EditOutput(NamedTuple):

@@ -225,6 +225,8 @@ def variant_name(v: dict) -> str:
             parts.append("fold" if v["fold_blur"] else "nofold")
         if v.get("fuse_tails"):
             parts.append("fused")
+        if v.get("stack_streams"):
+            parts.append("stacked")
     else:
         parts.append("fp16")
     if v.get("compile"):
@@ -253,6 +255,10 @@ def plan_variants(engine, providers: list[str] | None = None, compile_: bool = F
         variants.append({**base, "precision": "fp16", "cuda_graphs": True, "channels_last": False})
         # fused element-wise tails: off by default on a GPU until this comparison says otherwise
         variants.append({**base, "precision": "fp16", "cuda_graphs": True, "fuse_tails": True})
+        variants.append(
+            {**base, "precision": "fp16", "cuda_graphs": True, "fuse_tails": True,
+             "stack_streams": True}
+        )  # fmt: skip
         if compile_:
             variants.append({**base, "precision": "fp16", "cuda_graphs": True, "compile": True})
     if any(g.get("onnx") for g in bundle.graphs.values()):
@@ -286,6 +292,7 @@ def bench_variants(
                 channels_last=v.get("channels_last"),
                 fold_blur=v.get("fold_blur"),
                 fuse_tails=v.get("fuse_tails"),
+                stack_streams=v.get("stack_streams"),
             ) as pipeline:
                 manifest = pipeline.bundle.manifest
                 rows = bench_pipeline(pipeline, batch_sizes, iters, warmup)

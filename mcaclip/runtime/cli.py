@@ -26,6 +26,11 @@ def _providers(text: str | None) -> list[str] | None:
 
 def backend_options(f):
     f = click.option(
+        "--stack-streams/--no-stack-streams",
+        default=None,
+        help="torch backend: original and edited streams as one batch (default: off).",
+    )(f)
+    f = click.option(
         "--fuse-tails/--no-fuse-tails",
         default=None,
         help="torch backend: fused element-wise tails (default: on for cpu, off on a GPU "
@@ -83,6 +88,16 @@ def backend_options(f):
         "demo bundle, built once into ~/.cache/mcaclip.",
     )(f)
     return f
+
+
+def _switches(fold_blur, channels_last, fuse_tails, stack_streams) -> dict:
+    """The torch backend's speed switches as EditPipeline keywords (None: its default)."""
+    return dict(
+        fold_blur=fold_blur,
+        channels_last=channels_last,
+        fuse_tails=fuse_tails,
+        stack_streams=stack_streams,
+    )
 
 
 def _open(
@@ -158,6 +173,7 @@ def edit(
     fold_blur,
     channels_last,
     fuse_tails,
+    stack_streams,
     latents,
     seeds,
     truncation,
@@ -182,7 +198,7 @@ def edit(
 
         engine = demo_bundle()
         click.echo(f"no --engine: the toy-world demo bundle {engine}", err=True)
-    switches = dict(fold_blur=fold_blur, channels_last=channels_last, fuse_tails=fuse_tails)
+    switches = _switches(fold_blur, channels_last, fuse_tails, stack_streams)
     with _open(
         engine, backend, providers, device, precision, cuda_graphs, compile_, **switches
     ) as pipeline:
@@ -246,6 +262,7 @@ def bench(
     fold_blur,
     channels_last,
     fuse_tails,
+    stack_streams,
     batch_sizes,
     iters,
     warmup,
@@ -266,14 +283,15 @@ def bench(
     except ValueError:
         raise McaError(f"--batch-sizes {batch_sizes!r}: use numbers like 1,4,8") from None
     if all_backends:
-        if any(v is not None for v in (fold_blur, channels_last, fuse_tails)):
+        if any(v is not None for v in (fold_blur, channels_last, fuse_tails, stack_streams)):
             raise McaError(
                 "--all-backends times its own set of configurations; drop --fold-blur/--nhwc/"
-                "--fuse-tails, or time one configuration with --backend torch and those options"
+                "--fuse-tails/--stack-streams, or time one configuration with --backend torch "
+                "and those options"
             )
         variants = plan_variants(engine, providers=_providers(providers), compile_=compile_)
     else:
-        switches = dict(fold_blur=fold_blur, channels_last=channels_last, fuse_tails=fuse_tails)
+        switches = _switches(fold_blur, channels_last, fuse_tails, stack_streams)
         with _open(
             engine, backend, providers, device, precision, cuda_graphs, compile_, **switches
         ) as p:

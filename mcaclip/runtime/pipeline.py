@@ -47,11 +47,13 @@ class EditPipeline:
         channels_last: bool | None = None,
         fold_blur: bool | None = None,
         fuse_tails: bool | None = None,
+        stack_streams: bool | None = None,
     ):
         """``device``: torch/TensorRT device (default: cuda when PyTorch sees a GPU, else cpu);
         ``precision``/``cuda_graphs``/``compile`` configure the torch backend (CUDA graphs
         default to on with a GPU) and pick the FP16 engines of the tensorrt backend;
-        ``channels_last``/``fold_blur``/``fuse_tails`` are the torch backend's speed switches
+        ``channels_last``/``fold_blur``/``fuse_tails``/``stack_streams`` are the torch
+        backend's speed switches
         (see :mod:`mcaclip.runtime.backends.torch`)."""
         self.bundle = bundle if isinstance(bundle, Bundle) else Bundle.open(bundle)
         if backend not in BACKEND_NAMES:
@@ -69,6 +71,7 @@ class EditPipeline:
         self.channels_last = channels_last
         self.fold_blur = fold_blur
         self.fuse_tails = fuse_tails
+        self.stack_streams = stack_streams
         gen = self.bundle.preset["generator"]
         self.style_dim = int(gen["style_dim"])
         self.n_latent = 2 * (int(gen["size"]).bit_length() - 1) - 2
@@ -121,6 +124,7 @@ class EditPipeline:
                     channels_last=self.channels_last,
                     fold_blur=self.fold_blur,
                     fuse_tails=self.fuse_tails,
+                    stack_streams=self.stack_streams,
                 )
         return self._editor
 

@@ -51,6 +51,7 @@ def test_dry_run_writes_every_step(tmp_path):
     profile = report["profile"]
     assert "fused" in profile["fused-tails"]["mode"]
     assert "fused" not in profile["plain-tails"]["mode"]
+    assert profile["fused-stacked"]["mode"].endswith("fused-stacked-eager")
     assert profile["plain-tails"]["kernels"] and profile["plain-tails"]["total_ms"] > 0
     assert report["gpu_tests"]["rc"] == 0  # the gpu/trt tests are collected
     assert "torch-cpu-fp32-eager" in report["bench"]["variants"]

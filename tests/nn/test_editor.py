@@ -5,17 +5,23 @@ import torch
 
 from mcaclip.config import load_preset
 from mcaclip.errors import WeightsMissingError
-from mcaclip.nn.editor import MCAEditor
+from mcaclip.nn.editor import MCAEditor, stack_streams
 from mcaclip.nn.stylegan2 import fuse_tails
 
 
-@pytest.fixture(params=[False, True], ids=["plain", "fused-tails"])
+@pytest.fixture(params=["plain", "fused-tails", "stacked"])
 def streams(request, tiny_editor, tiny_w):
-    """Both forms of the blend and the conv tails (mcaclip.nn.stylegan2.fuse_tails)."""
-    fuse_tails(tiny_editor.masked, request.param)
+    """Every form of the two streams: plain, fused tails (mcaclip.nn.stylegan2.fuse_tails),
+    both streams in one batch (stack_streams)."""
+    fuse_tails(tiny_editor.masked, request.param != "plain")
+    stack_streams(tiny_editor.masked, request.param == "stacked")
     torch.manual_seed(2)
     w_edit = tiny_w + 0.5 * torch.randn_like(tiny_w)
-    return tiny_editor, tiny_w, w_edit
+    return tiny_editor, tiny_w, w_edit, request.param
+
+
+# stacked: G(w) and G(w') come out of a batch twice as large (other rounding in the convs)
+TOL = {"plain": 1e-5, "fused-tails": 1e-5, "stacked": 5e-5}
 
 
 def _const_masks(editor, value, batch):
@@ -25,22 +31,26 @@ def _const_masks(editor, value, batch):
 
 @torch.no_grad()
 def test_all_masks_zero_gives_original(streams):
-    editor, w, w_edit = streams
+    editor, w, w_edit, form = streams
     out = editor.masked(w, w_edit, masks=_const_masks(editor, 0.0, 2))
-    assert (out.image - editor.generator.synthesis(w)).abs().max() <= 1e-5
-    assert torch.equal(out.original, editor.generator.synthesis(w))
+    ref = editor.generator.synthesis(w)
+    assert (out.image - ref).abs().max() <= TOL[form]
+    if form == "stacked":
+        assert (out.original - ref).abs().max() <= TOL[form]
+    else:  # the original stream is G(w), bit for bit
+        assert torch.equal(out.original, ref)
 
 
 @torch.no_grad()
 def test_all_masks_one_gives_edited(streams):
-    editor, w, w_edit = streams
+    editor, w, w_edit, form = streams
     image = editor.masked(w, w_edit, masks=_const_masks(editor, 1.0, 2)).image
-    assert (image - editor.generator.synthesis(w_edit)).abs().max() <= 1e-5
+    assert (image - editor.generator.synthesis(w_edit)).abs().max() <= TOL[form]
 
 
 @torch.no_grad()
 def test_half_masks_blend_every_layer(streams):
-    editor, w, w_edit = streams
+    editor, w, w_edit, _ = streams
     half = editor.masked(w, w_edit, masks=_const_masks(editor, 0.5, 2)).image
     a, b = editor.generator.synthesis(w), editor.generator.synthesis(w_edit)
     assert (half - a).abs().max() > 1e-3 and (half - b).abs().max() > 1e-3
@@ -48,7 +58,7 @@ def test_half_masks_blend_every_layer(streams):
 
 @torch.no_grad()
 def test_both_streams_share_the_noise(streams):
-    editor, w, w_edit = streams
+    editor, w, w_edit, form = streams
     for conv in list(editor.generator.synthesis.convs) + [editor.generator.synthesis.conv1]:
         conv.noise.weight.fill_(1.0)
     synth = editor.generator.synthesis
@@ -56,8 +66,8 @@ def test_both_streams_share_the_noise(streams):
     zero = editor.masked(w, w_edit, masks=_const_masks(editor, 0.0, 2), noise=noise)
     one = editor.masked(w, w_edit, masks=_const_masks(editor, 1.0, 2), noise=noise).image
     assert (zero.image - zero.original).abs().max() <= 1e-5
-    assert (zero.original - synth(w, noise=noise)).abs().max() <= 1e-5
-    assert (one - synth(w_edit, noise=noise)).abs().max() <= 1e-5
+    assert (zero.original - synth(w, noise=noise)).abs().max() <= TOL[form]
+    assert (one - synth(w_edit, noise=noise)).abs().max() <= TOL[form]
     assert (one - synth(w_edit, noise_mode="random")).abs().max() > 1e-3
 
 
@@ -214,3 +224,38 @@ def test_one_latent_many_prompts_either_mask_kind(tiny, condition):
         assert torch.allclose(many.masks[0][p], single.masks[0][0], atol=1e-6)
     if condition == "none":  # masks from the original features only: the same for every prompt
         assert torch.equal(many.masks[2][0], many.masks[2][2])
+
+
+@pytest.mark.parametrize("condition", ["none", "text"])
+@torch.no_grad()
+def test_stacked_streams_match_two_streams(tiny, condition):
+    """One batch [original | edited] == two streams, for P prompts per latent, random noise,
+    text-conditioned or shared masks; the masked generator's outputs and masks all agree."""
+    import dataclasses
+
+    from mcaclip.nn.stylegan2 import StyledConv
+
+    preset = dataclasses.replace(
+        tiny, editor=dataclasses.replace(tiny.editor, mask_condition=condition)
+    )
+    torch.manual_seed(0)
+    editor = MCAEditor.from_preset(preset, random_weights=True).eval()
+    for m in editor.modules():
+        if isinstance(m, StyledConv):
+            m.noise.weight.fill_(0.5)
+    g = editor.generator
+    w = g.broadcast(g.mapping(torch.randn(2, g.style_dim)))
+    e = torch.randn(3, preset.clip.embed_dim)
+    w_rep, e_rep = w.repeat_interleave(3, dim=0), e.repeat(2, 1)
+    w_edit, _ = editor.edit_latent(w_rep, e_rep)
+    cond = editor.mask_condition(e_rep)
+    noise = g.synthesis.make_noise(2, "random", torch.Generator().manual_seed(3))
+    ref = editor.masked(w, w_edit, cond=cond, noise=noise)
+    stack_streams(editor)
+    got = editor.masked(w, w_edit, cond=cond, noise=noise)
+    assert editor.masked.stacked
+    torch.testing.assert_close(got.image, ref.image, atol=2e-5, rtol=1e-5)
+    torch.testing.assert_close(got.original, ref.original, atol=2e-5, rtol=1e-5)
+    assert got.image.shape == (6, 3, 32, 32) and got.original.shape == (2, 3, 32, 32)
+    for a, b in zip(got.masks, ref.masks, strict=True):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)

@@ -203,5 +203,8 @@ def test_bench_torch_switches(cli, tiny_bundle, tmp_path):
     assert code != 0
     assert "--fuse-tails: options of the torch backend, not onnxruntime" in err
     assert "Traceback" not in err
+    code, _, err = cli(mcarun, *args, "--backend", "torch", "--device", "cpu", "--stack-streams")
+    assert code == 0, err
+    assert list(json.loads(path.read_text())["variants"]) == ["torch-cpu-fp32-stacked-eager"]
     code, _, err = cli(mcarun, *args, "--all-backends", "--no-fold-blur")
     assert code != 0 and "--all-backends times its own set" in err

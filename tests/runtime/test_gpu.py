@@ -32,13 +32,16 @@ def test_gpu_options_refused_on_cpu(tiny_bundle, cli):
     assert "Traceback" not in err
 
 
-def test_torch_cpu_edit_matches_onnxruntime(tiny_bundle):
+@pytest.mark.parametrize("stacked", [None, True])
+def test_torch_cpu_edit_matches_onnxruntime(tiny_bundle, stacked):
     with EditPipeline(tiny_bundle, backend="onnxruntime") as ort_p:
         w = _latents(ort_p, 2)
         e = ort_p.embed(["red hair", "blue goatee"])
         ref = ort_p.edit_batch(w, e)
-    with EditPipeline(tiny_bundle, backend="torch", device="cpu") as torch_p:
-        assert torch_p.device_editor.mode == "cpu-fp32-fused-eager"  # fused tails: CPU default
+    with EditPipeline(tiny_bundle, backend="torch", device="cpu", stack_streams=stacked) as torch_p:
+        # fused tails: the CPU default; stacked streams: asked for
+        mode = "cpu-fp32-fused-stacked-eager" if stacked else "cpu-fp32-fused-eager"
+        assert torch_p.device_editor.mode == mode
         got = torch_p.edit_batch(w, e)
     assert got[0].shape == ref[0].shape == (2, 2, 3, 32, 32)
     np.testing.assert_allclose(got[0], ref[0], atol=1e-4)
@@ -85,20 +88,24 @@ def test_fp16_cuda_matches_fp32(tiny_bundle, cuda_graphs):
 
 
 @pytest.mark.gpu
-def test_fused_tails_match_plain_tails_on_cuda(tiny_bundle):
-    """The fused element-wise tails (FP16, NHWC, CUDA graphs) against the default fast path."""
+def test_fused_tails_and_stacked_streams_on_cuda(tiny_bundle):
+    """Fused tails, and fused tails with stacked streams (FP16, NHWC, CUDA graphs), against the
+    default fast path."""
     runs = []
-    for fused in (False, True):
+    for fused, stacked in ((False, False), (True, False), (True, True)):
         with EditPipeline(tiny_bundle, backend="torch", device="cuda", precision="fp16",
-                          cuda_graphs=True, fuse_tails=fused) as p:  # fmt: skip
-            assert ("fused" in p.device_editor.mode) == fused
+                          cuda_graphs=True, fuse_tails=fused,
+                          stack_streams=stacked) as p:  # fmt: skip
+            mode = p.device_editor.mode
+            assert ("fused" in mode) == fused and ("stacked" in mode) == stacked
             w = _latents(p, 3)
             runs.append(p.edit_batch(w, p.embed(["red hair", "blue goatee"])))
-    plain, fused = runs
-    assert np.isfinite(fused[0]).all()
-    assert psnr(fused[0], plain[0]) > 40 and psnr(fused[1], plain[1]) > 40
-    for a, b in zip(fused[2], plain[2]):
-        assert np.abs(a - b).max() < 2e-2
+    plain = runs[0]
+    for other in runs[1:]:
+        assert np.isfinite(other[0]).all()
+        assert psnr(other[0], plain[0]) > 40 and psnr(other[1], plain[1]) > 40
+        for a, b in zip(other[2], plain[2]):
+            assert np.abs(a - b).max() < 2e-2
 
 
 @pytest.mark.gpu

@@ -15,6 +15,9 @@ On a CUDA GPU it is also a fast path:
   mask blend in one instead of three (:func:`mcaclip.nn.stylegan2.fuse_tails`). Default on the
   CPU, where it was measured (1.16-1.19x on a 256 px masked generator); off on a GPU until the
   GPU check has measured it there (``benchmarks/gpu_check.sh`` times both).
+* ``stack_streams`` (off until measured on a GPU; neutral on the CPU, 0.96-1.02x): the original
+  and edited streams as one batch through every styled conv and ToRGB, half the kernels at
+  twice the batch (:func:`mcaclip.nn.editor.stack_streams`).
 * ``cuda_graphs``: each graph (and the whole edit) is captured once per input shape and replayed,
   which removes the launch overhead of the ~300 kernels of a 1024 px edit.
 * ``compile``: ``torch.compile`` of the masked generator (fuses the element-wise tails); its
@@ -126,6 +129,7 @@ class TorchEditor(DeviceEditor):
         channels_last: bool | None = None,
         fold_blur: bool | None = None,
         fuse_tails: bool | None = None,
+        stack_streams: bool | None = None,
     ):
         from mcaclip.nn.editor import MCAEditor
 
@@ -168,6 +172,7 @@ class TorchEditor(DeviceEditor):
         self.fold_blur = fast if fold_blur is None else fold_blur
         self.channels_last = self.fold_blur if channels_last is None else channels_last
         self.fuse_tails = self.device.type == "cpu" if fuse_tails is None else fuse_tails
+        self.stack_streams = bool(stack_streams)
         self._modules: dict[str, Callable] = {}
 
     @property
@@ -180,6 +185,8 @@ class TorchEditor(DeviceEditor):
             parts.append("foldblur")
         if self.fuse_tails:
             parts.append("fused")
+        if self.stack_streams:
+            parts.append("stacked")
         if self.compile:
             parts.append("compile")
         parts.append("cudagraphs" if self.cuda_graphs else "eager")
@@ -187,6 +194,7 @@ class TorchEditor(DeviceEditor):
 
     def _module(self, name: str, graphed: bool) -> Callable:
         """The graph module at this backend's precision (cached)."""
+        from mcaclip.nn.editor import stack_streams
         from mcaclip.nn.graphs import Fp16Graph, build_graph
         from mcaclip.nn.stylegan2 import fold_blur, fuse_tails, stencil_blur
 
@@ -199,6 +207,8 @@ class TorchEditor(DeviceEditor):
                 fold_blur(module)
             if self.fuse_tails:
                 fuse_tails(module)
+            if self.stack_streams:
+                stack_streams(module)
             if self.compile and name == "masked_generator":
                 module = torch.compile(stencil_blur(module), dynamic=False)
             if graphed:
