@@ -81,7 +81,10 @@ def measure_copy_bandwidth(mib: int = 2048, iters: int = 20) -> float:
     end.record()
     torch.cuda.synchronize()
     seconds = start.elapsed_time(end) / 1e3 / iters
-    return 2 * a.numel() / seconds / 1e9
+    gbs = 2 * a.numel() / seconds / 1e9
+    del a, b
+    torch.cuda.empty_cache()  # 4 GiB back before the benchmarks
+    return gbs
 
 
 def measure_fp16_peak(n: int = 8192, iters: int = 20) -> float:
@@ -383,11 +386,15 @@ def main(argv: list[str] | None = None) -> int:
         "bench",
         lambda: bench(bundle, args.batch_sizes, args.iters, args.warmup, 300, "--all-backends"),
     )
-    # apart, and only with time left: a slow or failing compile must not cost the rest
-    if args.compile and not dry and remaining() > 120:
-        report["bench_compile"] = step(
+
+    def compile_bench(name: str, *switches: str) -> None:
+        """``--compile`` in its own process, and only with time left: a slow or failing
+        compile must not cost the rest."""
+        if not args.compile or dry or remaining() <= 120:
+            return
+        report[name] = step(
             report,
-            "bench_compile",
+            name,
             lambda: bench(
                 bundle,
                 args.batch_sizes,
@@ -400,38 +407,20 @@ def main(argv: list[str] | None = None) -> int:
                 "fp16",
                 "--cuda-graphs",
                 "--compile",
-            ),
+                *switches,
+            ),  # fmt: skip
         )
-        if report["bench_compile"] and report["bench"]:
-            report["bench"]["variants"].update(report["bench_compile"]["variants"])
+        if report[name] and report["bench"]:
+            report["bench"]["variants"].update(report[name]["variants"])
+
+    compile_bench("bench_compile")
     if dry or remaining() > 90:
         report["profile"] = step(
             report, "profile", lambda: profile_kernels(bundle, device, max(sizes))
         )
     # the folded blur does 4x the multiply-adds of the up-sampling convs (about 270 GFLOP more
     # per 1024 px edit); once compile has fused the tails, the unfolded form may be faster
-    if args.compile and not dry and remaining() > 120:
-        report["bench_compile_nofold"] = step(
-            report,
-            "bench_compile_nofold",
-            lambda: bench(
-                bundle,
-                args.batch_sizes,
-                args.iters,
-                args.warmup,
-                240,
-                "--backend",
-                "torch",
-                "--precision",
-                "fp16",
-                "--cuda-graphs",
-                "--compile",
-                "--no-fold-blur",
-                "--nhwc",
-            ),  # fmt: skip
-        )
-        if report["bench_compile_nofold"] and report["bench"]:
-            report["bench"]["variants"].update(report["bench_compile_nofold"]["variants"])
+    compile_bench("bench_compile_nofold", "--no-fold-blur", "--nhwc")
     generator = load_preset(args.preset).generator
     flops = 2 * synthesis_flops(generator)  # two streams per edit
     moved = 2 * feature_bytes(generator)

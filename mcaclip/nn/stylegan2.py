@@ -10,10 +10,11 @@ with strict key checking (after moving ``style.*`` under ``mapping.`` and the re
   graph depends on the batch size, so ONNX/TensorRT graphs keep a dynamic batch axis;
 * up-sampling and blur as zero-insertion + depthwise ``conv2d``: plain ops every exporter knows.
 
-Three GPU-inference switches change how, not what, is computed (same function up to rounding):
+Three inference switches change how, not what, is computed (same function up to rounding):
 :func:`fold_blur` (one transposed conv per up-sampling conv and its blur), :func:`fuse_tails`
-(fewer full-resolution element-wise passes, for uncompiled runs) and :func:`stencil_blur`
-(FIR filters as element-wise sums that ``torch.compile`` can fuse).
+(fewer full-resolution element-wise passes, for uncompiled runs; ToRGB as a per-sample matrix
+product) and :func:`stencil_blur` (FIR filters as element-wise sums that ``torch.compile`` can
+fuse). Exported graphs use none of them.
 """
 
 from __future__ import annotations
@@ -164,6 +165,7 @@ class ModulatedConv2d(nn.Module):
         self.kernel_size = kernel_size
         self.upsample = upsample
         self.fold_blur = False  # see upsample_weight; set by fold_blur()
+        self.fused_tails = False  # ToRGB as a matrix product; set by fuse_tails()
         self.demodulate = demodulate
         self.scale = 1.0 / math.sqrt(in_channel * kernel_size**2)
         self.padding = kernel_size // 2
@@ -205,7 +207,7 @@ class ModulatedConv2d(nn.Module):
         [B, out] (None without demodulation): ``forward`` is their product."""
         s = self.modulation(style)  # [B, in]
         weight = self.weight[0] * self.scale  # [out, in, k, k]
-        if self.kernel_size == 1 and not self.upsample and not self.demodulate:
+        if self.fused_tails and self.kernel_size == 1 and not self.upsample and not self.demodulate:
             # ToRGB: a per-sample [out, in] matrix times the [in, H*W] features reads them once;
             # scaling the features first (below) writes and reads a modulated copy. Same sum.
             b, _, h, w = x.shape
@@ -246,14 +248,18 @@ def stencil_blur(module: nn.Module, on: bool = True) -> nn.Module:
 
 
 def fuse_tails(module: nn.Module, on: bool = True) -> nn.Module:
-    """Switch every styled conv and mask blend in ``module`` to the fused tails (inference).
+    """Switch every styled conv, ToRGB and mask blend in ``module`` to the fused tails
+    (inference).
 
-    A styled conv's tail (demodulate, add noise, add bias, leaky ReLU, gain, FP16 clamp) is six
-    passes over its output; fused it is three: one ``addcmul`` into the conv's output (the gain
-    folded into the coefficients: leaky ReLU commutes with positive scales), an in-place leaky
-    ReLU and an in-place clamp. The mask blend is one ``lerp`` instead of three passes. Eager
-    GPU runs are bound by these passes at high resolution; ``torch.compile`` fuses the plain
-    form by itself. In-place: inference only (autograd refuses it)."""
+    A styled conv's tail (demodulate, add noise, add bias, leaky ReLU, gain, FP16 clamp) is up
+    to six passes over its output; fused it is three: one ``addcmul`` into the conv's output
+    (the gain folded into the coefficients: leaky ReLU commutes with positive scales), an
+    in-place leaky ReLU and, in FP16, an in-place clamp (one more pass with per-sample noise;
+    constant noise costs a [1, C, H, W] term, not a pass). The mask blend is one ``lerp``
+    instead of three passes, and ToRGB one per-sample matrix product that reads the features
+    once instead of a modulated copy and a convolution. Eager GPU runs are bound by these
+    passes at high resolution; ``torch.compile`` fuses the plain form by itself. In-place:
+    inference only (autograd refuses it)."""
     for m in module.modules():
         if hasattr(m, "fused_tails"):
             m.fused_tails = on

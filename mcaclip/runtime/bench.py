@@ -297,6 +297,9 @@ def bench_variants(
                 manifest = pipeline.bundle.manifest
                 rows = bench_pipeline(pipeline, batch_sizes, iters, warmup)
                 info = dict(v)
+                editor = pipeline.device_editor
+                if editor is not None:  # what actually ran, defaults resolved
+                    info["mode"] = editor.mode
                 if v["backend"] == "onnxruntime":
                     info["providers"] = pipeline.runner("fusion").providers
                 results[name] = {**info, "rows": rows}
@@ -308,7 +311,7 @@ def bench_variants(
         finally:
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()
-    if manifest is None:
+    if not results:  # nothing ran (a lone variant's one-line reason reaches the user)
         raise McaError(f"no backend could run {engine}: " + "; ".join(skipped.values()))
     payload = {
         "machine": machine_info(),

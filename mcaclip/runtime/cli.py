@@ -110,7 +110,8 @@ def _open(
     compile_: bool = False,
     **switches,
 ):
-    """``switches``: the torch backend's fold_blur, channels_last, fuse_tails (None: default)."""
+    """``switches``: the torch backend's fold_blur, channels_last, fuse_tails, stack_streams
+    (None: its default)."""
     from mcaclip.bundle import Bundle
     from mcaclip.runtime.pipeline import EditPipeline
 

@@ -84,29 +84,37 @@ FAKE_TRT = types.SimpleNamespace(
 )  # fmt: skip
 
 
+class FakeEngine:
+    """A deserialized engine with one FP16 input ``w`` and one output ``out``."""
+
+    num_io_tensors = 2
+
+    def __init__(self, make_context):
+        self.make_context = make_context
+
+    def get_tensor_name(self, i):
+        return ["w", "out"][i]
+
+    def get_tensor_mode(self, name):
+        return "in" if name == "w" else "out"
+
+    def get_tensor_dtype(self, name):
+        return "f16"
+
+    def create_execution_context(self):
+        return self.make_context()
+
+
 def test_one_execution_context_per_input_shape(tmp_path):
     """A captured CUDA graph is bound to its context's shapes: each shape gets its own."""
     trt = FAKE_TRT
-    made = []
+    made, fail = [], [False]
 
-    class Engine:
-        num_io_tensors = 2
-        fail = False
+    def make_context():
+        made.append(None if fail[0] else object())
+        return made[-1]
 
-        def get_tensor_name(self, i):
-            return ["w", "out"][i]
-
-        def get_tensor_mode(self, name):
-            return "in" if name == "w" else "out"
-
-        def get_tensor_dtype(self, name):
-            return "f16"
-
-        def create_execution_context(self):
-            made.append(None if self.fail else object())
-            return made[-1]
-
-    engine = Engine()
+    engine = FakeEngine(make_context)
     runtime = types.SimpleNamespace(deserialize_cuda_engine=lambda plan: engine)
     plan = tmp_path / "g.plan"
     plan.write_bytes(b"plan")
@@ -114,7 +122,7 @@ def test_one_execution_context_per_input_shape(tmp_path):
     assert eng.input_names == ["w"] and eng.output_names == ["out"] and made == []
     a = eng.context(((1, 8),))
     assert eng.context(((1, 8),)) is a and eng.context(((4, 8),)) is not a and len(made) == 2
-    engine.fail = True  # TensorRT returns None when it cannot allocate the context
+    fail[0] = True  # TensorRT returns None when it cannot allocate the context
     with pytest.raises(BackendError, match="could not create an execution context"):
         eng.context(((8, 8),))
     runtime.deserialize_cuda_engine = lambda plan: None
@@ -124,11 +132,16 @@ def test_one_execution_context_per_input_shape(tmp_path):
 
 @pytest.mark.gpu
 def test_engines_never_enqueue_on_the_default_stream(tmp_path):
-    """Eager runs (default stream) enqueue on a side stream; a caller's own stream is used as is.
-    Needs a CUDA GPU, not TensorRT: the engine and its context are stand-ins."""
+    """Eager runs (default stream) enqueue on a side stream ordered both ways with the caller's
+    stream; a caller's own stream is used as is. Needs a CUDA GPU, not TensorRT: the engine and
+    its context are stand-ins that sleep on the stream they are given."""
     import torch
 
-    streams = []
+    streams, marks = [], {}
+    cycles = 50_000_000  # some tens of milliseconds: an ordering mistake shows in the timings
+
+    def event():
+        return torch.cuda.Event(enable_timing=True)
 
     class Context:
         def set_input_shape(self, name, shape):
@@ -143,37 +156,37 @@ def test_engines_never_enqueue_on_the_default_stream(tmp_path):
 
         def execute_async_v3(self, handle):
             streams.append(handle)
+            given = torch.cuda.ExternalStream(handle)
+            marks["start"], marks["end"] = event(), event()
+            marks["start"].record(given)
+            with torch.cuda.stream(given):
+                torch.cuda._sleep(cycles)
+            marks["end"].record(given)
             return True
-
-    class Engine:
-        num_io_tensors = 2
-
-        def get_tensor_name(self, i):
-            return ["w", "out"][i]
-
-        def get_tensor_mode(self, name):
-            return "in" if name == "w" else "out"
-
-        def get_tensor_dtype(self, name):
-            return "f16"
-
-        def create_execution_context(self):
-            return Context()
 
     plan = tmp_path / "g.plan"
     plan.write_bytes(b"plan")
-    runtime = types.SimpleNamespace(deserialize_cuda_engine=lambda plan: Engine())
+    runtime = types.SimpleNamespace(deserialize_cuda_engine=lambda plan: FakeEngine(Context))
     eng = TrtEngine(FAKE_TRT, runtime, plan, "g")
     w = torch.randn(2, 8, device="cuda")
+    torch.cuda.synchronize()
+    before, after = event(), event()
+    torch.cuda._sleep(cycles)  # the caller's earlier work
+    before.record()
     (out,) = eng.run([w])
+    after.record()
+    after.synchronize()
     assert out.shape == (2, 8) and out.dtype == torch.float16 and out.is_cuda
     assert streams[-1] not in (0, torch.cuda.default_stream().cuda_stream)
+    assert before.elapsed_time(marks["start"]) >= 0  # the engine waited for the caller's work
+    assert marks["end"].elapsed_time(after) >= 0  # the caller's stream waited for the engine
     mine = torch.cuda.Stream()
     with torch.cuda.stream(mine):
         eng.run([w])
     assert streams[-1] == mine.cuda_stream
     eng.run([w])
     assert streams[-1] == streams[0]  # one side stream per device, reused
+    torch.cuda.synchronize()
 
 
 def test_options_are_checked():

@@ -209,22 +209,6 @@ def test_our_checkpoint_keeps_its_own_lr_multiplier(tmp_path, tiny):
         assert torch.equal(H.mapping(z), G.mapping(z))
 
 
-def test_folded_blur_matches_separate_blur(tiny):
-    """One 6x6 transposed conv == 3x3 transposed conv then the 4x4 FIR blur (GPU fast path)."""
-    from mcaclip.nn.stylegan2 import Generator, fold_blur
-
-    torch.manual_seed(0)
-    g = Generator(tiny.generator).eval()
-    w = g.broadcast(g.mapping(torch.randn(3, g.style_dim)))
-    with torch.no_grad():
-        ref = g.synthesis(w)
-        folded = fold_blur(g).synthesis(w)
-        assert any(getattr(m, "fold_blur", False) for m in g.modules())
-        torch.testing.assert_close(folded, ref, atol=1e-5, rtol=1e-5)
-        fold_blur(g, on=False)
-        torch.testing.assert_close(g.synthesis(w), ref)
-
-
 @pytest.mark.parametrize("fold", [False, True])
 def test_fused_tails_match_plain_tails(tiny, fold):
     """addcmul + in-place leaky ReLU (gain folded in) == demodulate, noise, bias, lrelu, gain."""
@@ -252,10 +236,11 @@ def test_fused_tails_match_plain_tails(tiny, fold):
 
 @pytest.mark.parametrize("channels_last", [False, True])
 def test_to_rgb_reads_the_features_once(channels_last):
-    """ToRGB's per-sample matrix product == modulating the features, then the 1x1 conv."""
+    """ToRGB's per-sample matrix product (fused tails) == modulating the features, then the
+    1x1 conv."""
     import torch.nn.functional as F
 
-    from mcaclip.nn.stylegan2 import ModulatedConv2d
+    from mcaclip.nn.stylegan2 import ModulatedConv2d, fuse_tails
 
     torch.manual_seed(0)
     conv = ModulatedConv2d(16, 3, 1, 8, demodulate=False)
@@ -265,24 +250,40 @@ def test_to_rgb_reads_the_features_once(channels_last):
     with torch.no_grad():
         s = conv.modulation(style)
         ref = F.conv2d(x * s[:, :, None, None], conv.weight[0] * conv.scale)
+        torch.testing.assert_close(conv(x, style), ref)  # the plain form (and exported graphs)
+        fuse_tails(conv)
         torch.testing.assert_close(conv(x, style), ref, atol=1e-5, rtol=1e-5)
 
 
-def test_stencil_blur_matches_the_depthwise_conv(tiny):
-    """FIR filters as shifted slices (for torch.compile) == the depthwise conv form."""
-    from mcaclip.nn.stylegan2 import Blur, Generator, Upsample, stencil_blur
+@pytest.mark.parametrize("switch", ["fold_blur", "stencil_blur"])
+def test_blur_forms_match_the_depthwise_conv(tiny, switch):
+    """One 6x6 transposed conv per up-sampling conv (fold_blur, the GPU fast path) and FIR
+    filters as sums of shifted slices (stencil_blur, for torch.compile) == the depthwise FIR
+    conv after a 3x3 transposed conv."""
+    from mcaclip.nn import stylegan2
 
     torch.manual_seed(0)
-    g = Generator(tiny.generator).eval()
-    w = g.broadcast(g.mapping(torch.randn(2, g.style_dim)))
+    g = stylegan2.Generator(tiny.generator).eval()
+    w = g.broadcast(g.mapping(torch.randn(3, g.style_dim)))
+    turn = getattr(stylegan2, switch)
     with torch.no_grad():
         ref = g.synthesis(w)
-        stencil_blur(g)
-        assert all(m.stencil for m in g.modules() if isinstance(m, (Blur, Upsample)))
+        turn(g)
+        flags = [
+            getattr(m, "fold_blur", False) or getattr(m, "stencil", False) for m in g.modules()
+        ]
+        assert any(flags)
         torch.testing.assert_close(g.synthesis(w), ref, atol=1e-5, rtol=1e-5)
-        # an asymmetric kernel checks the flip (a true convolution, as upfirdn2d)
-        x = torch.randn(2, 3, 7, 7)
-        for m in (Blur((1, 2, 4, 1), pad=(2, 1)), Upsample((1, 2, 4, 1))):
-            plain = m(x)
-            stencil_blur(m)
-            torch.testing.assert_close(m(x), plain, atol=1e-6, rtol=1e-6)
+        turn(g, on=False)
+        assert torch.equal(g.synthesis(w), ref)
+
+
+def test_stencil_blur_flips_the_kernel():
+    """An asymmetric kernel: the slices form is a true convolution, as upfirdn2d."""
+    from mcaclip.nn.stylegan2 import Blur, Upsample, stencil_blur
+
+    x = torch.randn(2, 3, 7, 7)
+    for m in (Blur((1, 2, 4, 1), pad=(2, 1)), Upsample((1, 2, 4, 1))):
+        plain = m(x)
+        stencil_blur(m)
+        torch.testing.assert_close(m(x), plain, atol=1e-6, rtol=1e-6)

@@ -186,25 +186,30 @@ def test_prompt_batch_and_output_errors(cli, tiny_bundle, tmp_path):
 
 
 def test_bench_torch_switches(cli, tiny_bundle, tmp_path):
-    """--fold-blur/--nhwc/--fuse-tails reach the torch backend and name the variant; other
-    backends refuse them in one line."""
+    """--fold-blur/--nhwc/--fuse-tails/--stack-streams reach the torch backend (the JSON
+    records the configuration that ran); misuse is refused in one line."""
     path = tmp_path / "bench.json"
     args = ["bench", "--engine", tiny_bundle, "--batch-sizes", "1", "--iters", "1",
             "--warmup", "0", "--json", path]  # fmt: skip
-    code, _, err = cli(mcarun, *args, "--backend", "torch", "--device", "cpu", "--fold-blur",
-                       "--no-fuse-tails")  # fmt: skip
-    assert code == 0, err
-    (name,) = json.loads(path.read_text())["variants"]
-    assert name == "torch-cpu-fp32-fold-eager"
-    code, _, err = cli(mcarun, *args, "--backend", "torch", "--device", "cpu", "--nhwc")
-    assert code == 0, err
-    assert list(json.loads(path.read_text())["variants"]) == ["torch-cpu-fp32-nhwc-eager"]
-    code, _, err = cli(mcarun, *args, "--backend", "onnxruntime", "--fuse-tails")
-    assert code != 0
-    assert "--fuse-tails: options of the torch backend, not onnxruntime" in err
-    assert "Traceback" not in err
-    code, _, err = cli(mcarun, *args, "--backend", "torch", "--device", "cpu", "--stack-streams")
-    assert code == 0, err
-    assert list(json.loads(path.read_text())["variants"]) == ["torch-cpu-fp32-stacked-eager"]
-    code, _, err = cli(mcarun, *args, "--all-backends", "--no-fold-blur")
-    assert code != 0 and "--all-backends times its own set" in err
+    torch_cpu = ["--backend", "torch", "--device", "cpu"]
+
+    def ran(*options):
+        code, _, err = cli(mcarun, *args, *torch_cpu, *options)
+        assert code == 0, err
+        ((name, variant),) = json.loads(path.read_text())["variants"].items()
+        return name, variant["mode"]
+
+    assert ran() == ("torch-cpu-fp32-eager", "cpu-fp32-fused-eager")  # fused: the CPU default
+    assert ran("--fold-blur", "--no-fuse-tails") == (
+        "torch-cpu-fp32-fold-eager",
+        "cpu-fp32-foldblur-eager",
+    )
+    assert ran("--stack-streams")[1] == "cpu-fp32-fused-stacked-eager"
+    for options, message in (
+        (torch_cpu + ["--nhwc"], "--nhwc lays out the FP16 graphs"),
+        (["--backend", "onnxruntime", "--fuse-tails"],
+         "--fuse-tails: options of the torch backend, not onnxruntime"),
+        (["--all-backends", "--no-fold-blur"], "--all-backends times its own set"),
+    ):  # fmt: skip
+        code, _, err = cli(mcarun, *args, *options)
+        assert code != 0 and message in err and "Traceback" not in err, err

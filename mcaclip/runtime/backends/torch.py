@@ -153,6 +153,10 @@ class TorchEditor(DeviceEditor):
                 f"{' and '.join(gpu_only)} on the torch backend need a CUDA GPU; use --device "
                 "cuda on a GPU machine, or --precision fp32 --no-cuda-graphs on CPU"
             )
+        if channels_last and precision != "fp16":
+            raise BackendError(
+                "--nhwc lays out the FP16 graphs: add --precision fp16 (on a GPU), or drop --nhwc"
+            )
         if self.device.type == "cuda" and not torch.cuda.is_available():
             raise BackendError(
                 "--device cuda: PyTorch sees no CUDA GPU here (check nvidia-smi and that the "
@@ -170,9 +174,14 @@ class TorchEditor(DeviceEditor):
         # slower with the separate blur and 8 % faster with the folded one. Both can be forced.
         fast = self.device.type == "cuda" and precision == "fp16"
         self.fold_blur = fast if fold_blur is None else fold_blur
-        self.channels_last = self.fold_blur if channels_last is None else channels_last
+        if channels_last is None:
+            channels_last = self.fold_blur and precision == "fp16"
+        self.channels_last = channels_last
         self.fuse_tails = self.device.type == "cpu" if fuse_tails is None else fuse_tails
-        self.stack_streams = bool(stack_streams)
+        # an editor without masks runs one synthesis stream: nothing to stack
+        self.stack_streams = bool(stack_streams) and self.editor.use_masks
+        if stack_streams and not self.editor.use_masks:
+            log.warning("--stack-streams: this bundle's editor has no masks (one stream); ignored")
         self._modules: dict[str, Callable] = {}
 
     @property
@@ -223,7 +232,12 @@ class TorchEditor(DeviceEditor):
 
     def stage(self, name: str) -> Callable[..., tuple[torch.Tensor, ...]]:
         module = self._module(name, False)
-        return lambda *args: _tuple(module(*args))
+
+        def run(*args: torch.Tensor) -> tuple[torch.Tensor, ...]:
+            with torch.inference_mode():  # the fused tails and stacked blends work in place
+                return _tuple(module(*args))
+
+        return run
 
 
 def _tuple(out) -> tuple[torch.Tensor, ...]:
