@@ -50,7 +50,7 @@ def main() -> None:
                 stack_streams(fuse_tails(module, fused), stacked)
                 image = module(w, w_edit, e)[0]
                 reference = image if reference is None else reference
-                t = time_call(lambda: module(w, w_edit, e), iters, warmup=1)
+                t = time_call(lambda w=w, we=w_edit, e=e: module(w, we, e), iters, warmup=1)
                 rows.append(
                     {
                         "batch": batch,

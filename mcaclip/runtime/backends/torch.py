@@ -10,12 +10,14 @@ On a CUDA GPU it is also a fast path:
   skip in FP32 and clamp FP16 activations at +-256. Fusion and mapper (a few MFLOP) stay FP32.
 * ``fold_blur`` (default with FP16 on a GPU): each up-sampling conv and its FIR blur run as one
   transposed conv (:func:`mcaclip.nn.stylegan2.fold_blur`).
-* ``channels_last`` (default with the folded blur): NHWC activations for cuDNN's tensor cores.
-* ``fuse_tails``: each styled conv's element-wise tail in three passes instead of six and each
-  mask blend in one instead of three (:func:`mcaclip.nn.stylegan2.fuse_tails`). Default on the
-  CPU, where it was measured (1.16-1.19x on a 256 px masked generator); off on a GPU until the
-  GPU check has measured it there (``benchmarks/gpu_check.sh`` times both).
-* ``stack_streams`` (off until measured on a GPU; neutral on the CPU, 0.96-1.02x): the original
+* ``channels_last`` (FP16 only; default with the folded blur): NHWC activations for cuDNN's
+  tensor cores.
+* ``fuse_tails``: each styled conv's element-wise tail in three passes instead of up to six,
+  each mask blend in one instead of three, ToRGB as a matrix product
+  (:func:`mcaclip.nn.stylegan2.fuse_tails`). Default on the CPU, where it was measured (1.16x /
+  1.28x at batch 1 / 4 on a 256 px masked generator, ``benchmarks/switches_cpu.py``); off on a
+  GPU until the GPU check has measured it there (``benchmarks/gpu_check.sh`` times both).
+* ``stack_streams`` (off until measured on a GPU; neutral on the CPU, 0.95x / 1.04x): the original
   and edited streams as one batch through every styled conv and ToRGB, half the kernels at
   twice the batch (:func:`mcaclip.nn.editor.stack_streams`).
 * ``cuda_graphs``: each graph (and the whole edit) is captured once per input shape and replayed,
