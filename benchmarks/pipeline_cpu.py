@@ -54,11 +54,13 @@ def run(preset: Preset, batches: list[int], iters: int, warmup: int, workdir: Pa
         editor, bundle, PROMPTS, profile=profile, random_weights=True, backend="onnxruntime"
     )
     del editor
-    results, multi = {}, {}
+    results, multi, torch_mode = {}, {}, None
     for backend in ("onnxruntime", "torch"):
         with EditPipeline(bundle, backend=backend) as pipeline:
             results[backend] = bench_pipeline(pipeline, batches, iters, warmup=warmup)
             multi[backend] = multi_prompt(pipeline, iters)
+            if pipeline.device_editor is not None:
+                torch_mode = pipeline.device_editor.mode  # e.g. cpu-fp32-fused-eager
     print(f"\n{preset.name} ({preset.generator.size} px)")
     print(format_table(results))
     base = {(r["batch"], r["stage"]): r["p50_ms"] for r in results["onnxruntime"]}
@@ -82,6 +84,7 @@ def run(preset: Preset, batches: list[int], iters: int, warmup: int, workdir: Pa
         "precision": "fp32",
         "weights": "random",
         "rows": results,
+        "torch_mode": torch_mode,
         "ort_speedup_vs_torch_eager": ratios,
         "multi_prompt": multi,
     }
