@@ -126,7 +126,8 @@ def build_bundle(
         from mcaclip.export.tensorrt import gpu_identity, require_tensorrt
 
         require_tensorrt()
-        gpu_identity()  # refuse before minutes of export when no GPU is visible
+        # refuse before minutes of export when no GPU (or not the asked one) is visible
+        gpu_identity(trt_options.device if trt_options is not None else None)
         precision = "fp16"  # engines are built from the FP16 graphs
     if out.exists() and not overwrite:
         raise BundleError(f"{out}: already exists; pass --overwrite to replace it")
@@ -258,7 +259,7 @@ def rebuild_trt(root: str | Path, options) -> dict:
 
     bundle = Bundle.open(root, verify=True)
     require_tensorrt()
-    gpu_identity()
+    gpu_identity(options.device)
     root = bundle.root
     work = Path(tempfile.mkdtemp(prefix=".trt.", dir=root))
     try:

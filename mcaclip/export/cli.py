@@ -94,6 +94,11 @@ def _progress(start: float):
 def trt_options(f):
     """TensorRT builder options (build-engine --backend tensorrt, build-trt)."""
     f = click.option(
+        "--device",
+        help="The GPU to build the engines on (they run on GPUs of its kind): cuda or cuda:N "
+        "(default: the current CUDA device).",
+    )(f)
+    f = click.option(
         "--version-compat",
         is_flag=True,
         help="Engines that later TensorRT versions can load (lean runtime; may be slower).",
@@ -130,7 +135,9 @@ def trt_options(f):
     return f
 
 
-def _trt_options(workspace, opt_level, timing_cache, trt_typing, hardware_compat, version_compat):
+def _trt_options(
+    workspace, opt_level, timing_cache, trt_typing, hardware_compat, version_compat, device
+):
     from mcaclip.export.tensorrt import TrtOptions
 
     return TrtOptions(
@@ -140,6 +147,7 @@ def _trt_options(workspace, opt_level, timing_cache, trt_typing, hardware_compat
         typing=trt_typing,
         hardware_compat=hardware_compat,
         version_compat=version_compat,
+        device=device,
     )
 
 
@@ -190,6 +198,7 @@ def build_engine(
     trt_typing,
     hardware_compat,
     version_compat,
+    device,
 ):
     """Build an engine bundle: validated graphs, prompt cache, manifest (and TensorRT engines
     with --backend tensorrt, built from FP16 graphs on this machine's GPU)."""
@@ -209,7 +218,7 @@ def build_engine(
         overwrite=overwrite,
         on_graph=_progress(start),
         trt_options=_trt_options(
-            workspace, opt_level, timing_cache, trt_typing, hardware_compat, version_compat
+            workspace, opt_level, timing_cache, trt_typing, hardware_compat, version_compat, device
         ),
     )
     click.echo(
@@ -244,7 +253,7 @@ def export_onnx(checkpoint, preset, random_weights, precision, out, overwrite):
 @click.argument("bundle", type=click.Path(path_type=Path))
 @trt_options
 def build_trt(
-    bundle, workspace, opt_level, timing_cache, trt_typing, hardware_compat, version_compat
+    bundle, workspace, opt_level, timing_cache, trt_typing, hardware_compat, version_compat, device
 ):
     """(Re)build a bundle's TensorRT engines on this machine's GPU, from its FP16 graphs.
 
@@ -256,7 +265,7 @@ def build_trt(
     record = rebuild_trt(
         bundle,
         _trt_options(
-            workspace, opt_level, timing_cache, trt_typing, hardware_compat, version_compat
+            workspace, opt_level, timing_cache, trt_typing, hardware_compat, version_compat, device
         ),
     )
     click.echo(

@@ -18,7 +18,9 @@ runtime checks before it deserializes anything.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import re
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -73,6 +75,7 @@ class TrtOptions:
     typing: str = "strong"  # strong | fp16-flag (TensorRT 10 only)
     hardware_compat: str = "none"  # none | ampere-plus | same-compute-capability
     version_compat: bool = False  # plans that later TensorRT versions can load
+    device: str | None = None  # the GPU to build on: cuda or cuda:N (None: the current one)
 
     def __post_init__(self) -> None:
         if self.typing not in TYPINGS:
@@ -86,6 +89,11 @@ class TrtOptions:
             raise ConfigError(f"--opt-level {self.opt_level}: TensorRT accepts 0..5")
         if not self.workspace_gib > 0:
             raise ConfigError(f"--workspace {self.workspace_gib}: must be a positive GiB value")
+        if self.device is not None and not re.fullmatch(r"cuda(:\d+)?", self.device):
+            raise ConfigError(
+                f"--device {self.device!r}: TensorRT engines are built on a CUDA GPU: use cuda "
+                "or cuda:N"
+            )
 
 
 def profile_shapes(entry: dict, name: str, profile: dict) -> dict[str, tuple[tuple, tuple, tuple]]:
@@ -139,8 +147,23 @@ def gpu_identity(device=None) -> tuple[str, str]:
         raise TensorRTUnavailable(
             "no CUDA GPU is visible: TensorRT engines are built on the GPU that runs them"
         )
+    index = torch.device(device).index if device is not None else None
+    if index is not None and index >= torch.cuda.device_count():
+        raise TensorRTUnavailable(
+            f"--device {device}: this machine has {torch.cuda.device_count()} CUDA GPU(s), "
+            "numbered from 0"
+        )
     major, minor = torch.cuda.get_device_capability(device)
     return torch.cuda.get_device_name(device), f"{major}.{minor}"
+
+
+def on_device(device: str | None):
+    """A context in which TensorRT builds and runs on ``device`` (its current CUDA device)."""
+    if device is None:
+        return contextlib.nullcontext()
+    import torch
+
+    return torch.cuda.device(device)
 
 
 def engine_record(trt_version: str, gpu: str, cc: str, options: TrtOptions) -> dict:
@@ -148,7 +171,7 @@ def engine_record(trt_version: str, gpu: str, cc: str, options: TrtOptions) -> d
         "version": trt_version,
         "gpu": gpu,
         "compute_capability": cc,
-        "options": asdict(options),
+        "options": {k: v for k, v in asdict(options).items() if k != "device"},
         "engines": {},
         "files": {},
     }
@@ -174,7 +197,12 @@ def build_engines(root: Path, manifest: dict, options: TrtOptions = TrtOptions()
     """Build an engine per graph of ``manifest`` (a bundle at ``root``) into ``root/trt``.
     Returns the manifest's ``tensorrt`` entry."""
     trt = require_tensorrt()
-    gpu, cc = gpu_identity()
+    gpu, cc = gpu_identity(options.device)
+    with on_device(options.device):  # the builder works on the current CUDA device
+        return _build_engines(trt, root, manifest, options, gpu, cc)
+
+
+def _build_engines(trt, root: Path, manifest: dict, options: TrtOptions, gpu: str, cc: str):
     has_fp16_flag = hasattr(trt.BuilderFlag, "FP16")  # removed in TensorRT 11
     if options.typing == "fp16-flag" and not has_fp16_flag:
         raise ConfigError(

@@ -309,12 +309,32 @@ def fake_tensorrt(major: int) -> types.ModuleType:
     return trt
 
 
+GPU = ("Fake GPU", "9.0")
+
+
+class _Recording:
+    """Stands in for torch.cuda.device(...) around a build (no CUDA here)."""
+
+    def __init__(self, trt, device):
+        self.trt, self.device = trt, device
+
+    def __enter__(self):
+        self.trt.devices.append(("build on", self.device))
+
+    def __exit__(self, *exc):
+        return False
+
+
 @pytest.fixture
 def fake_trt(monkeypatch):
     def install(major: int):
         trt = fake_tensorrt(major)
         monkeypatch.setitem(sys.modules, "tensorrt", trt)
-        monkeypatch.setattr(trt_build, "gpu_identity", lambda: ("Fake GPU", "9.0"))
+        trt.devices = []  # (gpu_identity's device, the device the build ran on)
+        monkeypatch.setattr(
+            trt_build, "gpu_identity", lambda device=None: trt.devices.append(device) or GPU
+        )
+        monkeypatch.setattr(trt_build, "on_device", lambda device: _Recording(trt, device))
         return trt
 
     return install
@@ -383,6 +403,23 @@ def test_build_trt_cli_rewrites_manifest(fake_trt, bundle_copy, cli):
         "text_encoder.plan",
     ]  # fmt: skip
     assert not [p for p in bundle_copy.iterdir() if p.name.startswith(".")]
+
+
+def test_build_trt_on_a_chosen_gpu(fake_trt, bundle_copy, cli):
+    """--device cuda:N: checked, and the build runs with that GPU current; the manifest records
+    the GPU's name and capability, not the index (engines run on any GPU of that kind)."""
+    from mcaclip.export.cli import main as mcaexport
+
+    trt = fake_trt(10)
+    code, _, err = cli(mcaexport, "build-trt", bundle_copy, "--device", "cuda:1")
+    assert code == 0, err
+    assert trt.devices[:2] == ["cuda:1", "cuda:1"]  # the early check, then the build's
+    assert ("build on", "cuda:1") in trt.devices
+    record = Bundle.open(bundle_copy, verify=True).manifest["tensorrt"]
+    assert "device" not in record["options"] and record["gpu"] == "Fake GPU"
+    code, _, err = cli(mcaexport, "build-trt", bundle_copy, "--device", "cpu")
+    assert code != 0 and "--device 'cpu': TensorRT engines are built on a CUDA GPU" in err
+    assert "Traceback" not in err
 
 
 def test_without_tensorrt_commands_refuse_in_one_line(tiny_bundle, cli, monkeypatch):
@@ -486,3 +523,17 @@ def test_real_tensorrt_build_and_edit(bundle_copy):
         got = p.edit_batch(w, e)
     err = np.abs(got[0] - ref[0]).max()
     assert np.isfinite(got[0]).all() and err < 0.05
+
+
+@pytest.mark.gpu
+def test_gpu_identity_of_a_missing_gpu_is_one_line():
+    """Needs a CUDA GPU, not TensorRT."""
+    import torch
+
+    from mcaclip.export.tensorrt import TensorRTUnavailable, gpu_identity
+
+    name, cc = gpu_identity("cuda:0")
+    assert name == torch.cuda.get_device_name(0) and "." in cc
+    missing = f"cuda:{torch.cuda.device_count()}"
+    with pytest.raises(TensorRTUnavailable, match=f"--device {missing}: this machine has"):
+        gpu_identity(missing)
