@@ -271,7 +271,30 @@ def summarize(
                 name: {k: ms / bound for k, ms in per.items() if "end_to_end_device" in k}
                 for name, per in rows.items()
             }
+    summary["targets"] = targets(summary)
     return summary
+
+
+def targets(summary: dict) -> dict:
+    """The issue's targets per variant: at least 3x faster than FP32 eager end to end on the
+    device at every measured batch, and within 4x of the compute lower bound at batch 8."""
+    e2e = "end_to_end_device"
+    speed = {
+        name: min(v for k, v in per.items() if e2e in k)
+        for name, per in summary["speedup_vs_baseline"].items()
+        if any(e2e in k for k in per)
+    }
+    bound = {
+        name: per[f"b8:{e2e}"]
+        for name, per in summary.get("x_lower_bound", {}).items()
+        if f"b8:{e2e}" in per
+    }
+    return {
+        "min_speedup_vs_fp32_eager": speed,
+        "speedup_3x_met": sorted(n for n, v in speed.items() if v >= 3),
+        "x_lower_bound_b8": bound,
+        "within_4x_of_lower_bound_b8_met": sorted(n for n, v in bound.items() if v <= 4),
+    }
 
 
 def profile_kernels(bundle: Path, device: str, batch: int, top: int = 12) -> dict:

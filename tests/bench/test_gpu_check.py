@@ -28,6 +28,11 @@ def test_summary_ratios():
     assert s["lower_bound_ms_per_edit"] == pytest.approx(0.4)
     assert s["memory_floor_ms_per_edit"] == pytest.approx(0.4)
     assert s["x_memory_floor"]["fast"]["b8:end_to_end_device"] == pytest.approx(6.25)
+    t = s["targets"]
+    assert t["min_speedup_vs_fp32_eager"] == {"fast": pytest.approx(4.0)}
+    assert t["speedup_3x_met"] == ["fast"]
+    assert t["x_lower_bound_b8"]["fast"] == pytest.approx(6.25)
+    assert t["within_4x_of_lower_bound_b8_met"] == []  # 6.25x: missed
     assert s["ms_per_edit"]["fast"]["b8:end_to_end_device"] == pytest.approx(2.5)
     assert s["speedup_vs_baseline"]["fast"]["b8:end_to_end_device"] == pytest.approx(4.0)
     assert s["x_lower_bound"]["fast"]["b8:end_to_end_device"] == pytest.approx(6.25)
