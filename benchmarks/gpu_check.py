@@ -289,11 +289,17 @@ def targets(summary: dict) -> dict:
         for name, per in summary.get("x_lower_bound", {}).items()
         if f"b8:{e2e}" in per
     }
+    baseline = summary.get("baseline") or ""
+    measured = "x_lower_bound" in summary  # no peak measured (dry run): no verdict
     return {
-        "min_speedup_vs_fp32_eager": speed,
+        "baseline": baseline,
+        "baseline_is_fp32_eager": "fp32" in baseline and "eager" in baseline,
+        "min_speedup_vs_baseline": speed,
         "speedup_3x_met": sorted(n for n, v in speed.items() if v >= 3),
         "x_lower_bound_b8": bound,
-        "within_4x_of_lower_bound_b8_met": sorted(n for n, v in bound.items() if v <= 4),
+        "within_4x_of_lower_bound_b8_met": (
+            sorted(n for n, v in bound.items() if v <= 4) if measured else None
+        ),
     }
 
 

@@ -122,6 +122,11 @@ def build_bundle(
     if precision not in PRECISIONS:
         raise ConfigError(f"--precision {precision!r}: choose fp32 or fp16")
     backend = resolve_backend(backend)
+    if backend != "tensorrt" and trt_options is not None and trt_options.device is not None:
+        raise ConfigError(
+            f"--device {trt_options.device}: picks the GPU TensorRT builds on; it needs "
+            f"--backend tensorrt (this bundle is for {backend})"
+        )
     if backend == "tensorrt":
         from mcaclip.export.tensorrt import gpu_identity, require_tensorrt
 

@@ -204,6 +204,9 @@ def build_engine(
     with --backend tensorrt, built from FP16 graphs on this machine's GPU)."""
     start = time.perf_counter()
     profile = BatchProfile(min_batch, opt_batch, max_batch, max_prompts)
+    trt_options = _trt_options(  # checked before the editor is loaded
+        workspace, opt_level, timing_cache, trt_typing, hardware_compat, version_compat, device
+    )
     editor, sources = _load_editor(checkpoint, preset, random_weights)
     manifest = build_bundle(
         editor,
@@ -217,9 +220,7 @@ def build_engine(
         text_encoder=not no_text_encoder,
         overwrite=overwrite,
         on_graph=_progress(start),
-        trt_options=_trt_options(
-            workspace, opt_level, timing_cache, trt_typing, hardware_compat, version_compat, device
-        ),
+        trt_options=trt_options,
     )
     click.echo(
         f"wrote {out} ({manifest['backend']}, {manifest['precision']}, "

@@ -89,11 +89,22 @@ class TrtOptions:
             raise ConfigError(f"--opt-level {self.opt_level}: TensorRT accepts 0..5")
         if not self.workspace_gib > 0:
             raise ConfigError(f"--workspace {self.workspace_gib}: must be a positive GiB value")
-        if self.device is not None and not re.fullmatch(r"cuda(:\d+)?", self.device):
-            raise ConfigError(
-                f"--device {self.device!r}: TensorRT engines are built on a CUDA GPU: use cuda "
-                "or cuda:N"
-            )
+        if self.device is not None:
+            cuda_index(self.device)  # a one-line ConfigError unless cuda or cuda:N
+
+
+def cuda_index(device) -> int | None:
+    """The GPU index of ``device`` ("cuda", "cuda:N" or a torch.device; None for "cuda")."""
+    if device is None:
+        return None
+    if not isinstance(device, str):  # a torch.device
+        return device.index
+    match = re.fullmatch(r"cuda(?::(0|[1-9][0-9]{0,3}))?", device, re.ASCII)
+    if match is None:
+        raise ConfigError(
+            f"--device {device!r}: TensorRT engines are built on a CUDA GPU: use cuda or cuda:N"
+        )
+    return None if match.group(1) is None else int(match.group(1))
 
 
 def profile_shapes(entry: dict, name: str, profile: dict) -> dict[str, tuple[tuple, tuple, tuple]]:
@@ -147,23 +158,24 @@ def gpu_identity(device=None) -> tuple[str, str]:
         raise TensorRTUnavailable(
             "no CUDA GPU is visible: TensorRT engines are built on the GPU that runs them"
         )
-    index = torch.device(device).index if device is not None else None
-    if index is not None and index >= torch.cuda.device_count():
+    index = cuda_index(device)
+    if index is not None and not 0 <= index < torch.cuda.device_count():
         raise TensorRTUnavailable(
             f"--device {device}: this machine has {torch.cuda.device_count()} CUDA GPU(s), "
             "numbered from 0"
         )
-    major, minor = torch.cuda.get_device_capability(device)
-    return torch.cuda.get_device_name(device), f"{major}.{minor}"
+    major, minor = torch.cuda.get_device_capability(index)
+    return torch.cuda.get_device_name(index), f"{major}.{minor}"
 
 
 def on_device(device: str | None):
     """A context in which TensorRT builds and runs on ``device`` (its current CUDA device)."""
-    if device is None:
+    index = cuda_index(device)
+    if index is None:
         return contextlib.nullcontext()
     import torch
 
-    return torch.cuda.device(device)
+    return torch.cuda.device(index)
 
 
 def engine_record(trt_version: str, gpu: str, cc: str, options: TrtOptions) -> dict:

@@ -16,23 +16,32 @@ def test_flops_of_a_1024_edit():
 
 
 def test_summary_ratios():
-    rows = lambda ms: [  # noqa: E731
+    rows = lambda ms, b1=None: [  # noqa: E731
         {"batch": 8, "stage": "end_to_end_device", "p50_ms": ms},
         {"batch": 8, "stage": "fusion", "p50_ms": 1.0},
+        {"batch": 1, "stage": "end_to_end_device", "p50_ms": b1 or ms / 4},
     ]
     bench = {
-        "baseline": "slow",
-        "variants": {"slow": {"rows": rows(80.0)}, "fast": {"rows": rows(20.0)}},
+        "baseline": "torch-cuda-fp32-eager",
+        "variants": {
+            "torch-cuda-fp32-eager": {"rows": rows(80.0)},
+            "fast": {"rows": rows(20.0)},
+            "fast-at-b8-only": {"rows": rows(20.0, b1=10.0)},  # 2x at batch 1
+        },
     }
     s = summarize(bench, flops=297e9, peak_tflops=742.5, bytes_per_edit=1e9, bandwidth_gbs=2500)
     assert s["lower_bound_ms_per_edit"] == pytest.approx(0.4)
     assert s["memory_floor_ms_per_edit"] == pytest.approx(0.4)
     assert s["x_memory_floor"]["fast"]["b8:end_to_end_device"] == pytest.approx(6.25)
     t = s["targets"]
-    assert t["min_speedup_vs_fp32_eager"] == {"fast": pytest.approx(4.0)}
+    assert t["baseline_is_fp32_eager"]
+    assert t["min_speedup_vs_baseline"]["fast"] == pytest.approx(4.0)
+    assert t["min_speedup_vs_baseline"]["fast-at-b8-only"] == pytest.approx(2.0)  # batch 1
     assert t["speedup_3x_met"] == ["fast"]
     assert t["x_lower_bound_b8"]["fast"] == pytest.approx(6.25)
     assert t["within_4x_of_lower_bound_b8_met"] == []  # 6.25x: missed
+    unmeasured = summarize(bench, flops=297e9, peak_tflops=None)["targets"]
+    assert unmeasured["within_4x_of_lower_bound_b8_met"] is None  # no peak: no verdict
     assert s["ms_per_edit"]["fast"]["b8:end_to_end_device"] == pytest.approx(2.5)
     assert s["speedup_vs_baseline"]["fast"]["b8:end_to_end_device"] == pytest.approx(4.0)
     assert s["x_lower_bound"]["fast"]["b8:end_to_end_device"] == pytest.approx(6.25)

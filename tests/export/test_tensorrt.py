@@ -301,6 +301,7 @@ def fake_tensorrt(major: int) -> types.ModuleType:
                     "workspace": config.pool["WORKSPACE"],
                     "opt_level": config.builder_optimization_level,
                     "hardware": config.hardware_compatibility_level,
+                    "current_device": getattr(trt, "current", None),
                 }
             )
             return json.dumps(calls[-1], default=list).encode()
@@ -313,15 +314,18 @@ GPU = ("Fake GPU", "9.0")
 
 
 class _Recording:
-    """Stands in for torch.cuda.device(...) around a build (no CUDA here)."""
+    """Stands in for torch.cuda.device(...) around a build (no CUDA here): the stand-in
+    builder records which device is current when it builds."""
 
     def __init__(self, trt, device):
         self.trt, self.device = trt, device
 
     def __enter__(self):
         self.trt.devices.append(("build on", self.device))
+        self.trt.current = self.device
 
     def __exit__(self, *exc):
+        self.trt.current = None
         return False
 
 
@@ -415,11 +419,39 @@ def test_build_trt_on_a_chosen_gpu(fake_trt, bundle_copy, cli):
     assert code == 0, err
     assert trt.devices[:2] == ["cuda:1", "cuda:1"]  # the early check, then the build's
     assert ("build on", "cuda:1") in trt.devices
+    assert [c["current_device"] for c in trt.calls] == ["cuda:1"] * 5  # every engine on it
     record = Bundle.open(bundle_copy, verify=True).manifest["tensorrt"]
     assert "device" not in record["options"] and record["gpu"] == "Fake GPU"
-    code, _, err = cli(mcaexport, "build-trt", bundle_copy, "--device", "cpu")
-    assert code != 0 and "--device 'cpu': TensorRT engines are built on a CUDA GPU" in err
-    assert "Traceback" not in err
+    for bad in ("cpu", "cuda:01", "gpu1"):
+        code, _, err = cli(mcaexport, "build-trt", bundle_copy, "--device", bad)
+        assert code != 0 and f"--device {bad!r}: TensorRT engines are built on a CUDA GPU" in err
+    code, _, err = cli(mcaexport, "build-engine", "--random-weights", "--preset", "tiny-32",
+                       "--backend", "onnxruntime", "--device", "cuda:1", "--out",
+                       bundle_copy.parent / "never")  # fmt: skip
+    assert code != 0 and "needs --backend tensorrt (this bundle is for onnxruntime)" in err
+    assert not (bundle_copy.parent / "never").exists()
+
+
+def test_gpu_identity_checks_the_index(monkeypatch):
+    """cuda:N against the GPUs there are (a stand-in torch.cuda with two GPUs); malformed or
+    out-of-range indexes are one-line errors, never another GPU."""
+    import torch
+
+    from mcaclip.export.tensorrt import TensorRTUnavailable, gpu_identity
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda i=None: (9, 0 if i else 1))
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda i=None: f"GPU {i}")
+    assert gpu_identity("cuda:1") == ("GPU 1", "9.0")
+    assert gpu_identity(torch.device("cuda", 1)) == ("GPU 1", "9.0")
+    assert gpu_identity("cuda") == ("GPU None", "9.1")  # the current device
+    for missing in ("cuda:2", "cuda:256"):
+        with pytest.raises(TensorRTUnavailable, match="this machine has 2 CUDA GPU"):
+            gpu_identity(missing)
+    for bad in ("cuda:01", "cuda:\u0663", "cuda:-1", "cpu"):
+        with pytest.raises(ConfigError, match="use cuda or cuda:N"):
+            gpu_identity(bad)
 
 
 def test_without_tensorrt_commands_refuse_in_one_line(tiny_bundle, cli, monkeypatch):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import nullcontext
 from typing import Any, Protocol
 
 import numpy as np
@@ -100,7 +101,9 @@ class DeviceEditor:
             from mcaclip.runtime.backends.torch import CudaGraphed
 
             self._edit = CudaGraphed(self._edit_eager) if self.cuda_graphs else self._edit_eager
-        with torch.inference_mode():
+        # on the editor's GPU: CUDA graph capture streams and side streams are per device
+        gpu = torch.cuda.device(self.device) if self.device.type == "cuda" else nullcontext()
+        with torch.inference_mode(), gpu:
             return self._edit(w, e)
 
     def edit(

@@ -188,7 +188,8 @@ class TrtEditor(DeviceEditor):
             raise BackendError(f"{bundle.root}: {problem}; {rebuild_hint(bundle)}")
         self.trt = trt
         self.logger = trt.Logger(trt.Logger.WARNING)
-        self.runtime = trt.Runtime(self.logger)  # must outlive the engines
+        with torch.cuda.device(self.device):  # its CUDA context on the chosen GPU
+            self.runtime = trt.Runtime(self.logger)  # must outlive the engines
         if record.get("options", {}).get("version_compat"):
             self.runtime.engine_host_code_allowed = True
         self.bundle = bundle

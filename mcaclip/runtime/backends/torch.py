@@ -17,7 +17,7 @@ On a CUDA GPU it is also a fast path:
   (:func:`mcaclip.nn.stylegan2.fuse_tails`). Default on the CPU, where it was measured (1.16x /
   1.28x at batch 1 / 4 on a 256 px masked generator, ``benchmarks/switches_cpu.py``); off on a
   GPU until the GPU check has measured it there (``benchmarks/gpu_check.sh`` times both).
-* ``stack_streams`` (off until measured on a GPU; neutral on the CPU, 0.95x / 1.04x): the original
+* ``stack_streams`` (off until measured on a GPU; neutral on the CPU, 0.94x / 1.04x): the original
   and edited streams as one batch through every styled conv and ToRGB, half the kernels at
   twice the batch (:func:`mcaclip.nn.editor.stack_streams`).
 * ``cuda_graphs``: each graph (and the whole edit) is captured once per input shape and replayed,
