@@ -375,7 +375,7 @@ def main(argv: list[str] | None = None) -> int:
         "--no-compile", dest="compile", action="store_false", help="skip the torch.compile timing"
     )
     ap.add_argument("--work", type=Path, help="where the bundle goes (default: a temp dir)")
-    ap.add_argument("--budget", type=float, default=450, help="seconds for the whole check")
+    ap.add_argument("--budget", type=float, default=480, help="seconds for the whole check")
     args = ap.parse_args(argv)
     DEADLINE[0] = time.perf_counter() + args.budget
     dry = args.dry_run
