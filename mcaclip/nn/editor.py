@@ -20,7 +20,7 @@ from mcaclip.errors import CheckpointError, ConfigError, ShapeError, WeightsMiss
 from mcaclip.nn.fusion import FeatureFusion, LatentOnly, TextEmbeddingMapping
 from mcaclip.nn.mapper import LevelsMapper
 from mcaclip.nn.masknet import MaskNet
-from mcaclip.nn.stylegan2 import Generator, SynthesisNetwork
+from mcaclip.nn.stylegan2 import Generator, SynthesisNetwork, set_switch
 from mcaclip.nn.text import ClipTowers
 from mcaclip.nn.weights import load_state_strict, read_module_file, save_tensors
 
@@ -154,10 +154,7 @@ class MaskedSynthesis(nn.Module):
 
 def stack_streams(module: nn.Module, on: bool = True) -> nn.Module:
     """Run both streams of every MaskedSynthesis in ``module`` as one batch (inference)."""
-    for m in module.modules():
-        if isinstance(m, MaskedSynthesis):
-            m.stacked = on
-    return module
+    return set_switch(module, "stacked", on)
 
 
 class EditOutput(NamedTuple):

@@ -231,20 +231,23 @@ class ModulatedConv2d(nn.Module):
         return out, torch.rsqrt(s32.square() @ w32.square().sum([2, 3]).t() + 1e-8)
 
 
+def set_switch(module: nn.Module, attr: str, on: bool) -> nn.Module:
+    """Set the inference switch ``attr`` on every submodule of ``module`` that has it (the
+    modules that honour a switch set it to False in ``__init__``)."""
+    for m in module.modules():
+        if hasattr(m, attr):
+            setattr(m, attr, on)
+    return module
+
+
 def fold_blur(module: nn.Module, on: bool = True) -> nn.Module:
     """Switch every up-sampling modulated conv in ``module`` to the folded blur (GPU)."""
-    for m in module.modules():
-        if isinstance(m, ModulatedConv2d) and m.upsample:
-            m.fold_blur = on
-    return module
+    return set_switch(module, "fold_blur", on)  # convs without up-sampling ignore it
 
 
 def stencil_blur(module: nn.Module, on: bool = True) -> nn.Module:
     """Switch every FIR filter in ``module`` to shifted slices (for ``torch.compile``)."""
-    for m in module.modules():
-        if isinstance(m, (Blur, Upsample)):
-            m.stencil = on
-    return module
+    return set_switch(module, "stencil", on)
 
 
 def fuse_tails(module: nn.Module, on: bool = True) -> nn.Module:
@@ -260,10 +263,7 @@ def fuse_tails(module: nn.Module, on: bool = True) -> nn.Module:
     once instead of a modulated copy and a convolution. Eager GPU runs are bound by these
     passes at high resolution; ``torch.compile`` fuses the plain form by itself. In-place:
     inference only (autograd refuses it)."""
-    for m in module.modules():
-        if hasattr(m, "fused_tails"):
-            m.fused_tails = on
-    return module
+    return set_switch(module, "fused_tails", on)
 
 
 class NoiseInjection(nn.Module):

@@ -283,8 +283,9 @@ def bench(
         sizes = [int(b) for b in batch_sizes.split(",") if b.strip()]
     except ValueError:
         raise McaError(f"--batch-sizes {batch_sizes!r}: use numbers like 1,4,8") from None
+    switches = _switches(fold_blur, channels_last, fuse_tails, stack_streams)
     if all_backends:
-        if any(v is not None for v in (fold_blur, channels_last, fuse_tails, stack_streams)):
+        if any(v is not None for v in switches.values()):
             raise McaError(
                 "--all-backends times its own set of configurations; drop --fold-blur/--nhwc/"
                 "--fuse-tails/--stack-streams, or time one configuration with --backend torch "
@@ -292,7 +293,6 @@ def bench(
             )
         variants = plan_variants(engine, providers=_providers(providers), compile_=compile_)
     else:
-        switches = _switches(fold_blur, channels_last, fuse_tails, stack_streams)
         with _open(
             engine, backend, providers, device, precision, cuda_graphs, compile_, **switches
         ) as p:
