@@ -8,14 +8,18 @@ Steps (each one's outcome is recorded; a failing step does not stop the next):
 2. ``gpu_tests``: ``pytest -m "gpu or trt"`` (TensorRT tests skip where it is not installed).
 3. ``bundle``: an ffhq-1024 bundle with random weights for the torch backend (no ONNX export).
 4. ``parity``: FP16 + CUDA graphs vs FP32 eager on the same latents: PSNR of edited and
-   original images, largest mask difference.
-5. ``bench``: ``mcarun bench --all-backends`` at batch 1 and 8 (CUDA-event timing), then the
-   ``--compile`` configuration in its own process (with time left).
-6. ``profile``: the top GPU kernels of one uncompiled FP16 edit at the largest batch, with plain
-   tails, fused tails, and fused tails with stacked streams (torch.profiler).
-7. ``bench_compile_nofold``: ``--compile`` with the blur not folded (with time left).
-8. ``summary``: ms per edit of every variant next to the lower bound and the memory floor,
-   speed-ups vs FP32 eager.
+   original images, largest mask difference; for the default fast path and for the one with
+   every switch that changes arithmetic (sub-pixel convs, fused tails, stacked streams).
+5. ``bench``: ``mcarun bench --all-backends`` at batch 1 and 8 (CUDA-event timing): FP32 eager,
+   then FP16 + CUDA graphs with one more switch at a time (``GPU_SWITCH_CHAIN``).
+6. ``bench_compile``: ``--compile`` with sub-pixel convs and cuDNN timing, in its own process
+   (with time left; so are the next steps).
+7. ``profile``: the top GPU kernels, and the top operators with their input shapes, of one
+   uncompiled FP16 edit at the largest batch: the default and the one with every switch.
+8. ``bench_compile_nofold``: ``--compile`` with the blur not folded (stencil FIR filters).
+9. ``bench_compile_stacked``: ``--compile`` with sub-pixel convs and stacked streams.
+10. ``summary``: ms per edit of every variant next to the lower bound and the memory floor,
+    speed-ups vs FP32 eager, which variants meet the targets.
 
 Dry run: tiny-32 on the CPU, batches 1 and 2, two timed runs; GPU-only variants are listed as
 skipped, pytest only collects the GPU tests. It proves every step and the JSON layout work.
@@ -179,8 +183,11 @@ def build_bundle_1024(preset: str, out: Path, max_batch: int) -> dict:
     return {"path": str(out), "preset": preset, "batch_profile": manifest["batch_profile"]}
 
 
+# every switch of the fast path that changes the arithmetic (not only the speed)
+ALL_SWITCHES = {"subpixel": True, "fuse_tails": True, "stack_streams": True}
+
+
 def parity(bundle: Path, device: str, n: int) -> dict:
-    from mcaclip.export.exporter import psnr
     from mcaclip.runtime.pipeline import EditPipeline
 
     with EditPipeline(bundle, backend="torch", device=device, precision="fp32",
@@ -189,14 +196,21 @@ def parity(bundle: Path, device: str, n: int) -> dict:
         e = p32.embed(["blue goatee"])
         ref = p32.edit_batch(w, e)
     if device == "cpu":  # FP16 fast path is GPU-only: the dry run compares FP32 with itself
-        got = ref
-    else:
+        return {"latents": n, "compared": "fp32 vs fp32 (dry)", **_compare(ref, ref)}
+    result = {"latents": n, "compared": "fp16+cudagraphs vs fp32 eager"}
+    for name, switches in (("default", {}), ("all_switches", ALL_SWITCHES)):
         with EditPipeline(bundle, backend="torch", device=device, precision="fp16",
-                          cuda_graphs=True) as p16:  # fmt: skip
+                          cuda_graphs=True, **switches) as p16:  # fmt: skip
             got = p16.edit_batch(w, e)
+            result[name] = {"mode": p16.device_editor.mode, **_compare(got, ref)}
+    result.update(result["default"])  # the top-level numbers: the default fast path
+    return result
+
+
+def _compare(got, ref) -> dict:
+    from mcaclip.export.exporter import psnr
+
     return {
-        "latents": n,
-        "compared": "fp16+cudagraphs vs fp32 eager" if device != "cpu" else "fp32 vs fp32 (dry)",
         "image_psnr_db": _finite(psnr(got[0], ref[0])),
         "original_psnr_db": _finite(psnr(got[1], ref[1])),
         "image_max_abs": float(np.abs(got[0] - ref[0]).max()),
@@ -305,19 +319,21 @@ def targets(summary: dict) -> dict:
 
 def profile_kernels(bundle: Path, device: str, batch: int, top: int = 12) -> dict:
     """torch.profiler of one uncompiled edit (``batch`` latents, one prompt) per configuration:
-    the ``top`` kernels by GPU time, their calls, and the total (CPU ops in the dry run)."""
+    the ``top`` kernels by GPU time, their calls, and the total (CPU ops in the dry run); and
+    the ``top`` operators by GPU time with their input shapes (which convolution is slow)."""
     from torch.profiler import ProfilerActivity, profile
 
     from mcaclip.runtime.pipeline import EditPipeline
 
     gpu = device != "cpu"
     configs = {
-        "plain-tails": {"fuse_tails": False},
-        "fused-tails": {"fuse_tails": True},
-        "fused-stacked": {"fuse_tails": True, "stack_streams": True},
+        "default": {"fuse_tails": False},
+        "all-switches": {**ALL_SWITCHES, "cudnn_benchmark": gpu},
     }
     result = {}
     for name, extra in configs.items():
+        if not gpu:
+            extra = {**extra, "fold_blur": extra.get("subpixel")}
         with EditPipeline(bundle, backend="torch", device=device,
                           precision="fp16" if gpu else "fp32", cuda_graphs=False,
                           **extra) as p:  # fmt: skip
@@ -328,25 +344,57 @@ def profile_kernels(bundle: Path, device: str, batch: int, top: int = 12) -> dic
                 editor.edit_device(w, e)
             if gpu:
                 torch.cuda.synchronize()
-            activity = ProfilerActivity.CUDA if gpu else ProfilerActivity.CPU
-            with profile(activities=[activity]) as prof:
+            activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if gpu else [])
+            with profile(activities=activities, record_shapes=True) as prof:
                 editor.edit_device(w, e)
                 if gpu:
                     torch.cuda.synchronize()
-        result[name] = {"mode": editor.mode, "batch": batch, **_top_events(prof, gpu, top)}
+        result[name] = {
+            "mode": editor.mode,
+            "batch": batch,
+            **_top_events(prof, gpu, top),
+            "operators": _top_operators(prof, gpu, top),
+        }
         if gpu:
             torch.cuda.empty_cache()
     return result
 
 
+def _device_us(ev, total: bool = False) -> float:
+    """An event's GPU time (self, or with its children), whatever this torch calls it."""
+    kind = "" if total else "self_"
+    t = getattr(ev, f"{kind}device_time_total", None)
+    return getattr(ev, f"{kind}cuda_time_total", 0.0) if t is None else t
+
+
+def _top_operators(prof, gpu: bool, top: int) -> list[dict]:
+    """aten operators by GPU time including their kernels, per input shape."""
+
+    def us(ev) -> float:
+        return _device_us(ev, total=True) if gpu else ev.cpu_time_total
+
+    ops = [
+        ev
+        for ev in prof.key_averages(group_by_input_shape=True)
+        if ev.key.startswith("aten::") and us(ev) > 0
+    ]
+    # an op that only calls others (aten::conv2d -> convolution -> cudnn_convolution) would
+    # count their time again: keep the leaf-most of each chain, the one with own kernels
+    ops = [ev for ev in ops if not gpu or _device_us(ev) > 0]
+    ops.sort(key=us, reverse=True)
+    return [
+        {"op": ev.key, "shapes": str(ev.input_shapes)[:160], "ms": us(ev) / 1e3, "calls": ev.count}
+        for ev in ops[:top]
+    ]
+
+
 def _top_events(prof, gpu: bool, top: int) -> dict:
     def self_us(ev) -> float:
-        if not gpu:
-            return ev.self_cpu_time_total
-        t = getattr(ev, "self_device_time_total", None)
-        return ev.self_cuda_time_total if t is None else t
+        return _device_us(ev) if gpu else ev.self_cpu_time_total
 
     events = [ev for ev in prof.key_averages() if self_us(ev) > 0]
+    if gpu:  # kernels only (CPU activity is recorded too, for the operators' shapes)
+        events = [ev for ev in events if ev.device_type != torch.autograd.DeviceType.CPU]
     events.sort(key=self_us, reverse=True)
     total = sum(self_us(ev) for ev in events)
     return {
@@ -375,7 +423,7 @@ def main(argv: list[str] | None = None) -> int:
         "--no-compile", dest="compile", action="store_false", help="skip the torch.compile timing"
     )
     ap.add_argument("--work", type=Path, help="where the bundle goes (default: a temp dir)")
-    ap.add_argument("--budget", type=float, default=480, help="seconds for the whole check")
+    ap.add_argument("--budget", type=float, default=520, help="seconds for the whole check")
     args = ap.parse_args(argv)
     DEADLINE[0] = time.perf_counter() + args.budget
     dry = args.dry_run
@@ -442,14 +490,15 @@ def main(argv: list[str] | None = None) -> int:
         if report[name] and report["bench"]:
             report["bench"]["variants"].update(report[name]["variants"])
 
-    compile_bench("bench_compile")
+    compile_bench("bench_compile", "--subpixel", "--cudnn-benchmark")
     if dry or remaining() > 90:
         report["profile"] = step(
             report, "profile", lambda: profile_kernels(bundle, device, max(sizes))
         )
     # the folded blur does 4x the multiply-adds of the up-sampling convs (about 270 GFLOP more
     # per 1024 px edit); once compile has fused the tails, the unfolded form may be faster
-    compile_bench("bench_compile_nofold", "--no-fold-blur", "--nhwc")
+    compile_bench("bench_compile_nofold", "--no-fold-blur", "--nhwc", "--cudnn-benchmark")
+    compile_bench("bench_compile_stacked", "--subpixel", "--cudnn-benchmark", "--stack-streams")
     generator = load_preset(args.preset).generator
     flops = 2 * synthesis_flops(generator)  # two streams per edit
     moved = 2 * feature_bytes(generator)

@@ -10,11 +10,13 @@ with strict key checking (after moving ``style.*`` under ``mapping.`` and the re
   graph depends on the batch size, so ONNX/TensorRT graphs keep a dynamic batch axis;
 * up-sampling and blur as zero-insertion + depthwise ``conv2d``: plain ops every exporter knows.
 
-Three inference switches change how, not what, is computed (same function up to rounding):
-:func:`fold_blur` (one transposed conv per up-sampling conv and its blur), :func:`fuse_tails`
-(fewer full-resolution element-wise passes, for uncompiled runs; ToRGB as a per-sample matrix
-product) and :func:`stencil_blur` (FIR filters as element-wise sums that ``torch.compile`` can
-fuse). Exported graphs use none of them.
+Inference switches change how, not what, is computed (same function up to rounding):
+:func:`fold_blur` (one transposed conv per up-sampling conv and its blur), :func:`subpixel`
+(that folded conv as a plain conv with four output phases and a pixel shuffle),
+:func:`fuse_tails` (fewer full-resolution element-wise passes, for uncompiled runs; ToRGB as a
+per-sample matrix product), :func:`stencil_blur` (FIR filters as element-wise sums that
+``torch.compile`` can fuse) and :func:`freeze_weights` (the weights each conv runs with computed
+once instead of on every call). Exported graphs use none of them.
 """
 
 from __future__ import annotations
@@ -165,7 +167,9 @@ class ModulatedConv2d(nn.Module):
         self.kernel_size = kernel_size
         self.upsample = upsample
         self.fold_blur = False  # see upsample_weight; set by fold_blur()
+        self.subpixel = False  # see phase_weight; set by subpixel(), used with fold_blur
         self.fused_tails = False  # ToRGB as a matrix product; set by fuse_tails()
+        self.frozen: tuple | None = None  # the switches the frozen weights were made for
         self.demodulate = demodulate
         self.scale = 1.0 / math.sqrt(in_channel * kernel_size**2)
         self.padding = kernel_size // 2
@@ -195,6 +199,61 @@ class ModulatedConv2d(nn.Module):
         full = F.conv_transpose2d(w.reshape(-1, 1, *w.shape[2:]), k[None, None])
         return full.reshape(*w.shape[:2], *full.shape[2:])
 
+    @staticmethod
+    def phase_weight(folded: torch.Tensor) -> torch.Tensor:
+        """The folded [in, out, 6, 6] stride-2 transposed-conv kernel (crop 2) -> [4*out, in,
+        3, 3]: a plain 3x3 conv (padding 1) on the low-resolution input whose output channel
+        (2*ry + rx)*out + o holds output pixels (2m + ry, 2n + rx) of channel o
+        (:func:`pixel_shuffle2` puts them in place). Output pixel 2m + r of the transposed conv
+        sums input m - t times kernel tap 2t + r + 2 for t in -1..1, i.e. input m + u - 1 times
+        tap 4 + r - 2u: the taps r, r + 2, r + 4 flipped. Same multiply-adds as the transposed
+        conv, but a forward convolution with 4x the output channels, which GPUs run at a far
+        higher rate than the indexed transposed (dgrad) kernels at 32-128 channels."""
+        phases = [folded[:, :, ry::2, rx::2].flip(2, 3) for ry in (0, 1) for rx in (0, 1)]
+        stacked = torch.stack(phases)  # [4, in, out, 3, 3]
+        return stacked.permute(0, 2, 1, 3, 4).reshape(-1, folded.shape[0], 3, 3)
+
+    def conv_weight(self) -> torch.Tensor:
+        """The weight this conv runs with, in the parameters' dtype: the scaled [out, in, k, k]
+        kernel; for an up-sampling conv the [in, out, k, k] transposed-conv kernel, folded with
+        the blur (:meth:`upsample_weight`) under ``fold_blur``, as four phases
+        (:meth:`phase_weight`) under ``subpixel`` too."""
+        weight = self.weight[0] * self.scale
+        if not self.upsample:
+            return weight
+        if not self.fold_blur:
+            return weight.transpose(0, 1).contiguous()
+        folded = self.upsample_weight(weight)
+        return self.phase_weight(folded) if self.use_phases else folded
+
+    @property
+    def use_phases(self) -> bool:
+        """Sub-pixel form: folded 6x6 kernels with crop 2 only (the (1, 3, 3, 1) blur)."""
+        return self.subpixel and self.fold_blur and self.upsample and self.crop == 2 and (
+            self.kernel_size == 3 and self.blur.kernel.shape[-1] == 4
+        )  # fmt: skip
+
+    def demod_weight(self) -> torch.Tensor:
+        """[in, out] FP32 sums of squared scaled taps: demodulation is rsqrt(s^2 @ this)."""
+        return (self.weight[0] * self.scale).float().square().sum([2, 3]).t()
+
+    def freeze(self, channels_last: bool = False) -> None:
+        """Compute the conv weight and the demodulation sums once (inference: later parameter
+        changes are not seen; freeze again). ``channels_last``: store the kernel in NHWC order,
+        as cuDNN reads it for NHWC activations (else it is re-laid-out on every call)."""
+        weight = self.conv_weight().detach()
+        if channels_last and weight.shape[-1] > 1:
+            weight = weight.contiguous(memory_format=torch.channels_last)
+        self.register_buffer("frozen_weight", weight, persistent=False)
+        self.register_buffer("frozen_sq", self.demod_weight().detach(), persistent=False)
+        self.frozen = (self.fold_blur, self.use_phases)
+
+    def _weights(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(conv weight, demodulation sums or None): frozen where made for these switches."""
+        if self.frozen is not None and self.frozen == (self.fold_blur, self.use_phases):
+            return self.frozen_weight, self.frozen_sq if self.demodulate else None
+        return self.conv_weight(), self.demod_weight() if self.demodulate else None
+
     def forward(self, x: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
         """x [B, in, H, W], style [B, style_dim] -> [B, out, H', W']."""
         out, dcoef = self.modulated(x, style)
@@ -206,29 +265,41 @@ class ModulatedConv2d(nn.Module):
         """The convolution before demodulation, and the FP32 demodulation coefficients
         [B, out] (None without demodulation): ``forward`` is their product."""
         s = self.modulation(style)  # [B, in]
-        weight = self.weight[0] * self.scale  # [out, in, k, k]
+        weight, sq = self._weights()
+        weight = weight.to(x.dtype)
         if self.fused_tails and self.kernel_size == 1 and not self.upsample and not self.demodulate:
             # ToRGB: a per-sample [out, in] matrix times the [in, H*W] features reads them once;
             # scaling the features first (below) writes and reads a modulated copy. Same sum.
             b, _, h, w = x.shape
-            mat = (weight[None, :, :, 0, 0] * s[:, None, :]).to(x.dtype)  # [B, out, in]
+            mat = weight[None, :, :, 0, 0] * s.to(x.dtype)[:, None, :]  # [B, out, in]
             return torch.matmul(mat, x.flatten(2)).view(b, self.out_channel, h, w), None
         x = x * s.to(x.dtype)[:, :, None, None]
-        if self.upsample and self.fold_blur:
-            out = F.conv_transpose2d(
-                x, self.upsample_weight(weight).to(x.dtype), stride=2, padding=self.crop
-            )
+        if self.use_phases:
+            out = pixel_shuffle2(F.conv2d(x, weight, padding=1))
+        elif self.upsample and self.fold_blur:
+            out = F.conv_transpose2d(x, weight, stride=2, padding=self.crop)
         elif self.upsample:
-            out = F.conv_transpose2d(x, weight.transpose(0, 1).contiguous().to(x.dtype), stride=2)
-            out = self.blur(out)
+            out = self.blur(F.conv_transpose2d(x, weight, stride=2))
         else:
-            out = F.conv2d(x, weight.to(x.dtype), padding=self.padding)
-        if not self.demodulate:
+            out = F.conv2d(x, weight, padding=self.padding)
+        if sq is None:
             return out, None
         # sum_{i,k} (w[o,i,k] s[b,i])^2 = (s^2 @ sum_k w^2 .T)[b, o]
         # in FP32 (a [B, out] matrix, cheap): 1e-8 underflows in FP16
-        s32, w32 = s.float(), weight.float()
-        return out, torch.rsqrt(s32.square() @ w32.square().sum([2, 3]).t() + 1e-8)
+        return out, torch.rsqrt(s.float().square() @ sq + 1e-8)
+
+
+def pixel_shuffle2(x: torch.Tensor) -> torch.Tensor:
+    """[B, 4C, H, W] with channel (2*ry + rx)*C + o -> [B, C, 2H, 2W], pixel (2m + ry, 2n + rx)
+    of channel o; one copy that keeps the memory format (NHWC stays NHWC, moving whole
+    C-vectors)."""
+    b, c4, h, w = x.shape
+    c = c4 // 4
+    phases = x.view(b, 2, 2, c, h, w)  # a view in either memory format
+    if x.dim() == 4 and x.stride(1) == 1 and c4 > 1:  # NHWC: build [B, H, 2, W, 2, C] in order
+        out = phases.permute(0, 4, 1, 5, 2, 3).reshape(b, 2 * h, 2 * w, c)
+        return out.permute(0, 3, 1, 2)
+    return phases.permute(0, 3, 4, 1, 5, 2).reshape(b, c, 2 * h, 2 * w)
 
 
 def set_switch(module: nn.Module, attr: str, on: bool) -> nn.Module:
@@ -243,6 +314,25 @@ def set_switch(module: nn.Module, attr: str, on: bool) -> nn.Module:
 def fold_blur(module: nn.Module, on: bool = True) -> nn.Module:
     """Switch every up-sampling modulated conv in ``module`` to the folded blur (GPU)."""
     return set_switch(module, "fold_blur", on)  # convs without up-sampling ignore it
+
+
+def subpixel(module: nn.Module, on: bool = True) -> nn.Module:
+    """Switch every folded up-sampling conv in ``module`` to its sub-pixel form: a plain conv
+    with four output phases and a pixel shuffle (:meth:`ModulatedConv2d.phase_weight`). Only
+    with :func:`fold_blur`."""
+    return set_switch(module, "subpixel", on)
+
+
+def freeze_weights(module: nn.Module, channels_last: bool = False) -> nn.Module:
+    """Compute every modulated conv's weight (scaled; folded, in phases, as switched) and its
+    demodulation sums once, instead of on every call: for inference copies whose parameters do
+    not change (call it after the other switches; a conv whose switches change afterwards goes
+    back to computing them). Up-sampling convs otherwise fold their kernels on every call (a
+    GPU kernel each) and NHWC runs re-lay-out every kernel."""
+    for m in module.modules():
+        if isinstance(m, ModulatedConv2d):
+            m.freeze(channels_last)
+    return module
 
 
 def stencil_blur(module: nn.Module, on: bool = True) -> nn.Module:

@@ -26,6 +26,17 @@ def _providers(text: str | None) -> list[str] | None:
 
 def backend_options(f):
     f = click.option(
+        "--cudnn-benchmark/--no-cudnn-benchmark",
+        default=None,
+        help="torch backend on a GPU: let cuDNN time its algorithms per shape (default: off).",
+    )(f)
+    f = click.option(
+        "--subpixel/--no-subpixel",
+        default=None,
+        help="torch backend: folded up-sampling convs as plain convs with four output phases "
+        "(default: off).",
+    )(f)
+    f = click.option(
         "--stack-streams/--no-stack-streams",
         default=None,
         help="torch backend: original and edited streams as one batch (default: off).",
@@ -90,13 +101,17 @@ def backend_options(f):
     return f
 
 
-def _switches(fold_blur, channels_last, fuse_tails, stack_streams) -> dict:
+def _switches(
+    fold_blur, channels_last, fuse_tails, stack_streams, subpixel, cudnn_benchmark
+) -> dict:
     """The torch backend's speed switches as EditPipeline keywords (None: its default)."""
     return dict(
         fold_blur=fold_blur,
         channels_last=channels_last,
         fuse_tails=fuse_tails,
         stack_streams=stack_streams,
+        subpixel=subpixel,
+        cudnn_benchmark=cudnn_benchmark,
     )
 
 
@@ -110,8 +125,8 @@ def _open(
     compile_: bool = False,
     **switches,
 ):
-    """``switches``: the torch backend's fold_blur, channels_last, fuse_tails, stack_streams
-    (None: its default)."""
+    """``switches``: the torch backend's fold_blur, channels_last, fuse_tails, stack_streams,
+    subpixel, cudnn_benchmark (None: its default)."""
     from mcaclip.bundle import Bundle
     from mcaclip.runtime.pipeline import EditPipeline
 
@@ -175,6 +190,8 @@ def edit(
     channels_last,
     fuse_tails,
     stack_streams,
+    subpixel,
+    cudnn_benchmark,
     latents,
     seeds,
     truncation,
@@ -199,7 +216,9 @@ def edit(
 
         engine = demo_bundle()
         click.echo(f"no --engine: the toy-world demo bundle {engine}", err=True)
-    switches = _switches(fold_blur, channels_last, fuse_tails, stack_streams)
+    switches = _switches(
+        fold_blur, channels_last, fuse_tails, stack_streams, subpixel, cudnn_benchmark
+    )
     with _open(
         engine, backend, providers, device, precision, cuda_graphs, compile_, **switches
     ) as pipeline:
@@ -264,6 +283,8 @@ def bench(
     channels_last,
     fuse_tails,
     stack_streams,
+    subpixel,
+    cudnn_benchmark,
     batch_sizes,
     iters,
     warmup,
@@ -283,13 +304,15 @@ def bench(
         sizes = [int(b) for b in batch_sizes.split(",") if b.strip()]
     except ValueError:
         raise McaError(f"--batch-sizes {batch_sizes!r}: use numbers like 1,4,8") from None
-    switches = _switches(fold_blur, channels_last, fuse_tails, stack_streams)
+    switches = _switches(
+        fold_blur, channels_last, fuse_tails, stack_streams, subpixel, cudnn_benchmark
+    )
     if all_backends:
         if any(v is not None for v in switches.values()):
             raise McaError(
                 "--all-backends times its own set of configurations; drop --fold-blur/--nhwc/"
-                "--fuse-tails/--stack-streams, or time one configuration with --backend torch "
-                "and those options"
+                "--fuse-tails/--stack-streams/--subpixel/--cudnn-benchmark, or time one "
+                "configuration with --backend torch and those options"
             )
         variants = plan_variants(engine, providers=_providers(providers), compile_=compile_)
     else:

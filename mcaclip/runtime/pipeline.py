@@ -48,12 +48,14 @@ class EditPipeline:
         fold_blur: bool | None = None,
         fuse_tails: bool | None = None,
         stack_streams: bool | None = None,
+        subpixel: bool | None = None,
+        cudnn_benchmark: bool | None = None,
     ):
         """``device``: torch/TensorRT device (default: cuda when PyTorch sees a GPU, else cpu);
         ``precision``/``cuda_graphs``/``compile`` configure the torch backend (CUDA graphs
         default to on with a GPU) and pick the FP16 engines of the tensorrt backend;
-        ``channels_last``/``fold_blur``/``fuse_tails``/``stack_streams`` are the torch
-        backend's speed switches
+        ``channels_last``/``fold_blur``/``fuse_tails``/``stack_streams``/``subpixel``/
+        ``cudnn_benchmark`` are the torch backend's speed switches
         (see :mod:`mcaclip.runtime.backends.torch`)."""
         self.bundle = bundle if isinstance(bundle, Bundle) else Bundle.open(bundle)
         if backend not in BACKEND_NAMES:
@@ -72,6 +74,8 @@ class EditPipeline:
         self.fold_blur = fold_blur
         self.fuse_tails = fuse_tails
         self.stack_streams = stack_streams
+        self.subpixel = subpixel
+        self.cudnn_benchmark = cudnn_benchmark
         gen = self.bundle.preset["generator"]
         self.style_dim = int(gen["style_dim"])
         self.n_latent = 2 * (int(gen["size"]).bit_length() - 1) - 2
@@ -125,6 +129,8 @@ class EditPipeline:
                     fold_blur=self.fold_blur,
                     fuse_tails=self.fuse_tails,
                     stack_streams=self.stack_streams,
+                    subpixel=self.subpixel,
+                    cudnn_benchmark=self.cudnn_benchmark,
                 )
         return self._editor
 

@@ -63,10 +63,12 @@ def test_dry_run_writes_every_step(tmp_path):
     assert set(report["steps"]) == {"environment", "gpu_tests", "bundle", "parity", "bench",
                                     "profile", "summary"}  # fmt: skip
     profile = report["profile"]
-    assert "fused" in profile["fused-tails"]["mode"]
-    assert "fused" not in profile["plain-tails"]["mode"]
-    assert profile["fused-stacked"]["mode"].endswith("fused-stacked-eager")
-    assert profile["plain-tails"]["kernels"] and profile["plain-tails"]["total_ms"] > 0
+    assert profile["default"]["mode"] == "cpu-fp32-eager"
+    assert profile["all-switches"]["mode"] == "cpu-fp32-foldblur-subpixel-fused-stacked-eager"
+    assert profile["default"]["kernels"] and profile["default"]["total_ms"] > 0
+    convs = [op for op in profile["all-switches"]["operators"] if "conv" in op["op"]]
+    assert convs and all(op["shapes"].startswith("[[") for op in convs)  # shapes recorded
+    assert report["parity"]["image_psnr_db"] is None  # FP32 against itself: identical
     assert report["gpu_tests"]["rc"] == 0  # the gpu/trt tests are collected
     assert "torch-cpu-fp32-eager" in report["bench"]["variants"]
     assert "tensorrt" in " ".join(report["bench"]["skipped"])  # named, not hidden

@@ -287,3 +287,72 @@ def test_stencil_blur_flips_the_kernel():
         plain = m(x)
         stencil_blur(m)
         torch.testing.assert_close(m(x), plain, atol=1e-6, rtol=1e-6)
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_subpixel_upsampling_conv_matches_the_transposed_forms(channels_last):
+    """The folded up-sampling conv as four output phases of a plain 3x3 conv + pixel shuffle ==
+    the folded 6x6 transposed conv == transposed 3x3 conv then blur (odd channel counts and a
+    non-square map, so a transposed phase or axis cannot pass by symmetry)."""
+    from mcaclip.nn.stylegan2 import fold_blur, subpixel
+
+    torch.manual_seed(0)
+    conv = ModulatedConv2d(5, 7, 3, 16, upsample=True).double()
+    x, style = torch.randn(3, 5, 6, 4, dtype=torch.double), torch.randn(3, 16, dtype=torch.double)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    with torch.no_grad():
+        ref = conv(x, style)
+        subpixel(conv)
+        assert not conv.use_phases  # only a form of the folded blur
+        torch.testing.assert_close(conv(x, style), ref, rtol=0, atol=0)
+        fold_blur(conv)
+        assert conv.use_phases
+        out = conv(x, style)
+    assert out.shape == (3, 7, 12, 8)
+    assert out.is_contiguous(memory_format=torch.channels_last) == channels_last
+    torch.testing.assert_close(out, ref, atol=1e-12, rtol=1e-12)
+
+
+def test_pixel_shuffle2_puts_each_phase_in_place():
+    from mcaclip.nn.stylegan2 import pixel_shuffle2
+
+    b, c, h, w = 2, 3, 4, 5
+    x = torch.arange(b * 4 * c * h * w, dtype=torch.float32).view(b, 4 * c, h, w)
+    for inp in (x, x.contiguous(memory_format=torch.channels_last)):
+        out = pixel_shuffle2(inp)
+        assert out.shape == (b, c, 2 * h, 2 * w)
+        for ry in (0, 1):
+            for rx in (0, 1):
+                phase = x[:, (2 * ry + rx) * c : (2 * ry + rx + 1) * c]
+                assert torch.equal(out[:, :, ry::2, rx::2], phase)
+
+
+def test_frozen_weights_match_and_follow_the_switches(tiny):
+    """freeze_weights: the same images, in both layouts; a conv whose switches change after
+    freezing computes its weights again instead of using kernels made for another form."""
+    from mcaclip.nn.stylegan2 import ModulatedConv2d as Conv
+    from mcaclip.nn.stylegan2 import fold_blur, freeze_weights, subpixel
+
+    torch.manual_seed(0)
+    g = Generator(tiny.generator).eval()
+    w = g.broadcast(g.mapping(torch.randn(2, g.style_dim)))
+    with torch.no_grad():
+        ref = g.synthesis(w)
+        fold_blur(subpixel(g))
+        freeze_weights(g)
+        convs = [m for m in g.modules() if isinstance(m, Conv)]
+        assert all(m.frozen is not None for m in convs)
+        assert any(m.frozen_weight.shape[0] == 4 * m.out_channel for m in convs)  # phases
+        torch.testing.assert_close(g.synthesis(w), ref, atol=1e-5, rtol=1e-5)
+        freeze_weights(g, channels_last=True)
+        assert all(m.frozen_weight.is_contiguous(memory_format=torch.channels_last) for m in convs)
+        torch.testing.assert_close(g.synthesis(w), ref, atol=1e-5, rtol=1e-5)
+        fold_blur(g, on=False)  # frozen kernels are folded ones: not used any more
+        torch.testing.assert_close(g.synthesis(w), ref, atol=1e-5, rtol=1e-5)
+        for m in convs:  # frozen means frozen: later parameter changes are not seen
+            m.weight.mul_(2.0)
+        fold_blur(g)
+        torch.testing.assert_close(g.synthesis(w), ref, atol=1e-5, rtol=1e-5)
+        freeze_weights(g)
+        assert (g.synthesis(w) - ref).abs().max() > 1e-3

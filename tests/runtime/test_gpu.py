@@ -32,15 +32,22 @@ def test_gpu_options_refused_on_cpu(tiny_bundle, cli):
     assert "Traceback" not in err
 
 
-@pytest.mark.parametrize("stacked", [None, True])
-def test_torch_cpu_edit_matches_onnxruntime(tiny_bundle, stacked):
+@pytest.mark.parametrize(
+    "switches, mode",
+    [
+        ({}, "cpu-fp32-fused-eager"),  # fused tails: the CPU default
+        ({"stack_streams": True}, "cpu-fp32-fused-stacked-eager"),
+        ({"fold_blur": True, "subpixel": True}, "cpu-fp32-foldblur-subpixel-fused-eager"),
+    ],
+)
+def test_torch_cpu_edit_matches_onnxruntime(tiny_bundle, switches, mode):
+    """The torch backend (weights frozen per module, the switches asked for) against the
+    exported graphs."""
     with EditPipeline(tiny_bundle, backend="onnxruntime") as ort_p:
         w = _latents(ort_p, 2)
         e = ort_p.embed(["red hair", "blue goatee"])
         ref = ort_p.edit_batch(w, e)
-    with EditPipeline(tiny_bundle, backend="torch", device="cpu", stack_streams=stacked) as torch_p:
-        # fused tails: the CPU default; stacked streams: asked for
-        mode = "cpu-fp32-fused-stacked-eager" if stacked else "cpu-fp32-fused-eager"
+    with EditPipeline(tiny_bundle, backend="torch", device="cpu", **switches) as torch_p:
         assert torch_p.device_editor.mode == mode
         got = torch_p.edit_batch(w, e)
     assert got[0].shape == ref[0].shape == (2, 2, 3, 32, 32)
@@ -49,6 +56,53 @@ def test_torch_cpu_edit_matches_onnxruntime(tiny_bundle, stacked):
     assert len(got[2]) == len(ref[2])
     for a, b in zip(got[2], ref[2]):
         np.testing.assert_allclose(a, b, atol=1e-4)
+
+
+def test_switch_refusals_on_cpu(tiny_bundle, cli):
+    from mcaclip.runtime.cli import main as mcarun
+
+    for args, msg in (
+        (["--cudnn-benchmark"], "--cudnn-benchmark on the torch backend need a CUDA GPU"),
+        (["--subpixel"], "--subpixel is a form of the folded blur: add --fold-blur"),
+        (["--subpixel", "--no-fold-blur"], "--subpixel is a form of the folded blur"),
+    ):
+        code, _, err = cli(
+            mcarun, "edit", "--engine", tiny_bundle, "--backend", "torch", "--device", "cpu",
+            *args, "--seeds", "0", "--prompt", "red hair", "--out", "unused",
+        )  # fmt: skip
+        last = err.strip().splitlines()[-1]
+        assert code == 2 and last.startswith("error: ") and msg in last, err
+    code, _, err = cli(
+        mcarun, "edit", "--engine", tiny_bundle, "--backend", "onnxruntime", "--subpixel",
+        "--seeds", "0", "--prompt", "red hair", "--out", "unused",
+    )  # fmt: skip
+    assert code == 2 and "--subpixel: options of the torch backend" in err
+
+
+def test_cudnn_benchmark_wrapper_restores_the_flag():
+    from mcaclip.runtime.backends.torch import CudnnBenchmark
+
+    seen = []
+
+    def fn(x):
+        seen.append(torch.backends.cudnn.benchmark)
+        if x is None:
+            raise ValueError("boom")
+        return (x,)
+
+    before = torch.backends.cudnn.benchmark
+    try:
+        for start in (False, True):
+            torch.backends.cudnn.benchmark = start
+            CudnnBenchmark(fn)(torch.ones(1))
+            assert torch.backends.cudnn.benchmark is start
+        torch.backends.cudnn.benchmark = False
+        with pytest.raises(ValueError):
+            CudnnBenchmark(fn)(None)
+        assert torch.backends.cudnn.benchmark is False  # restored after a failure too
+    finally:
+        torch.backends.cudnn.benchmark = before
+    assert seen == [True, True, True]
 
 
 @pytest.mark.gpu
@@ -89,15 +143,17 @@ def test_fp16_cuda_matches_fp32(tiny_bundle, cuda_graphs):
 
 @pytest.mark.gpu
 def test_fused_tails_and_stacked_streams_on_cuda(tiny_bundle):
-    """Fused tails, and fused tails with stacked streams (FP16, NHWC, CUDA graphs), against the
-    default fast path."""
+    """Fused tails, stacked streams, sub-pixel up-sampling convs and cuDNN's algorithm timing
+    (FP16, NHWC, CUDA graphs), one more at a time, against the default fast path."""
     runs = []
-    for fused, stacked in ((False, False), (True, False), (True, True)):
+    chain = ((False, False, False), (True, False, False), (True, True, False), (True, True, True))
+    for fused, stacked, phases in chain:
         with EditPipeline(tiny_bundle, backend="torch", device="cuda", precision="fp16",
-                          cuda_graphs=True, fuse_tails=fused,
-                          stack_streams=stacked) as p:  # fmt: skip
+                          cuda_graphs=True, fuse_tails=fused, stack_streams=stacked,
+                          subpixel=phases, cudnn_benchmark=phases) as p:  # fmt: skip
             mode = p.device_editor.mode
             assert ("fused" in mode) == fused and ("stacked" in mode) == stacked
+            assert ("subpixel" in mode) == phases and ("cudnnbench" in mode) == phases
             w = _latents(p, 3)
             runs.append(p.edit_batch(w, p.embed(["red hair", "blue goatee"])))
     plain = runs[0]
@@ -138,6 +194,8 @@ def test_bench_all_backends_on_gpu(tiny_bundle, cli, tmp_path):
     rows = data["variants"]["torch-cuda-fp16-cudagraphs"]["rows"]
     assert all(r["timer"] == "cuda-events" for r in rows)
     assert data["machine"]["gpu"] and data["machine"]["compute_capability"]
+    timed = [n for n in data["variants"] if n.startswith("torch-cuda-fp16")]
+    assert len(timed) == 5, data.get("skipped")  # the default, then each switch of the chain
 
 
 def test_fp16_graph_channels_last_matches_fp32_on_cpu(tiny_editor, tiny_w):
@@ -171,12 +229,20 @@ def test_fp16_graph_channels_last_matches_fp32_on_cpu(tiny_editor, tiny_w):
 )
 @pytest.mark.parametrize("stacked", [False, True])
 def test_compiled_fast_forms_match_eager_on_cpu(tiny_editor, stacked):
-    """What --compile runs on a GPU (stencil FIR filters, here with the fused tails, and with
-    stacked streams: in-place blends into views) traces through torch.compile and matches the
-    plain eager masked generator (CPU, FP32, ~25 s each)."""
+    """What --compile runs on a GPU (stencil FIR filters, here with the fused tails; and with
+    stacked streams, in-place blends into views, sub-pixel up-sampling convs and frozen NHWC
+    weights) traces through torch.compile and matches the plain eager masked generator (CPU,
+    FP32, ~25 s each)."""
     from mcaclip.nn.editor import stack_streams
     from mcaclip.nn.graphs import build_graph
-    from mcaclip.nn.stylegan2 import StyledConv, fuse_tails, stencil_blur
+    from mcaclip.nn.stylegan2 import (
+        StyledConv,
+        fold_blur,
+        freeze_weights,
+        fuse_tails,
+        stencil_blur,
+        subpixel,
+    )
 
     for m in tiny_editor.modules():
         if isinstance(m, StyledConv):
@@ -191,6 +257,9 @@ def test_compiled_fast_forms_match_eager_on_cpu(tiny_editor, stacked):
     with torch.inference_mode():
         ref = module(w, w_edit, e)
         fast = stack_streams(stencil_blur(fuse_tails(module)), stacked)
+        if stacked:
+            freeze_weights(subpixel(fold_blur(fast)), channels_last=True)
+            w, w_edit, e = (t.contiguous() for t in (w, w_edit, e))
         compiled = torch.compile(fast, dynamic=False)
         try:
             out = compiled(w, w_edit, e)

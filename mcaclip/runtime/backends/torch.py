@@ -10,8 +10,14 @@ On a CUDA GPU it is also a fast path:
   skip in FP32 and clamp FP16 activations at +-256. Fusion and mapper (a few MFLOP) stay FP32.
 * ``fold_blur`` (default with FP16 on a GPU): each up-sampling conv and its FIR blur run as one
   transposed conv (:func:`mcaclip.nn.stylegan2.fold_blur`).
+* ``subpixel`` (with the folded blur): each folded up-sampling conv as a plain 3x3 conv with
+  four output phases and a pixel shuffle (:func:`mcaclip.nn.stylegan2.subpixel`): cuDNN's
+  transposed-conv (dgrad) kernels ran the folded 6x6 kernels at 4 % of the FP16 peak at
+  32-128 channels on an H100; a forward conv with 4x the output channels is its fastest kind.
 * ``channels_last`` (FP16 only; default with the folded blur): NHWC activations for cuDNN's
   tensor cores.
+* ``cudnn_benchmark``: let cuDNN time its algorithms for each new shape (the first call per
+  shape is slower; CUDA graphs capture the winner) instead of picking one by heuristics.
 * ``fuse_tails``: each styled conv's element-wise tail in three passes instead of up to six,
   each mask blend in one instead of three, ToRGB as a matrix product
   (:func:`mcaclip.nn.stylegan2.fuse_tails`). Default on the CPU, where it was measured (1.16x /
@@ -25,6 +31,9 @@ On a CUDA GPU it is also a fast path:
 * ``compile``: ``torch.compile`` of the masked generator (fuses the element-wise tails); its
   FIR filters become sums of shifted slices (:func:`mcaclip.nn.stylegan2.stencil_blur`), which
   the compiler fuses too, where a depthwise convolution would stay a kernel of its own.
+
+The weights each conv runs with (scaled, folded, in phases, NHWC) are computed once per
+module (:func:`mcaclip.nn.stylegan2.freeze_weights`), not on every call.
 
 ``TorchEditor.edit`` runs fusion -> mapper -> masked generator on device tensors: one host to
 device copy of the latents and one copy of the results back.
@@ -132,6 +141,8 @@ class TorchEditor(DeviceEditor):
         fold_blur: bool | None = None,
         fuse_tails: bool | None = None,
         stack_streams: bool | None = None,
+        subpixel: bool | None = None,
+        cudnn_benchmark: bool | None = None,
     ):
         from mcaclip.nn.editor import MCAEditor
 
@@ -147,6 +158,7 @@ class TorchEditor(DeviceEditor):
                 ("--precision fp16", precision == "fp16"),
                 ("CUDA graphs", cuda_graphs),
                 ("--compile", compile),
+                ("--cudnn-benchmark", cudnn_benchmark),
             )
             if on
         ]
@@ -184,6 +196,13 @@ class TorchEditor(DeviceEditor):
         self.stack_streams = bool(stack_streams) and self.editor.use_masks
         if stack_streams and not self.editor.use_masks:
             log.warning("--stack-streams: this bundle's editor has no masks (one stream); ignored")
+        self.subpixel = bool(subpixel) and self.fold_blur
+        if subpixel and not self.fold_blur:
+            raise BackendError(
+                "--subpixel is a form of the folded blur: add --fold-blur (the default only "
+                "for fp16 on a GPU), or drop --subpixel"
+            )
+        self.cudnn_benchmark = bool(cudnn_benchmark)
         self._modules: dict[str, Callable] = {}
 
     @property
@@ -194,6 +213,10 @@ class TorchEditor(DeviceEditor):
             parts.append("nhwc")
         if self.fold_blur:
             parts.append("foldblur")
+        if self.subpixel:
+            parts.append("subpixel")
+        if self.cudnn_benchmark:
+            parts.append("cudnnbench")
         if self.fuse_tails:
             parts.append("fused")
         if self.stack_streams:
@@ -207,7 +230,13 @@ class TorchEditor(DeviceEditor):
         """The graph module at this backend's precision (cached)."""
         from mcaclip.nn.editor import stack_streams
         from mcaclip.nn.graphs import Fp16Graph, build_graph
-        from mcaclip.nn.stylegan2 import fold_blur, fuse_tails, stencil_blur
+        from mcaclip.nn.stylegan2 import (
+            fold_blur,
+            freeze_weights,
+            fuse_tails,
+            stencil_blur,
+            subpixel,
+        )
 
         key = f"{name}:{graphed}"
         if key not in self._modules:
@@ -216,12 +245,17 @@ class TorchEditor(DeviceEditor):
                 module = Fp16Graph(module, channels_last=self.channels_last).eval()
             if self.fold_blur:
                 fold_blur(module)
+            if self.subpixel:
+                subpixel(module)
             if self.fuse_tails:
                 fuse_tails(module)
             if self.stack_streams:
                 stack_streams(module)
+            freeze_weights(module, channels_last=self.channels_last)  # after every switch
             if self.compile and name == "masked_generator":
                 module = torch.compile(stencil_blur(module), dynamic=False)
+            if self.cudnn_benchmark:
+                module = CudnnBenchmark(module)
             if graphed:
                 module = CudaGraphed(module)
             self._modules[key] = module
@@ -240,6 +274,23 @@ class TorchEditor(DeviceEditor):
                 return _tuple(module(*args))
 
         return run
+
+
+class CudnnBenchmark:
+    """Calls ``fn`` with cuDNN's algorithm timing on (``torch.backends.cudnn.benchmark``), and
+    the caller's setting back afterwards: the process-wide flag is not left changed."""
+
+    def __init__(self, fn: Callable):
+        self.fn = fn
+
+    def __call__(self, *args: torch.Tensor):
+        # not cudnn.flags(): its defaults for the arguments not given differ between versions
+        before = torch.backends.cudnn.benchmark
+        torch.backends.cudnn.benchmark = True
+        try:
+            return self.fn(*args)
+        finally:
+            torch.backends.cudnn.benchmark = before
 
 
 def _tuple(out) -> tuple[torch.Tensor, ...]:
