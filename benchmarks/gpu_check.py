@@ -8,18 +8,20 @@ Steps (each one's outcome is recorded; a failing step does not stop the next):
 2. ``gpu_tests``: ``pytest -m "gpu or trt"`` (TensorRT tests skip where it is not installed).
 3. ``bundle``: an ffhq-1024 bundle with random weights for the torch backend (no ONNX export).
 4. ``parity``: FP16 + CUDA graphs vs FP32 eager on the same latents: PSNR of edited and
-   original images, largest mask difference; for the default fast path and for the one with
-   every switch that changes arithmetic (sub-pixel convs, fused tails, stacked streams).
+   original images, largest mask difference; for the default fast path and for its plain form
+   (no sub-pixel convs, fused tails or stacked streams).
 5. ``bench``: ``mcarun bench --all-backends`` at batch 1 and 8 (CUDA-event timing): FP32 eager,
-   then FP16 + CUDA graphs with one more switch at a time (``GPU_SWITCH_CHAIN``).
-6. ``bench_compile``: ``--compile`` with sub-pixel convs and cuDNN timing, in its own process
-   (with time left; so are the next steps).
+   FP16 + CUDA graphs as default and in the plain form (``PLAIN_FP16``).
+6. ``bench_compile``: ``--compile`` with the default switches, in its own process (with time
+   left; so are the next steps).
 7. ``profile``: the top GPU kernels, and the top operators with their input shapes, of one
-   uncompiled FP16 edit at the largest batch: the default and the one with every switch.
-8. ``bench_compile_nofold``: ``--compile`` with the blur not folded (stencil FIR filters).
-9. ``bench_compile_stacked``: ``--compile`` with sub-pixel convs and stacked streams.
+   uncompiled FP16 edit at the largest batch, plain and default.
+8. ``bench_compile_unstacked``: ``--compile`` without stacked streams (largest batch only).
+9. ``bench_compile_nofold``: ``--compile`` with the blur not folded (stencil FIR filters).
 10. ``summary``: ms per edit of every variant next to the lower bound and the memory floor,
     speed-ups vs FP32 eager, which variants meet the targets.
+
+``--no-tests`` and ``--no-profile`` leave those steps out (a second run on the same code).
 
 Dry run: tiny-32 on the CPU, batches 1 and 2, two timed runs; GPU-only variants are listed as
 skipped, pytest only collects the GPU tests. It proves every step and the JSON layout work.
@@ -183,11 +185,8 @@ def build_bundle_1024(preset: str, out: Path, max_batch: int) -> dict:
     return {"path": str(out), "preset": preset, "batch_profile": manifest["batch_profile"]}
 
 
-# every switch of the fast path that changes the arithmetic (not only the speed)
-ALL_SWITCHES = {"subpixel": True, "fuse_tails": True, "stack_streams": True}
-
-
 def parity(bundle: Path, device: str, n: int) -> dict:
+    from mcaclip.runtime.bench import PLAIN_FP16
     from mcaclip.runtime.pipeline import EditPipeline
 
     with EditPipeline(bundle, backend="torch", device=device, precision="fp32",
@@ -198,7 +197,7 @@ def parity(bundle: Path, device: str, n: int) -> dict:
     if device == "cpu":  # FP16 fast path is GPU-only: the dry run compares FP32 with itself
         return {"latents": n, "compared": "fp32 vs fp32 (dry)", **_compare(ref, ref)}
     result = {"latents": n, "compared": "fp16+cudagraphs vs fp32 eager"}
-    for name, switches in (("default", {}), ("all_switches", ALL_SWITCHES)):
+    for name, switches in (("default", {}), ("plain", PLAIN_FP16)):
         with EditPipeline(bundle, backend="torch", device=device, precision="fp16",
                           cuda_graphs=True, **switches) as p16:  # fmt: skip
             got = p16.edit_batch(w, e)
@@ -323,17 +322,18 @@ def profile_kernels(bundle: Path, device: str, batch: int, top: int = 12) -> dic
     the ``top`` operators by GPU time with their input shapes (which convolution is slow)."""
     from torch.profiler import ProfilerActivity, profile
 
+    from mcaclip.runtime.bench import PLAIN_FP16
     from mcaclip.runtime.pipeline import EditPipeline
 
     gpu = device != "cpu"
+    # the dry run (CPU, FP32): the GPU's switches asked for, with the folded blur they need
+    on_cpu = {"fold_blur": True, "subpixel": True, "fuse_tails": True, "stack_streams": True}
     configs = {
-        "default": {"fuse_tails": False},
-        "all-switches": {**ALL_SWITCHES, "cudnn_benchmark": gpu},
+        "plain": PLAIN_FP16 if gpu else {"fuse_tails": False},
+        "default": {} if gpu else on_cpu,
     }
     result = {}
     for name, extra in configs.items():
-        if not gpu:
-            extra = {**extra, "fold_blur": extra.get("subpixel")}
         with EditPipeline(bundle, backend="torch", device=device,
                           precision="fp16" if gpu else "fp32", cuda_graphs=False,
                           **extra) as p:  # fmt: skip
@@ -422,6 +422,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--no-compile", dest="compile", action="store_false", help="skip the torch.compile timing"
     )
+    ap.add_argument("--no-tests", dest="tests", action="store_false", help="skip the gpu tests")
+    ap.add_argument(
+        "--no-profile", dest="profile", action="store_false", help="skip the kernel tables"
+    )
     ap.add_argument("--work", type=Path, help="where the bundle goes (default: a temp dir)")
     ap.add_argument("--budget", type=float, default=520, help="seconds for the whole check")
     args = ap.parse_args(argv)
@@ -452,7 +456,8 @@ def main(argv: list[str] | None = None) -> int:
             "measured_copy_gbs": None if dry else measure_copy_bandwidth(),
         },
     )
-    report["gpu_tests"] = step(report, "gpu_tests", lambda: run_tests(dry, timeout=240))
+    if args.tests:
+        report["gpu_tests"] = step(report, "gpu_tests", lambda: run_tests(dry, timeout=240))
     bundle = work / f"{args.preset}-torch"
     report["bundle"] = step(
         report, "bundle", lambda: build_bundle_1024(args.preset, bundle, max(sizes))
@@ -464,17 +469,19 @@ def main(argv: list[str] | None = None) -> int:
         lambda: bench(bundle, args.batch_sizes, args.iters, args.warmup, 300, "--all-backends"),
     )
 
-    def compile_bench(name: str, *switches: str) -> None:
-        """``--compile`` in its own process, and only with time left: a slow or failing
-        compile must not cost the rest."""
-        if not args.compile or dry or remaining() <= 120:
+    def compile_bench(name: str, *switches: str, largest_only: bool = False) -> None:
+        """``--compile`` in its own process, and only with time left (about a minute per batch
+        size, most of it compiling): a slow or failing compile must not cost the rest.
+        ``largest_only``: the largest batch alone (the one the bound target is about)."""
+        batches = str(max(sizes)) if largest_only else args.batch_sizes
+        if not args.compile or dry or remaining() <= 60 * len(batches.split(",")):
             return
         report[name] = step(
             report,
             name,
             lambda: bench(
                 bundle,
-                args.batch_sizes,
+                batches,
                 args.iters,
                 args.warmup,
                 240,
@@ -490,15 +497,15 @@ def main(argv: list[str] | None = None) -> int:
         if report[name] and report["bench"]:
             report["bench"]["variants"].update(report[name]["variants"])
 
-    compile_bench("bench_compile", "--subpixel", "--cudnn-benchmark")
-    if dry or remaining() > 90:
+    compile_bench("bench_compile")
+    if args.profile and (dry or remaining() > 90):
         report["profile"] = step(
             report, "profile", lambda: profile_kernels(bundle, device, max(sizes))
         )
     # the folded blur does 4x the multiply-adds of the up-sampling convs (about 270 GFLOP more
-    # per 1024 px edit); once compile has fused the tails, the unfolded form may be faster
-    compile_bench("bench_compile_nofold", "--no-fold-blur", "--nhwc", "--cudnn-benchmark")
-    compile_bench("bench_compile_stacked", "--subpixel", "--cudnn-benchmark", "--stack-streams")
+    # per 1024 px edit); with the tails fused by compile the unfolded form is about as fast
+    compile_bench("bench_compile_unstacked", "--no-stack-streams", largest_only=True)
+    compile_bench("bench_compile_nofold", "--no-fold-blur", "--nhwc")
     generator = load_preset(args.preset).generator
     flops = 2 * synthesis_flops(generator)  # two streams per edit
     moved = 2 * feature_bytes(generator)

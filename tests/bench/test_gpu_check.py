@@ -63,10 +63,10 @@ def test_dry_run_writes_every_step(tmp_path):
     assert set(report["steps"]) == {"environment", "gpu_tests", "bundle", "parity", "bench",
                                     "profile", "summary"}  # fmt: skip
     profile = report["profile"]
-    assert profile["default"]["mode"] == "cpu-fp32-eager"
-    assert profile["all-switches"]["mode"] == "cpu-fp32-foldblur-subpixel-fused-stacked-eager"
-    assert profile["default"]["kernels"] and profile["default"]["total_ms"] > 0
-    convs = [op for op in profile["all-switches"]["operators"] if "conv" in op["op"]]
+    assert profile["plain"]["mode"] == "cpu-fp32-eager"
+    assert profile["default"]["mode"] == "cpu-fp32-foldblur-subpixel-fused-stacked-eager"
+    assert profile["plain"]["kernels"] and profile["plain"]["total_ms"] > 0
+    convs = [op for op in profile["default"]["operators"] if "conv" in op["op"]]
     assert convs and all(op["shapes"].startswith("[[") for op in convs)  # shapes recorded
     assert report["parity"]["image_psnr_db"] is None  # FP32 against itself: identical
     assert report["gpu_tests"]["rc"] == 0  # the gpu/trt tests are collected

@@ -186,7 +186,7 @@ def test_prompt_batch_and_output_errors(cli, tiny_bundle, tmp_path):
 
 
 def test_bench_torch_switches(cli, tiny_bundle, tmp_path):
-    """--fold-blur/--nhwc/--fuse-tails/--stack-streams reach the torch backend (the JSON
+    """--fold-blur/--nhwc/--fuse-tails/--stack-streams/--subpixel reach the torch backend (the JSON
     records the configuration that ran); misuse is refused in one line."""
     path = tmp_path / "bench.json"
     args = ["bench", "--engine", tiny_bundle, "--batch-sizes", "1", "--iters", "1",
@@ -201,10 +201,18 @@ def test_bench_torch_switches(cli, tiny_bundle, tmp_path):
 
     assert ran() == ("torch-cpu-fp32-eager", "cpu-fp32-fused-eager")  # fused: the CPU default
     assert ran("--fold-blur", "--no-fuse-tails") == (
-        "torch-cpu-fp32-fold-eager",
+        "torch-cpu-fp32-fold-nofused-eager",
         "cpu-fp32-foldblur-eager",
     )
     assert ran("--stack-streams")[1] == "cpu-fp32-fused-stacked-eager"
+    assert ran("--fold-blur", "--subpixel") == (
+        "torch-cpu-fp32-fold-subpixel-eager",
+        "cpu-fp32-foldblur-subpixel-fused-eager",
+    )
+    assert ran("--no-subpixel", "--no-fuse-tails", "--no-stack-streams") == (
+        "torch-cpu-fp32-plain-eager",
+        "cpu-fp32-eager",
+    )
     for options, message in (
         (torch_cpu + ["--nhwc"], "--nhwc lays out the FP16 graphs"),
         (["--backend", "onnxruntime", "--fuse-tails"],

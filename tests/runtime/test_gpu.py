@@ -194,8 +194,11 @@ def test_bench_all_backends_on_gpu(tiny_bundle, cli, tmp_path):
     rows = data["variants"]["torch-cuda-fp16-cudagraphs"]["rows"]
     assert all(r["timer"] == "cuda-events" for r in rows)
     assert data["machine"]["gpu"] and data["machine"]["compute_capability"]
-    timed = [n for n in data["variants"] if n.startswith("torch-cuda-fp16")]
-    assert len(timed) == 5, data.get("skipped")  # the default, then each switch of the chain
+    timed = {n: v["mode"] for n, v in data["variants"].items() if n.startswith("torch-cuda-fp16")}
+    assert timed == {  # the default, and its plain form
+        "torch-cuda-fp16-cudagraphs": "cuda-fp16-nhwc-foldblur-subpixel-fused-stacked-cudagraphs",
+        "torch-cuda-fp16-plain-cudagraphs": "cuda-fp16-nhwc-foldblur-cudagraphs",
+    }, data.get("skipped")
 
 
 def test_fp16_graph_channels_last_matches_fp32_on_cpu(tiny_editor, tiny_w):

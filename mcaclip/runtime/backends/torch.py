@@ -10,22 +10,25 @@ On a CUDA GPU it is also a fast path:
   skip in FP32 and clamp FP16 activations at +-256. Fusion and mapper (a few MFLOP) stay FP32.
 * ``fold_blur`` (default with FP16 on a GPU): each up-sampling conv and its FIR blur run as one
   transposed conv (:func:`mcaclip.nn.stylegan2.fold_blur`).
-* ``subpixel`` (with the folded blur): each folded up-sampling conv as a plain 3x3 conv with
-  four output phases and a pixel shuffle (:func:`mcaclip.nn.stylegan2.subpixel`): cuDNN's
-  transposed-conv (dgrad) kernels ran the folded 6x6 kernels at 4 % of the FP16 peak at
-  32-128 channels on an H100; a forward conv with 4x the output channels is its fastest kind.
+* ``subpixel`` (default with the folded blur on a GPU): each folded up-sampling conv as a plain
+  3x3 conv with four output phases and a pixel shuffle (:func:`mcaclip.nn.stylegan2.subpixel`):
+  cuDNN ran the folded 6x6 kernels as transposed-conv (dgrad) kernels at 193 TFLOP/s on an H100
+  at 64 -> 32 channels, and the phases as a forward conv at 623 TFLOP/s.
 * ``channels_last`` (FP16 only; default with the folded blur): NHWC activations for cuDNN's
   tensor cores.
-* ``cudnn_benchmark``: let cuDNN time its algorithms for each new shape (the first call per
-  shape is slower; CUDA graphs capture the winner) instead of picking one by heuristics.
-* ``fuse_tails``: each styled conv's element-wise tail in three passes instead of up to six,
-  each mask blend in one instead of three, ToRGB as a matrix product
-  (:func:`mcaclip.nn.stylegan2.fuse_tails`). Default on the CPU, where it was measured (1.16x /
-  1.28x at batch 1 / 4 on a 256 px masked generator, ``benchmarks/switches_cpu.py``); off on a
-  GPU until the GPU check has measured it there (``benchmarks/gpu_check.sh`` times both).
-* ``stack_streams`` (off until measured on a GPU; neutral on the CPU, 0.94x / 1.04x): the original
+* ``fuse_tails`` (default on the CPU and for FP16 on a GPU without ``compile``): each styled
+  conv's element-wise tail in three passes instead of up to six, each mask blend in one instead
+  of three, ToRGB as a matrix product (:func:`mcaclip.nn.stylegan2.fuse_tails`). Measured 1.16x
+  / 1.28x at batch 1 / 4 on a 256 px CPU masked generator (``benchmarks/switches_cpu.py``),
+  1.03x / 1.38x at batch 1 / 8 for a 1024 px FP16 edit on an H100. ``compile`` fuses the plain
+  form itself.
+* ``stack_streams`` (default for FP16 on a GPU; neutral on the CPU, 0.94x / 1.04x): the original
   and edited streams as one batch through every styled conv and ToRGB, half the kernels at
-  twice the batch (:func:`mcaclip.nn.editor.stack_streams`).
+  twice the batch (:func:`mcaclip.nn.editor.stack_streams`); 1.22x / 1.05x at batch 1 / 8 on an
+  H100 on top of the fused tails.
+* ``cudnn_benchmark`` (off): let cuDNN time its algorithms for each new shape (the first call
+  per shape is slower; CUDA graphs capture the winner) instead of its heuristics; it changed
+  nothing measurable on an H100.
 * ``cuda_graphs``: each graph (and the whole edit) is captured once per input shape and replayed,
   which removes the launch overhead of the ~300 kernels of a 1024 px edit.
 * ``compile``: ``torch.compile`` of the masked generator (fuses the element-wise tails); its
@@ -183,25 +186,33 @@ class TorchEditor(DeviceEditor):
         self.precision = precision
         self.cuda_graphs = cuda_graphs
         self.compile = compile
-        # measured on an H100 (benchmarks/results/gpu_profile*.json): folding the blur into the
-        # up-sampling convs removes the slowest kernel (a depthwise FIR pass); NHWC is 1.6x
-        # slower with the separate blur and 8 % faster with the folded one. Both can be forced.
+        # Defaults are what the GPU check measured faster on an H100 (FP16, batch 1 and 8,
+        # benchmarks/results/gpu_check*.json) or, on the CPU, benchmarks/switches_cpu.py; any
+        # switch can be forced either way. Folding the blur into the up-sampling convs removes
+        # a depthwise FIR pass; NHWC is 1.6x slower with the separate blur and faster with the
+        # folded one; the sub-pixel form runs the folded convs 3.3x faster (same end to end
+        # without compile); fused tails 1.38x at batch 8 (compile fuses the plain form
+        # itself); stacked streams 1.22x at batch 1; cuDNN's algorithm timing changed nothing.
         fast = self.device.type == "cuda" and precision == "fp16"
         self.fold_blur = fast if fold_blur is None else fold_blur
         if channels_last is None:
             channels_last = self.fold_blur and precision == "fp16"
         self.channels_last = channels_last
-        self.fuse_tails = self.device.type == "cpu" if fuse_tails is None else fuse_tails
-        # an editor without masks runs one synthesis stream: nothing to stack
-        self.stack_streams = bool(stack_streams) and self.editor.use_masks
-        if stack_streams and not self.editor.use_masks:
-            log.warning("--stack-streams: this bundle's editor has no masks (one stream); ignored")
-        self.subpixel = bool(subpixel) and self.fold_blur
+        if fuse_tails is None:
+            fuse_tails = self.device.type == "cpu" or (fast and not compile)
+        self.fuse_tails = fuse_tails
         if subpixel and not self.fold_blur:
             raise BackendError(
                 "--subpixel is a form of the folded blur: add --fold-blur (the default only "
                 "for fp16 on a GPU), or drop --subpixel"
             )
+        self.subpixel = fast and self.fold_blur if subpixel is None else subpixel
+        # an editor without masks runs one synthesis stream: nothing to stack
+        self.stack_streams = (fast if stack_streams is None else stack_streams) and (
+            self.editor.use_masks
+        )  # fmt: skip
+        if stack_streams and not self.editor.use_masks:
+            log.warning("--stack-streams: this bundle's editor has no masks (one stream); ignored")
         self.cudnn_benchmark = bool(cudnn_benchmark)
         self._modules: dict[str, Callable] = {}
 
