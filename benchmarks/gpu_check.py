@@ -16,9 +16,8 @@ Steps (each one's outcome is recorded; a failing step does not stop the next):
    left; so are the next steps).
 7. ``profile``: the top GPU kernels, and the top operators with their input shapes, of one
    uncompiled FP16 edit at the largest batch, plain and default.
-8. ``bench_compile_unstacked``: ``--compile`` without stacked streams (largest batch only).
-9. ``bench_compile_nofold``: ``--compile`` with the blur not folded (stencil FIR filters).
-10. ``summary``: ms per edit of every variant next to the lower bound and the memory floor,
+8. ``bench_compile_nofold``: ``--compile`` with the blur not folded (stencil FIR filters).
+9. ``summary``: ms per edit of every variant next to the lower bound and the memory floor,
     speed-ups vs FP32 eager, which variants meet the targets.
 
 ``--no-tests`` and ``--no-profile`` leave those steps out (a second run on the same code).
@@ -469,19 +468,18 @@ def main(argv: list[str] | None = None) -> int:
         lambda: bench(bundle, args.batch_sizes, args.iters, args.warmup, 300, "--all-backends"),
     )
 
-    def compile_bench(name: str, *switches: str, largest_only: bool = False) -> None:
+    def compile_bench(name: str, *switches: str) -> None:
         """``--compile`` in its own process, and only with time left (about a minute per batch
-        size, most of it compiling): a slow or failing compile must not cost the rest.
-        ``largest_only``: the largest batch alone (the one the bound target is about)."""
-        batches = str(max(sizes)) if largest_only else args.batch_sizes
-        if not args.compile or dry or remaining() <= 60 * len(batches.split(",")):
+        size on an H100, most of it compiling): a slow or failing compile must not cost the
+        rest."""
+        if not args.compile or dry or remaining() <= 60 * len(sizes):
             return
         report[name] = step(
             report,
             name,
             lambda: bench(
                 bundle,
-                batches,
+                args.batch_sizes,
                 args.iters,
                 args.warmup,
                 240,
@@ -504,7 +502,6 @@ def main(argv: list[str] | None = None) -> int:
         )
     # the folded blur does 4x the multiply-adds of the up-sampling convs (about 270 GFLOP more
     # per 1024 px edit); with the tails fused by compile the unfolded form is about as fast
-    compile_bench("bench_compile_unstacked", "--no-stack-streams", largest_only=True)
     compile_bench("bench_compile_nofold", "--no-fold-blur", "--nhwc")
     generator = load_preset(args.preset).generator
     flops = 2 * synthesis_flops(generator)  # two streams per edit

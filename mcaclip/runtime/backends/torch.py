@@ -22,10 +22,11 @@ On a CUDA GPU it is also a fast path:
   / 1.28x at batch 1 / 4 on a 256 px CPU masked generator (``benchmarks/switches_cpu.py``),
   1.03x / 1.38x at batch 1 / 8 for a 1024 px FP16 edit on an H100. ``compile`` fuses the plain
   form itself.
-* ``stack_streams`` (default for FP16 on a GPU; neutral on the CPU, 0.94x / 1.04x): the original
-  and edited streams as one batch through every styled conv and ToRGB, half the kernels at
-  twice the batch (:func:`mcaclip.nn.editor.stack_streams`); 1.22x / 1.05x at batch 1 / 8 on an
-  H100 on top of the fused tails.
+* ``stack_streams`` (default for FP16 on a GPU without ``compile``; neutral on the CPU, 0.94x /
+  1.04x): the original and edited streams as one batch through every styled conv and ToRGB,
+  half the kernels at twice the batch (:func:`mcaclip.nn.editor.stack_streams`); 1.22x / 1.05x
+  at batch 1 / 8 on an H100 on top of the fused tails, but under ``compile`` 2.2x / 2.9x
+  slower (7.6 instead of 2.6 ms per edit at batch 8).
 * ``cudnn_benchmark`` (off): let cuDNN time its algorithms for each new shape (the first call
   per shape is slower; CUDA graphs capture the winner) instead of its heuristics; it changed
   nothing measurable on an H100.
@@ -192,7 +193,8 @@ class TorchEditor(DeviceEditor):
         # a depthwise FIR pass; NHWC is 1.6x slower with the separate blur and faster with the
         # folded one; the sub-pixel form runs the folded convs 3.3x faster (same end to end
         # without compile); fused tails 1.38x at batch 8 (compile fuses the plain form
-        # itself); stacked streams 1.22x at batch 1; cuDNN's algorithm timing changed nothing.
+        # itself); stacked streams 1.22x at batch 1, but 2.9x slower at batch 8 under compile;
+        # cuDNN's algorithm timing changed nothing.
         fast = self.device.type == "cuda" and precision == "fp16"
         self.fold_blur = fast if fold_blur is None else fold_blur
         if channels_last is None:
@@ -208,9 +210,9 @@ class TorchEditor(DeviceEditor):
             )
         self.subpixel = fast and self.fold_blur if subpixel is None else subpixel
         # an editor without masks runs one synthesis stream: nothing to stack
-        self.stack_streams = (fast if stack_streams is None else stack_streams) and (
-            self.editor.use_masks
-        )  # fmt: skip
+        if stack_streams is None:  # under compile 3x slower at batch 8 (H100): off there
+            stack_streams = fast and not compile
+        self.stack_streams = stack_streams and self.editor.use_masks
         if stack_streams and not self.editor.use_masks:
             log.warning("--stack-streams: this bundle's editor has no masks (one stream); ignored")
         self.cudnn_benchmark = bool(cudnn_benchmark)
