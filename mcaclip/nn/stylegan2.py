@@ -244,14 +244,17 @@ class ModulatedConv2d(nn.Module):
         weight = self.conv_weight().detach()
         if channels_last and weight.shape[-1] > 1:
             weight = weight.contiguous(memory_format=torch.channels_last)
+        sq = self.demod_weight().detach() if self.demodulate else None
         self.register_buffer("frozen_weight", weight, persistent=False)
-        self.register_buffer("frozen_sq", self.demod_weight().detach(), persistent=False)
+        self.register_buffer("frozen_sq", sq, persistent=False)
         self.frozen = (self.fold_blur, self.use_phases)
 
     def _weights(self) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """(conv weight, demodulation sums or None): frozen where made for these switches."""
+        """(conv weight, FP32 demodulation sums or None): frozen where made for these switches
+        (the sums back in FP32 if the module was cast after freezing)."""
         if self.frozen is not None and self.frozen == (self.fold_blur, self.use_phases):
-            return self.frozen_weight, self.frozen_sq if self.demodulate else None
+            sq = self.frozen_sq
+            return self.frozen_weight, None if sq is None else sq.float()
         return self.conv_weight(), self.demod_weight() if self.demodulate else None
 
     def forward(self, x: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
@@ -296,7 +299,7 @@ def pixel_shuffle2(x: torch.Tensor) -> torch.Tensor:
     b, c4, h, w = x.shape
     c = c4 // 4
     phases = x.view(b, 2, 2, c, h, w)  # a view in either memory format
-    if x.dim() == 4 and x.stride(1) == 1 and c4 > 1:  # NHWC: build [B, H, 2, W, 2, C] in order
+    if x.stride(1) == 1:  # NHWC: build [B, H, 2, W, 2, C] in order
         out = phases.permute(0, 4, 1, 5, 2, 3).reshape(b, 2 * h, 2 * w, c)
         return out.permute(0, 3, 1, 2)
     return phases.permute(0, 3, 4, 1, 5, 2).reshape(b, c, 2 * h, 2 * w)

@@ -34,18 +34,19 @@ def backend_options(f):
         "--subpixel/--no-subpixel",
         default=None,
         help="torch backend: folded up-sampling convs as plain convs with four output phases "
-        "(default: off).",
+        "(default: on with the folded blur for fp16 on a GPU).",
     )(f)
     f = click.option(
         "--stack-streams/--no-stack-streams",
         default=None,
-        help="torch backend: original and edited streams as one batch (default: off).",
+        help="torch backend: original and edited streams as one batch (default: on for fp16 "
+        "on a GPU without --compile).",
     )(f)
     f = click.option(
         "--fuse-tails/--no-fuse-tails",
         default=None,
-        help="torch backend: fused element-wise tails (default: on for cpu, off on a GPU "
-        "until measured there).",
+        help="torch backend: fused element-wise tails (default: on for cpu, and for fp16 on a "
+        "GPU without --compile).",
     )(f)
     f = click.option(
         "--nhwc/--nchw",

@@ -68,7 +68,6 @@ def test_dry_run_writes_every_step(tmp_path):
     assert profile["plain"]["kernels"] and profile["plain"]["total_ms"] > 0
     convs = [op for op in profile["default"]["operators"] if "conv" in op["op"]]
     assert convs and all(op["shapes"].startswith("[[") for op in convs)  # shapes recorded
-    assert report["parity"]["image_psnr_db"] is None  # FP32 against itself: identical
     assert report["gpu_tests"]["rc"] == 0  # the gpu/trt tests are collected
     assert "torch-cpu-fp32-eager" in report["bench"]["variants"]
     assert "tensorrt" in " ".join(report["bench"]["skipped"])  # named, not hidden

@@ -351,8 +351,16 @@ def test_frozen_weights_match_and_follow_the_switches(tiny):
         fold_blur(g, on=False)  # frozen kernels are folded ones: not used any more
         torch.testing.assert_close(g.synthesis(w), ref, atol=1e-5, rtol=1e-5)
         for m in convs:  # frozen means frozen: later parameter changes are not seen
-            m.weight.mul_(2.0)
+            m.weight.add_(0.5 * torch.randn_like(m.weight))  # (a scale would demodulate away)
         fold_blur(g)
         torch.testing.assert_close(g.synthesis(w), ref, atol=1e-5, rtol=1e-5)
+        styled = [m for m in convs if m.demodulate]
         freeze_weights(g)
-        assert (g.synthesis(w) - ref).abs().max() > 1e-3
+        changed = g.synthesis(w)
+        assert (changed - ref).abs().max() > 1e-3
+        for m in styled:  # each styled conv's frozen kernel and sums follow the new weights
+            torch.testing.assert_close(m.frozen_sq, m.demod_weight())
+        assert all(m.frozen_sq is None for m in convs if not m.demodulate)  # ToRGB: no sums
+        g.half()  # cast after freezing: the sums are used in FP32 again
+        out16 = g.synthesis(w.half()).float()
+        assert torch.isfinite(out16).all() and (out16 - changed).abs().max() < 0.05

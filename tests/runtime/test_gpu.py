@@ -271,3 +271,29 @@ def test_compiled_fast_forms_match_eager_on_cpu(tiny_editor, stacked):
     assert len(out) == len(ref)
     for a, b in zip(out, ref):
         torch.testing.assert_close(a, b, atol=5e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("stacked", [False, True])
+def test_fast_forms_trace_as_one_graph(tiny_editor, tiny_w, stacked):
+    """The masked generator as --compile gets it on a GPU (FP16, NHWC, folded sub-pixel convs,
+    frozen weights, stencil FIR; stacked streams or not) traces without a graph break: with
+    breaks, the pieces recompile per layer past Dynamo's limit and run eagerly. torch 2.11
+    broke the graph at each in-place blend into an NHWC slice of the stacked batch (2.9x slower
+    on an H100); the torch CI runs traces that form, so this test guards against new breaks,
+    and the 2.11 case was checked by hand (26 graphs before the fix, 1 after)."""
+    from mcaclip.nn.editor import stack_streams
+    from mcaclip.nn.graphs import Fp16Graph, build_graph
+    from mcaclip.nn.stylegan2 import fold_blur, freeze_weights, stencil_blur, subpixel
+
+    module = Fp16Graph(build_graph(tiny_editor, "masked_generator"), channels_last=True).eval()
+    stack_streams(stencil_blur(subpixel(fold_blur(module))), stacked)
+    freeze_weights(module, channels_last=True)
+    w_edit = tiny_w[:, None] + 0.1
+    e = torch.randn(tiny_w.shape[0], 1, tiny_editor.preset.clip.embed_dim)
+    try:
+        with torch.inference_mode():
+            explained = torch._dynamo.explain(module)(tiny_w, w_edit, e)
+    finally:
+        torch._dynamo.reset()
+    reasons = [str(r.reason).splitlines()[0] for r in explained.break_reasons]
+    assert explained.graph_break_count == 0 and explained.graph_count == 1, reasons

@@ -10,10 +10,12 @@ On a CUDA GPU it is also a fast path:
   skip in FP32 and clamp FP16 activations at +-256. Fusion and mapper (a few MFLOP) stay FP32.
 * ``fold_blur`` (default with FP16 on a GPU): each up-sampling conv and its FIR blur run as one
   transposed conv (:func:`mcaclip.nn.stylegan2.fold_blur`).
-* ``subpixel`` (default with the folded blur on a GPU): each folded up-sampling conv as a plain
-  3x3 conv with four output phases and a pixel shuffle (:func:`mcaclip.nn.stylegan2.subpixel`):
-  cuDNN ran the folded 6x6 kernels as transposed-conv (dgrad) kernels at 193 TFLOP/s on an H100
-  at 64 -> 32 channels, and the phases as a forward conv at 623 TFLOP/s.
+* ``subpixel`` (default with the folded blur for FP16 on a GPU): each folded up-sampling conv as
+  a plain 3x3 conv with four output phases and a pixel shuffle
+  (:func:`mcaclip.nn.stylegan2.subpixel`): cuDNN ran the folded 6x6 kernels as transposed-conv
+  (dgrad) kernels at 193 TFLOP/s on an H100 at 64 -> 32 channels, and the phases as a forward
+  conv at 623 TFLOP/s; uncompiled, the shuffle's copy takes back most of that (same end to
+  end).
 * ``channels_last`` (FP16 only; default with the folded blur): NHWC activations for cuDNN's
   tensor cores.
 * ``fuse_tails`` (default on the CPU and for FP16 on a GPU without ``compile``): each styled
@@ -25,8 +27,9 @@ On a CUDA GPU it is also a fast path:
 * ``stack_streams`` (default for FP16 on a GPU without ``compile``; neutral on the CPU, 0.94x /
   1.04x): the original and edited streams as one batch through every styled conv and ToRGB,
   half the kernels at twice the batch (:func:`mcaclip.nn.editor.stack_streams`); 1.22x / 1.05x
-  at batch 1 / 8 on an H100 on top of the fused tails, but under ``compile`` 2.2x / 2.9x
-  slower (7.6 instead of 2.6 ms per edit at batch 8).
+  at batch 1 / 8 on an H100 on top of the fused tails. Off under ``compile``: the one
+  measurement there (7.6 instead of 2.6 ms per edit at batch 8) ran with graph breaks at the
+  in-place blends (torch 2.11), since fixed but not measured again.
 * ``cudnn_benchmark`` (off): let cuDNN time its algorithms for each new shape (the first call
   per shape is slower; CUDA graphs capture the winner) instead of its heuristics; it changed
   nothing measurable on an H100.
@@ -191,10 +194,9 @@ class TorchEditor(DeviceEditor):
         # benchmarks/results/gpu_check*.json) or, on the CPU, benchmarks/switches_cpu.py; any
         # switch can be forced either way. Folding the blur into the up-sampling convs removes
         # a depthwise FIR pass; NHWC is 1.6x slower with the separate blur and faster with the
-        # folded one; the sub-pixel form runs the folded convs 3.3x faster (same end to end
+        # folded one; the sub-pixel form runs the folded convs 3.2x faster (same end to end
         # without compile); fused tails 1.38x at batch 8 (compile fuses the plain form
-        # itself); stacked streams 1.22x at batch 1, but 2.9x slower at batch 8 under compile;
-        # cuDNN's algorithm timing changed nothing.
+        # itself); stacked streams 1.22x at batch 1; cuDNN's algorithm timing changed nothing.
         fast = self.device.type == "cuda" and precision == "fp16"
         self.fold_blur = fast if fold_blur is None else fold_blur
         if channels_last is None:
@@ -210,11 +212,11 @@ class TorchEditor(DeviceEditor):
             )
         self.subpixel = fast and self.fold_blur if subpixel is None else subpixel
         # an editor without masks runs one synthesis stream: nothing to stack
-        if stack_streams is None:  # under compile 3x slower at batch 8 (H100): off there
-            stack_streams = fast and not compile
-        self.stack_streams = stack_streams and self.editor.use_masks
         if stack_streams and not self.editor.use_masks:
             log.warning("--stack-streams: this bundle's editor has no masks (one stream); ignored")
+        if stack_streams is None:  # not measured under compile (see the module docstring)
+            stack_streams = fast and not compile
+        self.stack_streams = stack_streams and self.editor.use_masks
         self.cudnn_benchmark = bool(cudnn_benchmark)
         self._modules: dict[str, Callable] = {}
 
@@ -264,7 +266,8 @@ class TorchEditor(DeviceEditor):
                 fuse_tails(module)
             if self.stack_streams:
                 stack_streams(module)
-            freeze_weights(module, channels_last=self.channels_last)  # after every switch
+            if name == "masked_generator":  # the only graph that runs modulated convs
+                freeze_weights(module, channels_last=self.channels_last)  # after every switch
             if self.compile and name == "masked_generator":
                 module = torch.compile(stencil_blur(module), dynamic=False)
             if self.cudnn_benchmark:
