@@ -214,7 +214,7 @@ class TorchEditor(DeviceEditor):
         # an editor without masks runs one synthesis stream: nothing to stack
         if stack_streams and not self.editor.use_masks:
             log.warning("--stack-streams: this bundle's editor has no masks (one stream); ignored")
-        if stack_streams is None:  # not measured under compile (see the module docstring)
+        if stack_streams is None:  # under compile: not measured since a fix (module docstring)
             stack_streams = fast and not compile
         self.stack_streams = stack_streams and self.editor.use_masks
         self.cudnn_benchmark = bool(cudnn_benchmark)
