@@ -239,7 +239,21 @@ def bench(bundle: Path, sizes: str, iters: int, warmup: int, timeout: int, *whic
     print(run.stdout[-4000:], run.stderr[-2000:], flush=True)
     if run.returncode != 0:
         raise RuntimeError(f"mcarun bench exited {run.returncode}: {run.stderr[-800:]}")
-    return json.loads(out.read_text())
+    result = json.loads(out.read_text())
+    result["compiler_warnings"] = compiler_warnings(run.stderr)
+    return result
+
+
+def compiler_warnings(stderr: str) -> list[str]:
+    """The lines of torch.compile's own warnings that mean a timing is not of one compiled
+    graph: recompile limits (the frame then runs eagerly) and graph breaks; each once."""
+    keys = ("recompile_limit", "function:", "last reason:", "Graph break")
+    seen: dict[str, None] = {}
+    for line in stderr.splitlines():
+        text = line.split("] ", 2)[-1].strip()  # drop the logger's prefix ("W1127 ... [8/8]")
+        if any(k in text for k in keys):
+            seen.setdefault(text[:300])
+    return list(seen)[:20]
 
 
 def summarize(

@@ -66,8 +66,9 @@ def test_dry_run_writes_every_step(tmp_path):
     assert profile["plain"]["mode"] == "cpu-fp32-eager"
     assert profile["default"]["mode"] == "cpu-fp32-foldblur-subpixel-fused-stacked-eager"
     assert profile["plain"]["kernels"] and profile["plain"]["total_ms"] > 0
-    convs = [op for op in profile["default"]["operators"] if "conv" in op["op"]]
-    assert convs and all(op["shapes"].startswith("[[") for op in convs)  # shapes recorded
+    ops = profile["default"]["operators"]  # the top ones: which depends on the CPU's timing
+    assert ops and all(op["op"].startswith("aten::") for op in ops)
+    assert any(op["shapes"].startswith("[[") for op in ops)  # input shapes recorded
     assert report["gpu_tests"]["rc"] == 0  # the gpu/trt tests are collected
     assert "torch-cpu-fp32-eager" in report["bench"]["variants"]
     assert "tensorrt" in " ".join(report["bench"]["skipped"])  # named, not hidden
@@ -98,3 +99,26 @@ def test_quality_benchmark_quick(tmp_path):
     assert len(list((tmp_path / "runs_quick").glob("*/mca-clip"))) == 2
     with pytest.raises(SystemExit):
         quality([*args, "--methods", "mca-clap"])
+
+
+def test_compiler_warnings_are_kept_once():
+    """What made the stacked compiled run slow on an H100 (run 2's log): recorded in the JSON."""
+    from benchmarks.gpu_check import compiler_warnings
+
+    prefix = "W1127 01:06:13.755000 623 torch/_dynamo/convert_frame.py:1743] [8/8] "
+    stderr = "\n".join(
+        [
+            "batch stage  p50 ms",
+            prefix + "torch._dynamo hit config.recompile_limit (8)",
+            prefix + "   function: 'mask' (/work/main/mcaclip/nn/editor.py:101)",
+            prefix + "   last reason: 8/7: layer == 7",
+            prefix + 'To log all recompilation reasons, use TORCH_LOGS="recompiles".',
+            prefix.replace("[8/8]", "[9/8]") + "torch._dynamo hit config.recompile_limit (8)",
+        ]
+    )
+    assert compiler_warnings(stderr) == [
+        "torch._dynamo hit config.recompile_limit (8)",
+        "function: 'mask' (/work/main/mcaclip/nn/editor.py:101)",
+        "last reason: 8/7: layer == 7",
+    ]
+    assert compiler_warnings("batch stage  p50 ms\n    8 end_to_end  5.5") == []
