@@ -12,14 +12,15 @@ Steps (each one's outcome is recorded; a failing step does not stop the next):
    (no sub-pixel convs, fused tails or stacked streams).
 5. ``bench``: ``mcarun bench --all-backends`` at batch 1 and 8 (CUDA-event timing): FP32 eager,
    FP16 + CUDA graphs as default and in the plain form (``PLAIN_FP16``).
-6. ``bench_compile``: ``--compile`` with the default switches, in its own process (with time
-   left; so are the next steps).
+6. ``bench_compile``: the first of ``--compile-variants`` (default ``default,stacked``; also
+   ``nofold``, ``autotune``: see ``COMPILE_VARIANTS``), in its own process (with time left; so
+   are the next steps).
 7. ``profile``: the top GPU kernels, and the top operators with their input shapes, of one
    uncompiled FP16 edit at the largest batch, plain and default.
-8. ``bench_compile_stacked``: ``--compile`` with stacked streams (off by default under
-   compile: their one compiled measurement ran with graph breaks, fixed since). The unfolded
-   blur under compile (``--no-fold-blur --nhwc``) measured as fast as the folded one on an H100
-   and is no longer timed here.
+8. ``bench_compile_<name>``: the other compile variants, e.g. ``bench_compile_stacked``
+   (stacked streams are off by default under compile: their one compiled measurement ran with
+   graph breaks, fixed since). ``nofold`` measured as fast as the folded blur on an H100;
+   ``autotune`` (max-autotune: Triton conv templates with fused tails) has not run yet.
 9. ``summary``: ms per edit of every variant next to the lower bound and the memory floor,
     speed-ups vs FP32 eager, which variants meet the targets.
 
@@ -427,6 +428,24 @@ def _top_events(prof, gpu: bool, top: int) -> dict:
     }
 
 
+# the --compile configurations the check can time (mcarun bench options)
+COMPILE_VARIANTS = {
+    "default": ("--compile",),
+    "stacked": ("--compile", "--stack-streams"),  # off by default: unmeasured since a fix
+    "nofold": ("--compile", "--no-fold-blur", "--nhwc"),  # as fast as folded on an H100
+    "autotune": ("--compile-autotune",),  # Triton conv templates with fused tails, if they win
+}
+
+
+def _compile_variants(text: str) -> str:
+    unknown = [n for n in text.split(",") if n not in COMPILE_VARIANTS]
+    if unknown or not text:
+        raise argparse.ArgumentTypeError(
+            f"unknown {unknown}: choose from {', '.join(COMPILE_VARIANTS)}"
+        )
+    return text
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--dry-run", action="store_true", help="tiny-32 on CPU: check the plan")
@@ -437,6 +456,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument(
         "--no-compile", dest="compile", action="store_false", help="skip the torch.compile timing"
+    )
+    ap.add_argument(
+        "--compile-variants",
+        default="default,stacked",
+        type=_compile_variants,
+        help=f"comma-separated, in order, from: {', '.join(COMPILE_VARIANTS)}",
     )
     ap.add_argument("--no-tests", dest="tests", action="store_false", help="skip the gpu tests")
     ap.add_argument(
@@ -485,39 +510,42 @@ def main(argv: list[str] | None = None) -> int:
         lambda: bench(bundle, args.batch_sizes, args.iters, args.warmup, 300, "--all-backends"),
     )
 
-    def compile_bench(name: str, *switches: str) -> None:
-        """``--compile`` in its own process, and only with time left (about a minute per batch
-        size on an H100, most of it compiling): a slow or failing compile must not cost the
+    def compile_bench(name: str) -> None:
+        """One ``--compile`` configuration (``COMPILE_VARIANTS``) in its own process, and only
+        with time left (about a minute per batch size on an H100 for the default mode, most of
+        it compiling; several for max-autotune): a slow or failing compile must not cost the
         rest."""
         if not args.compile or dry or remaining() <= 60 * len(sizes):
             return
-        report[name] = step(
+        step_name = "bench_compile" if name == "default" else f"bench_compile_{name}"
+        report[step_name] = step(
             report,
-            name,
+            step_name,
             lambda: bench(
                 bundle,
                 args.batch_sizes,
                 args.iters,
                 args.warmup,
-                240,
+                240 if name != "autotune" else 480,
                 "--backend",
                 "torch",
                 "--precision",
                 "fp16",
                 "--cuda-graphs",
-                "--compile",
-                *switches,
+                *COMPILE_VARIANTS[name],
             ),  # fmt: skip
         )
-        if report[name] and report["bench"]:
-            report["bench"]["variants"].update(report[name]["variants"])
+        if report[step_name] and report["bench"]:
+            report["bench"]["variants"].update(report[step_name]["variants"])
 
-    compile_bench("bench_compile")
+    variants = args.compile_variants.split(",")
+    compile_bench(variants[0])
     if args.profile and (dry or remaining() > 90):
         report["profile"] = step(
             report, "profile", lambda: profile_kernels(bundle, device, max(sizes))
         )
-    compile_bench("bench_compile_stacked", "--stack-streams")
+    for name in variants[1:]:
+        compile_bench(name)
     generator = load_preset(args.preset).generator
     flops = 2 * synthesis_flops(generator)  # two streams per edit
     moved = 2 * feature_bytes(generator)

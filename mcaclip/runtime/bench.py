@@ -233,7 +233,7 @@ def variant_name(v: dict) -> str:
     else:
         parts.append("fp16")
     if v.get("compile"):
-        parts.append("compile")
+        parts.append("compile-autotune" if v["compile"] == "max-autotune" else "compile")
     parts.append("cudagraphs" if v.get("cuda_graphs") else "eager")
     return "-".join(parts)
 
@@ -245,7 +245,7 @@ def variant_name(v: dict) -> str:
 PLAIN_FP16 = {"subpixel": False, "fuse_tails": False, "stack_streams": False}
 
 
-def plan_variants(engine, providers: list[str] | None = None, compile_: bool = False) -> list:
+def plan_variants(engine, providers: list[str] | None = None, compile_: bool | str = False) -> list:
     """Every backend configuration worth timing on this machine for the bundle ``engine``:
     torch FP32 eager first (the baseline), then torch FP16 + CUDA graphs (and with
     torch.compile) on a GPU, ONNX Runtime when the bundle has ONNX graphs, TensorRT when it has
@@ -262,8 +262,8 @@ def plan_variants(engine, providers: list[str] | None = None, compile_: bool = F
     if gpu:
         variants.append({**base, "precision": "fp16", "cuda_graphs": True})
         variants.append({**base, "precision": "fp16", "cuda_graphs": True, **PLAIN_FP16})
-        if compile_:
-            variants.append({**base, "precision": "fp16", "cuda_graphs": True, "compile": True})
+        if compile_:  # True / "default", or "max-autotune"
+            variants.append({**base, "precision": "fp16", "cuda_graphs": True, "compile": compile_})
     if any(g.get("onnx") for g in bundle.graphs.values()):
         variants.append({"backend": "onnxruntime", "providers": providers, "precision": "fp32"})
     variants.append({"backend": "tensorrt", "device": dev, "cuda_graphs": gpu, "precision": "fp16"})

@@ -61,9 +61,16 @@ def backend_options(f):
         "(default: on for fp16 on a GPU).",
     )(f)
     f = click.option(
+        "--compile-autotune",
+        "compile_",
+        flag_value="max-autotune",
+        help="As --compile, with Inductor's max-autotune (Triton templates for the convs, with "
+        "the element-wise tails fused into them where they win; minutes per batch shape).",
+    )(f)
+    f = click.option(
         "--compile",
         "compile_",
-        is_flag=True,
+        flag_value="default",
         help="torch backend on a GPU: torch.compile the masked generator (slow first call).",
     )(f)
     f = click.option(

@@ -43,7 +43,7 @@ class EditPipeline:
         device: str | None = None,
         precision: str = "fp32",
         cuda_graphs: bool | None = None,
-        compile: bool = False,
+        compile: bool | str = False,
         channels_last: bool | None = None,
         fold_blur: bool | None = None,
         fuse_tails: bool | None = None,
@@ -53,7 +53,8 @@ class EditPipeline:
     ):
         """``device``: torch/TensorRT device (default: cuda when PyTorch sees a GPU, else cpu);
         ``precision``/``cuda_graphs``/``compile`` configure the torch backend (CUDA graphs
-        default to on with a GPU) and pick the FP16 engines of the tensorrt backend;
+        default to on with a GPU; ``compile``: True or "default", or "max-autotune") and pick
+        the FP16 engines of the tensorrt backend;
         ``channels_last``/``fold_blur``/``fuse_tails``/``stack_streams``/``subpixel``/
         ``cudnn_benchmark`` are the torch backend's speed switches
         (see :mod:`mcaclip.runtime.backends.torch`)."""

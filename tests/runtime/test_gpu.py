@@ -65,6 +65,7 @@ def test_switch_refusals_on_cpu(tiny_bundle, cli):
         (["--cudnn-benchmark"], "--cudnn-benchmark on the torch backend need a CUDA GPU"),
         (["--subpixel"], "--subpixel is a form of the folded blur: add --fold-blur"),
         (["--subpixel", "--no-fold-blur"], "--subpixel is a form of the folded blur"),
+        (["--compile-autotune"], "--compile-autotune on the torch backend need a CUDA GPU"),
     ):
         code, _, err = cli(
             mcarun, "edit", "--engine", tiny_bundle, "--backend", "torch", "--device", "cpu",
@@ -77,6 +78,21 @@ def test_switch_refusals_on_cpu(tiny_bundle, cli):
         "--seeds", "0", "--prompt", "red hair", "--out", "unused",
     )  # fmt: skip
     assert code == 2 and "--subpixel: options of the torch backend" in err
+
+
+def test_compile_modes(tiny_bundle):
+    from mcaclip.runtime.backends.torch import TorchEditor
+    from mcaclip.runtime.bench import variant_name
+
+    with pytest.raises(BackendError, match="compile='fast': use False, True, 'default'"):
+        TorchEditor(tiny_bundle, random_weights=True, compile="fast")
+    base = {"backend": "torch", "device": "cuda", "precision": "fp16", "cuda_graphs": True}
+    assert variant_name({**base, "compile": True}) == "torch-cuda-fp16-compile-cudagraphs"
+    assert variant_name({**base, "compile": "default"}) == "torch-cuda-fp16-compile-cudagraphs"
+    assert (
+        variant_name({**base, "compile": "max-autotune"})
+        == "torch-cuda-fp16-compile-autotune-cudagraphs"
+    )
 
 
 def test_cudnn_benchmark_wrapper_restores_the_flag():

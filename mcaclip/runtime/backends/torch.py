@@ -38,6 +38,9 @@ On a CUDA GPU it is also a fast path:
 * ``compile``: ``torch.compile`` of the masked generator (fuses the element-wise tails); its
   FIR filters become sums of shifted slices (:func:`mcaclip.nn.stylegan2.stencil_blur`), which
   the compiler fuses too, where a depthwise convolution would stay a kernel of its own.
+  ``compile="max-autotune"`` also lets Inductor time Triton templates against cuDNN for each
+  conv, with the element-wise tail fused into a template where one wins (minutes of tuning per
+  shape; not yet measured on a GPU).
 
 The weights each conv runs with (scaled, folded, in phases, NHWC) are computed once per
 module (:func:`mcaclip.nn.stylegan2.freeze_weights`), not on every call.
@@ -59,6 +62,9 @@ from mcaclip.runtime.backends.base import BackendError, DeviceEditor, DeviceRunn
 log = logging.getLogger(__name__)
 PRECISIONS = ("fp32", "fp16")
 HALF_GRAPHS = ("mapping", "masknet", "masked_generator")  # the generator side
+# the compile argument -> the configuration (None: not compiled)
+COMPILE_MODES = {False: None, None: None, True: "default", "default": "default",
+                 "max-autotune": "max-autotune"}  # fmt: skip
 
 
 class CudaGraphed:
@@ -143,7 +149,7 @@ class TorchEditor(DeviceEditor):
         device: str = "cpu",
         precision: str = "fp32",
         cuda_graphs: bool = False,
-        compile: bool = False,
+        compile: bool | str = False,
         channels_last: bool | None = None,
         fold_blur: bool | None = None,
         fuse_tails: bool | None = None,
@@ -155,6 +161,8 @@ class TorchEditor(DeviceEditor):
 
         if precision not in PRECISIONS:
             raise BackendError(f"precision {precision!r}: choose fp32 or fp16")
+        if compile not in COMPILE_MODES:
+            raise BackendError(f"compile={compile!r}: use False, True, 'default' or 'max-autotune'")
         try:
             self.device = torch.device(device)
         except RuntimeError:
@@ -164,7 +172,7 @@ class TorchEditor(DeviceEditor):
             for flag, on in (
                 ("--precision fp16", precision == "fp16"),
                 ("CUDA graphs", cuda_graphs),
-                ("--compile", compile),
+                ("--compile-autotune" if compile == "max-autotune" else "--compile", compile),
                 ("--cudnn-benchmark", cudnn_benchmark),
             )
             if on
@@ -189,7 +197,7 @@ class TorchEditor(DeviceEditor):
         self.editor = MCAEditor.load(path, random_weights=random_weights).to(self.device).eval()
         self.precision = precision
         self.cuda_graphs = cuda_graphs
-        self.compile = compile
+        self.compile = COMPILE_MODES[compile]  # None, "default" or "max-autotune"
         # Defaults are what the GPU check measured faster on an H100 (FP16, batch 1 and 8,
         # benchmarks/results/gpu_check*.json) or, on the CPU, benchmarks/switches_cpu.py; any
         # switch can be forced either way. Folding the blur into the up-sampling convs removes
@@ -237,7 +245,7 @@ class TorchEditor(DeviceEditor):
         if self.stack_streams:
             parts.append("stacked")
         if self.compile:
-            parts.append("compile")
+            parts.append("compile" if self.compile == "default" else "compile-autotune")
         parts.append("cudagraphs" if self.cuda_graphs else "eager")
         return "-".join(parts)
 
@@ -269,7 +277,9 @@ class TorchEditor(DeviceEditor):
             if name == "masked_generator":  # the only graph that runs modulated convs
                 freeze_weights(module, channels_last=self.channels_last)  # after every switch
             if self.compile and name == "masked_generator":
-                module = torch.compile(stencil_blur(module), dynamic=False)
+                # our own CUDA graphs wrap the whole edit: Inductor must not capture its own
+                mode = None if self.compile == "default" else "max-autotune-no-cudagraphs"
+                module = torch.compile(stencil_blur(module), dynamic=False, mode=mode)
             if self.cudnn_benchmark:
                 module = CudnnBenchmark(module)
             if graphed:
