@@ -177,6 +177,7 @@ class ModulatedConv2d(nn.Module):
             torch.randn(1, out_channel, in_channel, kernel_size, kernel_size)
         )
         self.modulation = EqualLinear(style_dim, in_channel, bias_init=1.0)
+        self.phases_fit = False  # the folded kernel splits into 3x3 phases (see use_phases)
         if upsample:
             p = (len(blur_kernel) - 2) - (kernel_size - 1)
             self.blur = Blur(blur_kernel, pad=((p + 1) // 2 + 1, p // 2 + 1), upsample_factor=2)
@@ -186,6 +187,7 @@ class ModulatedConv2d(nn.Module):
             # the blur is folded into the transposed conv (see upsample_weight): a full
             # convolution of the two kernels, cropped by what the blur's padding leaves out
             self.crop = len(blur_kernel) - 1 - pad0
+            self.phases_fit = self.crop == 2 and kernel_size == 3 and len(blur_kernel) == 4
 
     def upsample_weight(self, weight: torch.Tensor) -> torch.Tensor:
         """[out, in, k, k] -> the [in, out, k + 3, k + 3] transposed-conv kernel that up-samples
@@ -229,9 +231,7 @@ class ModulatedConv2d(nn.Module):
     @property
     def use_phases(self) -> bool:
         """Sub-pixel form: folded 6x6 kernels with crop 2 only (the (1, 3, 3, 1) blur)."""
-        return self.subpixel and self.fold_blur and self.upsample and self.crop == 2 and (
-            self.kernel_size == 3 and self.blur.kernel.shape[-1] == 4
-        )  # fmt: skip
+        return self.subpixel and self.fold_blur and self.phases_fit
 
     def demod_weight(self) -> torch.Tensor:
         """[in, out] FP32 sums of squared scaled taps: demodulation is rsqrt(s^2 @ this)."""

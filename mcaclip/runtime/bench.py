@@ -12,6 +12,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from mcaclip.runtime.backends import TORCH_SWITCHES
 from mcaclip.runtime.pipeline import EditPipeline
 
 log = logging.getLogger(__name__)
@@ -292,12 +293,7 @@ def bench_variants(
                 precision=v.get("precision", "fp32"),
                 cuda_graphs=v.get("cuda_graphs"),
                 compile=v.get("compile", False),
-                channels_last=v.get("channels_last"),
-                fold_blur=v.get("fold_blur"),
-                fuse_tails=v.get("fuse_tails"),
-                stack_streams=v.get("stack_streams"),
-                subpixel=v.get("subpixel"),
-                cudnn_benchmark=v.get("cudnn_benchmark"),
+                **{k: v.get(k) for k in TORCH_SWITCHES},
             ) as pipeline:
                 manifest = pipeline.bundle.manifest
                 rows = bench_pipeline(pipeline, batch_sizes, iters, warmup)

@@ -24,42 +24,48 @@ def _providers(text: str | None) -> list[str] | None:
     return [p.strip() for p in text.split(",") if p.strip()] if text else None
 
 
-def backend_options(f):
-    f = click.option(
-        "--cudnn-benchmark/--no-cudnn-benchmark",
-        default=None,
-        help="torch backend on a GPU: let cuDNN time its algorithms per shape (default: off).",
-    )(f)
-    f = click.option(
-        "--subpixel/--no-subpixel",
-        default=None,
-        help="torch backend: folded up-sampling convs as plain convs with four output phases "
-        "(default: on with the folded blur for fp16 on a GPU).",
-    )(f)
-    f = click.option(
-        "--stack-streams/--no-stack-streams",
-        default=None,
-        help="torch backend: original and edited streams as one batch (default: on for fp16 "
-        "on a GPU without --compile).",
-    )(f)
-    f = click.option(
-        "--fuse-tails/--no-fuse-tails",
-        default=None,
-        help="torch backend: fused element-wise tails (default: on for cpu, and for fp16 on a "
-        "GPU without --compile).",
-    )(f)
-    f = click.option(
-        "--nhwc/--nchw",
-        "channels_last",
-        default=None,
-        help="torch backend on a GPU: channels-last activations (default: with --fold-blur).",
-    )(f)
-    f = click.option(
+# the torch backend's speed switches (TORCH_SWITCHES) as options: None unless given
+SWITCH_OPTIONS = (
+    (
+        "fold_blur",
         "--fold-blur/--no-fold-blur",
-        default=None,
-        help="torch backend: up-sampling conv and blur as one transposed conv "
+        "torch backend: up-sampling conv and blur as one transposed conv "
         "(default: on for fp16 on a GPU).",
-    )(f)
+    ),
+    (
+        "channels_last",
+        "--nhwc/--nchw",
+        "torch backend on a GPU: channels-last activations (default: with --fold-blur).",
+    ),
+    (
+        "subpixel",
+        "--subpixel/--no-subpixel",
+        "torch backend: folded up-sampling convs as plain convs with four output phases "
+        "(default: on with the folded blur for fp16 on a GPU).",
+    ),
+    (
+        "fuse_tails",
+        "--fuse-tails/--no-fuse-tails",
+        "torch backend: fused element-wise tails (default: on for cpu, and for fp16 on a "
+        "GPU without --compile).",
+    ),
+    (
+        "stack_streams",
+        "--stack-streams/--no-stack-streams",
+        "torch backend: original and edited streams as one batch (default: on for fp16 "
+        "on a GPU without --compile).",
+    ),
+    (
+        "cudnn_benchmark",
+        "--cudnn-benchmark/--no-cudnn-benchmark",
+        "torch backend on a GPU: let cuDNN time its algorithms per shape (default: off).",
+    ),
+)
+
+
+def backend_options(f):
+    for name, flags, text in reversed(SWITCH_OPTIONS):
+        f = click.option(flags, name, default=None, help=text)(f)
     f = click.option(
         "--compile-autotune",
         "compile_",
@@ -107,20 +113,6 @@ def backend_options(f):
         "demo bundle, built once into ~/.cache/mcaclip.",
     )(f)
     return f
-
-
-def _switches(
-    fold_blur, channels_last, fuse_tails, stack_streams, subpixel, cudnn_benchmark
-) -> dict:
-    """The torch backend's speed switches as EditPipeline keywords (None: its default)."""
-    return dict(
-        fold_blur=fold_blur,
-        channels_last=channels_last,
-        fuse_tails=fuse_tails,
-        stack_streams=stack_streams,
-        subpixel=subpixel,
-        cudnn_benchmark=cudnn_benchmark,
-    )
 
 
 def _open(
@@ -194,12 +186,6 @@ def edit(
     precision,
     cuda_graphs,
     compile_,
-    fold_blur,
-    channels_last,
-    fuse_tails,
-    stack_streams,
-    subpixel,
-    cudnn_benchmark,
     latents,
     seeds,
     truncation,
@@ -209,6 +195,7 @@ def edit(
     save_masks,
     make_grid,
     overwrite,
+    **switches,
 ):
     """Edit latents with one or more prompts; writes {index:05d}_{prompt}.png files."""
     from tqdm import tqdm
@@ -224,9 +211,6 @@ def edit(
 
         engine = demo_bundle()
         click.echo(f"no --engine: the toy-world demo bundle {engine}", err=True)
-    switches = _switches(
-        fold_blur, channels_last, fuse_tails, stack_streams, subpixel, cudnn_benchmark
-    )
     with _open(
         engine, backend, providers, device, precision, cuda_graphs, compile_, **switches
     ) as pipeline:
@@ -287,18 +271,13 @@ def bench(
     precision,
     cuda_graphs,
     compile_,
-    fold_blur,
-    channels_last,
-    fuse_tails,
-    stack_streams,
-    subpixel,
-    cudnn_benchmark,
     batch_sizes,
     iters,
     warmup,
     compare_torch,
     all_backends,
     json_path,
+    **switches,
 ):
     """Latency per stage and end to end, per batch size (p50/p90/p99, images/s).
 
@@ -312,9 +291,6 @@ def bench(
         sizes = [int(b) for b in batch_sizes.split(",") if b.strip()]
     except ValueError:
         raise McaError(f"--batch-sizes {batch_sizes!r}: use numbers like 1,4,8") from None
-    switches = _switches(
-        fold_blur, channels_last, fuse_tails, stack_streams, subpixel, cudnn_benchmark
-    )
     if all_backends:
         if any(v is not None for v in switches.values()):
             raise McaError(

@@ -71,12 +71,14 @@ class EditPipeline:
         self.precision = precision
         self.cuda_graphs = device.startswith("cuda") if cuda_graphs is None else cuda_graphs
         self.compile = compile
-        self.channels_last = channels_last
-        self.fold_blur = fold_blur
-        self.fuse_tails = fuse_tails
-        self.stack_streams = stack_streams
-        self.subpixel = subpixel
-        self.cudnn_benchmark = cudnn_benchmark
+        self.switches = dict(  # handed to the torch backend as they are (TORCH_SWITCHES)
+            fold_blur=fold_blur,
+            channels_last=channels_last,
+            subpixel=subpixel,
+            fuse_tails=fuse_tails,
+            stack_streams=stack_streams,
+            cudnn_benchmark=cudnn_benchmark,
+        )
         gen = self.bundle.preset["generator"]
         self.style_dim = int(gen["style_dim"])
         self.n_latent = 2 * (int(gen["size"]).bit_length() - 1) - 2
@@ -126,12 +128,7 @@ class EditPipeline:
                     precision=self.precision,
                     cuda_graphs=self.cuda_graphs,
                     compile=self.compile,
-                    channels_last=self.channels_last,
-                    fold_blur=self.fold_blur,
-                    fuse_tails=self.fuse_tails,
-                    stack_streams=self.stack_streams,
-                    subpixel=self.subpixel,
-                    cudnn_benchmark=self.cudnn_benchmark,
+                    **self.switches,
                 )
         return self._editor
 

@@ -185,6 +185,16 @@ def test_prompt_batch_and_output_errors(cli, tiny_bundle, tmp_path):
     assert not out.exists()
 
 
+def test_every_torch_switch_is_an_option():
+    from mcaclip.runtime.backends import TORCH_SWITCHES
+    from mcaclip.runtime.cli import SWITCH_OPTIONS, bench, edit
+
+    assert tuple(name for name, _, _ in SWITCH_OPTIONS) == TORCH_SWITCHES
+    for command in (edit, bench):
+        names = {p.name for p in command.params}
+        assert set(TORCH_SWITCHES) <= names
+
+
 def test_bench_torch_switches(cli, tiny_bundle, tmp_path):
     """--fold-blur/--nhwc/--fuse-tails/--stack-streams/--subpixel reach the torch backend (the JSON
     records the configuration that ran); misuse is refused in one line."""

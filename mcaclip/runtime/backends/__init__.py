@@ -12,3 +12,13 @@ tensorrt       the bundle's serialized TensorRT engines (``trt/``), built on the
 from __future__ import annotations
 
 BACKEND_NAMES = ("onnxruntime", "torch", "tensorrt")
+# the torch backend's speed switches, keywords of EditPipeline and TorchEditor (None: the
+# backend's measured default; see mcaclip.runtime.backends.torch)
+TORCH_SWITCHES = (
+    "fold_blur",
+    "channels_last",
+    "subpixel",
+    "fuse_tails",
+    "stack_streams",
+    "cudnn_benchmark",
+)

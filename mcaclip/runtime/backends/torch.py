@@ -232,18 +232,16 @@ class TorchEditor(DeviceEditor):
     def mode(self) -> str:
         """A short name of the configuration, e.g. ``cuda-fp16-cudagraphs``."""
         parts = [self.device.type, self.precision]
-        if self.channels_last:
-            parts.append("nhwc")
-        if self.fold_blur:
-            parts.append("foldblur")
-        if self.subpixel:
-            parts.append("subpixel")
-        if self.cudnn_benchmark:
-            parts.append("cudnnbench")
-        if self.fuse_tails:
-            parts.append("fused")
-        if self.stack_streams:
-            parts.append("stacked")
+        for on, word in (
+            (self.channels_last, "nhwc"),
+            (self.fold_blur, "foldblur"),
+            (self.subpixel, "subpixel"),
+            (self.cudnn_benchmark, "cudnnbench"),
+            (self.fuse_tails, "fused"),
+            (self.stack_streams, "stacked"),
+        ):
+            if on:
+                parts.append(word)
         if self.compile:
             parts.append("compile" if self.compile == "default" else "compile-autotune")
         parts.append("cudagraphs" if self.cuda_graphs else "eager")
