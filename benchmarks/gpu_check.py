@@ -17,14 +17,19 @@ Steps (each one's outcome is recorded; a failing step does not stop the next):
    are the next steps).
 7. ``profile``: the top GPU kernels, and the top operators with their input shapes, of one
    uncompiled FP16 edit at the largest batch, plain and default.
-8. ``bench_compile_<name>``: the other compile variants, e.g. ``bench_compile_stacked``
+8. ``edit``: what ``mcarun edit`` delivers at 1024 px, edits per second into PNG files (32
+   latents, largest batch, default fast path): the edits alone, then writing with the defaults
+   (level-1 PNGs on background writers, uint8 pictures converted on the GPU), then level 6 in
+   the main thread (the old way of writing).
+9. ``bench_compile_<name>``: the other compile variants, e.g. ``bench_compile_stacked``
    (stacked streams are off by default under compile: their one compiled measurement ran with
    graph breaks, fixed since). ``nofold`` measured as fast as the folded blur on an H100;
    ``autotune`` (max-autotune: Triton conv templates with fused tails) has not run yet.
-9. ``summary``: ms per edit of every variant next to the lower bound and the memory floor,
+10. ``summary``: ms per edit of every variant next to the lower bound and the memory floor,
     speed-ups vs FP32 eager, which variants meet the targets.
 
-``--no-tests`` and ``--no-profile`` leave those steps out (a second run on the same code).
+``--no-tests``, ``--no-profile`` and ``--no-edit`` leave those steps out (a second run on the
+same code).
 
 Dry run: tiny-32 on the CPU, batches 1 and 2, two timed runs; GPU-only variants are listed as
 skipped, pytest only collects the GPU tests. It proves every step and the JSON layout work.
@@ -209,6 +214,56 @@ def parity(bundle: Path, device: str, n: int) -> dict:
     return result
 
 
+def edit_throughput(bundle: Path, device: str, latents: int, batch: int) -> dict:
+    """What ``mcarun edit`` delivers: edits per second into PNG files at the bundle's size, one
+    prompt, default fast path; the edits alone (uint8 pictures to the host, nothing written),
+    then writing with the defaults (level-1 PNGs on background writers), then as mcaclip wrote
+    before 2026-11-27 (level 6, main thread; the pictures still come as uint8)."""
+    import shutil
+
+    from mcaclip.runtime.edit import default_writers, edit_to_dir
+    from mcaclip.runtime.pipeline import EditPipeline
+
+    gpu = device != "cpu"
+    prompt = ["blue goatee"]
+    root = Path(tempfile.mkdtemp(prefix="mcaclip-edit-"))
+    result: dict = {"latents": latents, "batch": batch, "prompts": 1, "writers": default_writers()}
+    try:
+        with EditPipeline(bundle, backend="torch", device=device,
+                          precision="fp16" if gpu else "fp32", cuda_graphs=gpu) as p:  # fmt: skip
+            result["mode"] = p.device_editor.mode
+            w = p.seeds_to_latents(list(range(latents)))
+            e = p.embed(prompt)
+            edit_to_dir(p, w[:batch], prompt, root / "warm", batch)  # capture, allocate
+            t0 = time.perf_counter()
+            for start in range(0, latents, batch):
+                p.edit_batch(w[start : start + batch], e, masks=False, pixels=True)
+            result["edit_only"] = _rate(time.perf_counter() - t0, latents)
+            for name, level, writers in (("default", 1, None), ("level6_main_thread", 6, 0)):
+                out = root / name
+                t0 = time.perf_counter()
+                edit_to_dir(p, w, prompt, out, batch, png_level=level, writers=writers)
+                result[name] = _rate(time.perf_counter() - t0, latents)
+                files = list(out.glob("*.png"))
+                result[name]["mib_per_edit_on_disk"] = (
+                    sum(f.stat().st_size for f in files) / latents / 2**20
+                )
+        result["default_vs_level6_main_thread"] = (
+            result["level6_main_thread"]["ms_per_edit"] / result["default"]["ms_per_edit"]
+        )
+        return result
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _rate(seconds: float, edits: int) -> dict:
+    return {
+        "seconds": seconds,
+        "ms_per_edit": seconds / edits * 1e3,
+        "edits_per_s": edits / seconds,
+    }
+
+
 def _compare(got, ref) -> dict:
     from mcaclip.export.exporter import psnr
 
@@ -267,7 +322,12 @@ def summarize(
     rows = {}
     for name, v in bench_json["variants"].items():
         for r in v["rows"]:
-            if r["stage"] in ("end_to_end_device", "end_to_end", "masked_generator"):
+            if r["stage"] in (
+                "end_to_end_device",
+                "end_to_end",
+                "end_to_end_pixels",
+                "masked_generator",
+            ):
                 rows.setdefault(name, {})[f"b{r['batch']}:{r['stage']}"] = r["p50_ms"] / r["batch"]
     base = bench_json.get("baseline")
     summary = {
@@ -467,6 +527,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--no-profile", dest="profile", action="store_false", help="skip the kernel tables"
     )
+    ap.add_argument(
+        "--no-edit", dest="edit", action="store_false", help="skip mcarun edit's throughput"
+    )
     ap.add_argument("--work", type=Path, help="where the bundle goes (default: a temp dir)")
     ap.add_argument("--budget", type=float, default=520, help="seconds for the whole check")
     args = ap.parse_args(argv)
@@ -543,6 +606,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.profile and (dry or remaining() > 90):
         report["profile"] = step(
             report, "profile", lambda: profile_kernels(bundle, device, max(sizes))
+        )
+    if args.edit and (dry or remaining() > 60):
+        n = 4 if dry else 32
+        report["edit"] = step(
+            report, "edit", lambda: edit_throughput(bundle, device, n, max(sizes))
         )
     for name in variants[1:]:
         compile_bench(name)

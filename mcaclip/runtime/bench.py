@@ -17,7 +17,17 @@ from mcaclip.runtime.pipeline import EditPipeline
 
 log = logging.getLogger(__name__)
 
-STAGES = ("text", "fusion", "mapper", "masked_generator", "end_to_end_device", "end_to_end")
+# end_to_end: float pictures and every layer's mask to the host (the API's full output);
+# end_to_end_pixels: uint8 pictures only, what mcarun edit fetches without --save-masks/--grid
+STAGES = (
+    "text",
+    "fusion",
+    "mapper",
+    "masked_generator",
+    "end_to_end_device",
+    "end_to_end",
+    "end_to_end_pixels",
+)
 
 
 def machine_info() -> dict:
@@ -129,7 +139,9 @@ def time_call(fn: Callable[[], object], iters: int, warmup: int = 1, cuda: bool 
 
 def stage_calls(pipeline: EditPipeline, batch: int, prompt: str) -> dict[str, Callable]:
     """A zero-argument call per stage on ``batch`` seeded latents, inputs prepared up front.
-    End to end = text encoder (the prompt uncached), fusion, mapper, masked generator."""
+    End to end = text encoder (the prompt uncached), fusion, mapper, masked generator; with
+    host arrays out: float pictures and masks (``end_to_end``) or uint8 pictures only
+    (``end_to_end_pixels``)."""
     w = pipeline.seeds_to_latents(list(range(batch)))
     e = pipeline.embed([prompt])
     if pipeline.device_editor is not None:
@@ -146,13 +158,24 @@ def stage_calls(pipeline: EditPipeline, batch: int, prompt: str) -> dict[str, Ca
             {"w": w, "w_edit": w_edit[:, None], "e_t": e_rep[:, None]}
         ),
         "end_to_end": lambda: pipeline.edit_batch(w, e),
+        "end_to_end_pixels": lambda: pipeline.edit_batch(w, e, masks=False, pixels=True),
     }
     if "text_encoder" in pipeline.bundle.graphs:
         text = pipeline.runner("text_encoder")
         tokens, tok1 = pipeline.tokenize([prompt] * batch), pipeline.tokenize([prompt])
         calls["text"] = lambda: text.infer({"tokens": tokens})
-        calls["end_to_end"] = lambda: pipeline.edit_batch(w, text.infer({"tokens": tok1})["e_t"])
+        calls.update(_end_to_end_with_text(pipeline, w, lambda: text.infer({"tokens": tok1})))
     return calls
+
+
+def _end_to_end_with_text(pipeline: EditPipeline, w: np.ndarray, embed: Callable) -> dict:
+    """The two end-to-end stages with the prompt through the text encoder (``embed()``)."""
+    return {
+        "end_to_end": lambda: pipeline.edit_batch(w, embed()["e_t"]),
+        "end_to_end_pixels": lambda: pipeline.edit_batch(
+            w, embed()["e_t"], masks=False, pixels=True
+        ),
+    }
 
 
 def _device_stage_calls(pipeline: EditPipeline, w: np.ndarray, e: np.ndarray, prompt: str):
@@ -176,13 +199,14 @@ def _device_stage_calls(pipeline: EditPipeline, w: np.ndarray, e: np.ndarray, pr
         ),
         "end_to_end_device": lambda: editor.edit_device(wt, et),
         "end_to_end": lambda: pipeline.edit_batch(w, e),
+        "end_to_end_pixels": lambda: pipeline.edit_batch(w, e, masks=False, pixels=True),
     }
     if "text_encoder" in pipeline.bundle.graphs:
         text = pipeline.runner("text_encoder")
         tokens = torch.from_numpy(pipeline.tokenize([prompt] * len(w))).to(dev)
         tok1 = pipeline.tokenize([prompt])
         calls["text"] = lambda: text.infer_device([tokens])
-        calls["end_to_end"] = lambda: pipeline.edit_batch(w, text.infer({"tokens": tok1})["e_t"])
+        calls.update(_end_to_end_with_text(pipeline, w, lambda: text.infer({"tokens": tok1})))
     return calls
 
 

@@ -7,17 +7,24 @@ Files per latent i (5 digits) and prompt slug s::
     {i:05d}_{s}_mask.png        mean of the per-layer masks (with save_masks or grid)
     {i:05d}_{s}_masks.npz       the per-layer masks mask_00.. [1, H_l, W_l] (with save_masks)
     grid.png                    rows: latents; columns: original, edits, masks (with grid)
+
+Writing overlaps computing: background threads encode and write one batch's files while the
+device computes the next (:class:`mcaclip.fileio.WriterPool`).
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from mcaclip.fileio import WriterPool
 from mcaclip.runtime.io import (
+    PNG_LEVEL,
+    InputError,
     ensure_writable,
     grid,
     load_png,
@@ -25,7 +32,6 @@ from mcaclip.runtime.io import (
     prompt_slugs,
     save_npz,
     save_png,
-    to_uint8,
 )
 from mcaclip.runtime.pipeline import EditPipeline
 
@@ -50,6 +56,15 @@ def output_files(index: int, slugs: list[str], mask_png: bool, mask_npz: bool) -
     return names
 
 
+def default_writers() -> int:
+    """Background PNG writers: one per CPU this process may use, at most 8."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cpus = os.cpu_count() or 1
+    return max(1, min(8, cpus))
+
+
 def edit_to_dir(
     pipeline: EditPipeline,
     w: np.ndarray,
@@ -60,8 +75,18 @@ def edit_to_dir(
     make_grid: bool = False,
     overwrite: bool = False,
     progress: Callable[[int], None] | None = None,
+    png_level: int = PNG_LEVEL,
+    writers: int | None = None,
 ) -> EditSummary:
-    """Edit every latent with every prompt into ``out``; ``progress(n)`` after each batch."""
+    """Edit every latent with every prompt into ``out``; ``progress(n)`` after each batch.
+
+    The pictures come from the backend as uint8 (converted on the device by torch/TensorRT);
+    ``writers`` threads (default :func:`default_writers`; 0: none) encode and write them while
+    the next batch is computed, at most two batches behind. PNGs use zlib ``png_level``."""
+    if not 0 <= png_level <= 9:
+        raise InputError(f"--png-level {png_level}: use 0 (fastest, largest) to 9 (smallest)")
+    if writers is not None and writers < 0:
+        raise InputError(f"--writers {writers}: use 0 (write in the main thread) or more")
     pipeline.check_request(w, len(prompts), batch_size)
     pipeline.embed(prompts)  # a bad prompt fails here, before anything is written
     ensure_writable(out)
@@ -77,23 +102,36 @@ def edit_to_dir(
         if overwrite
         or not all((out / f).is_file() for f in output_files(i, slugs, mask_png, mask_npz))
     ]
-    batches = pipeline.edit(w[todo], prompts, batch_size, masks=mask_png) if todo else ()
-    for batch in batches:
-        for row, j in enumerate(batch.indices):
-            i = todo[j]
-            save_png(out / f"{i:05d}_original.png", to_uint8(batch.originals[row]))
-            for p, slug in enumerate(slugs):
-                save_png(out / f"{i:05d}_{slug}.png", to_uint8(batch.images[row, p]))
-                masks = [m[row, p] for m in batch.masks]
-                if mask_png:
-                    save_png(out / f"{i:05d}_{slug}_mask.png", mask_picture(masks, pipeline.size))
-                if mask_npz:
-                    save_npz(
-                        out / f"{i:05d}_{slug}_masks.npz",
-                        {f"mask_{k:02d}": m for k, m in enumerate(masks)},
-                    )
-        if progress:
-            progress(len(batch.indices))
+    files_per_batch = batch_size * len(output_files(0, slugs, mask_png, mask_npz))
+    size = pipeline.size
+
+    def write_png(path: Path, pixels: np.ndarray) -> None:
+        save_png(path, pixels, png_level)
+
+    def write_mask_png(path: Path, masks: list[np.ndarray]) -> None:
+        save_png(path, mask_picture(masks, size), png_level)
+
+    def write_npz(path: Path, masks: list[np.ndarray]) -> None:
+        save_npz(path, {f"mask_{k:02d}": m for k, m in enumerate(masks)})
+
+    threads = default_writers() if writers is None else writers
+    with WriterPool(threads, max_pending=2 * files_per_batch) as pool:
+        batches = (
+            pipeline.edit(w[todo], prompts, batch_size, masks=mask_png, pixels=True) if todo else ()
+        )
+        for batch in batches:
+            for row, j in enumerate(batch.indices):
+                i = todo[j]
+                pool.submit(out / f"{i:05d}_original.png", write_png, batch.originals[row])
+                for p, slug in enumerate(slugs):
+                    pool.submit(out / f"{i:05d}_{slug}.png", write_png, batch.images[row, p])
+                    masks = [m[row, p] for m in batch.masks]
+                    if mask_png:
+                        pool.submit(out / f"{i:05d}_{slug}_mask.png", write_mask_png, masks)
+                    if mask_npz:
+                        pool.submit(out / f"{i:05d}_{slug}_masks.npz", write_npz, masks)
+            if progress:
+                progress(len(batch.indices))
     grid_path = None
     if make_grid:
         rows = []
@@ -104,5 +142,5 @@ def edit_to_dir(
                 row += [load_png(out / f"{i:05d}_{s}_mask.png") for s in slugs]
             rows.append(row)
         grid_path = out / "grid.png"
-        save_png(grid_path, grid(rows))
+        save_png(grid_path, grid(rows), png_level)
     return EditSummary(len(w), len(prompts), len(todo), len(w) - len(todo), grid_path)

@@ -19,7 +19,7 @@ from mcaclip.errors import McaError, PromptError
 from mcaclip.prompts import check_prompts, tokenize
 from mcaclip.runtime.backends import BACKEND_NAMES
 from mcaclip.runtime.backends.base import BackendError, GraphRunner
-from mcaclip.runtime.io import check_finite, seed_latents
+from mcaclip.runtime.io import check_finite, seed_latents, to_uint8
 
 log = logging.getLogger(__name__)
 
@@ -27,8 +27,8 @@ log = logging.getLogger(__name__)
 @dataclass
 class EditBatch:
     indices: list[int]  # positions of these latents in the input
-    images: np.ndarray  # [n, P, 3, H, W] in [-1, 1]
-    originals: np.ndarray  # [n, 3, H, W]
+    images: np.ndarray  # [n, P, 3, H, W] in [-1, 1]; pixels: [n, P, H, W, 3] uint8
+    originals: np.ndarray  # [n, 3, H, W]; pixels: [n, H, W, 3] uint8
     masks: list[np.ndarray]  # per styled conv [n, P, 1, H_l, W_l]; [] without masks
 
 
@@ -203,14 +203,16 @@ class EditPipeline:
         return np.concatenate(out)
 
     def edit_batch(
-        self, w: np.ndarray, e: np.ndarray, masks: bool = True
+        self, w: np.ndarray, e: np.ndarray, masks: bool = True, pixels: bool = False
     ) -> tuple[np.ndarray, np.ndarray, list]:
         """w [n, L, D] with every embedding e [P, D_t] -> images [n, P, 3, H, W], originals,
         per-layer masks (``masks=False``: [], and a device backend does not copy them out:
-        at 1024 px they are most of an edit's device-to-host bytes)."""
+        at 1024 px they are most of an edit's device-to-host bytes). ``pixels``: images
+        [n, P, H, W, 3] and originals [n, H, W, 3] as uint8 for PNG files (a device backend
+        converts before copying: a quarter of the bytes)."""
         editor = self.device_editor
         if editor is not None:  # one device call, no host copies between the stages
-            return editor.edit(w, e, masks)
+            return editor.edit(w, e, masks, pixels)
         n, p = len(w), len(e)
         w_rep = np.repeat(w, p, axis=0)
         e_rep = np.tile(e, (n, 1))
@@ -225,6 +227,8 @@ class EditPipeline:
             None if masks else ["image", "original"],  # masks: not fetched unless asked
         )
         layer_masks = [out[k] for k in sorted(out) if k.startswith("mask_")]  # [] unless asked
+        if pixels:
+            return to_uint8(out["image"]), to_uint8(out["original"]), layer_masks
         return out["image"], out["original"], layer_masks
 
     def check_request(self, w: np.ndarray, n_prompts: int, batch_size: int) -> None:
@@ -252,13 +256,19 @@ class EditPipeline:
             raise PromptError("no prompt: pass --prompt at least once")
 
     def edit(
-        self, w: np.ndarray, prompts: list[str], batch_size: int = 4, masks: bool = True
+        self,
+        w: np.ndarray,
+        prompts: list[str],
+        batch_size: int = 4,
+        masks: bool = True,
+        pixels: bool = False,
     ) -> Iterator[EditBatch]:
         """Edit every latent w [N, L, D] with every prompt, ``batch_size`` latents per call
-        (``masks=False``: batches carry no masks)."""
+        (``masks=False``: batches carry no masks; ``pixels``: uint8 pictures, see
+        :meth:`edit_batch`)."""
         self.check_request(w, len(prompts), batch_size)
         e = self.embed(prompts)
         for start in range(0, len(w), batch_size):
             chunk = w[start : start + batch_size]
-            images, originals, layer_masks = self.edit_batch(chunk, e, masks)
+            images, originals, layer_masks = self.edit_batch(chunk, e, masks, pixels)
             yield EditBatch(list(range(start, start + len(chunk))), images, originals, layer_masks)

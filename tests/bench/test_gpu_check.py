@@ -61,7 +61,12 @@ def test_dry_run_writes_every_step(tmp_path):
     report = json.loads(out.read_text())
     assert report["dry_run"] and all(step["ok"] for step in report["steps"].values())
     assert set(report["steps"]) == {"environment", "gpu_tests", "bundle", "parity", "bench",
-                                    "profile", "summary"}  # fmt: skip
+                                    "profile", "edit", "summary"}  # fmt: skip
+    edit = report["edit"]  # mcarun edit into PNG files, timed per output form
+    assert edit["mode"] == "cpu-fp32-fused-eager" and edit["latents"] == 4
+    for form in ("edit_only", "default", "level6_main_thread"):
+        assert edit[form]["edits_per_s"] > 0
+    assert edit["default"]["mib_per_edit_on_disk"] > 0
     profile = report["profile"]
     assert profile["plain"]["mode"] == "cpu-fp32-eager"
     assert profile["default"]["mode"] == "cpu-fp32-foldblur-subpixel-fused-stacked-eager"

@@ -92,7 +92,7 @@ def test_bench_writes_json(cli, tiny_bundle, tmp_path):
     assert list(data["variants"]) == ["torch-cpu-fp32-eager", "onnxruntime"]
     assert data["baseline"] == "torch-cpu-fp32-eager"
     rows = data["variants"]["onnxruntime"]["rows"]
-    stages = ("text", "fusion", "mapper", "masked_generator", "end_to_end")
+    stages = ("text", "fusion", "mapper", "masked_generator", "end_to_end", "end_to_end_pixels")
     assert {(r["batch"], r["stage"]) for r in rows} == {(b, s) for b in (1, 2) for s in stages}
     assert all(r["p50_ms"] > 0 and r["p99_ms"] >= r["p50_ms"] for r in rows)
     assert all(r["timer"] == "wall-clock" for r in rows)
@@ -100,7 +100,7 @@ def test_bench_writes_json(cli, tiny_bundle, tmp_path):
     torch_stages = {r["stage"] for r in data["variants"]["torch-cpu-fp32-eager"]["rows"]}
     assert torch_stages == {*stages, "end_to_end_device"}
     ratios = data["speedup_vs_baseline"]["onnxruntime"]
-    assert len(ratios) == 10 and all(v > 0 for v in ratios.values())
+    assert len(ratios) == 12 and all(v > 0 for v in ratios.values())
     assert data["machine"]["cpu_count"] >= 1
     assert "end_to_end" in stdout
 
@@ -183,6 +183,59 @@ def test_prompt_batch_and_output_errors(cli, tiny_bundle, tmp_path):
     code, _, err = _edit(cli, tiny_bundle, out)
     assert code == 2 and "either --latents FILE or --seeds" in err
     assert not out.exists()
+
+
+def test_edit_writers_and_png_level(cli, tiny_bundle, tmp_path):
+    """Background writers write the same files as the main thread; the PNG level changes
+    only the encoding (same pixels); a bad level or writer count is one line, nothing
+    written."""
+    runs = {}
+    for name, extra in (
+        ("main", ["--writers", "0"]),
+        ("threads", ["--writers", "3"]),
+        ("level9", ["--png-level", "9"]),
+        ("level0", ["--png-level", "0"]),
+    ):
+        out = tmp_path / name
+        code, _, err = _edit(cli, tiny_bundle, out, "--seeds", "0-4", "--batch-size", "2", *extra)
+        assert code == 0, err
+        runs[name] = {p.name: p for p in out.iterdir()}
+    assert len(runs["main"]) == 10 and all(set(r) == set(runs["main"]) for r in runs.values())
+    for n, path in runs["main"].items():
+        assert runs["threads"][n].read_bytes() == path.read_bytes()
+        pixels = np.asarray(Image.open(path))
+        assert np.array_equal(np.asarray(Image.open(runs["level9"][n])), pixels)
+    size = {k: sum(p.stat().st_size for p in r.values()) for k, r in runs.items()}
+    assert size["level9"] <= size["main"] < size["level0"]
+    for extra, message in (
+        (["--png-level", "10"], "use 0 (fastest"),
+        (["--writers", "-1"], "use 0"),
+    ):
+        code, _, err = _edit(cli, tiny_bundle, tmp_path / "bad", "--seeds", "0", *extra)
+        assert code == 2 and message in err and err.count("\n") == 1
+        assert not (tmp_path / "bad").exists()
+
+
+def test_edit_write_failure_is_one_line(cli, tiny_bundle, tmp_path, monkeypatch):
+    import errno
+
+    import mcaclip.runtime.io as rio
+
+    real = rio.save_png
+
+    def full_disk(path, pixels, level=1):
+        if "00003" in path.name:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real(path, pixels, level)
+
+    monkeypatch.setattr("mcaclip.runtime.edit.save_png", full_disk)
+    out = tmp_path / "out"
+    code, _, err = _edit(cli, tiny_bundle, out, "--seeds", "0-5", "--batch-size", "2")
+    assert code == 2 and err.count("\n") == 1, err
+    assert "00003_" in err and "No space left on device" in err and "choose another --out" in err
+    names = sorted(p.name for p in out.iterdir())
+    assert not [n for n in names if n.endswith(".tmp")]  # no half-written files
+    assert {"00000_original.png", "00002_red-hair.png"} <= set(names)
 
 
 def test_every_torch_switch_is_an_option():

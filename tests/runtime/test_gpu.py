@@ -10,6 +10,7 @@ import torch
 from mcaclip.export.exporter import psnr
 from mcaclip.runtime.backends.base import BackendError
 from mcaclip.runtime.backends.torch import CudaGraphed
+from mcaclip.runtime.io import to_uint8
 from mcaclip.runtime.pipeline import EditPipeline
 
 
@@ -150,6 +151,13 @@ def test_fp16_cuda_matches_fp32(tiny_bundle, cuda_graphs):
                       cuda_graphs=cuda_graphs) as p16:  # fmt: skip
         first = p16.edit_batch(w, e)
         again = p16.edit_batch(w[::-1].copy(), e)  # replays see new inputs
+        # uint8 pictures converted on the GPU and copied through pinned buffers: the same
+        # bytes as converting on the host, and not overwritten by the next call
+        pix = p16.edit_batch(w, e, masks=False, pixels=True)
+        kept = pix[0].copy()
+        p16.edit_batch(w[::-1].copy(), e, masks=False, pixels=True)
+    assert np.array_equal(pix[0], to_uint8(first[0])) and np.array_equal(pix[0], kept)
+    assert np.array_equal(pix[1], to_uint8(first[1])) and pix[2] == []
     assert np.isfinite(first[0]).all()
     assert psnr(first[0], ref[0]) > 40 and psnr(first[1], ref[1]) > 40
     np.testing.assert_allclose(again[0][::-1], first[0], atol=2e-3)

@@ -5,6 +5,7 @@ import pytest
 
 from mcaclip.bundle import Bundle
 from mcaclip.errors import McaError, PromptError
+from mcaclip.runtime.io import to_uint8
 from mcaclip.runtime.pipeline import EditPipeline
 
 
@@ -38,6 +39,35 @@ def test_onnxruntime_matches_pytorch(tiny_bundle, latents):
             assert sorted(out) == ["image", "original"] and out["image"].shape[:2] == (3, 1)
             with pytest.raises(McaError, match="no output 'mask'"):
                 r.infer(feed, ["mask"])
+
+
+@pytest.mark.parametrize("backend", ["onnxruntime", "torch"])
+def test_pixels_are_the_pictures_as_uint8(tiny_bundle, latents, backend):
+    """pixels=True (what mcarun edit writes): the same bytes as converting the float pictures
+    on the host; torch converts on its device."""
+    prompts = ["blue goatee", "glasses"]
+    with EditPipeline(tiny_bundle, backend=backend) as p:
+        f = next(p.edit(latents, prompts, batch_size=3, masks=False))
+        u = next(p.edit(latents, prompts, batch_size=3, masks=True, pixels=True))
+    assert u.images.dtype == np.uint8 and u.images.shape == (3, 2, 32, 32, 3)
+    assert u.originals.shape == (3, 32, 32, 3)
+    assert np.array_equal(u.images, to_uint8(f.images))
+    assert np.array_equal(u.originals, to_uint8(f.originals))
+    assert len(u.masks) == 7 and u.masks[0].dtype == np.float32  # masks stay float
+
+
+def test_device_pixels_match_host_conversion():
+    import torch
+
+    from mcaclip.runtime.backends.base import device_pixels, to_host
+
+    x = np.random.default_rng(0).uniform(-1.2, 1.2, (2, 3, 3, 16, 16)).astype(np.float32)
+    # values on the rounding boundaries (k + 0.5 levels) and at the clip limits
+    x[0, 0, 0, 0, :6] = (np.array([0, 1, 127, 128, 254, 255], np.float32) - 127.5) / 127.5
+    x[0, 0, 0, 1, :4] = [-1.0, 1.0, -5.0, 5.0]
+    got = to_host([device_pixels(torch.from_numpy(x))])[0]
+    assert got.shape == (2, 3, 16, 16, 3) and got.dtype == np.uint8
+    assert np.array_equal(got, to_uint8(x))
 
 
 def test_cached_embedding_equals_text_encoder(tiny_bundle):

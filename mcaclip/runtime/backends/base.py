@@ -107,21 +107,51 @@ class DeviceEditor:
             return self._edit(w, e)
 
     def edit(
-        self, w: np.ndarray, e: np.ndarray, masks: bool = True
+        self, w: np.ndarray, e: np.ndarray, masks: bool = True, pixels: bool = False
     ) -> tuple[np.ndarray, np.ndarray, list]:
         """Host arrays in and out, one copy each way: latents w [B, L, D], embeddings
         e [P, D_text] -> (images [B, P, 3, H, W], originals [B, 3, H, W],
-        masks [B, P, 1, H_l, W_l] per layer; ``masks=False``: [], nothing copied for them)."""
+        masks [B, P, 1, H_l, W_l] per layer; ``masks=False``: [], nothing copied for them).
+        ``pixels``: images [B, P, H, W, 3] and originals [B, H, W, 3] as uint8, converted on
+        the device (:func:`device_pixels`): a quarter of the bytes to copy, ready for PNG."""
         import torch
 
         wt = torch.from_numpy(np.ascontiguousarray(w, np.float32)).to(self.device)
         et = torch.from_numpy(np.ascontiguousarray(e, np.float32)).to(self.device)
         image, original, *layer_masks = self.edit_device(wt, et)
-        return (
-            image.float().cpu().numpy(),
-            original.float().cpu().numpy(),
-            [m.float().cpu().numpy() for m in layer_masks] if masks else [],
-        )
+        with torch.inference_mode():
+            if pixels:
+                image, original = device_pixels(image), device_pixels(original)
+            host = to_host([image, original, *(layer_masks if masks else [])])
+        return host[0], host[1], host[2:]
+
+
+def device_pixels(x):
+    """Torch [..., 3, H, W] in [-1, 1] -> [..., H, W, 3] uint8 on the same device: the same
+    float32 operations in the same order as :func:`mcaclip.runtime.io.to_uint8`, so the same
+    bytes."""
+    import torch
+
+    scaled = ((x.float() + 1) * 127.5 + 0.5).clamp_(0, 255)
+    return scaled.to(torch.uint8).movedim(-3, -1).contiguous()
+
+
+def to_host(tensors: list) -> list[np.ndarray]:
+    """Device tensors -> numpy arrays (floating point as float32). From a GPU through pinned
+    (page-locked) buffers from PyTorch's caching host allocator: every copy is queued before
+    one wait, and each array owns its buffer (the next call does not overwrite it)."""
+    import torch
+
+    tensors = [t if t.dtype == torch.uint8 else t.float() for t in tensors]
+    if not tensors or tensors[0].device.type != "cuda":
+        return [t.cpu().numpy() for t in tensors]
+    out = []
+    for t in tensors:
+        buf = torch.empty(t.shape, dtype=t.dtype, pin_memory=True)
+        buf.copy_(t, non_blocking=True)
+        out.append(buf)
+    torch.cuda.current_stream(tensors[0].device).synchronize()
+    return [b.numpy() for b in out]
 
 
 class DeviceRunner(RunnerBase):
