@@ -15,12 +15,14 @@ Steps (each one's outcome is recorded; a failing step does not stop the next):
 6. ``bench_compile``: the first of ``--compile-variants`` (default ``default,stacked``; also
    ``nofold``, ``autotune``: see ``COMPILE_VARIANTS``), in its own process (with time left; so
    are the next steps).
-7. ``profile``: the top GPU kernels, and the top operators with their input shapes, of one
-   uncompiled FP16 edit at the largest batch, plain and default.
+7. ``profile``: the top GPU kernels, the GPU time per kind of kernel (convolutions, Triton,
+   element-wise, copies), and the top operators with their input shapes, of one FP16 edit at
+   the largest batch: uncompiled plain and default, and the default under ``--compile`` (with
+   time left: it compiles for about a minute) to show where the best time so far goes.
 8. ``edit``: what ``mcarun edit`` delivers at 1024 px, edits per second into PNG files (32
    latents, largest batch, default fast path): the edits alone, then writing with the defaults
-   (level-1 PNGs on background writers, uint8 pictures converted on the GPU), then level 6 in
-   the main thread (the old way of writing).
+   (level-1 PNGs on background writers, uint8 pictures converted on the GPU), as JPEG
+   (``--format jpg``), and level-6 PNGs in the main thread (the old way of writing).
 9. ``bench_compile_<name>``: the other compile variants, e.g. ``bench_compile_stacked``
    (stacked streams are off by default under compile: their one compiled measurement ran with
    graph breaks, fixed since). ``nofold`` measured as fast as the folded blur on an H100;
@@ -40,6 +42,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -217,11 +220,12 @@ def parity(bundle: Path, device: str, n: int) -> dict:
 def edit_throughput(bundle: Path, device: str, latents: int, batch: int) -> dict:
     """What ``mcarun edit`` delivers: edits per second into PNG files at the bundle's size, one
     prompt, default fast path; the edits alone (uint8 pictures to the host, nothing written),
-    then writing with the defaults (level-1 PNGs on background writers), then as mcaclip wrote
-    before 2026-11-27 (level 6, main thread; the pictures still come as uint8)."""
+    then writing with the defaults (level-1 PNGs on background writers), as JPEG, and as
+    mcaclip wrote before 2026-11-27 (level 6, main thread; the pictures still come as uint8)."""
     import shutil
 
     from mcaclip.runtime.edit import default_writers, edit_to_dir
+    from mcaclip.runtime.io import PictureFormat
     from mcaclip.runtime.pipeline import EditPipeline
 
     gpu = device != "cpu"
@@ -239,12 +243,16 @@ def edit_throughput(bundle: Path, device: str, latents: int, batch: int) -> dict
             for start in range(0, latents, batch):
                 p.edit_batch(w[start : start + batch], e, masks=False, pixels=True)
             result["edit_only"] = _rate(time.perf_counter() - t0, latents)
-            for name, level, writers in (("default", 1, None), ("level6_main_thread", 6, 0)):
+            for name, picture, writers in (
+                ("default", PictureFormat(), None),
+                ("jpg", PictureFormat("jpg"), None),
+                ("level6_main_thread", PictureFormat(png_level=6), 0),
+            ):
                 out = root / name
                 t0 = time.perf_counter()
-                edit_to_dir(p, w, prompt, out, batch, png_level=level, writers=writers)
+                edit_to_dir(p, w, prompt, out, batch, picture=picture, writers=writers)
                 result[name] = _rate(time.perf_counter() - t0, latents)
-                files = list(out.glob("*.png"))
+                files = list(out.glob("*" + picture.suffix))
                 result[name]["mib_per_edit_on_disk"] = (
                     sum(f.stat().st_size for f in files) / latents / 2**20
                 )
@@ -393,9 +401,13 @@ def targets(summary: dict) -> dict:
     }
 
 
-def profile_kernels(bundle: Path, device: str, batch: int, top: int = 12) -> dict:
-    """torch.profiler of one uncompiled edit (``batch`` latents, one prompt) per configuration:
-    the ``top`` kernels by GPU time, their calls, and the total (CPU ops in the dry run); and
+def profile_kernels(
+    bundle: Path, device: str, batch: int, top: int = 12, compiled: bool = False
+) -> dict:
+    """torch.profiler of one edit (``batch`` latents, one prompt) per configuration, uncompiled
+    plain and default, and (``compiled``, GPU only) the default with ``--compile``: the ``top``
+    kernels by GPU time, their calls, the total (CPU ops in the dry run) and the time per kind
+    of kernel (``by_kind``: convolutions, matrix products, Triton-fused, element-wise, copies);
     the ``top`` operators by GPU time with their input shapes (which convolution is slow)."""
     from torch.profiler import ProfilerActivity, profile
 
@@ -409,6 +421,8 @@ def profile_kernels(bundle: Path, device: str, batch: int, top: int = 12) -> dic
         "plain": PLAIN_FP16 if gpu else {"fuse_tails": False},
         "default": {} if gpu else on_cpu,
     }
+    if gpu and compiled:  # where the best time so far goes (compiles for about a minute)
+        configs["compiled"] = {"compile": True}
     result = {}
     for name, extra in configs.items():
         with EditPipeline(bundle, backend="torch", device=device,
@@ -474,8 +488,13 @@ def _top_events(prof, gpu: bool, top: int) -> dict:
         events = [ev for ev in events if ev.device_type != torch.autograd.DeviceType.CPU]
     events.sort(key=self_us, reverse=True)
     total = sum(self_us(ev) for ev in events)
+    by_kind: dict[str, float] = {}
+    for ev in events:
+        kind = kernel_kind(ev.key) if gpu else "cpu"
+        by_kind[kind] = by_kind.get(kind, 0.0) + self_us(ev) / 1e3
     return {
         "total_ms": total / 1e3,
+        "by_kind": by_kind,
         "kernels": [
             {
                 "name": ev.key[:120],
@@ -486,6 +505,21 @@ def _top_events(prof, gpu: bool, top: int) -> dict:
             for ev in events[:top]
         ],
     }
+
+
+def kernel_kind(name: str) -> str:
+    """A GPU kernel's kind from its name: conv (cuDNN/CUTLASS implicit GEMMs, depthwise),
+    matmul (cuBLAS), triton (Inductor's generated kernels), copy, elementwise (the rest)."""
+    low = name.lower()
+    if low.startswith("triton"):
+        return "triton"
+    if re.search(r"conv(?!ert)|implicit_gemm|xmma_fprop|dgrad", low):
+        return "conv"
+    if "gemm" in low or "gemv" in low or "cublas" in low or "cutlass" in low:
+        return "matmul"
+    if "copy" in low or "memcpy" in low or "memset" in low:
+        return "copy"
+    return "elementwise"
 
 
 # the --compile configurations the check can time (mcarun bench options)
@@ -604,8 +638,11 @@ def main(argv: list[str] | None = None) -> int:
     variants = args.compile_variants.split(",")
     compile_bench(variants[0])
     if args.profile and (dry or remaining() > 90):
+        compiled = args.compile and not dry and remaining() > 240
         report["profile"] = step(
-            report, "profile", lambda: profile_kernels(bundle, device, max(sizes))
+            report,
+            "profile",
+            lambda: profile_kernels(bundle, device, max(sizes), compiled=compiled),
         )
     if args.edit and (dry or remaining() > 60):
         n = 4 if dry else 32

@@ -12,7 +12,8 @@ pictures are prepared up front, in these forms:
 * ``level1``: the same, PNG level 1;
 * ``writers``: level 6 on background writers (one per CPU, at most 8);
 * ``new``: uint8 pictures (a device backend converts them before copying), level 1, background
-  writers (the defaults now).
+  writers (the defaults now);
+* ``jpg``: as ``new``, quality-95 JPEG (``--format jpg``).
 
 The device-to-host copy is not modelled here (no GPU); its bytes per edit are reported: float32
 pictures before, uint8 pictures now. Contents: ``noise`` (uniform random bytes, like
@@ -35,15 +36,16 @@ import numpy as np
 
 from benchmarks.common import write_result
 from mcaclip.runtime.edit import default_writers, edit_to_dir
-from mcaclip.runtime.io import to_uint8
+from mcaclip.runtime.io import PictureFormat, to_uint8
 from mcaclip.runtime.pipeline import EditBatch
 
 SIZE = 1024
-FORMS = {  # name -> (pictures converted on the device, png level, writer threads)
-    "old": (False, 6, 0),
-    "level1": (False, 1, 0),
-    "writers": (False, 6, None),
-    "new": (True, 1, None),
+FORMS = {  # name -> (pictures converted on the device, format, png level, writer threads)
+    "old": (False, "png", 6, 0),
+    "level1": (False, "png", 1, 0),
+    "writers": (False, "png", 6, None),
+    "new": (True, "png", 1, None),
+    "jpg": (True, "jpg", 1, None),
 }
 
 
@@ -100,18 +102,20 @@ def contents(photo: Path | None, n: int) -> dict[str, np.ndarray]:
 
 
 def run(pictures: np.ndarray, form: str, latents: int, batch: int, device_ms: float) -> dict:
-    on_device, level, writers = FORMS[form]
+    on_device, kind, level, writers = FORMS[form]
     pipeline = StandInPipeline(pictures, device_ms, on_device)
     out = Path(tempfile.mkdtemp(prefix="mcaclip-output-bench-"))
     try:
         w = np.zeros((latents, 1, 1), np.float32)
         t0 = time.perf_counter()
-        edit_to_dir(pipeline, w, ["edit"], out, batch, png_level=level, writers=writers)
+        picture = PictureFormat(kind, png_level=level)
+        edit_to_dir(pipeline, w, ["edit"], out, batch, picture=picture, writers=writers)
         seconds = time.perf_counter() - t0
-        files = list(out.glob("*.png"))
+        files = list(out.glob(f"*.{kind}"))
         assert len(files) == 2 * latents, len(files)
         return {
-            "png_level": level,
+            "format": kind,
+            "png_level": level if kind == "png" else None,
             "writers": default_writers() if writers is None else writers,
             "pixels_on_device": on_device,
             "seconds": seconds,
@@ -155,7 +159,7 @@ def main() -> None:
         "device_ms_per_batch": args.device_ms,
         "photo": str(args.photo) if args.photo else None,
         "forms": {
-            k: {"pixels_on_device": v[0], "png_level": v[1], "writers": v[2]}
+            k: {"pixels_on_device": v[0], "format": v[1], "png_level": v[2], "writers": v[3]}
             for k, v in FORMS.items()
         },  # fmt: skip
         "device_to_host_mib_per_edit": {

@@ -179,6 +179,15 @@ def _open(
 )
 @click.option("--overwrite", is_flag=True, help="Redo latents whose files exist.")
 @click.option(
+    "--format",
+    "picture_format",
+    type=click.Choice(["png", "jpg"]),
+    default="png",
+    show_default=True,
+    help="Picture files: png (lossless) or jpg (4:4:4; at 1024 px 15x faster to encode "
+    "than a level-1 PNG, a third of the bytes).",
+)
+@click.option(
     "--png-level",
     type=int,
     default=1,
@@ -186,6 +195,7 @@ def _open(
     help="PNG zlib level, 0 (fastest, largest) to 9 (smallest, slowest): at 1024 px a "
     "photograph takes 74 ms to encode at 1 and 320 ms at 6 (PIL's default) for 11% less.",
 )
+@click.option("--jpeg-quality", type=int, default=95, show_default=True, help="With --format jpg.")
 @click.option(
     "--writers",
     type=int,
@@ -209,7 +219,9 @@ def edit(
     save_masks,
     make_grid,
     overwrite,
+    picture_format,
     png_level,
+    jpeg_quality,
     writers,
     **switches,
 ):
@@ -217,10 +229,11 @@ def edit(
     from tqdm import tqdm
 
     from mcaclip.runtime.edit import edit_to_dir
-    from mcaclip.runtime.io import load_latents, parse_seeds
+    from mcaclip.runtime.io import PictureFormat, load_latents, parse_seeds
 
     if (latents is None) == (seeds is None):
         raise McaError("give either --latents FILE or --seeds 0-7")
+    picture = PictureFormat(picture_format, png_level, jpeg_quality)  # checked before any work
     start = time.perf_counter()
     if engine is None:
         from mcaclip.toyfaces.demo import demo_bundle
@@ -247,7 +260,7 @@ def edit(
                 make_grid,
                 overwrite,
                 progress=bar.update,
-                png_level=png_level,
+                picture=picture,
                 writers=writers,
             )
     took = time.perf_counter() - start

@@ -8,6 +8,8 @@ Files per latent i (5 digits) and prompt slug s::
     {i:05d}_{s}_masks.npz       the per-layer masks mask_00.. [1, H_l, W_l] (with save_masks)
     grid.png                    rows: latents; columns: original, edits, masks (with grid)
 
+(``.jpg`` instead of ``.png`` with ``PictureFormat("jpg")``.)
+
 Writing overlaps computing: background threads encode and write one batch's files while the
 device computes the next (:class:`mcaclip.fileio.WriterPool`).
 """
@@ -23,15 +25,14 @@ import numpy as np
 
 from mcaclip.fileio import WriterPool
 from mcaclip.runtime.io import (
-    PNG_LEVEL,
     InputError,
+    PictureFormat,
     ensure_writable,
     grid,
     load_png,
     mask_picture,
     prompt_slugs,
     save_npz,
-    save_png,
 )
 from mcaclip.runtime.pipeline import EditPipeline
 
@@ -45,12 +46,14 @@ class EditSummary:
     grid: Path | None
 
 
-def output_files(index: int, slugs: list[str], mask_png: bool, mask_npz: bool) -> list[str]:
-    names = [f"{index:05d}_original.png"]
+def output_files(
+    index: int, slugs: list[str], mask_png: bool, mask_npz: bool, suffix: str = ".png"
+) -> list[str]:
+    names = [f"{index:05d}_original{suffix}"]
     for s in slugs:
-        names.append(f"{index:05d}_{s}.png")
+        names.append(f"{index:05d}_{s}{suffix}")
         if mask_png:
-            names.append(f"{index:05d}_{s}_mask.png")
+            names.append(f"{index:05d}_{s}_mask{suffix}")
         if mask_npz:
             names.append(f"{index:05d}_{s}_masks.npz")
     return names
@@ -75,22 +78,23 @@ def edit_to_dir(
     make_grid: bool = False,
     overwrite: bool = False,
     progress: Callable[[int], None] | None = None,
-    png_level: int = PNG_LEVEL,
+    picture: PictureFormat | None = None,
     writers: int | None = None,
 ) -> EditSummary:
     """Edit every latent with every prompt into ``out``; ``progress(n)`` after each batch.
 
     The pictures come from the backend as uint8 (converted on the device by torch/TensorRT);
     ``writers`` threads (default :func:`default_writers`; 0: none) encode and write them while
-    the next batch is computed, at most two batches behind. PNGs use zlib ``png_level``."""
-    if not 0 <= png_level <= 9:
-        raise InputError(f"--png-level {png_level}: use 0 (fastest, largest) to 9 (smallest)")
+    the next batch is computed, at most two batches behind, as ``picture`` says (default:
+    level-1 PNG)."""
+    picture = picture or PictureFormat()
     if writers is not None and writers < 0:
         raise InputError(f"--writers {writers}: use 0 (write in the main thread) or more")
     pipeline.check_request(w, len(prompts), batch_size)
     pipeline.embed(prompts)  # a bad prompt fails here, before anything is written
     ensure_writable(out)
     slugs = prompt_slugs(prompts)
+    ext = picture.suffix
     has_masks = "mask_00" in {
         t["name"] for t in pipeline.bundle.graphs["masked_generator"]["outputs"]
     }
@@ -100,16 +104,13 @@ def edit_to_dir(
         i
         for i in range(len(w))
         if overwrite
-        or not all((out / f).is_file() for f in output_files(i, slugs, mask_png, mask_npz))
+        or not all((out / f).is_file() for f in output_files(i, slugs, mask_png, mask_npz, ext))
     ]
     files_per_batch = batch_size * len(output_files(0, slugs, mask_png, mask_npz))
     size = pipeline.size
 
-    def write_png(path: Path, pixels: np.ndarray) -> None:
-        save_png(path, pixels, png_level)
-
-    def write_mask_png(path: Path, masks: list[np.ndarray]) -> None:
-        save_png(path, mask_picture(masks, size), png_level)
+    def write_mask_picture(path: Path, masks: list[np.ndarray]) -> None:
+        picture.save(path, mask_picture(masks, size))
 
     def write_npz(path: Path, masks: list[np.ndarray]) -> None:
         save_npz(path, {f"mask_{k:02d}": m for k, m in enumerate(masks)})
@@ -122,12 +123,12 @@ def edit_to_dir(
         for batch in batches:
             for row, j in enumerate(batch.indices):
                 i = todo[j]
-                pool.submit(out / f"{i:05d}_original.png", write_png, batch.originals[row])
+                pool.submit(out / f"{i:05d}_original{ext}", picture.save, batch.originals[row])
                 for p, slug in enumerate(slugs):
-                    pool.submit(out / f"{i:05d}_{slug}.png", write_png, batch.images[row, p])
+                    pool.submit(out / f"{i:05d}_{slug}{ext}", picture.save, batch.images[row, p])
                     masks = [m[row, p] for m in batch.masks]
                     if mask_png:
-                        pool.submit(out / f"{i:05d}_{slug}_mask.png", write_mask_png, masks)
+                        pool.submit(out / f"{i:05d}_{slug}_mask{ext}", write_mask_picture, masks)
                     if mask_npz:
                         pool.submit(out / f"{i:05d}_{slug}_masks.npz", write_npz, masks)
             if progress:
@@ -136,11 +137,11 @@ def edit_to_dir(
     if make_grid:
         rows = []
         for i in range(len(w)):
-            row = [load_png(out / f"{i:05d}_original.png")]
-            row += [load_png(out / f"{i:05d}_{s}.png") for s in slugs]
+            row = [load_png(out / f"{i:05d}_original{ext}")]
+            row += [load_png(out / f"{i:05d}_{s}{ext}") for s in slugs]
             if mask_png:
-                row += [load_png(out / f"{i:05d}_{s}_mask.png") for s in slugs]
+                row += [load_png(out / f"{i:05d}_{s}_mask{ext}") for s in slugs]
             rows.append(row)
-        grid_path = out / "grid.png"
-        save_png(grid_path, grid(rows), png_level)
+        grid_path = out / f"grid{ext}"
+        picture.save(grid_path, grid(rows))
     return EditSummary(len(w), len(prompts), len(todo), len(w) - len(todo), grid_path)

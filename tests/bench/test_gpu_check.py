@@ -64,13 +64,18 @@ def test_dry_run_writes_every_step(tmp_path):
                                     "profile", "edit", "summary"}  # fmt: skip
     edit = report["edit"]  # mcarun edit into PNG files, timed per output form
     assert edit["mode"] == "cpu-fp32-fused-eager" and edit["latents"] == 4
-    for form in ("edit_only", "default", "level6_main_thread"):
+    for form in ("edit_only", "default", "jpg", "level6_main_thread"):
         assert edit[form]["edits_per_s"] > 0
     assert edit["default"]["mib_per_edit_on_disk"] > 0
     profile = report["profile"]
     assert profile["plain"]["mode"] == "cpu-fp32-eager"
     assert profile["default"]["mode"] == "cpu-fp32-foldblur-subpixel-fused-stacked-eager"
     assert profile["plain"]["kernels"] and profile["plain"]["total_ms"] > 0
+    assert "compiled" not in profile  # GPU only
+    by_kind = profile["plain"]["by_kind"]
+    assert list(by_kind) == ["cpu"] and by_kind["cpu"] == pytest.approx(
+        profile["plain"]["total_ms"]
+    )
     ops = profile["default"]["operators"]  # the top ones: which depends on the CPU's timing
     assert ops and all(op["op"].startswith("aten::") for op in ops)
     assert any(op["shapes"].startswith("[[") for op in ops)  # input shapes recorded
@@ -127,3 +132,22 @@ def test_compiler_warnings_are_kept_once():
         "last reason: 8/7: layer == 7",
     ]
     assert compiler_warnings("batch stage  p50 ms\n    8 end_to_end  5.5") == []
+
+
+def test_kernel_kinds():
+    """Names of the kernels in the H100 profiles (gpu_check.json) sorted into kinds."""
+    from benchmarks.gpu_check import kernel_kind
+
+    names = {
+        "sm90_xmma_fprop_implicit_gemm_f16f16_f16f32_f32_nhwckrsc_nhwc_tilesize128x128x64": "conv",
+        "sm90_xmma_dgrad_implicit_gemm_indexed_f16f16_f16f32_f32_nhwckrsc_nhwc_tiles": "conv",
+        "void at::native::(anonymous namespace)::conv_depthwise2d_forward_kernel_generic": "conv",
+        "void gemmSN_TN_kernel<float, 128, 16, 2, 4, 8, 9, false, cublasGemvTensor": "matmul",
+        "void at::native::unrolled_elementwise_kernel<convert_float_half>": "elementwise",
+        "triton_poi_fused_add_clamp_leaky_relu_mul_0": "triton",
+        "void at::native::elementwise_kernel<128, 4, at::native::gpu_kernel_impl_nocast<at::"
+        "native::direct_copy_kernel_cuda": "copy",
+        "void at::native::vectorized_elementwise_kernel<8, at::native::(anonymous namespace)::"
+        "leaky_relu_kernel": "elementwise",
+    }
+    assert {n: kernel_kind(n) for n in names} == names

@@ -207,10 +207,25 @@ def test_edit_writers_and_png_level(cli, tiny_bundle, tmp_path):
         assert np.array_equal(np.asarray(Image.open(runs["level9"][n])), pixels)
     size = {k: sum(p.stat().st_size for p in r.values()) for k, r in runs.items()}
     assert size["level9"] <= size["main"] < size["level0"]
-    for extra, message in (
+    # JPEG: same names with .jpg (and the grid), pictures close to the lossless ones
+    out = tmp_path / "jpg"
+    code, stdout, err = _edit(cli, tiny_bundle, out, "--seeds", "0-4", "--format", "jpg",
+                              "--jpeg-quality", "98", "--grid")  # fmt: skip
+    assert code == 0, err
+    masks = [f"{i:05d}_red-hair_mask.jpg" for i in range(5)]  # the grid shows the masks
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        [n.replace(".png", ".jpg") for n in runs["main"]] + masks + ["grid.jpg"]
+    )
+    assert "grid.jpg" in stdout
+    for n, path in runs["main"].items():
+        lossy = np.asarray(Image.open(out / n.replace(".png", ".jpg"))).astype(int)
+        assert np.abs(lossy - np.asarray(Image.open(path)).astype(int)).mean() < 6
+    bad = (
         (["--png-level", "10"], "use 0 (fastest"),
         (["--writers", "-1"], "use 0"),
-    ):
+        (["--format", "jpg", "--jpeg-quality", "0"], "use 1 to 100"),
+    )
+    for extra, message in bad:
         code, _, err = _edit(cli, tiny_bundle, tmp_path / "bad", "--seeds", "0", *extra)
         assert code == 2 and message in err and err.count("\n") == 1
         assert not (tmp_path / "bad").exists()
@@ -228,7 +243,7 @@ def test_edit_write_failure_is_one_line(cli, tiny_bundle, tmp_path, monkeypatch)
             raise OSError(errno.ENOSPC, "No space left on device")
         real(path, pixels, level)
 
-    monkeypatch.setattr("mcaclip.runtime.edit.save_png", full_disk)
+    monkeypatch.setattr("mcaclip.runtime.io.save_png", full_disk)
     out = tmp_path / "out"
     code, _, err = _edit(cli, tiny_bundle, out, "--seeds", "0-5", "--batch-size", "2")
     assert code == 2 and err.count("\n") == 1, err
