@@ -50,6 +50,7 @@ class EditPipeline:
         stack_streams: bool | None = None,
         subpixel: bool | None = None,
         cudnn_benchmark: bool | None = None,
+        pad_batches: bool | None = None,
     ):
         """``device``: torch/TensorRT device (default: cuda when PyTorch sees a GPU, else cpu);
         ``precision``/``cuda_graphs``/``compile`` configure the torch backend (CUDA graphs
@@ -57,7 +58,9 @@ class EditPipeline:
         the FP16 engines of the tensorrt backend;
         ``channels_last``/``fold_blur``/``fuse_tails``/``stack_streams``/``subpixel``/
         ``cudnn_benchmark`` are the torch backend's speed switches
-        (see :mod:`mcaclip.runtime.backends.torch`)."""
+        (see :mod:`mcaclip.runtime.backends.torch`). ``pad_batches`` (default: with CUDA graphs
+        or ``compile``): :meth:`edit` fills a last, smaller batch up to the batch size, so that it
+        replays the same CUDA graph instead of capturing (and compiling) one for a new shape."""
         self.bundle = bundle if isinstance(bundle, Bundle) else Bundle.open(bundle)
         if backend not in BACKEND_NAMES:
             raise BackendError(f"backend {backend!r}: choose one of {', '.join(BACKEND_NAMES)}")
@@ -71,6 +74,9 @@ class EditPipeline:
         self.precision = precision
         self.cuda_graphs = device.startswith("cuda") if cuda_graphs is None else cuda_graphs
         self.compile = compile
+        if pad_batches is None:  # a new batch shape costs a capture, or a minute of compiling
+            pad_batches = backend != "onnxruntime" and bool(self.cuda_graphs or compile)
+        self.pad_batches = pad_batches
         self.switches = dict(  # handed to the torch backend as they are (TORCH_SWITCHES)
             fold_blur=fold_blur,
             channels_last=channels_last,
@@ -265,10 +271,17 @@ class EditPipeline:
     ) -> Iterator[EditBatch]:
         """Edit every latent w [N, L, D] with every prompt, ``batch_size`` latents per call
         (``masks=False``: batches carry no masks; ``pixels``: uint8 pictures, see
-        :meth:`edit_batch`)."""
+        :meth:`edit_batch`). With ``pad_batches`` a last, smaller batch is filled up with
+        copies of its last latent (their results dropped): every call has one shape."""
         self.check_request(w, len(prompts), batch_size)
         e = self.embed(prompts)
         for start in range(0, len(w), batch_size):
             chunk = w[start : start + batch_size]
+            n = len(chunk)
+            if self.pad_batches and n < batch_size < len(w):
+                chunk = np.concatenate([chunk, np.repeat(chunk[-1:], batch_size - n, axis=0)])
             images, originals, layer_masks = self.edit_batch(chunk, e, masks, pixels)
-            yield EditBatch(list(range(start, start + len(chunk))), images, originals, layer_masks)
+            if len(chunk) > n:
+                images, originals = images[:n], originals[:n]
+                layer_masks = [m[:n] for m in layer_masks]
+            yield EditBatch(list(range(start, start + n)), images, originals, layer_masks)

@@ -166,6 +166,21 @@ def test_fp16_cuda_matches_fp32(tiny_bundle, cuda_graphs):
 
 
 @pytest.mark.gpu
+def test_last_batch_replays_the_same_cuda_graph(tiny_bundle):
+    """5 latents at batch 2 with CUDA graphs: the last latent goes out padded to 2, so the
+    whole edit is captured once, not once more for a batch of 1."""
+    with EditPipeline(tiny_bundle, backend="torch", device="cuda", precision="fp16",
+                      cuda_graphs=True) as p:  # fmt: skip
+        assert p.pad_batches
+        w = _latents(p, 5)
+        batches = list(p.edit(w, ["red hair"], batch_size=2, masks=False))
+        assert p.device_editor._edit.captured == 1
+        whole = next(p.edit(w[4:], ["red hair"], batch_size=2, masks=False))
+    assert [b.indices for b in batches] == [[0, 1], [2, 3], [4]]
+    assert psnr(batches[-1].images, whole.images) > 40  # other batch shape, other kernels
+
+
+@pytest.mark.gpu
 def test_fused_tails_and_stacked_streams_on_cuda(tiny_bundle):
     """Fused tails, stacked streams, sub-pixel up-sampling convs and cuDNN's algorithm timing
     (FP16, NHWC, CUDA graphs), one more at a time, against the default fast path."""

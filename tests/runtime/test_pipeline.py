@@ -97,6 +97,32 @@ def test_batches_cover_every_latent(tiny_bundle, latents):
     assert np.abs(split - whole.images).max() <= 1e-5
 
 
+def test_padded_last_batch_gives_the_same_edits(tiny_bundle, latents, monkeypatch):
+    """pad_batches (on with CUDA graphs or compile): a last, smaller batch is filled up to the
+    batch size, so every device call has one shape; the edits are those of unpadded calls."""
+    with EditPipeline(tiny_bundle, backend="torch") as p:
+        assert not p.pad_batches  # the CPU torch backend has no graphs to capture
+        ref = list(p.edit(latents, ["red hair"], batch_size=2))
+    with EditPipeline(tiny_bundle, backend="torch", pad_batches=True) as p:
+        shapes = []
+        editor = p.device_editor
+        real = editor.edit
+
+        def spy(w, e, masks, pixels):
+            shapes.append(w.shape[0])
+            return real(w, e, masks, pixels)
+
+        monkeypatch.setattr(editor, "edit", spy)
+        got = list(p.edit(latents, ["red hair"], batch_size=2))
+        one = list(p.edit(latents[:1], ["red hair"], batch_size=2))  # fewer than a batch
+    assert shapes == [2, 2, 1]  # the last batch of 1 went out as 2; a lone latent as 1
+    assert [b.indices for b in got] == [[0, 1], [2]] and one[0].images.shape[0] == 1
+    for a, b in zip(got, ref):
+        assert a.images.shape == b.images.shape and a.originals.shape == b.originals.shape
+        assert np.abs(a.images - b.images).max() <= 1e-5
+        assert all(x.shape == y.shape for x, y in zip(a.masks, b.masks))
+
+
 def test_request_errors(tiny_bundle, latents):
     with EditPipeline(tiny_bundle) as p:
         with pytest.raises(
