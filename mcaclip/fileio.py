@@ -80,6 +80,7 @@ class WriterPool:
         self._reap(block=False)
         self._slots.acquire()
         try:
+            self._reap(block=False)  # a write that failed while this one waited for a slot
             future = self._pool.submit(self._run, path, write, *args)
         except BaseException:
             self._slots.release()
@@ -118,6 +119,11 @@ class WriterPool:
                 for f in self._pending:
                     f.cancel()
             self._reap(block=True)
+        except KeyboardInterrupt:  # while waiting: drop what has not started
+            cancel = True
+            for f in self._pending:
+                f.cancel()
+            raise
         finally:
             self._pool.shutdown(wait=True, cancel_futures=cancel)
             self._pool = None

@@ -73,3 +73,29 @@ def test_umask_read_under_concurrent_writes(tmp_path):
         assert modes == {0o640}
     finally:
         os.umask(before)
+
+
+def test_umask_without_proc(monkeypatch):
+    """Where /proc/self/status cannot be read: set and restored under a lock, unchanged."""
+    import builtins
+
+    real_open = builtins.open
+
+    def no_proc(path, *args, **kwargs):
+        if str(path) == "/proc/self/status":
+            raise OSError("no /proc here")
+        return real_open(path, *args, **kwargs)
+
+    before = os.umask(0o037)
+    try:
+        monkeypatch.setattr(builtins, "open", no_proc)
+        masks = []
+        threads = [threading.Thread(target=lambda: masks.append(current_umask())) for _ in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert masks == [0o037] * 8
+        assert os.umask(0o037) == 0o037
+    finally:
+        os.umask(before)

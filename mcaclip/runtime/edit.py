@@ -85,8 +85,8 @@ def edit_to_dir(
 
     The pictures come from the backend as uint8 (converted on the device by torch/TensorRT);
     ``writers`` threads (default :func:`default_writers`; 0: none) encode and write them while
-    the next batch is computed, at most two batches behind, as ``picture`` says (default:
-    level-1 PNG)."""
+    the next batch is computed, as ``picture`` says (default: level-1 PNG); the queue holds
+    two batches' files, or two per writer if that is more."""
     picture = picture or PictureFormat()
     if writers is not None and writers < 0:
         raise InputError(f"--writers {writers}: use 0 (write in the main thread) or more")
@@ -116,7 +116,8 @@ def edit_to_dir(
         save_npz(path, {f"mask_{k:02d}": m for k, m in enumerate(masks)})
 
     threads = default_writers() if writers is None else writers
-    with WriterPool(threads, max_pending=2 * files_per_batch) as pool:
+    # two batches queued at most (memory), and enough for every writer to have work
+    with WriterPool(threads, max_pending=max(2 * files_per_batch, 2 * threads)) as pool:
         batches = (
             pipeline.edit(w[todo], prompts, batch_size, masks=mask_png, pixels=True) if todo else ()
         )

@@ -136,7 +136,7 @@ def mask_picture(masks: list[np.ndarray], size: int) -> np.ndarray:
 
 
 # zlib level of the PNGs mcarun edit writes. Measured with PIL on one core of the 2-core EPYC
-# (2026-11-27): a 1024 px photograph takes 320 ms at PIL's default 6 and 74 ms at 1 for an 11%
+# (2026-11-27): a 1024 px photograph takes 330 ms at PIL's default 6 and 74 ms at 1 for an 11%
 # larger file; at 1024 px encoding is most of an edit's cost on a GPU (benchmarks/output_cpu.py).
 PNG_LEVEL = 1
 

@@ -209,16 +209,22 @@ class EditPipeline:
         return np.concatenate(out)
 
     def edit_batch(
-        self, w: np.ndarray, e: np.ndarray, masks: bool = True, pixels: bool = False
+        self,
+        w: np.ndarray,
+        e: np.ndarray,
+        masks: bool = True,
+        pixels: bool = False,
+        keep: int | None = None,
     ) -> tuple[np.ndarray, np.ndarray, list]:
         """w [n, L, D] with every embedding e [P, D_t] -> images [n, P, 3, H, W], originals,
         per-layer masks (``masks=False``: [], and a device backend does not copy them out:
         at 1024 px they are most of an edit's device-to-host bytes). ``pixels``: images
         [n, P, H, W, 3] and originals [n, H, W, 3] as uint8 for PNG files (a device backend
-        converts before copying: a quarter of the bytes)."""
+        converts before copying: a quarter of the bytes). ``keep``: the results of the first
+        ``keep`` latents only (a padded batch; a device backend copies only those)."""
         editor = self.device_editor
         if editor is not None:  # one device call, no host copies between the stages
-            return editor.edit(w, e, masks, pixels)
+            return editor.edit(w, e, masks, pixels, keep)
         n, p = len(w), len(e)
         w_rep = np.repeat(w, p, axis=0)
         e_rep = np.tile(e, (n, 1))
@@ -232,10 +238,14 @@ class EditPipeline:
             },
             None if masks else ["image", "original"],  # masks: not fetched unless asked
         )
-        layer_masks = [out[k] for k in sorted(out) if k.startswith("mask_")]  # [] unless asked
+        rows = slice(keep)  # slice(None): all
+        layer_masks = [
+            out[k][rows] for k in sorted(out) if k.startswith("mask_")
+        ]  # [] unless asked
+        image, original = out["image"][rows], out["original"][rows]
         if pixels:
-            return to_uint8(out["image"]), to_uint8(out["original"]), layer_masks
-        return out["image"], out["original"], layer_masks
+            return to_uint8(image), to_uint8(original), layer_masks
+        return image, original, layer_masks
 
     def check_request(self, w: np.ndarray, n_prompts: int, batch_size: int) -> None:
         if w.ndim != 3 or w.shape[1:] != (self.n_latent, self.style_dim):
@@ -280,8 +290,6 @@ class EditPipeline:
             n = len(chunk)
             if self.pad_batches and n < batch_size < len(w):
                 chunk = np.concatenate([chunk, np.repeat(chunk[-1:], batch_size - n, axis=0)])
-            images, originals, layer_masks = self.edit_batch(chunk, e, masks, pixels)
-            if len(chunk) > n:
-                images, originals = images[:n], originals[:n]
-                layer_masks = [m[:n] for m in layer_masks]
+            keep = n if len(chunk) > n else None
+            images, originals, layer_masks = self.edit_batch(chunk, e, masks, pixels, keep)
             yield EditBatch(list(range(start, start + n)), images, originals, layer_masks)

@@ -144,6 +144,8 @@ def test_kernel_kinds():
         "void at::native::(anonymous namespace)::conv_depthwise2d_forward_kernel_generic": "conv",
         "void gemmSN_TN_kernel<float, 128, 16, 2, 4, 8, 9, false, cublasGemvTensor": "matmul",
         "void at::native::unrolled_elementwise_kernel<convert_float_half>": "elementwise",
+        "void at::native::vectorized_elementwise_kernel<4, conversion_op>": "elementwise",
+        "cutlass::Kernel<cutlass_80_tensorop_f16_s16816fprop_optimized_f16_64x64_64x5>": "conv",
         "triton_poi_fused_add_clamp_leaky_relu_mul_0": "triton",
         "void at::native::elementwise_kernel<128, 4, at::native::gpu_kernel_impl_nocast<at::"
         "native::direct_copy_kernel_cuda": "copy",

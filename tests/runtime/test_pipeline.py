@@ -108,9 +108,9 @@ def test_padded_last_batch_gives_the_same_edits(tiny_bundle, latents, monkeypatc
         editor = p.device_editor
         real = editor.edit
 
-        def spy(w, e, masks, pixels):
+        def spy(w, e, masks, pixels, keep):
             shapes.append(w.shape[0])
-            return real(w, e, masks, pixels)
+            return real(w, e, masks, pixels, keep)
 
         monkeypatch.setattr(editor, "edit", spy)
         got = list(p.edit(latents, ["red hair"], batch_size=2))

@@ -107,43 +107,56 @@ class DeviceEditor:
             return self._edit(w, e)
 
     def edit(
-        self, w: np.ndarray, e: np.ndarray, masks: bool = True, pixels: bool = False
+        self,
+        w: np.ndarray,
+        e: np.ndarray,
+        masks: bool = True,
+        pixels: bool = False,
+        keep: int | None = None,
     ) -> tuple[np.ndarray, np.ndarray, list]:
         """Host arrays in and out, one copy each way: latents w [B, L, D], embeddings
         e [P, D_text] -> (images [B, P, 3, H, W], originals [B, 3, H, W],
         masks [B, P, 1, H_l, W_l] per layer; ``masks=False``: [], nothing copied for them).
         ``pixels``: images [B, P, H, W, 3] and originals [B, H, W, 3] as uint8, converted on
-        the device (:func:`device_pixels`): a quarter of the bytes to copy, ready for PNG."""
+        the device (:func:`device_pixels`): a quarter of the bytes to copy, ready for PNG.
+        ``keep``: only the first ``keep`` latents' results are copied (a padded batch).
+        The pictures come through page-locked memory, the masks through pageable memory
+        (at 1024 px they are large, and pinned memory stays with the process)."""
         import torch
 
         wt = torch.from_numpy(np.ascontiguousarray(w, np.float32)).to(self.device)
         et = torch.from_numpy(np.ascontiguousarray(e, np.float32)).to(self.device)
         image, original, *layer_masks = self.edit_device(wt, et)
         with torch.inference_mode():
+            if keep is not None:
+                image, original = image[:keep], original[:keep]
+                layer_masks = [m[:keep] for m in layer_masks]
             if pixels:
                 image, original = device_pixels(image), device_pixels(original)
-            host = to_host([image, original, *(layer_masks if masks else [])])
-        return host[0], host[1], host[2:]
+            image, original = to_host([image, original])
+            kept = to_host(layer_masks, pinned=False) if masks else []
+        return image, original, kept
 
 
 def device_pixels(x):
     """Torch [..., 3, H, W] in [-1, 1] -> [..., H, W, 3] uint8 on the same device: the same
     float32 operations in the same order as :func:`mcaclip.runtime.io.to_uint8`, so the same
-    bytes."""
+    bytes for finite values (NaN, which a finite latent does not give, becomes 0 on x86)."""
     import torch
 
     scaled = ((x.float() + 1) * 127.5 + 0.5).clamp_(0, 255)
     return scaled.to(torch.uint8).movedim(-3, -1).contiguous()
 
 
-def to_host(tensors: list) -> list[np.ndarray]:
-    """Device tensors -> numpy arrays (floating point as float32). From a GPU through pinned
-    (page-locked) buffers from PyTorch's caching host allocator: every copy is queued before
-    one wait, and each array owns its buffer (the next call does not overwrite it)."""
+def to_host(tensors: list, pinned: bool = True) -> list[np.ndarray]:
+    """Device tensors -> numpy arrays (floating point as float32). From a GPU, ``pinned``:
+    through page-locked buffers from PyTorch's caching host allocator, every copy queued
+    before one wait; each array owns its buffer (the next call does not overwrite it). On the
+    CPU the arrays share the tensors' memory (no backend reuses its CPU outputs)."""
     import torch
 
     tensors = [t if t.dtype == torch.uint8 else t.float() for t in tensors]
-    if not tensors or tensors[0].device.type != "cuda":
+    if not tensors or tensors[0].device.type != "cuda" or not pinned:
         return [t.cpu().numpy() for t in tensors]
     out = []
     for t in tensors:
