@@ -22,7 +22,8 @@ Steps (each one's outcome is recorded; a failing step does not stop the next):
 8. ``edit``: what ``mcarun edit`` delivers at 1024 px, edits per second into PNG files (32
    latents, largest batch, default fast path): the edits alone, then writing with the defaults
    (level-1 PNGs on background writers, uint8 pictures converted on the GPU), as JPEG
-   (``--format jpg``), and level-6 PNGs in the main thread (the old way of writing).
+   (``--format jpg``), and level-6 PNGs in the main thread (the old way of writing); and the
+   peak GPU memory all that took (what a card needs for ``mcarun edit`` at that batch).
 9. ``bench_compile_<name>``: the other compile variants, e.g. ``bench_compile_stacked``
    (stacked streams are off by default under compile: their one compiled measurement ran with
    graph breaks, fixed since). ``nofold`` measured as fast as the folded blur on an H100;
@@ -222,7 +223,9 @@ def edit_throughput(bundle: Path, device: str, latents: int, batch: int) -> dict
     """What ``mcarun edit`` delivers: edits per second into PNG files at the bundle's size, one
     prompt, default fast path; the edits alone (uint8 pictures to the host, nothing written),
     then writing with the defaults (level-1 PNGs on background writers), as JPEG, and as
-    mcaclip wrote before 2026-11-27 (level 6, main thread; the pictures still come as uint8)."""
+    mcaclip wrote before 2026-11-27 (level 6, main thread; the pictures still come as uint8).
+    On a GPU also the peak GPU memory of the whole step: what ``mcarun edit`` needs at this
+    batch and size (its CUDA graph included)."""
     import shutil
 
     from mcaclip.runtime.edit import default_writers, edit_to_dir
@@ -233,6 +236,9 @@ def edit_throughput(bundle: Path, device: str, latents: int, batch: int) -> dict
     prompt = ["blue goatee"]
     root = Path(tempfile.mkdtemp(prefix="mcaclip-edit-"))
     result: dict = {"latents": latents, "batch": batch, "prompts": 1, "writers": default_writers()}
+    if gpu:  # the memory mcarun edit needs at this batch: peaks from here on
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats()
     try:
         with EditPipeline(bundle, backend="torch", device=device,
                           precision="fp16" if gpu else "fp32", cuda_graphs=gpu) as p:  # fmt: skip
@@ -258,6 +264,9 @@ def edit_throughput(bundle: Path, device: str, latents: int, batch: int) -> dict
                 result[name]["mib_per_edit_on_disk"] = (
                     sum(f.stat().st_size for f in files) / latents / 2**20
                 )
+        if gpu:  # the edit's CUDA graph pools included (they count as allocated)
+            result["gpu_peak_allocated_mib"] = torch.cuda.max_memory_allocated() / 2**20
+            result["gpu_peak_reserved_mib"] = torch.cuda.max_memory_reserved() / 2**20
         result["default_vs_level6_main_thread"] = (
             result["level6_main_thread"]["ms_per_edit"] / result["default"]["ms_per_edit"]
         )

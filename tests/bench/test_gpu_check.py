@@ -67,6 +67,7 @@ def test_dry_run_writes_every_step(tmp_path):
     for form in ("edit_only", "default", "jpg", "level6_main_thread"):
         assert edit[form]["edits_per_s"] > 0
     assert edit["default"]["mib_per_edit_on_disk"] > 0
+    assert "gpu_peak_reserved_mib" not in edit  # GPU only
     profile = report["profile"]
     assert profile["plain"]["mode"] == "cpu-fp32-eager"
     assert profile["default"]["mode"] == "cpu-fp32-foldblur-subpixel-fused-stacked-eager"
