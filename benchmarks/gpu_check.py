@@ -27,8 +27,9 @@ Steps (each one's outcome is recorded; a failing step does not stop the next):
 9. ``bench_compile_<name>``: the other compile variants, e.g. ``bench_compile_stacked``
    (stacked streams are off by default under compile: their one compiled measurement ran with
    graph breaks, fixed since). ``nofold`` measured as fast as the folded blur on an H100;
-   ``autotune`` (max-autotune: Triton conv templates with fused tails) and ``fused`` (the fused
-   tails compiled: ToRGB as a matrix product) have not run yet.
+   ``autotune`` (max-autotune: Triton conv templates with fused tails), ``fused`` (the fused
+   tails compiled: ToRGB as a matrix product) and ``tritonmask`` (each mask head as one Triton
+   kernel) have not run yet.
 10. ``summary``: ms per edit of every variant next to the lower bound and the memory floor,
     speed-ups vs FP32 eager, which variants meet the targets.
 
@@ -542,6 +543,8 @@ COMPILE_VARIANTS = {
     # fused tails under compile: ToRGB as a per-sample matrix product instead of a 3-channel
     # cuDNN convolution; never timed compiled (off by default: compile fuses the plain tails)
     "fused": ("--compile", "--fuse-tails"),
+    # each mask head as one Triton kernel (mcaclip.nn.triton_kernels), never timed
+    "tritonmask": ("--compile", "--triton-masks"),
 }
 
 

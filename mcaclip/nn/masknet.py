@@ -22,12 +22,22 @@ class MaskHead(nn.Module):
         self.conv1 = nn.Conv2d(channels, hidden, 1)
         self.conv2 = nn.Conv2d(hidden, 1, 1)
         self.cond = nn.Linear(cond_dim, hidden) if cond_dim else None
+        self.triton = False  # one fused pass on a GPU; set by triton_masks()
 
     def forward(self, feature: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
+        if self.cond is not None and cond is None:
+            raise ShapeError("this mask net is text-conditioned: pass the text embedding")
+        if self.triton:
+            from mcaclip.nn import triton_kernels
+
+            if triton_kernels.usable(feature, self.conv1.out_channels):
+                term = None if self.cond is None else self.cond(cond)
+                c1, c2 = self.conv1, self.conv2
+                return triton_kernels.fused_mask_head(
+                    feature, c1.weight, c1.bias, c2.weight, c2.bias, term
+                )
         h = self.conv1(feature)
         if self.cond is not None:
-            if cond is None:
-                raise ShapeError("this mask net is text-conditioned: pass the text embedding")
             h = h + self.cond(cond).to(h.dtype)[:, :, None, None]
         return torch.sigmoid(self.conv2(torch.relu(h)))
 
@@ -55,3 +65,17 @@ class MaskNet(nn.Module):
                 f"mask net expects {len(self.heads)} feature maps, got {len(features)}"
             )
         return [head(f, cond) for head, f in zip(self.heads, features)]
+
+
+def triton_masks(module: nn.Module, on: bool = True) -> nn.Module:
+    """Switch every mask head in ``module`` to the fused Triton kernel where it can run
+    (:func:`mcaclip.nn.triton_kernels.usable`: NHWC features on a GPU); elsewhere the heads
+    keep their PyTorch form. Inference (no autograd through the kernel)."""
+    if on:
+        from mcaclip.nn import triton_kernels
+
+        triton_kernels.load()
+    for m in module.modules():
+        if isinstance(m, MaskHead):
+            m.triton = on
+    return module

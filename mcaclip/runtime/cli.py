@@ -60,6 +60,12 @@ SWITCH_OPTIONS = (
         "--cudnn-benchmark/--no-cudnn-benchmark",
         "torch backend on a GPU: let cuDNN time its algorithms per shape (default: off).",
     ),
+    (
+        "triton_masks",
+        "--triton-masks/--no-triton-masks",
+        "torch backend, fp16 on a GPU: each mask head as one fused Triton kernel (default: "
+        "off; not yet measured).",
+    ),
 )
 
 
@@ -125,8 +131,7 @@ def _open(
     compile_: bool = False,
     **switches,
 ):
-    """``switches``: the torch backend's fold_blur, channels_last, fuse_tails, stack_streams,
-    subpixel, cudnn_benchmark (None: its default)."""
+    """``switches``: the torch backend's speed switches, TORCH_SWITCHES (None: its default)."""
     from mcaclip.bundle import Bundle
     from mcaclip.runtime.pipeline import EditPipeline
 

@@ -50,6 +50,7 @@ class EditPipeline:
         stack_streams: bool | None = None,
         subpixel: bool | None = None,
         cudnn_benchmark: bool | None = None,
+        triton_masks: bool | None = None,
         pad_batches: bool | None = None,
     ):
         """``device``: torch/TensorRT device (default: cuda when PyTorch sees a GPU, else cpu);
@@ -57,7 +58,7 @@ class EditPipeline:
         default to on with a GPU; ``compile``: True or "default", or "max-autotune") and pick
         the FP16 engines of the tensorrt backend;
         ``channels_last``/``fold_blur``/``fuse_tails``/``stack_streams``/``subpixel``/
-        ``cudnn_benchmark`` are the torch backend's speed switches
+        ``cudnn_benchmark``/``triton_masks`` are the torch backend's speed switches
         (see :mod:`mcaclip.runtime.backends.torch`). ``pad_batches`` (default: with CUDA graphs
         or ``compile``): :meth:`edit` fills a last, smaller batch up to the batch size, so that it
         replays the same CUDA graph instead of capturing (and compiling) one for a new shape."""
@@ -84,6 +85,7 @@ class EditPipeline:
             fuse_tails=fuse_tails,
             stack_streams=stack_streams,
             cudnn_benchmark=cudnn_benchmark,
+            triton_masks=triton_masks,
         )
         gen = self.bundle.preset["generator"]
         self.style_dim = int(gen["style_dim"])

@@ -38,3 +38,56 @@ def test_text_condition_changes_masks_and_is_required():
 def test_wrong_number_of_features():
     with pytest.raises(ShapeError, match="expects 3 feature maps"):
         MaskNet([16, 16, 8])(_features()[:2])
+
+
+TRITON_CHECK = """
+import torch
+from mcaclip.nn.masknet import MaskHead, triton_masks
+from mcaclip.nn import triton_kernels
+
+torch.manual_seed(0)
+worst = 0.0
+# channels (one K block, a ragged one, several), hidden, text condition, pixels not a
+# multiple of the 128-pixel block
+for c, hidden, cond_dim, b, h, w in [(32, 32, None, 2, 5, 6), (48, 32, None, 1, 7, 8),
+                                     (512, 32, 8, 3, 4, 5), (64, 16, None, 2, 16, 9)]:
+    head = MaskHead(c, hidden, cond_dim)
+    for p in head.parameters():
+        p.data.normal_(0, 0.3)
+    f = torch.randn(b, c, h, w).half().contiguous(memory_format=torch.channels_last)
+    cond = torch.randn(b, cond_dim).half() if cond_dim else None
+    ref = head(f.float(), None if cond is None else cond.float())  # float32, PyTorch
+    head = head.half()
+    plain = head(f, cond)  # FP16, PyTorch
+    triton_masks(head)
+    assert triton_kernels.usable(f, hidden)
+    got = head(f, cond)
+    assert got.shape == (b, 1, h, w) and got.dtype == torch.float16
+    worst = max(worst, (got.float() - ref).abs().max().item())
+    assert (got.float() - plain.float()).abs().max().item() < 2e-3
+    # where the kernel cannot run, the head keeps its PyTorch form
+    nchw = f.contiguous()
+    assert not triton_kernels.usable(nchw, hidden)
+    assert torch.equal(head(nchw, cond), plain)
+assert not triton_kernels.usable(f, 24)  # hidden width not a power of two
+print("worst", worst)
+assert worst < 1e-3
+"""
+
+
+def test_triton_mask_head_matches_pytorch():
+    """The fused Triton mask head (--triton-masks) against the PyTorch head, run in Triton's
+    CPU interpreter in a fresh process (TRITON_INTERPRET must be set before Triton loads)."""
+    import os
+    import subprocess
+    import sys
+
+    pytest.importorskip(
+        "triton", reason="Triton is not installed (it comes with torch's CUDA wheels)"
+    )
+    env = {**os.environ, "TRITON_INTERPRET": "1"}
+    run = subprocess.run(
+        [sys.executable, "-c", TRITON_CHECK], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "worst" in run.stdout

@@ -67,6 +67,7 @@ def test_switch_refusals_on_cpu(tiny_bundle, cli):
         (["--subpixel"], "--subpixel is a form of the folded blur: add --fold-blur"),
         (["--subpixel", "--no-fold-blur"], "--subpixel is a form of the folded blur"),
         (["--compile-autotune"], "--compile-autotune on the torch backend need a CUDA GPU"),
+        (["--triton-masks"], "--triton-masks on the torch backend need a CUDA GPU"),
     ):
         code, _, err = cli(
             mcarun, "edit", "--engine", tiny_bundle, "--backend", "torch", "--device", "cpu",
@@ -201,6 +202,21 @@ def test_fused_tails_and_stacked_streams_on_cuda(tiny_bundle):
         assert psnr(other[0], plain[0]) > 40 and psnr(other[1], plain[1]) > 40
         for a, b in zip(other[2], plain[2]):
             assert np.abs(a - b).max() < 2e-2
+
+
+@pytest.mark.gpu
+def test_triton_masks_on_cuda(tiny_bundle):
+    """Each mask head as one Triton kernel (FP16, NHWC, CUDA graphs) against the default."""
+    runs = []
+    for on in (False, True):
+        with EditPipeline(tiny_bundle, backend="torch", device="cuda", precision="fp16",
+                          cuda_graphs=True, triton_masks=on) as p:  # fmt: skip
+            assert ("tritonmask" in p.device_editor.mode) == on
+            runs.append(p.edit_batch(_latents(p, 3), p.embed(["red hair", "blue goatee"])))
+    plain, fused = runs
+    assert psnr(fused[0], plain[0]) > 40 and np.abs(fused[1] - plain[1]).max() < 1e-3
+    for a, b in zip(fused[2], plain[2]):
+        assert np.abs(a - b).max() < 2e-3
 
 
 @pytest.mark.gpu

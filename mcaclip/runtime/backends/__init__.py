@@ -21,4 +21,5 @@ TORCH_SWITCHES = (
     "fuse_tails",
     "stack_streams",
     "cudnn_benchmark",
+    "triton_masks",
 )
