@@ -30,7 +30,7 @@ class MaskHead(nn.Module):
         if self.triton:
             from mcaclip.nn import triton_kernels
 
-            if triton_kernels.usable(feature, self.conv1.out_channels):
+            if triton_kernels.usable(feature):
                 term = None if self.cond is None else self.cond(cond)
                 c1, c2 = self.conv1, self.conv2
                 return triton_kernels.fused_mask_head(

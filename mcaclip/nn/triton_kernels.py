@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 
 import torch
+import torch.nn.functional as F
 
 from mcaclip.errors import ConfigError
 
@@ -26,18 +27,15 @@ _KERNEL = None  # the jitted kernel, built by load() (outside any torch.compile 
 _INTERPRET = False  # Triton's CPU interpreter was asked for when load() ran
 
 
-def usable(feature: torch.Tensor, hidden: int) -> bool:
+def usable(feature: torch.Tensor) -> bool:
     """Whether :func:`fused_mask_head` can run on ``feature`` [B, C, H, W]: the kernel loaded
-    (:func:`load`), FP16, NHWC-contiguous, on a CUDA GPU (or the interpreter), a hidden width
-    that is a power of two >= 16."""
+    (:func:`load`), FP16, NHWC-contiguous, on a CUDA GPU (or the interpreter)."""
     return (
         _KERNEL is not None
         and (feature.is_cuda or _INTERPRET)
         and feature.dim() == 4
         and feature.dtype == torch.float16  # FP32 would run its products in TF32
         and feature.is_contiguous(memory_format=torch.channels_last)
-        and hidden >= MIN_DOT
-        and hidden & (hidden - 1) == 0
     )
 
 
@@ -116,13 +114,19 @@ def fused_mask_head(
 ) -> torch.Tensor:
     """feature [B, C, H, W] (NHWC-contiguous, see :func:`usable`), conv1 weight [hidden, C, 1, 1]
     and bias [hidden], conv2 weight [1, hidden, 1, 1] and bias [1], optional per-sample hidden
-    term [B, hidden] -> mask [B, 1, H, W] in the feature's dtype (accumulated in float32)."""
+    term [B, hidden] -> mask [B, 1, H, W] in the feature's dtype (accumulated in float32). A
+    hidden width that is not a power of two >= 16 is padded with zero channels."""
     b, c, h, w = feature.shape
     hidden = w1.shape[0]
-    weight = w1.reshape(hidden, c).t().contiguous().to(feature.dtype)  # [C, hidden]
+    weight = w1.reshape(hidden, c).t().to(feature.dtype)  # [C, hidden]
     bias = b1.float().reshape(1, hidden)
     if text_term is not None:
-        bias = (bias + text_term.float()).contiguous()  # [B, hidden]
+        bias = bias + text_term.float()  # [B, hidden]
+    w2 = w2.float().reshape(1, hidden)
+    # tl.dot wants a power of two >= 16: zero columns add relu(0) * 0 = 0 to the logit
+    padded = max(MIN_DOT, 1 << (hidden - 1).bit_length())
+    if padded != hidden:
+        weight, bias, w2 = (F.pad(t, (0, padded - hidden)) for t in (weight, bias, w2))
     out = torch.empty((b, 1, h, w), dtype=feature.dtype, device=feature.device)
     n = b * h * w
     block_p = 128
@@ -130,16 +134,16 @@ def fused_mask_head(
     kernel = _KERNEL if _KERNEL is not None else load()
     kernel[(triton_cdiv(n, block_p),)](
         feature,
-        weight,
-        bias,
-        w2.float().reshape(hidden).contiguous(),
+        weight.contiguous(),
+        bias.contiguous(),
+        w2.reshape(padded).contiguous(),
         b2.float().reshape(1),
         out,
         n,
         h * w,
         c,
-        hidden if text_term is not None else 0,
-        HIDDEN=hidden,
+        padded if text_term is not None else 0,
+        HIDDEN=padded,
         BLOCK_P=block_p,
         BLOCK_C=block_c,
     )

@@ -49,8 +49,10 @@ torch.manual_seed(0)
 worst = 0.0
 # channels (one K block, a ragged one, several), hidden, text condition, pixels not a
 # multiple of the 128-pixel block
+# hidden widths that are padded to 16 / 32 (8, as the tiny preset's, and 24)
 for c, hidden, cond_dim, b, h, w in [(32, 32, None, 2, 5, 6), (48, 32, None, 1, 7, 8),
-                                     (512, 32, 8, 3, 4, 5), (64, 16, None, 2, 16, 9)]:
+                                     (512, 32, 8, 3, 4, 5), (64, 16, None, 2, 16, 9),
+                                     (16, 8, 8, 2, 4, 4), (40, 24, None, 1, 12, 12)]:
     head = MaskHead(c, hidden, cond_dim)
     for p in head.parameters():
         p.data.normal_(0, 0.3)
@@ -60,16 +62,15 @@ for c, hidden, cond_dim, b, h, w in [(32, 32, None, 2, 5, 6), (48, 32, None, 1, 
     head = head.half()
     plain = head(f, cond)  # FP16, PyTorch
     triton_masks(head)
-    assert triton_kernels.usable(f, hidden)
+    assert triton_kernels.usable(f)
     got = head(f, cond)
     assert got.shape == (b, 1, h, w) and got.dtype == torch.float16
     worst = max(worst, (got.float() - ref).abs().max().item())
     assert (got.float() - plain.float()).abs().max().item() < 2e-3
     # where the kernel cannot run, the head keeps its PyTorch form
     nchw = f.contiguous()
-    assert not triton_kernels.usable(nchw, hidden)
-    assert torch.equal(head(nchw, cond), plain)
-assert not triton_kernels.usable(f, 24)  # hidden width not a power of two
+    assert not triton_kernels.usable(nchw) and not triton_kernels.usable(f.float())
+    assert (head(nchw, cond).float() - plain.float()).abs().max().item() < 1e-3
 print("worst", worst)
 assert worst < 1e-3
 """

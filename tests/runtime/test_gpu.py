@@ -205,8 +205,13 @@ def test_fused_tails_and_stacked_streams_on_cuda(tiny_bundle):
 
 
 @pytest.mark.gpu
-def test_triton_masks_on_cuda(tiny_bundle):
+def test_triton_masks_on_cuda(tiny_bundle, monkeypatch):
     """Each mask head as one Triton kernel (FP16, NHWC, CUDA graphs) against the default."""
+    from mcaclip.nn import triton_kernels
+
+    calls = []
+    real = triton_kernels.fused_mask_head
+    monkeypatch.setattr(triton_kernels, "fused_mask_head", lambda *a: calls.append(1) or real(*a))
     runs = []
     for on in (False, True):
         with EditPipeline(tiny_bundle, backend="torch", device="cuda", precision="fp16",
@@ -214,6 +219,7 @@ def test_triton_masks_on_cuda(tiny_bundle):
             assert ("tritonmask" in p.device_editor.mode) == on
             runs.append(p.edit_batch(_latents(p, 3), p.embed(["red hair", "blue goatee"])))
     plain, fused = runs
+    assert calls  # the kernel ran (the tiny preset's 8 hidden channels padded to 16)
     assert psnr(fused[0], plain[0]) > 40 and np.abs(fused[1] - plain[1]).max() < 1e-3
     for a, b in zip(fused[2], plain[2]):
         assert np.abs(a - b).max() < 2e-3
