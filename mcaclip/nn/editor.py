@@ -103,6 +103,8 @@ class MaskedSynthesis(nn.Module):
                 return masks[layer]
             if shared_masks:  # masks depend on w only: predict once per latent
                 return _per_prompt(heads[layer](x), prompts)
+            if heads[layer].triton:  # the kernel reads each latent's features once per prompt
+                return heads[layer](x, cond, prompts)
             return heads[layer](x_rep, cond)
 
         if self.stacked:

@@ -23,19 +23,24 @@ class MaskHead(nn.Module):
         self.conv2 = nn.Conv2d(hidden, 1, 1)
         self.cond = nn.Linear(cond_dim, hidden) if cond_dim else None
         self.triton = False  # one fused pass on a GPU; set by triton_masks()
+        self.triton_weights: tuple | None = None  # the kernel's copy, made by triton_masks()
 
-    def forward(self, feature: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self, feature: torch.Tensor, cond: torch.Tensor | None = None, prompts: int = 1
+    ) -> torch.Tensor:
+        """feature [B, C, H, W] (cond [B * prompts, D]) -> mask [B * prompts, 1, H, W]; with
+        ``prompts`` > 1 each feature sample serves that many consecutive masks."""
         if self.cond is not None and cond is None:
             raise ShapeError("this mask net is text-conditioned: pass the text embedding")
-        if self.triton:
+        if self.triton and self.triton_weights is not None:
             from mcaclip.nn import triton_kernels
 
-            if triton_kernels.usable(feature):
+            training = torch.is_grad_enabled() and self.conv1.weight.requires_grad
+            if not training and triton_kernels.usable(feature):  # no autograd through it
                 term = None if self.cond is None else self.cond(cond)
-                c1, c2 = self.conv1, self.conv2
-                return triton_kernels.fused_mask_head(
-                    feature, c1.weight, c1.bias, c2.weight, c2.bias, term
-                )
+                return triton_kernels.fused_mask_head(feature, self.triton_weights, term, prompts)
+        if prompts > 1:
+            feature = feature.repeat_interleave(prompts, dim=0)
         h = self.conv1(feature)
         if self.cond is not None:
             h = h + self.cond(cond).to(h.dtype)[:, :, None, None]
@@ -69,8 +74,9 @@ class MaskNet(nn.Module):
 
 def triton_masks(module: nn.Module, on: bool = True) -> nn.Module:
     """Switch every mask head in ``module`` to the fused Triton kernel where it can run
-    (:func:`mcaclip.nn.triton_kernels.usable`: NHWC features on a GPU); elsewhere the heads
-    keep their PyTorch form. Inference (no autograd through the kernel)."""
+    (:func:`mcaclip.nn.triton_kernels.usable`: FP16 NHWC features on a GPU); elsewhere, and
+    where gradients are wanted, the heads keep their PyTorch form. Call it after the module's
+    last cast or move: the kernel reads a copy of the weights made here."""
     if on:
         from mcaclip.nn import triton_kernels
 
@@ -78,4 +84,6 @@ def triton_masks(module: nn.Module, on: bool = True) -> nn.Module:
     for m in module.modules():
         if isinstance(m, MaskHead):
             m.triton = on
+            dtype = m.conv1.weight.dtype
+            m.triton_weights = triton_kernels.prepare(m.conv1, m.conv2, dtype) if on else None
     return module

@@ -15,10 +15,10 @@ before Triton is imported (how the tests check it on the CPU).
 
 from __future__ import annotations
 
+import contextlib
 import os
 
 import torch
-import torch.nn.functional as F
 
 from mcaclip.errors import ConfigError
 
@@ -60,93 +60,120 @@ def _build():
     import triton.language as tl
 
     @triton.jit
-    def mask_head(
-        f_ptr,  # features, NHWC: pixel p's channels at p * C
-        w1_ptr,  # [C, HIDDEN], the feature dtype
-        bias_ptr,  # [rows of bias, HIDDEN] float32: b1 (+ the text term per sample)
-        w2_ptr,  # [HIDDEN] float32
+    def triton_mask_head(
+        f_ptr,  # features [B, C, H, W], NHWC: pixel p's channels at p * C
+        w1_ptr,  # [C, hidden], the feature dtype (conv1's weight, transposed)
+        b1_ptr,  # [hidden] float32
+        term_ptr,  # [B * prompts, hidden]: the text term per output sample (with HAS_TERM)
+        w2_ptr,  # [hidden] float32
         b2_ptr,  # [1] float32
-        out_ptr,  # [pixels], the feature dtype
-        n_pixels,
+        out_ptr,  # [B * prompts * H * W], the feature dtype
+        n_out,
         hw,  # pixels per sample
         C,
-        bias_stride,  # HIDDEN with a per-sample bias, 0 with one bias for all
-        HIDDEN: tl.constexpr,
+        hidden,
+        prompts,  # output samples per feature sample (latent-major)
+        HAS_TERM: tl.constexpr,
+        HIDDEN: tl.constexpr,  # hidden rounded up to a power of two >= 16 (masked beyond)
         BLOCK_P: tl.constexpr,
         BLOCK_C: tl.constexpr,
     ):
-        rows = tl.program_id(0) * BLOCK_P + tl.arange(0, BLOCK_P)
-        row_ok = rows < n_pixels
+        # int64 offsets: a batch of big maps passes 2**31 elements
+        rows = tl.program_id(0).to(tl.int64) * BLOCK_P + tl.arange(0, BLOCK_P)
+        row_ok = rows < n_out
+        sample = rows // hw
+        src = (sample // prompts) * hw + rows % hw  # the feature pixel this output reads
         hid = tl.arange(0, HIDDEN)
+        hid_ok = hid < hidden
         acc = tl.zeros((BLOCK_P, HIDDEN), dtype=tl.float32)
         for c0 in range(0, C, BLOCK_C):
             cols = c0 + tl.arange(0, BLOCK_C)
             col_ok = cols < C
             f = tl.load(
-                f_ptr + rows[:, None] * C + cols[None, :],
+                f_ptr + src[:, None] * C + cols[None, :],
                 mask=row_ok[:, None] & col_ok[None, :],
                 other=0.0,
             )
             w = tl.load(
-                w1_ptr + cols[:, None] * HIDDEN + hid[None, :], mask=col_ok[:, None], other=0.0
+                w1_ptr + cols[:, None] * hidden + hid[None, :],
+                mask=col_ok[:, None] & hid_ok[None, :],
+                other=0.0,
             )
             acc += tl.dot(f, w)
-        sample = rows // hw
-        bias = tl.load(
-            bias_ptr + sample[:, None] * bias_stride + hid[None, :], mask=row_ok[:, None], other=0.0
-        )
-        h = tl.maximum(acc + bias, 0.0)
-        w2 = tl.load(w2_ptr + hid)
+        h = acc + tl.load(b1_ptr + hid, mask=hid_ok, other=0.0)[None, :]
+        if HAS_TERM:
+            term = tl.load(
+                term_ptr + sample[:, None] * hidden + hid[None, :],
+                mask=row_ok[:, None] & hid_ok[None, :],
+                other=0.0,
+            )
+            h += term.to(tl.float32)
+        h = tl.maximum(h, 0.0)
+        w2 = tl.load(w2_ptr + hid, mask=hid_ok, other=0.0)  # zero beyond hidden
         logit = tl.sum(h * w2[None, :], axis=1) + tl.load(b2_ptr)
         m = 1.0 / (1.0 + tl.exp(-logit))
         tl.store(out_ptr + rows, m.to(out_ptr.dtype.element_ty), mask=row_ok)
 
-    return mask_head
+    return triton_mask_head
+
+
+def prepare(conv1: torch.nn.Conv2d, conv2: torch.nn.Conv2d, dtype: torch.dtype) -> tuple:
+    """A mask head's weights as the kernel reads them, computed once (:func:`triton_masks`
+    calls it after the module's last cast): W1 transposed [C, hidden] in ``dtype``, b1, w2
+    [hidden] and b2 [1] in float32."""
+    hidden, c = conv1.weight.shape[:2]
+    with torch.no_grad():
+        return (
+            conv1.weight.detach().reshape(hidden, c).t().contiguous().to(dtype),
+            conv1.bias.detach().float().contiguous(),
+            conv2.weight.detach().reshape(hidden).float().contiguous(),
+            conv2.bias.detach().float().reshape(1).contiguous(),
+        )
 
 
 def fused_mask_head(
     feature: torch.Tensor,
-    w1: torch.Tensor,
-    b1: torch.Tensor,
-    w2: torch.Tensor,
-    b2: torch.Tensor,
+    weights: tuple,
     text_term: torch.Tensor | None = None,
+    prompts: int = 1,
 ) -> torch.Tensor:
-    """feature [B, C, H, W] (NHWC-contiguous, see :func:`usable`), conv1 weight [hidden, C, 1, 1]
-    and bias [hidden], conv2 weight [1, hidden, 1, 1] and bias [1], optional per-sample hidden
-    term [B, hidden] -> mask [B, 1, H, W] in the feature's dtype (accumulated in float32). A
-    hidden width that is not a power of two >= 16 is padded with zero channels."""
+    """feature [B, C, H, W] (see :func:`usable`), the weights from :func:`prepare`, an
+    optional text term [B * prompts, hidden] -> mask [B * prompts, 1, H, W] in the feature's
+    dtype (accumulated in float32); output sample ``i`` reads feature sample ``i // prompts``
+    (latent-major), so the features are not repeated per prompt."""
+    w1t, b1, w2, b2 = weights
     b, c, h, w = feature.shape
-    hidden = w1.shape[0]
-    weight = w1.reshape(hidden, c).t().to(feature.dtype)  # [C, hidden]
-    bias = b1.float().reshape(1, hidden)
-    if text_term is not None:
-        bias = bias + text_term.float()  # [B, hidden]
-    w2 = w2.float().reshape(1, hidden)
-    # tl.dot wants a power of two >= 16: zero columns add relu(0) * 0 = 0 to the logit
-    padded = max(MIN_DOT, 1 << (hidden - 1).bit_length())
-    if padded != hidden:
-        weight, bias, w2 = (F.pad(t, (0, padded - hidden)) for t in (weight, bias, w2))
-    out = torch.empty((b, 1, h, w), dtype=feature.dtype, device=feature.device)
-    n = b * h * w
+    hidden = b1.shape[0]
+    out = torch.empty((b * prompts, 1, h, w), dtype=feature.dtype, device=feature.device)
+    n = out.numel()
     block_p = 128
     block_c = min(64, max(MIN_DOT, 1 << (c - 1).bit_length()))
+    term = b1 if text_term is None else text_term.contiguous()
     kernel = _KERNEL if _KERNEL is not None else load()
-    kernel[(triton_cdiv(n, block_p),)](
-        feature,
-        weight.contiguous(),
-        bias.contiguous(),
-        w2.reshape(padded).contiguous(),
-        b2.float().reshape(1),
-        out,
-        n,
-        h * w,
-        c,
-        padded if text_term is not None else 0,
-        HIDDEN=padded,
-        BLOCK_P=block_p,
-        BLOCK_C=block_c,
+    guard = (
+        torch.cuda.device(feature.device)
+        if feature.is_cuda and not torch.compiler.is_compiling()
+        else contextlib.nullcontext()
     )
+    with guard:  # a launch goes to the current device, which may not be the feature's
+        kernel[(triton_cdiv(n, block_p),)](
+            feature,
+            w1t,
+            b1,
+            term,
+            w2,
+            b2,
+            out,
+            n,
+            h * w,
+            c,
+            hidden,
+            prompts,
+            HAS_TERM=text_term is not None,
+            HIDDEN=max(MIN_DOT, 1 << (hidden - 1).bit_length()),
+            BLOCK_P=block_p,
+            BLOCK_C=block_c,
+        )
     return out
 
 
