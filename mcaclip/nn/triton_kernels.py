@@ -8,7 +8,8 @@ writes a [B, hidden, H, W] map, and reads and writes it again for the ReLU and o
 second convolution: at 1024 px about 0.98 GB per edit against 0.27 GB fused (an estimate; not
 yet measured on a GPU).
 
-Triton ships with PyTorch's CUDA wheels and is imported only when a kernel first runs. On a
+Triton ships with PyTorch's CUDA wheels and is imported only by :func:`load` (when the switch
+is turned on). On a
 machine without a GPU the kernel runs in Triton's interpreter when ``TRITON_INTERPRET=1`` is set
 before Triton is imported (how the tests check it on the CPU).
 """
@@ -25,6 +26,11 @@ from mcaclip.errors import ConfigError
 MIN_DOT = 16  # tl.dot needs every block dimension to be at least 16
 _KERNEL = None  # the jitted kernel, built by load() (outside any torch.compile trace)
 _INTERPRET = False  # Triton's CPU interpreter was asked for when load() ran
+
+
+def _dot_width(n: int) -> int:
+    """``n`` rounded up to a power of two of at least 16 (what ``tl.dot`` takes)."""
+    return max(MIN_DOT, 1 << (n - 1).bit_length())
 
 
 def usable(feature: torch.Tensor) -> bool:
@@ -147,7 +153,7 @@ def fused_mask_head(
     out = torch.empty((b * prompts, 1, h, w), dtype=feature.dtype, device=feature.device)
     n = out.numel()
     block_p = 128
-    block_c = min(64, max(MIN_DOT, 1 << (c - 1).bit_length()))
+    block_c = min(64, _dot_width(c))
     term = b1 if text_term is None else text_term.contiguous()
     kernel = _KERNEL if _KERNEL is not None else load()
     guard = (
@@ -170,7 +176,7 @@ def fused_mask_head(
             hidden,
             prompts,
             HAS_TERM=text_term is not None,
-            HIDDEN=max(MIN_DOT, 1 << (hidden - 1).bit_length()),
+            HIDDEN=_dot_width(hidden),
             BLOCK_P=block_p,
             BLOCK_C=block_c,
         )

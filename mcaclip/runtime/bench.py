@@ -157,24 +157,22 @@ def stage_calls(pipeline: EditPipeline, batch: int, prompt: str) -> dict[str, Ca
         "masked_generator": lambda: generator.infer(
             {"w": w, "w_edit": w_edit[:, None], "e_t": e_rep[:, None]}
         ),
-        "end_to_end": lambda: pipeline.edit_batch(w, e),
-        "end_to_end_pixels": lambda: pipeline.edit_batch(w, e, masks=False, pixels=True),
+        **_end_to_end(pipeline, w, lambda: e),
     }
     if "text_encoder" in pipeline.bundle.graphs:
         text = pipeline.runner("text_encoder")
         tokens, tok1 = pipeline.tokenize([prompt] * batch), pipeline.tokenize([prompt])
         calls["text"] = lambda: text.infer({"tokens": tokens})
-        calls.update(_end_to_end_with_text(pipeline, w, lambda: text.infer({"tokens": tok1})))
+        calls.update(_end_to_end(pipeline, w, lambda: text.infer({"tokens": tok1})["e_t"]))
     return calls
 
 
-def _end_to_end_with_text(pipeline: EditPipeline, w: np.ndarray, embed: Callable) -> dict:
-    """The two end-to-end stages with the prompt through the text encoder (``embed()``)."""
+def _end_to_end(pipeline: EditPipeline, w: np.ndarray, embed: Callable) -> dict:
+    """The two host-array end-to-end stages, the embedding from ``embed()`` (the cached one,
+    or the prompt through the text encoder)."""
     return {
-        "end_to_end": lambda: pipeline.edit_batch(w, embed()["e_t"]),
-        "end_to_end_pixels": lambda: pipeline.edit_batch(
-            w, embed()["e_t"], masks=False, pixels=True
-        ),
+        "end_to_end": lambda: pipeline.edit_batch(w, embed()),
+        "end_to_end_pixels": lambda: pipeline.edit_batch(w, embed(), masks=False, pixels=True),
     }
 
 
@@ -198,15 +196,14 @@ def _device_stage_calls(pipeline: EditPipeline, w: np.ndarray, e: np.ndarray, pr
             [wt, w_edit[:, None].contiguous(), e_rep[:, None].contiguous()]
         ),
         "end_to_end_device": lambda: editor.edit_device(wt, et),
-        "end_to_end": lambda: pipeline.edit_batch(w, e),
-        "end_to_end_pixels": lambda: pipeline.edit_batch(w, e, masks=False, pixels=True),
+        **_end_to_end(pipeline, w, lambda: e),
     }
     if "text_encoder" in pipeline.bundle.graphs:
         text = pipeline.runner("text_encoder")
         tokens = torch.from_numpy(pipeline.tokenize([prompt] * len(w))).to(dev)
         tok1 = pipeline.tokenize([prompt])
         calls["text"] = lambda: text.infer_device([tokens])
-        calls.update(_end_to_end_with_text(pipeline, w, lambda: text.infer({"tokens": tok1})))
+        calls.update(_end_to_end(pipeline, w, lambda: text.infer({"tokens": tok1})["e_t"]))
     return calls
 
 

@@ -11,7 +11,7 @@ import click
 from mcaclip import __version__
 from mcaclip.cli import run_cli
 from mcaclip.errors import McaError
-from mcaclip.runtime.backends import BACKEND_NAMES
+from mcaclip.runtime.backends import BACKEND_NAMES, TORCH_SWITCHES
 
 
 @click.group(name="mcarun")
@@ -67,6 +67,17 @@ SWITCH_OPTIONS = (
         "off; not yet measured).",
     ),
 )
+
+
+def switch_flags(names) -> str:
+    """The options of these torch switches as users type them: ``--fuse-tails``, and both
+    spellings where the negative is not ``--no-...`` (``--nhwc/--nchw``)."""
+    flags = {name: spelled for name, spelled, _ in SWITCH_OPTIONS}
+    texts = []
+    for name in names:
+        positive, negative = flags[name].split("/")
+        texts.append(positive if negative.startswith("--no-") else flags[name])
+    return texts
 
 
 def backend_options(f):
@@ -140,8 +151,7 @@ def _open(
         backend = "torch" if torch_only else "onnxruntime"
     given = [k for k, v in switches.items() if v is not None]
     if given and backend != "torch":
-        flags = ", ".join("--" + {"channels_last": "nhwc/--nchw"}.get(k, k).replace("_", "-")
-                          for k in given)  # fmt: skip
+        flags = ", ".join(switch_flags(given))
         raise McaError(
             f"{flags}: options of the torch backend, not {backend} (add --backend torch)"
         )
@@ -233,14 +243,13 @@ def edit(
     """Edit latents with one or more prompts; writes {index:05d}_{prompt}.png files."""
     from tqdm import tqdm
 
-    from mcaclip.runtime.edit import edit_to_dir
+    from mcaclip.runtime.edit import edit_to_dir, writer_threads
     from mcaclip.runtime.io import PictureFormat, load_latents, parse_seeds
 
     if (latents is None) == (seeds is None):
         raise McaError("give either --latents FILE or --seeds 0-7")
     picture = PictureFormat(picture_format, png_level, jpeg_quality)  # checked before any work
-    if writers is not None and writers < 0:
-        raise McaError(f"--writers {writers}: use 0 (write in the main thread) or more")
+    writers = writer_threads(writers)
     start = time.perf_counter()
     if engine is None:
         from mcaclip.toyfaces.demo import demo_bundle
@@ -333,9 +342,9 @@ def bench(
     if all_backends:
         if any(v is not None for v in switches.values()):
             raise McaError(
-                "--all-backends times its own set of configurations; drop --fold-blur/--nhwc/"
-                "--fuse-tails/--stack-streams/--subpixel/--cudnn-benchmark, or time one "
-                "configuration with --backend torch and those options"
+                "--all-backends times its own set of configurations; drop "
+                f"{'/'.join(switch_flags(TORCH_SWITCHES))}, or time one configuration with "
+                "--backend torch and those options"
             )
         variants = plan_variants(engine, providers=_providers(providers), compile_=compile_)
     else:

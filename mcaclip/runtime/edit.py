@@ -60,12 +60,21 @@ def output_files(
 
 
 def default_writers() -> int:
-    """Background PNG writers: one per CPU this process may use, at most 8."""
+    """Background picture writers: one per CPU this process may use, at most 8."""
     try:
         cpus = len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
         cpus = os.cpu_count() or 1
     return max(1, min(8, cpus))
+
+
+def writer_threads(writers: int | None) -> int:
+    """``--writers`` checked, None resolved to :func:`default_writers`."""
+    if writers is None:
+        return default_writers()
+    if writers < 0:
+        raise InputError(f"--writers {writers}: use 0 (write in the main thread) or more")
+    return writers
 
 
 def edit_to_dir(
@@ -88,8 +97,7 @@ def edit_to_dir(
     the next batch is computed, as ``picture`` says (default: level-1 PNG); the queue holds
     two batches' files, or two per writer if that is more."""
     picture = picture or PictureFormat()
-    if writers is not None and writers < 0:
-        raise InputError(f"--writers {writers}: use 0 (write in the main thread) or more")
+    threads = writer_threads(writers)
     pipeline.check_request(w, len(prompts), batch_size)
     pipeline.embed(prompts)  # a bad prompt fails here, before anything is written
     ensure_writable(out)
@@ -115,7 +123,6 @@ def edit_to_dir(
     def write_npz(path: Path, masks: list[np.ndarray]) -> None:
         save_npz(path, {f"mask_{k:02d}": m for k, m in enumerate(masks)})
 
-    threads = default_writers() if writers is None else writers
     # two batches queued at most (memory), and enough for every writer to have work
     with WriterPool(threads, max_pending=max(2 * files_per_batch, 2 * threads)) as pool:
         batches = (
