@@ -12,9 +12,11 @@ Steps (each one's outcome is recorded; a failing step does not stop the next):
    (no sub-pixel convs, fused tails or stacked streams).
 5. ``bench``: ``mcarun bench --all-backends`` at batch 1 and 8 (CUDA-event timing): FP32 eager,
    FP16 + CUDA graphs as default and in the plain form (``PLAIN_FP16``).
-6. ``bench_compile``: the first of ``--compile-variants`` (default ``default,stacked``; also
-   ``nofold``, ``autotune``: see ``COMPILE_VARIANTS``), in its own process (with time left; so
-   are the next steps).
+6. ``bench_compile``, ``bench_compile_<name>``: the first two of ``--compile-variants``
+   (default ``default,phaseconv-tritonmask,phaseconv,tritonmask``; see ``COMPILE_VARIANTS``),
+   each in its own process (with time left; so are the next steps): the compiled default at
+   every batch size, the candidate for the 4x target (2x2 phase convs and Triton mask heads,
+   neither run on a GPU yet) at the largest.
 7. ``profile``: the top GPU kernels, the GPU time per kind of kernel (convolutions, Triton,
    element-wise, copies), and the top operators with their input shapes, of one FP16 edit at
    the largest batch: uncompiled plain and default, and the default under ``--compile`` (with
@@ -24,14 +26,18 @@ Steps (each one's outcome is recorded; a failing step does not stop the next):
    (level-1 PNGs on background writers, uint8 pictures converted on the GPU), as JPEG
    (``--format jpg``), and level-6 PNGs in the main thread (the old way of writing); and the
    peak GPU memory all that took (what a card needs for ``mcarun edit`` at that batch).
-9. ``bench_compile_<name>``: the other compile variants, e.g. ``bench_compile_stacked``
-   (stacked streams are off by default under compile: their one compiled measurement ran with
-   graph breaks, fixed since). ``nofold`` measured as fast as the folded blur on an H100;
-   ``autotune`` (max-autotune: Triton conv templates with fused tails), ``fused`` (the fused
-   tails compiled: ToRGB as a matrix product) and ``tritonmask`` (each mask head as one Triton
-   kernel) have not run yet.
+9. ``bench_compile_<name>``: the other compile variants, at the largest batch, as time allows
+   (``phaseconv`` and ``tritonmask`` alone by default; ``stacked``, ``nofold``, ``autotune``
+   and ``fused`` on request). ``nofold`` measured as fast as the folded blur on an H100;
+   ``stacked`` (off by default under compile: its one compiled measurement ran with graph
+   breaks, fixed since), ``autotune`` (max-autotune: Triton conv templates with fused tails),
+   ``fused`` (the fused tails compiled: ToRGB as a matrix product), ``tritonmask`` (each mask
+   head as one Triton kernel) and ``phaseconv`` (up-sampling convs as 2x2 phase convs, then
+   the blur) have not run yet.
 10. ``summary``: ms per edit of every variant next to the lower bound and the memory floor,
-    speed-ups vs FP32 eager, which variants meet the targets.
+    speed-ups vs FP32 eager, which variants meet the targets; the GFLOP each variant's convs
+    execute (the folded up-sampling convs run 1.9x the lower bound's count, the 2x2 phases
+    1.24x) and the rate that makes at batch 8.
 
 ``--no-tests``, ``--no-profile`` and ``--no-edit`` leave those steps out (a second run on the
 same code).
@@ -60,22 +66,38 @@ ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
 
 
-def synthesis_flops(config) -> float:
-    """FLOPs (2 per multiply-add) of one synthesis pass: styled 3x3 convs (the up-sampling ones
-    counted at their input resolution, as a transposed conv computes them) and ToRGB 1x1 convs.
-    Modulation, blur, noise and activations are left out (memory-bound, no tensor cores)."""
+# multiply-adds per output pixel and channel pair of an up-sampling 3x3 conv, in each form the
+# torch backend can run it: the transposed conv (the lower bound's count); the blur folded in
+# (a 6x6 transposed kernel, or its sub-pixel phases: 36 taps per four output pixels); the 2x2
+# phase form (--phase-conv: 16 taps per four, 7 of them zero)
+UP_TAPS = {"transposed": 9 / 4, "folded": 9.0, "phases": 4.0}
+
+
+def synthesis_flops(config, up: str = "transposed") -> float:
+    """FLOPs (2 per multiply-add) of one synthesis pass: styled 3x3 convs and ToRGB 1x1 convs.
+    ``up``: how the up-sampling convs are counted (``UP_TAPS``); the default, at their input
+    resolution as a transposed conv computes them, gives the lower bound; the others what the
+    GPU executes in that form. Modulation, blur, noise and activations are left out
+    (memory-bound, no tensor cores)."""
     res = config.layer_resolutions()
     ch = config.layer_channels()
     macs = 0
     prev_c = ch[0]
     for i, (r, c) in enumerate(zip(res, ch)):
-        up = i > 0 and i % 2 == 1  # first conv of each resolution up-samples
-        at = r // 2 if up else r
-        macs += at * at * prev_c * c * 9
+        upsampling = i > 0 and i % 2 == 1  # the first conv of each resolution
+        macs += r * r * prev_c * c * (UP_TAPS[up] if upsampling else 9)
         prev_c = c
         if i == 0 or i % 2 == 0:  # a ToRGB after conv1 and after each resolution's 2nd conv
             macs += r * r * c * 3
     return 2.0 * macs
+
+
+def up_form(mode: str | None) -> str:
+    """The up-sampling conv form (``UP_TAPS``) a bench variant ran, from its ``mode``
+    (``cuda-fp16-nhwc-foldblur-subpixel-...``); ONNX Runtime and TensorRT: transposed, as
+    exported."""
+    words = (mode or "").split("-")
+    return "folded" if "foldblur" in words else "phases" if "phaseconv" in words else "transposed"
 
 
 def feature_bytes(config, bytes_per_element: int = 2) -> float:
@@ -338,7 +360,11 @@ def summarize(
     peak_tflops: float | None,
     bytes_per_edit: float | None = None,
     bandwidth_gbs: float | None = None,
+    executed: dict[str, float] | None = None,
 ) -> dict:
+    """ms per edit of every variant, ratios to the FP32 baseline, the compute lower bound and
+    the memory floor; with ``executed`` (FLOPs per edit per ``UP_TAPS`` form) also the FLOPs
+    each variant's convs run and the rate they ran at, end to end at batch 8."""
     rows = {}
     for name, v in bench_json["variants"].items():
         for r in v["rows"]:
@@ -381,6 +407,14 @@ def summarize(
                 name: {k: ms / bound for k, ms in per.items() if "end_to_end_device" in k}
                 for name, per in rows.items()
             }
+    if executed:
+        forms = {name: up_form(v.get("mode")) for name, v in bench_json["variants"].items()}
+        summary["executed_gflop_per_edit"] = {n: executed[f] / 1e9 for n, f in forms.items()}
+        summary["achieved_tflops_b8"] = {
+            n: executed[forms[n]] / (per["b8:end_to_end_device"] * 1e-3) / 1e12
+            for n, per in rows.items()
+            if "b8:end_to_end_device" in per and n in forms
+        }
     summary["targets"] = targets(summary)
     return summary
 
@@ -545,7 +579,13 @@ COMPILE_VARIANTS = {
     "fused": ("--compile", "--fuse-tails"),
     # each mask head as one Triton kernel (mcaclip.nn.triton_kernels), never timed
     "tritonmask": ("--compile", "--triton-masks"),
+    # up-sampling convs as 2x2 phase convs + blur: 367 instead of 567 GFLOP per edit
+    "phaseconv": ("--compile", "--phase-conv"),
+    # both: the candidate for the 4x target (fewer FLOPs and 0.7 GB less traffic per edit)
+    "phaseconv-tritonmask": ("--compile", "--phase-conv", "--triton-masks"),
 }
+# the default list: the compiled default, then the candidate, its parts if time is left
+DEFAULT_COMPILE_VARIANTS = "default,phaseconv-tritonmask,phaseconv,tritonmask"
 
 
 def _compile_variants(text: str) -> str:
@@ -570,9 +610,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument(
         "--compile-variants",
-        default="default,stacked",
+        default=DEFAULT_COMPILE_VARIANTS,
         type=_compile_variants,
-        help=f"comma-separated, in order, from: {', '.join(COMPILE_VARIANTS)}",
+        help=f"comma-separated, in order, from: {', '.join(COMPILE_VARIANTS)} (the first at "
+        "every batch size, the others at the largest: the 4x target's batch)",
     )
     ap.add_argument("--no-tests", dest="tests", action="store_false", help="skip the gpu tests")
     ap.add_argument(
@@ -624,12 +665,13 @@ def main(argv: list[str] | None = None) -> int:
         lambda: bench(bundle, args.batch_sizes, args.iters, args.warmup, 300, "--all-backends"),
     )
 
-    def compile_bench(name: str) -> None:
+    def compile_bench(name: str, first: bool) -> None:
         """One ``--compile`` configuration (``COMPILE_VARIANTS``) in its own process, and only
         with time left (about a minute per batch size on an H100 for the default mode, most of
         it compiling; several for max-autotune): a slow or failing compile must not cost the
-        rest."""
-        if not args.compile or dry or remaining() <= 60 * len(sizes):
+        rest. The first at every batch size, the others at the largest only."""
+        batches = args.batch_sizes if first else str(max(sizes))
+        if not args.compile or dry or remaining() <= 60 * len(batches.split(",")):
             return
         step_name = "bench_compile" if name == "default" else f"bench_compile_{name}"
         report[step_name] = step(
@@ -637,7 +679,7 @@ def main(argv: list[str] | None = None) -> int:
             step_name,
             lambda: bench(
                 bundle,
-                args.batch_sizes,
+                batches,
                 args.iters,
                 args.warmup,
                 240 if name != "autotune" else 480,
@@ -653,7 +695,8 @@ def main(argv: list[str] | None = None) -> int:
             report["bench"]["variants"].update(report[step_name]["variants"])
 
     variants = args.compile_variants.split(",")
-    compile_bench(variants[0])
+    for i, name in enumerate(variants[:2]):  # the default and the candidate before the tables
+        compile_bench(name, first=i == 0)
     if args.profile and (dry or remaining() > 90):
         compiled = args.compile and not dry and remaining() > 240
         report["profile"] = step(
@@ -666,10 +709,11 @@ def main(argv: list[str] | None = None) -> int:
         report["edit"] = step(
             report, "edit", lambda: edit_throughput(bundle, device, n, max(sizes))
         )
-    for name in variants[1:]:
-        compile_bench(name)
+    for name in variants[2:]:
+        compile_bench(name, first=False)
     generator = load_preset(args.preset).generator
     flops = 2 * synthesis_flops(generator)  # two streams per edit
+    executed = {form: 2 * synthesis_flops(generator, form) for form in UP_TAPS}
     moved = 2 * feature_bytes(generator)
     env = report.get("environment") or {}
     peak, bandwidth = env.get("measured_fp16_tflops"), env.get("measured_copy_gbs")
@@ -677,7 +721,7 @@ def main(argv: list[str] | None = None) -> int:
         report["summary"] = step(
             report,
             "summary",
-            lambda: summarize(report["bench"], flops, peak, moved, bandwidth),
+            lambda: summarize(report["bench"], flops, peak, moved, bandwidth, executed),
         )
     report["seconds"] = round(time.perf_counter() - t0, 1)
     save_json(out, report)

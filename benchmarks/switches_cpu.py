@@ -1,11 +1,11 @@
-"""The torch backend's inference switches on CPU: plain, fused tails, fused tails + stacked streams.
+"""The torch backend's inference switches on CPU: fused tails, stacked streams, 2x2 phase convs.
 
 The masked generator of a 256 px editor with FFHQ channel widths (random weights), FP32, eager,
 batch 1 and 4, one prompt per latent; p50 of ``--iters`` runs after a warm-up, each form timed
 in the same process on the same inputs, ratios against the plain form of the same run. Also
 checks that every form gives the plain form's image (max abs difference in the JSON).
 
-    python -m benchmarks.switches_cpu            # about 3 min on 2 cores
+    python -m benchmarks.switches_cpu            # about 4 min on 2 cores
     python -m benchmarks.switches_cpu --quick    # batch 1, 2 timed runs
 """
 
@@ -19,12 +19,13 @@ from benchmarks.common import time_call, write_result
 from benchmarks.pipeline_cpu import ffhq_256
 from mcaclip.nn.editor import MCAEditor, stack_streams
 from mcaclip.nn.graphs import build_graph
-from mcaclip.nn.stylegan2 import Generator, fuse_tails
+from mcaclip.nn.stylegan2 import Generator, fuse_tails, phase_conv
 
-FORMS = {  # name -> (fuse_tails, stack_streams)
-    "plain": (False, False),
-    "fused-tails": (True, False),
-    "fused-tails+stacked-streams": (True, True),
+FORMS = {  # name -> (fuse_tails, stack_streams, phase_conv)
+    "plain": (False, False, False),
+    "fused-tails": (True, False, False),
+    "fused-tails+stacked-streams": (True, True, False),
+    "fused-tails+phase-conv": (True, False, True),
 }
 
 
@@ -46,8 +47,8 @@ def main() -> None:
         e = torch.randn(batch, 1, preset.clip.embed_dim, generator=gen)
         with torch.inference_mode():
             reference = None
-            for name, (fused, stacked) in FORMS.items():
-                stack_streams(fuse_tails(module, fused), stacked)
+            for name, (fused, stacked, phases) in FORMS.items():
+                phase_conv(stack_streams(fuse_tails(module, fused), stacked), phases)
                 image = module(w, w_edit, e)[0]
                 reference = image if reference is None else reference
                 t = time_call(lambda w=w, we=w_edit, e=e: module(w, we, e), iters, warmup=1)

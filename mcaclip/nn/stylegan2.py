@@ -13,6 +13,8 @@ with strict key checking (after moving ``style.*`` under ``mapping.`` and the re
 Inference switches change how, not what, is computed (same function up to rounding):
 :func:`fold_blur` (one transposed conv per up-sampling conv and its blur), :func:`subpixel`
 (that folded conv as a plain conv with four output phases and a pixel shuffle),
+:func:`phase_conv` (the up-sampling conv, not folded, as a 2x2 conv with four output phases and a
+pixel shuffle, then the blur: the least multiply-adds of the forward-conv forms),
 :func:`fuse_tails` (fewer full-resolution element-wise passes, for uncompiled runs; ToRGB as a
 per-sample matrix product), :func:`stencil_blur` (FIR filters as element-wise sums that
 ``torch.compile`` can fuse) and :func:`freeze_weights` (the weights each conv runs with computed
@@ -168,6 +170,7 @@ class ModulatedConv2d(nn.Module):
         self.upsample = upsample
         self.fold_blur = False  # see upsample_weight; set by fold_blur()
         self.subpixel = False  # see phase_weight; set by subpixel(), used with fold_blur
+        self.phase_conv = False  # see phase_conv_weight; set by phase_conv(), without fold_blur
         self.fused_tails = False  # ToRGB as a matrix product; set by fuse_tails()
         self.frozen: tuple | None = None  # the switches the frozen weights were made for
         self.demodulate = demodulate
@@ -178,6 +181,7 @@ class ModulatedConv2d(nn.Module):
         )
         self.modulation = EqualLinear(style_dim, in_channel, bias_init=1.0)
         self.phases_fit = False  # the folded kernel splits into 3x3 phases (see use_phases)
+        self.phase_conv_fits = False  # the 2x2 phase form applies (see use_phase_conv)
         if upsample:
             p = (len(blur_kernel) - 2) - (kernel_size - 1)
             self.blur = Blur(blur_kernel, pad=((p + 1) // 2 + 1, p // 2 + 1), upsample_factor=2)
@@ -188,6 +192,9 @@ class ModulatedConv2d(nn.Module):
             # convolution of the two kernels, cropped by what the blur's padding leaves out
             self.crop = len(blur_kernel) - 1 - pad0
             self.phases_fit = self.crop == 2 and kernel_size == 3 and len(blur_kernel) == 4
+            # the 2x2 phases give one zero row and column past the transposed conv's output,
+            # which stand in for one of the blur's trailing padding rows (so it needs one)
+            self.phase_conv_fits = kernel_size == 3 and pad1 >= 1
 
     def upsample_weight(self, weight: torch.Tensor) -> torch.Tensor:
         """[out, in, k, k] -> the [in, out, k + 3, k + 3] transposed-conv kernel that up-samples
@@ -215,16 +222,45 @@ class ModulatedConv2d(nn.Module):
         stacked = torch.stack(phases)  # [4, in, out, 3, 3]
         return stacked.permute(0, 2, 1, 3, 4).reshape(-1, folded.shape[0], 3, 3)
 
+    @staticmethod
+    def phase_conv_weight(transposed: torch.Tensor) -> torch.Tensor:
+        """The [in, out, 3, 3] stride-2 transposed-conv kernel (not folded) -> [4*out, in, 2,
+        2]: a plain 2x2 conv (padding 1) on the low-resolution input whose output channel
+        (2*ry + rx)*out + o holds pixels (2a + ry, 2b + rx) of channel o of the transposed
+        conv's [2H + 1, 2W + 1] output, plus one zero row and column after it. Output pixel
+        2a + r sums input a + u - 1 times tap r + 2 - 2u for u in 0..1 (tap 3 does not exist:
+        a zero tap). 16 taps per four output pixels, of which 9 are non-zero: the transposed
+        conv's multiply-adds plus 7/9, where the folded phases (:meth:`phase_weight`) have 36;
+        the blur then runs as its own FIR filter (fused into the tail under torch.compile)."""
+        cin, cout = transposed.shape[:2]
+        taps = transposed.transpose(0, 1)  # [out, in, 3, 3]
+        zero = taps.new_zeros(cout, cin)
+        phases = []
+        for ry in (0, 1):
+            for rx in (0, 1):
+                rows = []
+                for u in (0, 1):
+                    ky = ry + 2 - 2 * u
+                    cols = []
+                    for v in (0, 1):
+                        kx = rx + 2 - 2 * v
+                        cols.append(taps[:, :, ky, kx] if ky < 3 and kx < 3 else zero)
+                    rows.append(torch.stack(cols, -1))
+                phases.append(torch.stack(rows, -2))  # [out, in, 2, 2]
+        return torch.cat(phases)
+
     def conv_weight(self) -> torch.Tensor:
         """The weight this conv runs with, in the parameters' dtype: the scaled [out, in, k, k]
         kernel; for an up-sampling conv the [in, out, k, k] transposed-conv kernel, folded with
         the blur (:meth:`upsample_weight`) under ``fold_blur``, as four phases
-        (:meth:`phase_weight`) under ``subpixel`` too."""
+        (:meth:`phase_weight`) under ``subpixel`` too; without the fold, as four 2x2 phases
+        (:meth:`phase_conv_weight`) under ``phase_conv``."""
         weight = self.weight[0] * self.scale
         if not self.upsample:
             return weight
         if not self.fold_blur:
-            return weight.transpose(0, 1).contiguous()
+            transposed = weight.transpose(0, 1).contiguous()
+            return self.phase_conv_weight(transposed) if self.use_phase_conv else transposed
         folded = self.upsample_weight(weight)
         return self.phase_weight(folded) if self.use_phases else folded
 
@@ -232,6 +268,17 @@ class ModulatedConv2d(nn.Module):
     def use_phases(self) -> bool:
         """Sub-pixel form: folded 6x6 kernels with crop 2 only (the (1, 3, 3, 1) blur)."""
         return self.subpixel and self.fold_blur and self.phases_fit
+
+    @property
+    def use_phase_conv(self) -> bool:
+        """2x2 phase form: up-sampling convs with the blur not folded (a 3x3 kernel, a blur
+        with trailing padding: rosinality's and NVIDIA's generators)."""
+        return self.phase_conv and not self.fold_blur and self.phase_conv_fits
+
+    @property
+    def form(self) -> tuple[bool, bool, bool]:
+        """What the conv weight depends on besides the parameters (see :meth:`freeze`)."""
+        return self.fold_blur, self.use_phases, self.use_phase_conv
 
     def demod_weight(self) -> torch.Tensor:
         """[in, out] FP32 sums of squared scaled taps: demodulation is rsqrt(s^2 @ this)."""
@@ -247,12 +294,12 @@ class ModulatedConv2d(nn.Module):
         sq = self.demod_weight().detach() if self.demodulate else None
         self.register_buffer("frozen_weight", weight, persistent=False)
         self.register_buffer("frozen_sq", sq, persistent=False)
-        self.frozen = (self.fold_blur, self.use_phases)
+        self.frozen = self.form
 
     def _weights(self) -> tuple[torch.Tensor, torch.Tensor | None]:
         """(conv weight, FP32 demodulation sums or None): frozen where made for these switches
         (the sums back in FP32 if the module was cast after freezing)."""
-        if self.frozen is not None and self.frozen == (self.fold_blur, self.use_phases):
+        if self.frozen is not None and self.frozen == self.form:
             sq = self.frozen_sq
             return self.frozen_weight, None if sq is None else sq.float()
         return self.conv_weight(), self.demod_weight() if self.demodulate else None
@@ -281,6 +328,11 @@ class ModulatedConv2d(nn.Module):
             out = pixel_shuffle2(F.conv2d(x, weight, padding=1))
         elif self.upsample and self.fold_blur:
             out = F.conv_transpose2d(x, weight, stride=2, padding=self.crop)
+        elif self.use_phase_conv:  # [B, out, 2H + 2, 2W + 2], its last row and column zero
+            out = pixel_shuffle2(F.conv2d(x, weight, padding=1))
+            pad0, pad1 = self.blur.pad
+            taps = self.blur.taps if self.blur.stencil else None
+            out = upfirdn2d(out, self.blur.kernel, pad=(pad0, pad1 - 1), taps=taps)
         elif self.upsample:
             out = self.blur(F.conv_transpose2d(x, weight, stride=2))
         else:
@@ -324,6 +376,16 @@ def subpixel(module: nn.Module, on: bool = True) -> nn.Module:
     with four output phases and a pixel shuffle (:meth:`ModulatedConv2d.phase_weight`). Only
     with :func:`fold_blur`."""
     return set_switch(module, "subpixel", on)
+
+
+def phase_conv(module: nn.Module, on: bool = True) -> nn.Module:
+    """Switch every up-sampling modulated conv in ``module`` whose blur is not folded to its
+    2x2 phase form: a plain conv with four output phases, a pixel shuffle, then the blur
+    (:meth:`ModulatedConv2d.phase_conv_weight`). A forward conv with 4/9 of the folded phases'
+    multiply-adds (16 instead of 36 taps per four output pixels); the FIR blur is one
+    more pass in eager mode, and fused into the styled conv's tail under ``torch.compile``
+    (with :func:`stencil_blur`)."""
+    return set_switch(module, "phase_conv", on)
 
 
 def freeze_weights(module: nn.Module, channels_last: bool = False) -> nn.Module:

@@ -247,6 +247,8 @@ def variant_name(v: dict) -> str:
             parts.append("fold" if v["fold_blur"] else "nofold")
         if v.get("cudnn_benchmark"):
             parts.append("cudnnbench")
+        if v.get("phase_conv"):
+            parts.append("phaseconv")
         if v.get("triton_masks"):
             parts.append("tritonmask")
         words = {"subpixel": "subpixel", "fuse_tails": "fused", "stack_streams": "stacked"}

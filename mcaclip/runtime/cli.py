@@ -44,6 +44,13 @@ SWITCH_OPTIONS = (
         "(default: on with the folded blur for fp16 on a GPU).",
     ),
     (
+        "phase_conv",
+        "--phase-conv/--no-phase-conv",
+        "torch backend: up-sampling convs as 2x2 convs with four output phases, then the blur "
+        "(4/9 of the sub-pixel form's multiply-adds; replaces --fold-blur; default: off, not "
+        "yet measured on a GPU).",
+    ),
+    (
         "fuse_tails",
         "--fuse-tails/--no-fuse-tails",
         "torch backend: fused element-wise tails (default: on for cpu, and for fp16 on a "

@@ -49,6 +49,7 @@ class EditPipeline:
         fuse_tails: bool | None = None,
         stack_streams: bool | None = None,
         subpixel: bool | None = None,
+        phase_conv: bool | None = None,
         cudnn_benchmark: bool | None = None,
         triton_masks: bool | None = None,
         pad_batches: bool | None = None,
@@ -58,7 +59,7 @@ class EditPipeline:
         default to on with a GPU; ``compile``: True or "default", or "max-autotune") and pick
         the FP16 engines of the tensorrt backend;
         ``channels_last``/``fold_blur``/``fuse_tails``/``stack_streams``/``subpixel``/
-        ``cudnn_benchmark``/``triton_masks`` are the torch backend's speed switches
+        ``phase_conv``/``cudnn_benchmark``/``triton_masks`` are the torch backend's speed switches
         (see :mod:`mcaclip.runtime.backends.torch`). ``pad_batches`` (default: with CUDA graphs
         or ``compile``): :meth:`edit` fills a last, smaller batch up to the batch size, so that it
         replays the same CUDA graph instead of capturing (and compiling) one for a new shape."""
@@ -82,6 +83,7 @@ class EditPipeline:
             fold_blur=fold_blur,
             channels_last=channels_last,
             subpixel=subpixel,
+            phase_conv=phase_conv,
             fuse_tails=fuse_tails,
             stack_streams=stack_streams,
             cudnn_benchmark=cudnn_benchmark,

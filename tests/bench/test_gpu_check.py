@@ -4,15 +4,25 @@ import json
 
 import pytest
 
-from benchmarks.gpu_check import feature_bytes, main, summarize, synthesis_flops
+from benchmarks.gpu_check import feature_bytes, main, summarize, synthesis_flops, up_form
 from mcaclip.config import load_preset
 
 
 def test_flops_of_a_1024_edit():
     # two synthesis passes of config-f at 1024 px: about 297 GFLOP (the figure)
-    assert 2 * synthesis_flops(load_preset("ffhq-1024").generator) / 1e9 == pytest.approx(
-        297, abs=1
-    )
+    g = load_preset("ffhq-1024").generator
+    assert 2 * synthesis_flops(g) / 1e9 == pytest.approx(297, abs=1)
+    # what the GPU runs: the folded 6x6 up-sampling kernels (or their 3x3 sub-pixel phases)
+    # have 4x the transposed conv's taps, the 2x2 phases 16/9 of them
+    assert 2 * synthesis_flops(g, "folded") / 1e9 == pytest.approx(567.5, abs=0.1)
+    assert 2 * synthesis_flops(g, "phases") / 1e9 == pytest.approx(367.2, abs=0.1)
+
+
+def test_up_form_of_a_mode():
+    assert up_form("cuda-fp16-nhwc-foldblur-subpixel-compile-cudagraphs") == "folded"
+    assert up_form("cuda-fp16-nhwc-phaseconv-tritonmask-compile-cudagraphs") == "phases"
+    assert up_form("cuda-fp16-nhwc-compile-cudagraphs") == "transposed"
+    assert up_form(None) == "transposed"  # ONNX Runtime, TensorRT: as exported
 
 
 def test_summary_ratios():
@@ -25,11 +35,15 @@ def test_summary_ratios():
         "baseline": "torch-cuda-fp32-eager",
         "variants": {
             "torch-cuda-fp32-eager": {"rows": rows(80.0)},
-            "fast": {"rows": rows(20.0)},
+            "fast": {"rows": rows(20.0), "mode": "cuda-fp16-nhwc-foldblur-compile-cudagraphs"},
             "fast-at-b8-only": {"rows": rows(20.0, b1=10.0)},  # 2x at batch 1
         },
     }
-    s = summarize(bench, flops=297e9, peak_tflops=742.5, bytes_per_edit=1e9, bandwidth_gbs=2500)
+    executed = {"transposed": 297e9, "folded": 567e9, "phases": 367e9}
+    s = summarize(bench, 297e9, 742.5, bytes_per_edit=1e9, bandwidth_gbs=2500, executed=executed)
+    assert s["executed_gflop_per_edit"]["fast"] == pytest.approx(567)
+    assert s["executed_gflop_per_edit"]["torch-cuda-fp32-eager"] == pytest.approx(297)
+    assert s["achieved_tflops_b8"]["fast"] == pytest.approx(567e9 / 2.5e-3 / 1e12)
     assert s["lower_bound_ms_per_edit"] == pytest.approx(0.4)
     assert s["memory_floor_ms_per_edit"] == pytest.approx(0.4)
     assert s["x_memory_floor"]["fast"]["b8:end_to_end_device"] == pytest.approx(6.25)

@@ -314,6 +314,71 @@ def test_subpixel_upsampling_conv_matches_the_transposed_forms(channels_last):
     torch.testing.assert_close(out, ref, atol=1e-12, rtol=1e-12)
 
 
+@pytest.mark.parametrize("channels_last", [False, True])
+@pytest.mark.parametrize("blur", [(1, 3, 3, 1), (1, 2, 4, 3, 2, 1)])
+def test_phase_conv_matches_the_transposed_conv_and_blur(channels_last, blur):
+    """The up-sampling conv as four 2x2 output phases + pixel shuffle + blur == transposed 3x3
+    conv then blur: the default blur and a longer, asymmetric one (padding 2, a flipped kernel
+    would differ), odd channel counts, a non-square map; with the blur as shifted slices (the
+    compiled form) too. It is a form of the unfolded conv: the folded blur wins."""
+    from mcaclip.nn.stylegan2 import fold_blur, phase_conv, stencil_blur
+
+    torch.manual_seed(0)
+    conv = ModulatedConv2d(5, 7, 3, 16, upsample=True, blur_kernel=blur).double()
+    x, style = torch.randn(3, 5, 6, 4, dtype=torch.double), torch.randn(3, 16, dtype=torch.double)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    with torch.no_grad():
+        ref = conv(x, style)
+        phase_conv(conv)
+        assert conv.use_phase_conv
+        assert conv.conv_weight().shape == (4 * 7, 5, 2, 2)
+        out = conv(x, style)
+        assert out.shape == ref.shape == (3, 7, 12, 8)
+        assert out.is_contiguous(memory_format=torch.channels_last) == channels_last
+        torch.testing.assert_close(out, ref, atol=1e-12, rtol=1e-12)
+        stencil_blur(conv)  # its taps are exact; the kernel buffer was made in FP32 (1/13)
+        torch.testing.assert_close(conv(x, style), ref, atol=1e-6, rtol=1e-6)
+        fold_blur(conv)
+        assert not conv.use_phase_conv and conv.conv_weight().shape[2:] == (len(blur) + 2,) * 2
+
+
+def test_phase_conv_weight_holds_each_tap_once():
+    """Every tap of the 3x3 transposed kernel lands in exactly one phase and window slot, the
+    other 7 of 16 slots are zero: 9 multiply-adds of 16 do work."""
+    w = torch.arange(1, 2 * 3 * 9 + 1, dtype=torch.float64).view(2, 3, 3, 3)  # [in, out, 3, 3]
+    phases = ModulatedConv2d.phase_conv_weight(w)
+    assert phases.shape == (4 * 3, 2, 2, 2)
+    values = phases[phases != 0]
+    assert values.numel() == w.numel() and sorted(values.tolist()) == sorted(w.flatten().tolist())
+    # phase (0, 0), window slot (1, 1) reads input (a, b): tap (0, 0)
+    torch.testing.assert_close(phases[:3, :, 1, 1], w[:, :, 0, 0].t())
+    # phase (1, 1) only has its slot (1, 1): tap (1, 1)
+    assert phases[9:, :, 0].abs().sum() == 0 and phases[9:, :, :, 0].abs().sum() == 0
+    torch.testing.assert_close(phases[9:, :, 1, 1], w[:, :, 1, 1].t())
+
+
+def test_phase_conv_synthesis_matches_with_frozen_weights(tiny):
+    """A whole generator in the 2x2 phase form, weights frozen in both layouts: the same
+    images; switched back, the frozen phase kernels are not used."""
+    from mcaclip.nn.stylegan2 import ModulatedConv2d as Conv
+    from mcaclip.nn.stylegan2 import freeze_weights, phase_conv
+
+    torch.manual_seed(0)
+    g = Generator(tiny.generator).eval()
+    w = g.broadcast(g.mapping(torch.randn(2, g.style_dim)))
+    with torch.no_grad():
+        ref = g.synthesis(w)
+        phase_conv(g)
+        for layout in (False, True):
+            freeze_weights(g, channels_last=layout)
+            ups = [m for m in g.modules() if isinstance(m, Conv) and m.upsample]
+            assert ups and all(m.frozen_weight.shape[2:] == (2, 2) for m in ups)
+            torch.testing.assert_close(g.synthesis(w), ref, atol=1e-5, rtol=1e-5)
+        phase_conv(g, on=False)
+        torch.testing.assert_close(g.synthesis(w), ref, atol=1e-5, rtol=1e-5)
+
+
 def test_pixel_shuffle2_puts_each_phase_in_place():
     from mcaclip.nn.stylegan2 import pixel_shuffle2
 

@@ -264,8 +264,8 @@ def test_every_torch_switch_is_an_option():
 
 
 def test_bench_torch_switches(cli, tiny_bundle, tmp_path):
-    """--fold-blur/--nhwc/--fuse-tails/--stack-streams/--subpixel reach the torch backend (the JSON
-    records the configuration that ran); misuse is refused in one line."""
+    """--fold-blur/--nhwc/--fuse-tails/--stack-streams/--subpixel/--phase-conv reach the torch
+    backend (the JSON records the configuration that ran); misuse is refused in one line."""
     path = tmp_path / "bench.json"
     args = ["bench", "--engine", tiny_bundle, "--batch-sizes", "1", "--iters", "1",
             "--warmup", "0", "--json", path]  # fmt: skip
@@ -286,6 +286,10 @@ def test_bench_torch_switches(cli, tiny_bundle, tmp_path):
     assert ran("--fold-blur", "--subpixel") == (
         "torch-cpu-fp32-fold-subpixel-eager",
         "cpu-fp32-foldblur-subpixel-fused-eager",
+    )
+    assert ran("--phase-conv") == (
+        "torch-cpu-fp32-phaseconv-eager",
+        "cpu-fp32-phaseconv-fused-eager",
     )
     assert ran("--no-subpixel", "--no-fuse-tails", "--no-stack-streams") == (
         "torch-cpu-fp32-plain-eager",

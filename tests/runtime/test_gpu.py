@@ -39,6 +39,7 @@ def test_gpu_options_refused_on_cpu(tiny_bundle, cli):
         ({}, "cpu-fp32-fused-eager"),  # fused tails: the CPU default
         ({"stack_streams": True}, "cpu-fp32-fused-stacked-eager"),
         ({"fold_blur": True, "subpixel": True}, "cpu-fp32-foldblur-subpixel-fused-eager"),
+        ({"phase_conv": True}, "cpu-fp32-phaseconv-fused-eager"),
     ],
 )
 def test_torch_cpu_edit_matches_onnxruntime(tiny_bundle, switches, mode):
@@ -68,6 +69,7 @@ def test_switch_refusals_on_cpu(tiny_bundle, cli):
         (["--subpixel", "--no-fold-blur"], "--subpixel is a form of the folded blur"),
         (["--compile-autotune"], "--compile-autotune on the torch backend need a CUDA GPU"),
         (["--triton-masks"], "--triton-masks on the torch backend need a CUDA GPU"),
+        (["--phase-conv", "--fold-blur"], "--phase-conv is a form of the unfolded up-sampling"),
     ):
         code, _, err = cli(
             mcarun, "edit", "--engine", tiny_bundle, "--backend", "torch", "--device", "cpu",
@@ -226,6 +228,25 @@ def test_triton_masks_on_cuda(tiny_bundle, monkeypatch):
 
 
 @pytest.mark.gpu
+def test_phase_conv_on_cuda(tiny_bundle):
+    """Up-sampling convs as 2x2 phases + blur (FP16, NHWC by default, CUDA graphs) against the
+    default folded sub-pixel form."""
+    runs = []
+    for on in (None, True):
+        with EditPipeline(tiny_bundle, backend="torch", device="cuda", precision="fp16",
+                          cuda_graphs=True, phase_conv=on) as p:  # fmt: skip
+            mode = p.device_editor.mode
+            assert ("phaseconv" in mode) == bool(on) and ("foldblur" in mode) != bool(on)
+            assert "nhwc" in mode
+            runs.append(p.edit_batch(_latents(p, 3), p.embed(["red hair", "blue goatee"])))
+    folded, phases = runs
+    assert np.isfinite(phases[0]).all()
+    assert psnr(phases[0], folded[0]) > 40 and psnr(phases[1], folded[1]) > 40
+    for a, b in zip(phases[2], folded[2]):
+        assert np.abs(a - b).max() < 2e-2
+
+
+@pytest.mark.gpu
 def test_fp32_cuda_matches_cpu(tiny_bundle):
     with EditPipeline(tiny_bundle, backend="torch", device="cpu") as cpu:
         w = _latents(cpu, 2)
@@ -293,10 +314,10 @@ def test_fp16_graph_channels_last_matches_fp32_on_cpu(tiny_editor, tiny_w):
 )
 @pytest.mark.parametrize("stacked", [False, True])
 def test_compiled_fast_forms_match_eager_on_cpu(tiny_editor, stacked):
-    """What --compile runs on a GPU (stencil FIR filters, here with the fused tails; and with
-    stacked streams, in-place blends into views, sub-pixel up-sampling convs and frozen NHWC
-    weights) traces through torch.compile and matches the plain eager masked generator (CPU,
-    FP32, ~25 s each)."""
+    """What --compile runs on a GPU (stencil FIR filters, here with the fused tails and frozen
+    NHWC weights; with stacked streams, in-place blends into views and folded sub-pixel
+    up-sampling convs, else the 2x2 phase convs and their blur) traces through torch.compile
+    and matches the plain eager masked generator (CPU, FP32, ~25 s each)."""
     from mcaclip.nn.editor import stack_streams
     from mcaclip.nn.graphs import build_graph
     from mcaclip.nn.stylegan2 import (
@@ -304,6 +325,7 @@ def test_compiled_fast_forms_match_eager_on_cpu(tiny_editor, stacked):
         fold_blur,
         freeze_weights,
         fuse_tails,
+        phase_conv,
         stencil_blur,
         subpixel,
     )
@@ -321,9 +343,8 @@ def test_compiled_fast_forms_match_eager_on_cpu(tiny_editor, stacked):
     with torch.inference_mode():
         ref = module(w, w_edit, e)
         fast = stack_streams(stencil_blur(fuse_tails(module)), stacked)
-        if stacked:
-            freeze_weights(subpixel(fold_blur(fast)), channels_last=True)
-            w, w_edit, e = (t.contiguous() for t in (w, w_edit, e))
+        freeze_weights(subpixel(fold_blur(fast)) if stacked else phase_conv(fast), True)
+        w, w_edit, e = (t.contiguous() for t in (w, w_edit, e))
         compiled = torch.compile(fast, dynamic=False)
         try:
             out = compiled(w, w_edit, e)
@@ -334,20 +355,23 @@ def test_compiled_fast_forms_match_eager_on_cpu(tiny_editor, stacked):
         torch.testing.assert_close(a, b, atol=5e-5, rtol=1e-4)
 
 
-@pytest.mark.parametrize("stacked", [False, True])
-def test_fast_forms_trace_as_one_graph(tiny_editor, tiny_w, stacked):
-    """The masked generator as --compile gets it on a GPU (FP16, NHWC, folded sub-pixel convs,
-    frozen weights, stencil FIR; stacked streams or not) traces without a graph break: with
+@pytest.mark.parametrize("stacked, phases", [(False, False), (True, False), (False, True)])
+def test_fast_forms_trace_as_one_graph(tiny_editor, tiny_w, stacked, phases):
+    """The masked generator as --compile gets it on a GPU (FP16, NHWC, folded sub-pixel convs
+    or 2x2 phase convs, frozen weights, stencil FIR; stacked streams or not) traces without a
+    graph break: with
     breaks, the pieces recompile per layer past Dynamo's limit and run eagerly. torch 2.11
     broke the graph at each in-place blend into an NHWC slice of the stacked batch (2.9x slower
     on an H100); the torch CI runs traces that form, so this test guards against new breaks,
     and the 2.11 case was checked by hand (26 graphs before the fix, 1 after)."""
     from mcaclip.nn.editor import stack_streams
     from mcaclip.nn.graphs import Fp16Graph, build_graph
-    from mcaclip.nn.stylegan2 import fold_blur, freeze_weights, stencil_blur, subpixel
+    from mcaclip.nn.stylegan2 import fold_blur, freeze_weights, phase_conv, stencil_blur, subpixel
 
     module = Fp16Graph(build_graph(tiny_editor, "masked_generator"), channels_last=True).eval()
-    stack_streams(stencil_blur(subpixel(fold_blur(module))), stacked)
+    stack_streams(
+        stencil_blur(phase_conv(module) if phases else subpixel(fold_blur(module))), stacked
+    )
     freeze_weights(module, channels_last=True)
     w_edit = tiny_w[:, None] + 0.1
     e = torch.randn(tiny_w.shape[0], 1, tiny_editor.preset.clip.embed_dim)

@@ -18,6 +18,7 @@ TORCH_SWITCHES = (
     "fold_blur",
     "channels_last",
     "subpixel",
+    "phase_conv",
     "fuse_tails",
     "stack_streams",
     "cudnn_benchmark",

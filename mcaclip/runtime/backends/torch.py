@@ -16,20 +16,29 @@ On a CUDA GPU it is also a fast path:
   (dgrad) kernels at 193 TFLOP/s on an H100 at 64 -> 32 channels, and the phases as a forward
   conv at 623 TFLOP/s; uncompiled, the shuffle's copy takes back most of that (same end to
   end).
-* ``channels_last`` (FP16 only; default with the folded blur): NHWC activations for cuDNN's
-  tensor cores.
+* ``phase_conv`` (off; instead of ``fold_blur``): each up-sampling conv as a plain 2x2 conv with
+  four output phases and a pixel shuffle, then the FIR blur
+  (:func:`mcaclip.nn.stylegan2.phase_conv`): the forward-conv rate of the sub-pixel form at 16
+  instead of 36 taps per four output pixels (the folded 6x6 kernel has 36 per four; the
+  transposed 3x3 conv 9). The blur is a pass of its own in eager mode and fused into the tail
+  under ``compile``. The sub-pixel form runs 1.9x the multiply-adds of the transposed convs in
+  a 1024 px synthesis, this one 1.24x. Not yet measured on a GPU; on the CPU (where the 7 zero
+  taps of 16 cost their full price) 0.86x / 0.88x of the transposed conv at batch 1 / 4.
+* ``channels_last`` (FP16 only; default with the folded blur or the 2x2 phases): NHWC
+  activations for cuDNN's tensor cores.
 * ``fuse_tails`` (default on the CPU and for FP16 on a GPU without ``compile``): each styled
   conv's element-wise tail in three passes instead of up to six, each mask blend in one instead
-  of three, ToRGB as a matrix product (:func:`mcaclip.nn.stylegan2.fuse_tails`). Measured 1.16x
-  / 1.28x at batch 1 / 4 on a 256 px CPU masked generator (``benchmarks/switches_cpu.py``),
+  of three, ToRGB as a matrix product (:func:`mcaclip.nn.stylegan2.fuse_tails`). Measured 1.24x
+  / 1.32x at batch 1 / 4 on a 256 px CPU masked generator (``benchmarks/switches_cpu.py``),
   1.03x / 1.38x at batch 1 / 8 for a 1024 px FP16 edit on an H100. ``compile`` fuses the plain
   form itself.
-* ``stack_streams`` (default for FP16 on a GPU without ``compile``; neutral on the CPU, 0.94x /
-  1.04x): the original and edited streams as one batch through every styled conv and ToRGB,
-  half the kernels at twice the batch (:func:`mcaclip.nn.editor.stack_streams`); 1.22x / 1.05x
-  at batch 1 / 8 on an H100 on top of the fused tails. Off under ``compile``: the one
-  measurement there (7.6 instead of 2.6 ms per edit at batch 8) ran with graph breaks at the
-  in-place blends (torch 2.11), since fixed but not measured again.
+* ``stack_streams`` (default for FP16 on a GPU without ``compile``; within the noise on the
+  CPU: 0.94x-1.07x over two runs): the original and edited streams as one batch through every
+  styled conv and ToRGB, half the kernels at twice the batch
+  (:func:`mcaclip.nn.editor.stack_streams`); 1.22x / 1.05x at batch 1 / 8 on an H100 on top
+  of the fused tails. Off under ``compile``: the one measurement there (7.6 instead of 2.6 ms
+  per edit at batch 8) ran with graph breaks at the in-place blends (torch 2.11), since fixed
+  but not measured again.
 * ``cudnn_benchmark`` (off): let cuDNN time its algorithms for each new shape (the first call
   per shape is slower; CUDA graphs capture the winner) instead of its heuristics; it changed
   nothing measurable on an H100.
@@ -159,6 +168,7 @@ class TorchEditor(DeviceEditor):
         fuse_tails: bool | None = None,
         stack_streams: bool | None = None,
         subpixel: bool | None = None,
+        phase_conv: bool | None = None,
         cudnn_benchmark: bool | None = None,
         triton_masks: bool | None = None,
     ):
@@ -212,9 +222,15 @@ class TorchEditor(DeviceEditor):
         # without compile); fused tails 1.38x at batch 8 (compile fuses the plain form
         # itself); stacked streams 1.22x at batch 1; cuDNN's algorithm timing changed nothing.
         fast = self.device.type == "cuda" and precision == "fp16"
-        self.fold_blur = fast if fold_blur is None else fold_blur
+        if phase_conv and fold_blur:
+            raise BackendError(
+                "--phase-conv is a form of the unfolded up-sampling conv (the blur runs after "
+                "it): drop --fold-blur"
+            )
+        self.phase_conv = bool(phase_conv)
+        self.fold_blur = fast and not self.phase_conv if fold_blur is None else fold_blur
         if channels_last is None:
-            channels_last = self.fold_blur and precision == "fp16"
+            channels_last = (self.fold_blur or self.phase_conv) and precision == "fp16"
         self.channels_last = channels_last
         if fuse_tails is None:
             fuse_tails = self.device.type == "cpu" or (fast and not compile)
@@ -250,6 +266,7 @@ class TorchEditor(DeviceEditor):
             (self.channels_last, "nhwc"),
             (self.fold_blur, "foldblur"),
             (self.subpixel, "subpixel"),
+            (self.phase_conv, "phaseconv"),
             (self.cudnn_benchmark, "cudnnbench"),
             (self.fuse_tails, "fused"),
             (self.stack_streams, "stacked"),
@@ -271,6 +288,7 @@ class TorchEditor(DeviceEditor):
             fold_blur,
             freeze_weights,
             fuse_tails,
+            phase_conv,
             stencil_blur,
             subpixel,
         )
@@ -284,6 +302,8 @@ class TorchEditor(DeviceEditor):
                 fold_blur(module)
             if self.subpixel:
                 subpixel(module)
+            if self.phase_conv:
+                phase_conv(module)
             if self.fuse_tails:
                 fuse_tails(module)
             if self.stack_streams:
