@@ -289,6 +289,16 @@ def test_stencil_blur_flips_the_kernel():
         torch.testing.assert_close(m(x), plain, atol=1e-6, rtol=1e-6)
 
 
+def _upsampling_case(channels_last: bool, blur=(1, 3, 3, 1)):
+    """An FP64 up-sampling conv 5 -> 7 channels, its input [3, 5, 6, 4] and styles."""
+    torch.manual_seed(0)
+    conv = ModulatedConv2d(5, 7, 3, 16, upsample=True, blur_kernel=blur).double()
+    x, style = torch.randn(3, 5, 6, 4, dtype=torch.double), torch.randn(3, 16, dtype=torch.double)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    return conv, x, style
+
+
 @pytest.mark.parametrize("channels_last", [False, True])
 def test_subpixel_upsampling_conv_matches_the_transposed_forms(channels_last):
     """The folded up-sampling conv as four output phases of a plain 3x3 conv + pixel shuffle ==
@@ -296,11 +306,7 @@ def test_subpixel_upsampling_conv_matches_the_transposed_forms(channels_last):
     non-square map, so a transposed phase or axis cannot pass by symmetry)."""
     from mcaclip.nn.stylegan2 import fold_blur, subpixel
 
-    torch.manual_seed(0)
-    conv = ModulatedConv2d(5, 7, 3, 16, upsample=True).double()
-    x, style = torch.randn(3, 5, 6, 4, dtype=torch.double), torch.randn(3, 16, dtype=torch.double)
-    if channels_last:
-        x = x.contiguous(memory_format=torch.channels_last)
+    conv, x, style = _upsampling_case(channels_last)
     with torch.no_grad():
         ref = conv(x, style)
         subpixel(conv)
@@ -323,11 +329,7 @@ def test_phase_conv_matches_the_transposed_conv_and_blur(channels_last, blur):
     compiled form) too. It is a form of the unfolded conv: the folded blur wins."""
     from mcaclip.nn.stylegan2 import fold_blur, phase_conv, stencil_blur
 
-    torch.manual_seed(0)
-    conv = ModulatedConv2d(5, 7, 3, 16, upsample=True, blur_kernel=blur).double()
-    x, style = torch.randn(3, 5, 6, 4, dtype=torch.double), torch.randn(3, 16, dtype=torch.double)
-    if channels_last:
-        x = x.contiguous(memory_format=torch.channels_last)
+    conv, x, style = _upsampling_case(channels_last, blur)
     with torch.no_grad():
         ref = conv(x, style)
         phase_conv(conv)

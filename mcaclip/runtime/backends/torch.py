@@ -23,7 +23,8 @@ On a CUDA GPU it is also a fast path:
   transposed 3x3 conv 9). The blur is a pass of its own in eager mode and fused into the tail
   under ``compile``. The sub-pixel form runs 1.9x the multiply-adds of the transposed convs in
   a 1024 px synthesis, this one 1.24x. Not yet measured on a GPU; on the CPU (where the 7 zero
-  taps of 16 cost their full price) 0.86x / 0.88x of the transposed conv at batch 1 / 4.
+  taps of 16 cost their full price) 0.86x / 0.88x the speed of the CPU default (transposed
+  convs, fused tails) at batch 1 / 4.
 * ``channels_last`` (FP16 only; default with the folded blur or the 2x2 phases): NHWC
   activations for cuDNN's tensor cores.
 * ``fuse_tails`` (default on the CPU and for FP16 on a GPU without ``compile``): each styled
