@@ -208,8 +208,12 @@ class EditPipeline:
         out = []
         for start in range(0, len(z), self.max_batch):
             chunk = z[start : start + self.max_batch]
+            n = len(chunk)
+            if self.pad_batches and n < self.max_batch < len(z):  # one captured shape
+                chunk = pad_rows(chunk, self.max_batch)
             trunc = np.full((len(chunk), 1), truncation, np.float32)
-            out.append(self.runner("mapping").infer({"z": chunk, "truncation": trunc})["w_plus"])
+            w = self.runner("mapping").infer({"z": chunk, "truncation": trunc})["w_plus"]
+            out.append(w[:n])
         return np.concatenate(out)
 
     def edit_batch(
@@ -293,7 +297,13 @@ class EditPipeline:
             chunk = w[start : start + batch_size]
             n = len(chunk)
             if self.pad_batches and n < batch_size < len(w):
-                chunk = np.concatenate([chunk, np.repeat(chunk[-1:], batch_size - n, axis=0)])
+                chunk = pad_rows(chunk, batch_size)
             keep = n if len(chunk) > n else None
             images, originals, layer_masks = self.edit_batch(chunk, e, masks, pixels, keep)
             yield EditBatch(list(range(start, start + n)), images, originals, layer_masks)
+
+
+def pad_rows(chunk: np.ndarray, size: int) -> np.ndarray:
+    """``chunk`` [n, ...] filled up to ``size`` rows with copies of its last row (a padded
+    batch: the same call shape as the full ones; the copies' results are dropped)."""
+    return np.concatenate([chunk, np.repeat(chunk[-1:], size - len(chunk), axis=0)])

@@ -123,6 +123,28 @@ def test_padded_last_batch_gives_the_same_edits(tiny_bundle, latents, monkeypatc
         assert all(x.shape == y.shape for x, y in zip(a.masks, b.masks))
 
 
+def test_padded_seed_mapping_gives_the_same_latents(tiny_bundle):
+    """With pad_batches, the mapping network's last, smaller chunk of seeds is filled up too
+    (one captured shape); the latents are those of unpadded calls."""
+    with EditPipeline(tiny_bundle, backend="torch") as p:
+        seeds = list(range(p.max_batch + 1))
+        ref = p.seeds_to_latents(seeds)
+    with EditPipeline(tiny_bundle, backend="torch", pad_batches=True) as p:
+        runner = p.runner("mapping")
+        real, shapes = runner.infer, []
+
+        def spy(feed):
+            shapes.append(len(feed["z"]))
+            return real(feed)
+
+        runner.infer = spy
+        got = p.seeds_to_latents(seeds)
+        alone = p.seeds_to_latents([3])  # fewer than a batch: not padded
+    assert shapes == [p.max_batch, p.max_batch, 1]
+    assert got.shape == ref.shape and np.abs(got - ref).max() <= 1e-6
+    np.testing.assert_allclose(alone[0], ref[3], atol=1e-6)
+
+
 def test_request_errors(tiny_bundle, latents):
     with EditPipeline(tiny_bundle) as p:
         with pytest.raises(
