@@ -17,6 +17,7 @@ from torch import nn
 
 from mcaclip.config import Preset, load_preset
 from mcaclip.errors import CheckpointError, ConfigError, ShapeError, WeightsMissingError
+from mcaclip.nn import triton_synthesis
 from mcaclip.nn.fusion import FeatureFusion, LatentOnly, TextEmbeddingMapping
 from mcaclip.nn.mapper import LevelsMapper
 from mcaclip.nn.masknet import MaskNet
@@ -63,6 +64,8 @@ class MaskedSynthesis(nn.Module):
         self.masknet = masknet
         self.fused_tails = False  # one-pass blends; set by mcaclip.nn.stylegan2.fuse_tails()
         self.stacked = False  # both streams in one batch; set by stack_streams()
+        self.triton_epilogues = False  # one kernel between convs; set by triton_epilogues()
+        self.epilogue_heads: list | None = None  # the mask heads as that kernel reads them
 
     def forward(
         self,
@@ -93,6 +96,8 @@ class MaskedSynthesis(nn.Module):
             raise ConfigError("this editor has no mask net (use_masks=False): pass masks")
         if noise is None:
             noise = synth.make_noise(w.shape[0], noise_mode)
+        if self.triton_epilogues and triton_synthesis.usable(self, w_edit, noise, masks):
+            return MaskedOutput(*triton_synthesis.run(self, w, w_edit, cond, noise, prompts))
         # constant noise [1, 1, H, W] broadcasts over any batch as it is
         noise_edit = [n if n is None or n.shape[0] == 1 else _per_prompt(n, prompts) for n in noise]
         heads = self.masknet.heads if masks is None else None
@@ -168,6 +173,20 @@ def _lerp_into(start: torch.Tensor, end: torch.Tensor, weight: torch.Tensor) -> 
 def stack_streams(module: nn.Module, on: bool = True) -> nn.Module:
     """Run both streams of every MaskedSynthesis in ``module`` as one batch (inference)."""
     return set_switch(module, "stacked", on)
+
+
+def triton_epilogues(module: nn.Module, on: bool = True) -> nn.Module:
+    """Run every MaskedSynthesis with a mask net in ``module`` with one Triton kernel between
+    two styled convs (:mod:`mcaclip.nn.triton_synthesis`) where it can (FP16 NHWC inference on a
+    GPU); elsewhere the PyTorch form runs. Call it after the module's last cast or move."""
+    for m in module.modules():
+        if isinstance(m, MaskedSynthesis) and m.masknet is not None:
+            m.triton_epilogues = on
+            if on:
+                triton_synthesis.prepare(m)
+            else:
+                m.epilogue_heads = None
+    return module
 
 
 class EditOutput(NamedTuple):

@@ -323,9 +323,21 @@ class ModulatedConv2d(nn.Module):
             b, _, h, w = x.shape
             mat = weight[None, :, :, 0, 0] * s.to(x.dtype)[:, None, :]  # [B, out, in]
             return torch.matmul(mat, x.flatten(2)).view(b, self.out_channel, h, w), None
-        x = x * s.to(x.dtype)[:, :, None, None]
+        return self.convolve(x * s.to(x.dtype)[:, :, None, None], s)
+
+    def convolve(
+        self, x: torch.Tensor, s: torch.Tensor, shuffle: bool = True
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """:meth:`modulated` from the input already scaled by the styles ``s`` [B, in] (the
+        modulation's output): the convolution before demodulation, and the demodulation
+        coefficients. ``shuffle=False``: the sub-pixel form's four output phases [B, 4*out, H,
+        W] as the conv gives them (see :func:`pixel_shuffle2`), for a kernel that reads them in
+        place (:mod:`mcaclip.nn.triton_synthesis`)."""
+        weight, sq = self._weights()
+        weight = weight.to(x.dtype)
         if self.use_phases:
-            out = pixel_shuffle2(F.conv2d(x, weight, padding=1))
+            out = F.conv2d(x, weight, padding=1)
+            out = pixel_shuffle2(out) if shuffle else out
         elif self.upsample and self.fold_blur:
             out = F.conv_transpose2d(x, weight, stride=2, padding=self.crop)
         elif self.use_phase_conv:  # [B, out, 2H + 2, 2W + 2], its last row and column zero

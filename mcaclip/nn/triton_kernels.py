@@ -1,4 +1,5 @@
-"""Triton kernels for the GPU fast path of the torch backend (optional: ``--triton-masks``).
+"""Triton kernels for the GPU fast path of the torch backend (optional: ``--triton-masks``,
+``--triton-epilogues``).
 
 :func:`fused_mask_head` computes a PRE mask head, ``m = sigmoid(w2 . relu(W1 f + b1 [+ A e_t]) +
 b2)``, in one pass over the features: each program takes a block of pixels of the NHWC feature
@@ -7,6 +8,14 @@ ReLU, the hidden -> 1 reduction and the sigmoid in registers. The unfused head r
 writes a [B, hidden, H, W] map, and reads and writes it again for the ReLU and once more for the
 second convolution: at 1024 px about 0.98 GB per edit against 0.27 GB fused (an estimate; not
 yet measured on a GPU).
+
+:func:`layer_epilogue` does, for one styled conv of the two-stream masked synthesis, everything
+between that conv and the next one in one pass over both streams' conv outputs: demodulation,
+noise, bias, leaky ReLU and clamp of each stream, the mask head on the original's features, the
+blend of the edited features with them, both streams' ToRGB and RGB skip (blended too), and the
+next conv's input modulation. It writes only the next convs' (already modulated) inputs, the
+mask and the 3-channel skips: the original's and the blended features are never stored
+unmodulated (see :mod:`mcaclip.nn.triton_synthesis`).
 
 Triton ships with PyTorch's CUDA wheels and is imported only by :func:`load` (when the switch
 is turned on). On a
@@ -24,7 +33,8 @@ import torch
 from mcaclip.errors import ConfigError
 
 MIN_DOT = 16  # tl.dot needs every block dimension to be at least 16
-_KERNEL = None  # the jitted kernel, built by load() (outside any torch.compile trace)
+_KERNEL = None  # the jitted mask-head kernel, built by load() (outside any torch.compile trace)
+_EPILOGUE = None  # the jitted layer-epilogue kernel, built by load() too
 _INTERPRET = False  # Triton's CPU interpreter was asked for when load() ran
 
 
@@ -45,13 +55,18 @@ def usable(feature: torch.Tensor) -> bool:
     )
 
 
+def interpreting() -> bool:
+    """Whether the kernels were loaded for Triton's CPU interpreter (``TRITON_INTERPRET=1``)."""
+    return _INTERPRET
+
+
 def load():
     """Import Triton and build the kernel (once). Called when the switch is turned on, so that
     ``torch.compile`` later sees a ready kernel, not its construction."""
-    global _KERNEL, _INTERPRET
+    global _KERNEL, _EPILOGUE, _INTERPRET
     if _KERNEL is None:
         try:
-            _KERNEL = _build()
+            _KERNEL, _EPILOGUE = _build()
         except ImportError:
             raise ConfigError(
                 "--triton-masks needs Triton, which comes with PyTorch's CUDA wheels "
@@ -120,7 +135,15 @@ def _build():
         m = 1.0 / (1.0 + tl.exp(-logit))
         tl.store(out_ptr + rows, m.to(out_ptr.dtype.element_ty), mask=row_ok)
 
-    return triton_mask_head
+    return triton_mask_head, _build_epilogue()
+
+
+def _build_epilogue():
+    """The layer-epilogue kernel, from a module of its own: it calls helper kernels, which Triton
+    finds among the module's globals (Triton is imported there, so only when loaded)."""
+    from mcaclip.nn import _epilogue_kernel
+
+    return _epilogue_kernel.triton_layer_epilogue
 
 
 def prepare(conv1: torch.nn.Conv2d, conv2: torch.nn.Conv2d, dtype: torch.dtype) -> tuple:
@@ -181,6 +204,114 @@ def fused_mask_head(
             BLOCK_C=block_c,
         )
     return out
+
+
+def layer_epilogue(
+    raw_o: torch.Tensor,
+    raw_e: torch.Tensor,
+    phases: bool,
+    d_o: torch.Tensor,
+    d_e: torch.Tensor,
+    bias: torch.Tensor,
+    noise: torch.Tensor | None,
+    head: tuple,
+    term: torch.Tensor | None,
+    s_o: torch.Tensor | None,
+    s_e: torch.Tensor | None,
+    rgb: tuple | None,
+    prompts: int,
+) -> tuple:
+    """One styled conv's epilogue for both streams (module docstring), FP16 NHWC in and out.
+
+    ``raw_o`` [B, C, H, W] / ``raw_e`` [B*P, C, H, W]: the conv outputs before demodulation,
+    NHWC (``phases``: the sub-pixel conv's [N, 4C, H/2, W/2], read through the shuffle);
+    ``d_o``/``d_e`` [B or B*P, C] float32 demodulation times the gain; ``bias`` [C] float32
+    times the gain; ``noise`` [H, W] float32 noise times weight times gain, or None; ``head``
+    from :func:`prepare`, ``term`` [B*P, hidden] or None; ``s_o``/``s_e`` the next conv's
+    styles [B or B*P, C] float32, None after the last conv; ``rgb``: None, or (ToRGB weights
+    times styles [B, 3, C] and [B*P, 3, C] float32, its bias [3], the up-sampled skips [B, 3,
+    H, W] and [B*P, 3, H, W] float32 or None for the first ToRGB).
+
+    Returns (next input original [B, C, H, W] NHWC or None, next input edited, mask [B*P, 1,
+    H, W], new skip original [B, 3, H, W] float32 or None, new skip edited or None).
+    """
+    n_o, n_e = raw_o.shape[0], raw_e.shape[0]
+    c = raw_o.shape[1] // 4 if phases else raw_o.shape[1]
+    h, w = raw_o.shape[2:]
+    if phases:
+        h, w = 2 * h, 2 * w
+    hw = h * w
+    dev, half = raw_o.device, raw_o.dtype
+    nhwc = torch.channels_last
+    raw_o, raw_e = (t.contiguous(memory_format=nhwc) for t in (raw_o, raw_e))  # as convs give
+    w1t, b1, w2, b2 = head
+    hidden = b1.shape[0]
+    has_next, has_rgb = s_o is not None, rgb is not None
+    x_o = x_e = sk_o = sk_e = None
+    if has_next:
+        x_o = torch.empty((n_o, c, h, w), dtype=half, device=dev, memory_format=nhwc)
+        x_e = torch.empty((n_e, c, h, w), dtype=half, device=dev, memory_format=nhwc)
+    mask = torch.empty((n_e, 1, h, w), dtype=half, device=dev)
+    up_o = up_e = None
+    if has_rgb:
+        rgb_o, rgb_e, rgb_b, up_o, up_e = rgb
+        sk_o = torch.empty((n_o, 3, h, w), dtype=torch.float32, device=dev)
+        sk_e = torch.empty((n_e, 3, h, w), dtype=torch.float32, device=dev)
+    spare = b1  # what an unused pointer argument points at (never read)
+    block_c = min(64, _dot_width(c))
+    block_p = min(hw, max(MIN_DOT, 4096 // block_c))
+    if hw % block_p:
+        raise ConfigError(f"layer epilogue: {hw} pixels per map is not a multiple of {block_p}")
+    if _EPILOGUE is None:
+        load()
+    kernel = _EPILOGUE
+    guard = (
+        torch.cuda.device(dev)
+        if raw_o.is_cuda and not torch.compiler.is_compiling()
+        else contextlib.nullcontext()
+    )
+    with guard:
+        kernel[(n_e * hw // block_p,)](
+            raw_o,
+            raw_e,
+            d_o.contiguous(),
+            d_e.contiguous(),
+            bias.contiguous(),
+            spare if noise is None else noise.contiguous(),
+            w1t,
+            b1,
+            spare if term is None else term.contiguous(),
+            w2,
+            b2,
+            s_o.contiguous() if has_next else spare,
+            s_e.contiguous() if has_next else spare,
+            x_o if has_next else spare,
+            x_e if has_next else spare,
+            mask,
+            rgb_o.contiguous() if has_rgb else spare,
+            rgb_e.contiguous() if has_rgb else spare,
+            rgb_b.contiguous() if has_rgb else spare,
+            up_o.contiguous() if up_o is not None else spare,
+            up_e.contiguous() if up_e is not None else spare,
+            sk_o if has_rgb else spare,
+            sk_e if has_rgb else spare,
+            hw,
+            w,
+            c,
+            hidden,
+            prompts,
+            HAS_NOISE=noise is not None,
+            HAS_TERM=term is not None,
+            HAS_NEXT=has_next,
+            HAS_RGB=has_rgb,
+            HAS_SKIP=up_o is not None,
+            PHASES=phases,
+            CLAMP=half == torch.float16,
+            HIDDEN=_dot_width(hidden),
+            BLOCK_P=block_p,
+            BLOCK_C=block_c,
+        )
+    return x_o, x_e, mask, sk_o, sk_e
 
 
 def triton_cdiv(a: int, b: int) -> int:

@@ -1,0 +1,175 @@
+"""The layer-epilogue Triton kernel (see :func:`mcaclip.nn.triton_kernels.layer_epilogue`).
+
+Imported only by :func:`mcaclip.nn.triton_kernels.load`: it imports Triton at the top, so that
+the kernel's helpers are module globals, where Triton's compiler looks them up.
+"""
+
+import triton
+import triton.language as tl
+
+
+@triton.jit
+def _tail(raw_ptr, off, d_ptr, bias_ptr, noise, cols, ok, CLAMP: tl.constexpr):
+    """A styled conv's tail on a [pixels, channels] block, in float32: demodulation (with
+    the gain), noise and bias (with the gain), leaky ReLU, FP16 clamp."""
+    raw = tl.load(raw_ptr + off[:, None] + cols[None, :], mask=ok[None, :], other=0.0)
+    d = tl.load(d_ptr + cols, mask=ok, other=0.0)
+    b = tl.load(bias_ptr + cols, mask=ok, other=0.0)
+    v = raw.to(tl.float32) * d[None, :] + b[None, :] + noise[:, None]
+    v = tl.where(v >= 0.0, v, v * 0.2)
+    if CLAMP:
+        v = tl.minimum(tl.maximum(v, -256.0), 256.0)
+    return v
+
+
+@triton.jit
+def _rgb(acc, v, rgb_ptr, cols, ok):
+    """acc [pixels] + the ToRGB row at ``rgb_ptr`` (channels ``cols``) dotted with v."""
+    return acc + tl.sum(v * tl.load(rgb_ptr + cols, mask=ok, other=0.0)[None, :], axis=1)
+
+
+@triton.jit
+def _skip(r, e, mf, k, so, se, pix, hw, first, rgb_b_ptr, up_o_ptr, up_e_ptr, sk_o_ptr,
+          sk_e_ptr, HAS_SKIP: tl.constexpr):  # fmt: skip
+    """RGB channel k: ToRGB + bias + the up-sampled skip per stream, the edited one
+    blended with the original through the mask; stored as the new skips."""
+    bias = tl.load(rgb_b_ptr + k)
+    o = r + bias
+    ed = e + bias
+    if HAS_SKIP:
+        o += tl.load(up_o_ptr + (so * 3 + k) * hw + pix)
+        ed += tl.load(up_e_ptr + (se * 3 + k) * hw + pix)
+    tl.store(sk_o_ptr + (so * 3 + k) * hw + pix, o, mask=(pix >= 0) & first)
+    tl.store(sk_e_ptr + (se * 3 + k) * hw + pix, o + mf * (ed - o))
+
+
+@triton.jit
+def triton_layer_epilogue(
+    raw_o_ptr,  # original stream's conv output before demodulation, NHWC [B, H, W, C]
+    raw_e_ptr,  # edited stream's, [B * prompts, H, W, C]; PHASES: both are the sub-pixel
+    #             conv's [N, H/2, W/2, 4C], read through the pixel shuffle
+    d_o_ptr,  # [B, C] float32: demodulation coefficients times the gain, original
+    d_e_ptr,  # [B * prompts, C] float32: edited
+    bias_ptr,  # [C] float32: the activation's bias times the gain
+    noise_ptr,  # [H * W] float32: noise times its weight times the gain (HAS_NOISE)
+    w1_ptr,  # [C, hidden] FP16, the mask head (as triton_mask_head reads it)
+    b1_ptr,  # [hidden] float32
+    term_ptr,  # [B * prompts, hidden]: the head's text term (HAS_TERM)
+    w2_ptr,  # [hidden] float32
+    b2_ptr,  # [1] float32
+    s_o_ptr,  # [B, C] float32: the next conv's input styles, original (HAS_NEXT)
+    s_e_ptr,  # [B * prompts, C] float32: edited
+    x_o_ptr,  # out [B, H, W, C] FP16: the next conv's input, f * s (HAS_NEXT)
+    x_e_ptr,  # out [B * prompts, H, W, C] FP16: the blended features times s
+    m_ptr,  # out [B * prompts, H * W] FP16: the mask
+    rgb_o_ptr,  # [B, 3, C] float32: ToRGB weight times its styles, original (HAS_RGB)
+    rgb_e_ptr,  # [B * prompts, 3, C] float32: edited
+    rgb_b_ptr,  # [3] float32: ToRGB's bias
+    up_o_ptr,  # [B, 3, H * W] float32: the up-sampled RGB skip, original (HAS_SKIP)
+    up_e_ptr,  # [B * prompts, 3, H * W] float32: edited
+    sk_o_ptr,  # out [B, 3, H * W] float32: the new RGB skip, original (HAS_RGB)
+    sk_e_ptr,  # out [B * prompts, 3, H * W] float32: edited, blended with the mask
+    hw,  # pixels per map
+    width,  # pixels per row
+    C,
+    hidden,
+    prompts,  # edited samples per original sample (latent-major)
+    HAS_NOISE: tl.constexpr,
+    HAS_TERM: tl.constexpr,
+    HAS_NEXT: tl.constexpr,
+    HAS_RGB: tl.constexpr,
+    HAS_SKIP: tl.constexpr,
+    PHASES: tl.constexpr,
+    CLAMP: tl.constexpr,
+    HIDDEN: tl.constexpr,  # hidden rounded up to a power of two >= 16 (masked beyond)
+    BLOCK_P: tl.constexpr,  # pixels per program; divides hw, so one sample per program
+    BLOCK_C: tl.constexpr,
+):
+    start = tl.program_id(0).to(tl.int64) * BLOCK_P
+    se = start // hw  # the edited sample
+    so = se // prompts  # the original sample it edits
+    pix = start - se * hw + tl.arange(0, BLOCK_P)  # pixels within the map
+    first = (se % prompts) == 0  # its program writes the original stream's outputs
+    if PHASES:  # output (y, x) of channel c: phase (y % 2, x % 2) of input (y // 2, x // 2)
+        y = pix // width
+        x = pix - y * width
+        src = (y // 2) * (width // 2) + x // 2
+        phase = ((y % 2) * 2 + x % 2) * C
+        off_o = (so * (hw // 4) + src) * (4 * C) + phase
+        off_e = (se * (hw // 4) + src) * (4 * C) + phase
+    else:
+        off_o = (so * hw + pix) * C
+        off_e = (se * hw + pix) * C
+    out_o = (so * hw + pix) * C
+    out_e = (se * hw + pix) * C
+    if HAS_NOISE:
+        noise = tl.load(noise_ptr + pix)
+    else:
+        noise = tl.zeros((BLOCK_P,), dtype=tl.float32)
+    every = pix >= 0  # all true: the row mask of the stores
+    hid = tl.arange(0, HIDDEN)
+    hid_ok = hid < hidden
+    # pass 1, the original stream: mask head, ToRGB, the next conv's input
+    acc = tl.zeros((BLOCK_P, HIDDEN), dtype=tl.float32)
+    r0 = tl.zeros((BLOCK_P,), dtype=tl.float32)
+    r1 = tl.zeros((BLOCK_P,), dtype=tl.float32)
+    r2 = tl.zeros((BLOCK_P,), dtype=tl.float32)
+    for c0 in range(0, C, BLOCK_C):
+        cols = c0 + tl.arange(0, BLOCK_C)
+        ok = cols < C
+        f = _tail(raw_o_ptr, off_o, d_o_ptr + so * C, bias_ptr, noise, cols, ok, CLAMP)
+        w1 = tl.load(
+            w1_ptr + cols[:, None] * hidden + hid[None, :],
+            mask=ok[:, None] & hid_ok[None, :],
+            other=0.0,
+        )
+        acc += tl.dot(f.to(w1.dtype), w1)
+        if HAS_NEXT:
+            s = tl.load(s_o_ptr + so * C + cols, mask=ok, other=0.0)
+            tl.store(
+                x_o_ptr + out_o[:, None] + cols[None, :],
+                (f * s[None, :]).to(x_o_ptr.dtype.element_ty),
+                mask=(every & first)[:, None] & ok[None, :],
+            )
+        if HAS_RGB:
+            r0 = _rgb(r0, f, rgb_o_ptr + (so * 3 + 0) * C, cols, ok)
+            r1 = _rgb(r1, f, rgb_o_ptr + (so * 3 + 1) * C, cols, ok)
+            r2 = _rgb(r2, f, rgb_o_ptr + (so * 3 + 2) * C, cols, ok)
+    h = acc + tl.load(b1_ptr + hid, mask=hid_ok, other=0.0)[None, :]
+    if HAS_TERM:
+        term = tl.load(term_ptr + se * hidden + hid, mask=hid_ok, other=0.0)
+        h += term.to(tl.float32)[None, :]
+    h = tl.maximum(h, 0.0)
+    w2 = tl.load(w2_ptr + hid, mask=hid_ok, other=0.0)
+    logit = tl.sum(h * w2[None, :], axis=1) + tl.load(b2_ptr)
+    m = (1.0 / (1.0 + tl.exp(-logit))).to(m_ptr.dtype.element_ty)
+    tl.store(m_ptr + se * hw + pix, m)
+    mf = m.to(tl.float32)  # the blends use the stored (FP16) mask, as the PyTorch form does
+    # pass 2, the edited stream blended with the original (its tail again, from cache)
+    e0 = tl.zeros((BLOCK_P,), dtype=tl.float32)
+    e1 = tl.zeros((BLOCK_P,), dtype=tl.float32)
+    e2 = tl.zeros((BLOCK_P,), dtype=tl.float32)
+    for c0 in range(0, C, BLOCK_C):
+        cols = c0 + tl.arange(0, BLOCK_C)
+        ok = cols < C
+        f = _tail(raw_o_ptr, off_o, d_o_ptr + so * C, bias_ptr, noise, cols, ok, CLAMP)
+        e = _tail(raw_e_ptr, off_e, d_e_ptr + se * C, bias_ptr, noise, cols, ok, CLAMP)
+        v = f + mf[:, None] * (e - f)
+        if HAS_NEXT:
+            s = tl.load(s_e_ptr + se * C + cols, mask=ok, other=0.0)
+            tl.store(
+                x_e_ptr + out_e[:, None] + cols[None, :],
+                (v * s[None, :]).to(x_e_ptr.dtype.element_ty),
+                mask=every[:, None] & ok[None, :],
+            )
+        if HAS_RGB:
+            e0 = _rgb(e0, v, rgb_e_ptr + (se * 3 + 0) * C, cols, ok)
+            e1 = _rgb(e1, v, rgb_e_ptr + (se * 3 + 1) * C, cols, ok)
+            e2 = _rgb(e2, v, rgb_e_ptr + (se * 3 + 2) * C, cols, ok)
+    if HAS_RGB:
+        _skip(r0, e0, mf, 0, so, se, pix, hw, first, rgb_b_ptr, up_o_ptr, up_e_ptr,
+              sk_o_ptr, sk_e_ptr, HAS_SKIP)  # fmt: skip
+        _skip(r1, e1, mf, 1, so, se, pix, hw, first, rgb_b_ptr, up_o_ptr, up_e_ptr,
+              sk_o_ptr, sk_e_ptr, HAS_SKIP)  # fmt: skip
+        _skip(r2, e2, mf, 2, so, se, pix, hw, first, rgb_b_ptr, up_o_ptr, up_e_ptr,
+              sk_o_ptr, sk_e_ptr, HAS_SKIP)  # fmt: skip
