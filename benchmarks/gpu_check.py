@@ -13,10 +13,10 @@ Steps (each one's outcome is recorded; a failing step does not stop the next):
 5. ``bench``: ``mcarun bench --all-backends`` at batch 1 and 8 (CUDA-event timing): FP32 eager,
    FP16 + CUDA graphs as default and in the plain form (``PLAIN_FP16``).
 6. ``bench_compile``, ``bench_compile_<name>``: the first two of ``--compile-variants``
-   (default ``default,phaseconv-tritonmask,phaseconv,tritonmask``; see ``COMPILE_VARIANTS``),
-   each in its own process (with time left; so are the next steps): the compiled default at
-   every batch size, the candidate for the 4x target (2x2 phase convs and Triton mask heads,
-   neither run on a GPU yet) at the largest.
+   (default ``default,tritonepi,phaseconv-tritonepi,phaseconv-tritonmask,phaseconv,
+   tritonmask``; see ``COMPILE_VARIANTS``), each in its own process (with time left; so are the
+   next steps): the compiled default at every batch size, the candidate for the 4x target (one
+   Triton kernel between two convs, not yet run on a GPU) at the largest.
 7. ``profile``: the top GPU kernels, the GPU time per kind of kernel (convolutions, Triton,
    element-wise, copies), and the top operators with their input shapes, of one FP16 edit at
    the largest batch: uncompiled plain and default, and the default under ``--compile`` (with
@@ -27,13 +27,14 @@ Steps (each one's outcome is recorded; a failing step does not stop the next):
    (``--format jpg``), and level-6 PNGs in the main thread (the old way of writing); and the
    peak GPU memory all that took (what a card needs for ``mcarun edit`` at that batch).
 9. ``bench_compile_<name>``: the other compile variants, at the largest batch, as time allows
-   (``phaseconv`` and ``tritonmask`` alone by default; ``stacked``, ``nofold``, ``autotune``
-   and ``fused`` on request). ``nofold`` measured as fast as the folded blur on an H100;
-   ``stacked`` (off by default under compile: its one compiled measurement ran with graph
-   breaks, fixed since), ``autotune`` (max-autotune: Triton conv templates with fused tails),
-   ``fused`` (the fused tails compiled: ToRGB as a matrix product), ``tritonmask`` (each mask
-   head as one Triton kernel) and ``phaseconv`` (up-sampling convs as 2x2 phase convs, then
-   the blur) have not run yet.
+   (by default the Triton epilogues with 2x2 phase convs, then the phase convs with Triton
+   mask heads, each alone; ``stacked``, ``nofold``, ``autotune``, ``fused`` on request).
+   ``nofold`` measured as fast as the folded blur on an H100; ``stacked`` (off by default
+   under compile: its one compiled measurement ran with graph breaks, fixed since),
+   ``autotune`` (max-autotune: Triton conv templates with fused tails), ``fused`` (the fused
+   tails compiled: ToRGB as a matrix product), ``tritonmask`` (each mask head as one Triton
+   kernel), ``phaseconv`` (up-sampling convs as 2x2 phase convs, then the blur) and
+   ``tritonepi`` (one Triton kernel between two convs) have not run yet.
 10. ``summary``: ms per edit of every variant next to the lower bound and the memory floor,
     speed-ups vs FP32 eager, which variants meet the targets; the GFLOP each variant's convs
     execute (the folded up-sampling convs run 1.9x the lower bound's count, the 2x2 phases
@@ -581,11 +582,17 @@ COMPILE_VARIANTS = {
     "tritonmask": ("--compile", "--triton-masks"),
     # up-sampling convs as 2x2 phase convs + blur: 367 instead of 567 GFLOP per edit
     "phaseconv": ("--compile", "--phase-conv"),
-    # both: the candidate for the 4x target (fewer FLOPs and 0.7 GB less traffic per edit)
+    # both: fewer FLOPs and 0.7 GB less traffic per edit
     "phaseconv-tritonmask": ("--compile", "--phase-conv", "--triton-masks"),
+    # one Triton kernel between two convs (mcaclip.nn.triton_synthesis), never timed: the
+    # candidate for the 4x target (half the traffic between convs, by our count)
+    "tritonepi": ("--compile", "--triton-epilogues"),
+    "phaseconv-tritonepi": ("--compile", "--phase-conv", "--triton-epilogues"),
 }
-# the default list: the compiled default, then the candidate, its parts if time is left
-DEFAULT_COMPILE_VARIANTS = "default,phaseconv-tritonmask,phaseconv,tritonmask"
+# the default list: the compiled default, then the candidate, the others if time is left
+DEFAULT_COMPILE_VARIANTS = (
+    "default,tritonepi,phaseconv-tritonepi,phaseconv-tritonmask,phaseconv,tritonmask"
+)
 
 
 def _compile_variants(text: str) -> str:

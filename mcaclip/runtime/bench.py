@@ -251,6 +251,8 @@ def variant_name(v: dict) -> str:
             parts.append("phaseconv")
         if v.get("triton_masks"):
             parts.append("tritonmask")
+        if v.get("triton_epilogues"):
+            parts.append("tritonepi")
         words = {"subpixel": "subpixel", "fuse_tails": "fused", "stack_streams": "stacked"}
         if all(v.get(key) is False for key in words):
             parts.append("plain")  # all three off: the plain graphs

@@ -73,6 +73,13 @@ SWITCH_OPTIONS = (
         "torch backend, fp16 on a GPU: each mask head as one fused Triton kernel (default: "
         "off; not yet measured).",
     ),
+    (
+        "triton_epilogues",
+        "--triton-epilogues/--no-triton-epilogues",
+        "torch backend, fp16 on a GPU: everything between two styled convs (both streams' "
+        "tails, the mask head, the blend, ToRGB, the next conv's modulation) as one Triton "
+        "kernel (default: off; not yet run on a GPU).",
+    ),
 )
 
 

@@ -52,6 +52,7 @@ class EditPipeline:
         phase_conv: bool | None = None,
         cudnn_benchmark: bool | None = None,
         triton_masks: bool | None = None,
+        triton_epilogues: bool | None = None,
         pad_batches: bool | None = None,
     ):
         """``device``: torch/TensorRT device (default: cuda when PyTorch sees a GPU, else cpu);
@@ -59,10 +60,11 @@ class EditPipeline:
         default to on with a GPU; ``compile``: True or "default", or "max-autotune") and pick
         the FP16 engines of the tensorrt backend;
         ``channels_last``/``fold_blur``/``fuse_tails``/``stack_streams``/``subpixel``/
-        ``phase_conv``/``cudnn_benchmark``/``triton_masks`` are the torch backend's speed switches
-        (see :mod:`mcaclip.runtime.backends.torch`). ``pad_batches`` (default: with CUDA graphs
-        or ``compile``): :meth:`edit` fills a last, smaller batch up to the batch size, so that it
-        replays the same CUDA graph instead of capturing (and compiling) one for a new shape."""
+        ``phase_conv``/``cudnn_benchmark``/``triton_masks``/``triton_epilogues`` are the torch
+        backend's speed switches (see :mod:`mcaclip.runtime.backends.torch`). ``pad_batches``
+        (default: with CUDA graphs or ``compile``): :meth:`edit` fills a last, smaller batch up
+        to the batch size, so that it replays the same CUDA graph instead of capturing (and
+        compiling) one for a new shape."""
         self.bundle = bundle if isinstance(bundle, Bundle) else Bundle.open(bundle)
         if backend not in BACKEND_NAMES:
             raise BackendError(f"backend {backend!r}: choose one of {', '.join(BACKEND_NAMES)}")
@@ -88,6 +90,7 @@ class EditPipeline:
             stack_streams=stack_streams,
             cudnn_benchmark=cudnn_benchmark,
             triton_masks=triton_masks,
+            triton_epilogues=triton_epilogues,
         )
         gen = self.bundle.preset["generator"]
         self.style_dim = int(gen["style_dim"])

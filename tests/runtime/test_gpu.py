@@ -70,6 +70,7 @@ def test_switch_refusals_on_cpu(tiny_bundle, cli):
         (["--compile-autotune"], "--compile-autotune on the torch backend need a CUDA GPU"),
         (["--triton-masks"], "--triton-masks on the torch backend need a CUDA GPU"),
         (["--phase-conv", "--fold-blur"], "--phase-conv is a form of the unfolded up-sampling"),
+        (["--triton-epilogues"], "--triton-epilogues on the torch backend need a CUDA GPU"),
     ):
         code, _, err = cli(
             mcarun, "edit", "--engine", tiny_bundle, "--backend", "torch", "--device", "cpu",
@@ -225,6 +226,30 @@ def test_triton_masks_on_cuda(tiny_bundle, monkeypatch):
     assert psnr(fused[0], plain[0]) > 40 and np.abs(fused[1] - plain[1]).max() < 1e-3
     for a, b in zip(fused[2], plain[2]):
         assert np.abs(a - b).max() < 2e-3
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("subpixel", [True, False])
+def test_triton_epilogues_on_cuda(tiny_bundle, monkeypatch, subpixel):
+    """One Triton kernel between two styled convs (FP16, NHWC, CUDA graphs; the sub-pixel
+    phases read in place, or the folded transposed conv's output) against the default."""
+    from mcaclip.nn import triton_kernels
+
+    calls = []
+    real = triton_kernels.layer_epilogue
+    monkeypatch.setattr(triton_kernels, "layer_epilogue", lambda *a: calls.append(1) or real(*a))
+    runs = []
+    for on in (False, True):
+        switches = {"subpixel": subpixel, "triton_epilogues": on}
+        with EditPipeline(tiny_bundle, backend="torch", device="cuda", precision="fp16",
+                          cuda_graphs=True, **switches) as p:  # fmt: skip
+            assert ("tritonepi" in p.device_editor.mode) == on
+            runs.append(p.edit_batch(_latents(p, 3), p.embed(["red hair", "blue goatee"])))
+    plain, fused = runs
+    assert calls  # the kernel ran
+    assert psnr(fused[0], plain[0]) > 40 and psnr(fused[1], plain[1]) > 40
+    for a, b in zip(fused[2], plain[2]):
+        assert np.abs(a - b).max() < 3e-3
 
 
 @pytest.mark.gpu

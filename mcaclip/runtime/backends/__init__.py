@@ -23,4 +23,5 @@ TORCH_SWITCHES = (
     "stack_streams",
     "cudnn_benchmark",
     "triton_masks",
+    "triton_epilogues",
 )
