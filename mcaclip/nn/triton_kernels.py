@@ -243,7 +243,8 @@ def layer_epilogue(
     hw = h * w
     dev, half = raw_o.device, raw_o.dtype
     nhwc = torch.channels_last
-    raw_o, raw_e = (t.contiguous(memory_format=nhwc) for t in (raw_o, raw_e))  # as convs give
+    raw_o = raw_o.contiguous(memory_format=nhwc)  # as cuDNN gives them (else a copy)
+    raw_e = raw_e.contiguous(memory_format=nhwc)
     w1t, b1, w2, b2 = head
     hidden = b1.shape[0]
     has_next, has_rgb = s_o is not None, rgb is not None
