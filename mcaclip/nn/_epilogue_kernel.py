@@ -23,6 +23,15 @@ def _tail(raw_ptr, off, d_ptr, bias_ptr, noise, cols, ok, CLAMP: tl.constexpr):
 
 
 @triton.jit
+def _store_scaled(x_ptr, out, s_ptr, v, cols, ok, rows):
+    """Store v [pixels, channels] times the styles at ``s_ptr`` (the next conv's input
+    modulation) at pixel offsets ``out``, where ``rows`` (and ``ok``)."""
+    s = tl.load(s_ptr + cols, mask=ok, other=0.0)
+    value = (v * s[None, :]).to(x_ptr.dtype.element_ty)
+    tl.store(x_ptr + out[:, None] + cols[None, :], value, mask=rows[:, None] & ok[None, :])
+
+
+@triton.jit
 def _rgb(acc, v, rgb_ptr, cols, ok):
     """acc [pixels] + the ToRGB row at ``rgb_ptr`` (channels ``cols``) dotted with v."""
     return acc + tl.sum(v * tl.load(rgb_ptr + cols, mask=ok, other=0.0)[None, :], axis=1)
@@ -125,12 +134,7 @@ def triton_layer_epilogue(
         )
         acc += tl.dot(f.to(w1.dtype), w1)
         if HAS_NEXT:
-            s = tl.load(s_o_ptr + so * C + cols, mask=ok, other=0.0)
-            tl.store(
-                x_o_ptr + out_o[:, None] + cols[None, :],
-                (f * s[None, :]).to(x_o_ptr.dtype.element_ty),
-                mask=(every & first)[:, None] & ok[None, :],
-            )
+            _store_scaled(x_o_ptr, out_o, s_o_ptr + so * C, f, cols, ok, every & first)
         if HAS_RGB:
             r0 = _rgb(r0, f, rgb_o_ptr + (so * 3 + 0) * C, cols, ok)
             r1 = _rgb(r1, f, rgb_o_ptr + (so * 3 + 1) * C, cols, ok)
@@ -156,12 +160,7 @@ def triton_layer_epilogue(
         e = _tail(raw_e_ptr, off_e, d_e_ptr + se * C, bias_ptr, noise, cols, ok, CLAMP)
         v = f + mf[:, None] * (e - f)
         if HAS_NEXT:
-            s = tl.load(s_e_ptr + se * C + cols, mask=ok, other=0.0)
-            tl.store(
-                x_e_ptr + out_e[:, None] + cols[None, :],
-                (v * s[None, :]).to(x_e_ptr.dtype.element_ty),
-                mask=every[:, None] & ok[None, :],
-            )
+            _store_scaled(x_e_ptr, out_e, s_e_ptr + se * C, v, cols, ok, every)
         if HAS_RGB:
             e0 = _rgb(e0, v, rgb_e_ptr + (se * 3 + 0) * C, cols, ok)
             e1 = _rgb(e1, v, rgb_e_ptr + (se * 3 + 1) * C, cols, ok)

@@ -253,6 +253,17 @@ def test_triton_epilogues_on_cuda(tiny_bundle, monkeypatch, subpixel):
 
 
 @pytest.mark.gpu
+@pytest.mark.parametrize("flag", ["triton_masks", "triton_epilogues"])
+def test_triton_switches_need_fp16_nhwc(tiny_bundle, flag):
+    from mcaclip.runtime.backends.torch import TorchEditor
+
+    word = "--" + flag.replace("_", "-")
+    for precision, nhwc in (("fp32", None), ("fp16", False)):
+        with pytest.raises(BackendError, match=f"{word} runs on FP16 NHWC features"):
+            TorchEditor(tiny_bundle, True, "cuda", precision, channels_last=nhwc, **{flag: True})
+
+
+@pytest.mark.gpu
 def test_phase_conv_on_cuda(tiny_bundle):
     """Up-sampling convs as 2x2 phases + blur (FP16, NHWC by default, CUDA graphs) against the
     default folded sub-pixel form."""

@@ -258,21 +258,18 @@ class TorchEditor(DeviceEditor):
             stack_streams = fast and not compile
         self.stack_streams = stack_streams and self.editor.use_masks
         self.cudnn_benchmark = bool(cudnn_benchmark)
-        if triton_masks and not (precision == "fp16" and self.channels_last):
-            raise BackendError(
-                "--triton-masks runs on FP16 NHWC features: use --precision fp16 with --nhwc "
-                "(the default with the folded blur)"
-            )
-        if triton_masks and not self.editor.use_masks:
-            log.warning("--triton-masks: this bundle's editor has no masks; ignored")
+        for flag, on in (
+            ("--triton-masks", triton_masks),
+            ("--triton-epilogues", triton_epilogues),
+        ):
+            if on and not (precision == "fp16" and self.channels_last):
+                raise BackendError(
+                    f"{flag} runs on FP16 NHWC features: use --precision fp16 with --nhwc (the "
+                    "default with the folded blur)"
+                )
+            if on and not self.editor.use_masks:
+                log.warning("%s: this bundle's editor has no masks; ignored", flag)
         self.triton_masks = bool(triton_masks) and self.editor.use_masks
-        if triton_epilogues and not (precision == "fp16" and self.channels_last):
-            raise BackendError(
-                "--triton-epilogues runs on FP16 NHWC features: use --precision fp16 with --nhwc "
-                "(the default with the folded blur)"
-            )
-        if triton_epilogues and not self.editor.use_masks:
-            log.warning("--triton-epilogues: this bundle's editor has no masks; ignored")
         self.triton_epilogues = bool(triton_epilogues) and self.editor.use_masks
         self._modules: dict[str, Callable] = {}
 
