@@ -46,15 +46,19 @@ def mask_names(k: int) -> list[str]:
 
 
 class MappingGraph(nn.Module):
+    """z [B, D], truncation [B, 1] -> W+ [B, L, D]. Holds the mapping network and the average
+    latent only, so that a copy of this graph (an FP16 one) does not copy the synthesis."""
+
     def __init__(self, generator):
         super().__init__()
-        self.generator = generator
+        self.mapping = generator.mapping
+        self.register_buffer("latent_avg", generator.latent_avg, persistent=False)
+        self.n_latent = generator.n_latent
 
     def forward(self, z: torch.Tensor, truncation: torch.Tensor) -> torch.Tensor:
-        g = self.generator
-        w = g.mapping(z)
-        w = g.latent_avg + truncation * (w - g.latent_avg)
-        return g.broadcast(w)
+        w = self.mapping(z)
+        w = self.latent_avg + truncation * (w - self.latent_avg)
+        return w.unsqueeze(1).expand(-1, self.n_latent, -1)
 
 
 class TextEncoderGraph(nn.Module):
