@@ -13,11 +13,12 @@ Steps (each one's outcome is recorded; a failing step does not stop the next):
    (``phase_conv``, ``triton_epilogues``, ``triton_masks``; a failure is recorded per switch).
 5. ``bench``: ``mcarun bench --all-backends`` at batch 1 and 8 (CUDA-event timing): FP32 eager,
    FP16 + CUDA graphs as default and in the plain form (``PLAIN_FP16``).
-6. ``bench_compile``, ``bench_compile_<name>``: the first two of ``--compile-variants``
-   (default ``default,tritonepi,phaseconv-tritonepi,phaseconv-tritonmask,phaseconv,
-   tritonmask``; see ``COMPILE_VARIANTS``), each in its own process (with time left; so are the
-   next steps): the compiled default at every batch size, the candidate for the 4x target (one
-   Triton kernel between two convs, not yet run on a GPU) at the largest.
+6. ``bench_compile``, ``bench_compile_<name>``, ``bench_eager-<name>``: the first three of
+   ``--compile-variants`` (default ``default,tritonepi,eager-tritonepi,phaseconv-tritonepi,
+   phaseconv-tritonmask,phaseconv,tritonmask``; see ``COMPILE_VARIANTS``), each in its own
+   process (with time left; so are the next steps): the compiled default at every batch size,
+   then at the largest the candidate for the 4x target (one Triton kernel between two convs,
+   not yet run on a GPU), compiled and not (``eager-*``: CUDA graphs without torch.compile).
 7. ``profile``: the top GPU kernels, the GPU time per kind of kernel (convolutions, Triton,
    element-wise, copies), and the top operators with their input shapes, of one FP16 edit at
    the largest batch: uncompiled plain and default, and the default under ``--compile`` (with
@@ -27,9 +28,9 @@ Steps (each one's outcome is recorded; a failing step does not stop the next):
    (level-1 PNGs on background writers, uint8 pictures converted on the GPU), as JPEG
    (``--format jpg``), and level-6 PNGs in the main thread (the old way of writing); and the
    peak GPU memory all that took (what a card needs for ``mcarun edit`` at that batch).
-9. ``bench_compile_<name>``: the other compile variants, at the largest batch, as time allows
-   (by default the Triton epilogues with 2x2 phase convs, then the phase convs with Triton
-   mask heads, each alone; ``stacked``, ``nofold``, ``autotune``, ``fused`` on request).
+9. ``bench_compile_<name>``: the other variants, at the largest batch, as time allows (by
+   default the Triton epilogues with 2x2 phase convs, then the phase convs with Triton mask
+   heads, each alone; ``stacked``, ``nofold``, ``autotune``, ``fused`` on request).
    ``nofold`` measured as fast as the folded blur on an H100; ``stacked`` (off by default
    under compile: its one compiled measurement ran with graph breaks, fixed since),
    ``autotune`` (max-autotune: Triton conv templates with fused tails), ``fused`` (the fused
@@ -598,11 +599,17 @@ COMPILE_VARIANTS = {
     # candidate for the 4x target (half the traffic between convs, by our count)
     "tritonepi": ("--compile", "--triton-epilogues"),
     "phaseconv-tritonepi": ("--compile", "--phase-conv", "--triton-epilogues"),
+    # the same kernel without torch.compile (CUDA graphs only): if it comes close, the fast path
+    # needs no minute of compiling per batch shape
+    "eager-tritonepi": ("--triton-epilogues",),
 }
-# the default list: the compiled default, then the candidate, the others if time is left
+# the default list: the compiled default and the candidates (timed before the profile and edit
+# steps), then the others if time is left
 DEFAULT_COMPILE_VARIANTS = (
-    "default,tritonepi,phaseconv-tritonepi,phaseconv-tritonmask,phaseconv,tritonmask"
+    "default,tritonepi,eager-tritonepi,phaseconv-tritonepi,phaseconv-tritonmask,phaseconv,"
+    "tritonmask"
 )
+BEFORE_TABLES = 3
 
 
 def _compile_variants(text: str) -> str:
@@ -640,7 +647,12 @@ def main(argv: list[str] | None = None) -> int:
         "--no-edit", dest="edit", action="store_false", help="skip mcarun edit's throughput"
     )
     ap.add_argument("--work", type=Path, help="where the bundle goes (default: a temp dir)")
-    ap.add_argument("--budget", type=float, default=520, help="seconds for the whole check")
+    ap.add_argument(
+        "--budget",
+        type=float,
+        default=470,
+        help="seconds for the whole check (steps that would not fit are left out)",
+    )
     args = ap.parse_args(argv)
     DEADLINE[0] = time.perf_counter() + args.budget
     dry = args.dry_run
@@ -654,6 +666,7 @@ def main(argv: list[str] | None = None) -> int:
     sizes = [int(b) for b in args.batch_sizes.split(",")]
     work = args.work or Path(tempfile.mkdtemp(prefix="mcaclip-gpu-check-"))
     report: dict = {"dry_run": dry, "preset": args.preset, "batch_sizes": sizes, "steps": {}}
+    report["left_out_for_time"] = []  # steps that did not fit in what was left of --budget
     t0 = time.perf_counter()
     SAVE[:] = [lambda r: save_json(out, r)]
 
@@ -688,9 +701,15 @@ def main(argv: list[str] | None = None) -> int:
         it compiling; several for max-autotune): a slow or failing compile must not cost the
         rest. The first at every batch size, the others at the largest only."""
         batches = args.batch_sizes if first else str(max(sizes))
-        if not args.compile or dry or remaining() <= 60 * len(batches.split(",")):
-            return
+        compiled = "--compile" in " ".join(COMPILE_VARIANTS[name])
         step_name = "bench_compile" if name == "default" else f"bench_compile_{name}"
+        if not compiled:  # an uncompiled configuration (eager-*): seconds, not a minute
+            step_name = f"bench_{name}"
+        if (compiled and not args.compile) or dry:
+            return
+        if remaining() <= 60 * len(batches.split(",")):
+            report["left_out_for_time"].append(step_name)
+            return
         report[step_name] = step(
             report,
             step_name,
@@ -712,21 +731,27 @@ def main(argv: list[str] | None = None) -> int:
             report["bench"]["variants"].update(report[step_name]["variants"])
 
     variants = args.compile_variants.split(",")
-    for i, name in enumerate(variants[:2]):  # the default and the candidate before the tables
+    for i, name in enumerate(variants[:BEFORE_TABLES]):  # the default and the candidates
         compile_bench(name, first=i == 0)
+    if args.profile and not (dry or remaining() > 90):
+        report["left_out_for_time"].append("profile")
     if args.profile and (dry or remaining() > 90):
         compiled = args.compile and not dry and remaining() > 240
+        if args.compile and not dry and not compiled:
+            report["left_out_for_time"].append("profile.compiled")
         report["profile"] = step(
             report,
             "profile",
             lambda: profile_kernels(bundle, device, max(sizes), compiled=compiled),
         )
+    if args.edit and not (dry or remaining() > 60):
+        report["left_out_for_time"].append("edit")
     if args.edit and (dry or remaining() > 60):
         n = 4 if dry else 32
         report["edit"] = step(
             report, "edit", lambda: edit_throughput(bundle, device, n, max(sizes))
         )
-    for name in variants[2:]:
+    for name in variants[BEFORE_TABLES:]:
         compile_bench(name, first=False)
     generator = load_preset(args.preset).generator
     flops = 2 * synthesis_flops(generator)  # two streams per edit

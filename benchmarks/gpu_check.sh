@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # One GPU check, one JSON (benchmarks/results/gpu_check.json); see benchmarks/gpu_check.py.
-#   bash benchmarks/gpu_check.sh              # on a CUDA machine with PyTorch; ~8.5 min on an H100 (estimate)
+#   bash benchmarks/gpu_check.sh              # on a CUDA machine with PyTorch; under 8 min (--budget 470 s)
 #   bash benchmarks/gpu_check.sh --dry-run    # on any machine: checks the plan on the CPU
 # mcaclip need not be installed: it runs from this checkout. Python packages the machine lacks
 # (open_clip_torch, ftfy, wcwidth on a bare PyTorch image) are installed from wheels in .whl/

@@ -74,6 +74,7 @@ def test_dry_run_writes_every_step(tmp_path):
     assert main(["--dry-run", "--out", str(out), "--work", str(tmp_path / "work")]) == 0
     report = json.loads(out.read_text())
     assert report["dry_run"] and all(step["ok"] for step in report["steps"].values())
+    assert report["left_out_for_time"] == []  # the dry run fits its budget
     assert set(report["steps"]) == {"environment", "gpu_tests", "bundle", "parity", "bench",
                                     "profile", "edit", "summary"}  # fmt: skip
     edit = report["edit"]  # mcarun edit into PNG files, timed per output form
