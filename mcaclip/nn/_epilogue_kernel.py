@@ -94,11 +94,16 @@ def triton_layer_epilogue(
     BLOCK_P: tl.constexpr,  # pixels per program; divides hw, so one sample per program
     BLOCK_C: tl.constexpr,
 ):
-    start = tl.program_id(0).to(tl.int64) * BLOCK_P
-    se = start // hw  # the edited sample
-    so = se // prompts  # the original sample it edits
-    pix = start - se * hw + tl.arange(0, BLOCK_P)  # pixels within the map
-    first = (se % prompts) == 0  # its program writes the original stream's outputs
+    # programs in (original sample, pixel block, prompt) order: the prompts' programs of one
+    # block run side by side and read the original's block from cache, not once per prompt
+    pid = tl.program_id(0).to(tl.int64)
+    prompt = pid % prompts
+    rest = pid // prompts
+    blocks = hw // BLOCK_P
+    so = rest // blocks  # the original sample
+    se = so * prompts + prompt  # the edited sample (latent-major)
+    pix = (rest - so * blocks) * BLOCK_P + tl.arange(0, BLOCK_P)  # pixels within the map
+    first = prompt == 0  # its program writes the original stream's outputs
     if PHASES:  # output (y, x) of channel c: phase (y % 2, x % 2) of input (y // 2, x // 2)
         y = pix // width
         x = pix - y * width

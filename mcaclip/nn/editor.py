@@ -96,7 +96,7 @@ class MaskedSynthesis(nn.Module):
             raise ConfigError("this editor has no mask net (use_masks=False): pass masks")
         if noise is None:
             noise = synth.make_noise(w.shape[0], noise_mode)
-        if self.triton_epilogues and triton_synthesis.usable(self, w_edit, noise, masks):
+        if self.triton_epilogues and triton_synthesis.usable(self, w_edit, cond, noise, masks):
             return MaskedOutput(*triton_synthesis.run(self, w, w_edit, cond, noise, prompts))
         # constant noise [1, 1, H, W] broadcasts over any batch as it is
         noise_edit = [n if n is None or n.shape[0] == 1 else _per_prompt(n, prompts) for n in noise]

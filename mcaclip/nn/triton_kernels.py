@@ -69,8 +69,8 @@ def load():
             _KERNEL, _EPILOGUE = _build()
         except ImportError:
             raise ConfigError(
-                "--triton-masks needs Triton, which comes with PyTorch's CUDA wheels "
-                "(pip install triton)"
+                "--triton-masks and --triton-epilogues need Triton, which comes with PyTorch's "
+                "CUDA wheels (pip install triton)"
             ) from None
         _INTERPRET = os.environ.get("TRITON_INTERPRET") == "1"
     return _KERNEL
@@ -170,22 +170,35 @@ def fused_mask_head(
     optional text term [B * prompts, hidden] -> mask [B * prompts, 1, H, W] in the feature's
     dtype (accumulated in float32); output sample ``i`` reads feature sample ``i // prompts``
     (latent-major), so the features are not repeated per prompt."""
-    w1t, b1, w2, b2 = weights
+    return _mask_head_op(feature, *weights, text_term, prompts)
+
+
+# The kernels run as PyTorch custom ops that allocate their outputs and write nothing else:
+# torch.compile treats them as opaque calls and needs no analysis of what the Triton code
+# writes (Inductor's analysis of user kernels has failed on some Triton versions, and then
+# copies every input or, in older versions, dropped the kernel).
+
+
+@torch.library.custom_op("mcaclip::mask_head", mutates_args=())
+def _mask_head_op(
+    feature: torch.Tensor,
+    w1t: torch.Tensor,
+    b1: torch.Tensor,
+    w2: torch.Tensor,
+    b2: torch.Tensor,
+    text_term: torch.Tensor | None,
+    prompts: int,
+) -> torch.Tensor:
     b, c, h, w = feature.shape
     hidden = b1.shape[0]
-    out = torch.empty((b * prompts, 1, h, w), dtype=feature.dtype, device=feature.device)
+    out = _mask_head_out(feature, prompts)
     n = out.numel()
     block_p = 128
-    block_c = min(64, _dot_width(c))
     term = b1 if text_term is None else text_term.contiguous()
-    kernel = _KERNEL if _KERNEL is not None else load()
-    guard = (
-        torch.cuda.device(feature.device)
-        if feature.is_cuda and not torch.compiler.is_compiling()
-        else contextlib.nullcontext()
-    )
-    with guard:  # a launch goes to the current device, which may not be the feature's
-        kernel[(triton_cdiv(n, block_p),)](
+    if _KERNEL is None:
+        load()
+    with _on_device(feature):
+        _KERNEL[(triton_cdiv(n, block_p),)](
             feature,
             w1t,
             b1,
@@ -201,9 +214,24 @@ def fused_mask_head(
             HAS_TERM=text_term is not None,
             HIDDEN=_dot_width(hidden),
             BLOCK_P=block_p,
-            BLOCK_C=block_c,
+            BLOCK_C=min(64, _dot_width(c)),
         )
     return out
+
+
+def _mask_head_out(feature: torch.Tensor, prompts: int) -> torch.Tensor:
+    b, _, h, w = feature.shape
+    return torch.empty((b * prompts, 1, h, w), dtype=feature.dtype, device=feature.device)
+
+
+@_mask_head_op.register_fake
+def _(feature, w1t, b1, w2, b2, text_term, prompts):
+    return _mask_head_out(feature, prompts)
+
+
+def _on_device(t: torch.Tensor):
+    """A launch goes to the current CUDA device, which may not be the tensor's."""
+    return torch.cuda.device(t.device) if t.is_cuda else contextlib.nullcontext()
 
 
 def layer_epilogue(
@@ -230,76 +258,103 @@ def layer_epilogue(
     from :func:`prepare`, ``term`` [B*P, hidden] or None; ``s_o``/``s_e`` the next conv's
     styles [B or B*P, C] float32, None after the last conv; ``rgb``: None, or (ToRGB weights
     times styles [B, 3, C] and [B*P, 3, C] float32, its bias [3], the up-sampled skips [B, 3,
-    H, W] and [B*P, 3, H, W] float32 or None for the first ToRGB).
+    H, W] and [B*P, 3, H, W] float32 or None for the first ToRGB). The maps' pixel count must
+    be a power of two (square maps of a power-of-two size).
 
     Returns (next input original [B, C, H, W] NHWC or None, next input edited, mask [B*P, 1,
     H, W], new skip original [B, 3, H, W] float32 or None, new skip edited or None).
     """
+    rgb = rgb or (None,) * 5
+    out = _epilogue_op(raw_o, raw_e, phases, d_o, d_e, bias, noise, *head, term, s_o, s_e,
+                       *rgb, prompts)  # fmt: skip
+    return tuple(None if t.numel() == 0 else t for t in out)
+
+
+def _epilogue_out(raw_o, raw_e, phases: bool, has_next: bool, has_rgb: bool) -> tuple:
+    """The epilogue's outputs, allocated (an empty tensor for each one it does not write)."""
     n_o, n_e = raw_o.shape[0], raw_e.shape[0]
-    c = raw_o.shape[1] // 4 if phases else raw_o.shape[1]
-    h, w = raw_o.shape[2:]
+    c, h, w = raw_o.shape[1:]
     if phases:
-        h, w = 2 * h, 2 * w
-    hw = h * w
-    dev, half = raw_o.device, raw_o.dtype
+        c, h, w = c // 4, 2 * h, 2 * w
+    kw = {"dtype": raw_o.dtype, "device": raw_o.device}
     nhwc = torch.channels_last
-    raw_o = raw_o.contiguous(memory_format=nhwc)  # as cuDNN gives them (else a copy)
-    raw_e = raw_e.contiguous(memory_format=nhwc)
-    w1t, b1, w2, b2 = head
-    hidden = b1.shape[0]
-    has_next, has_rgb = s_o is not None, rgb is not None
-    x_o = x_e = sk_o = sk_e = None
-    if has_next:
-        x_o = torch.empty((n_o, c, h, w), dtype=half, device=dev, memory_format=nhwc)
-        x_e = torch.empty((n_e, c, h, w), dtype=half, device=dev, memory_format=nhwc)
-    mask = torch.empty((n_e, 1, h, w), dtype=half, device=dev)
-    up_o = up_e = None
-    if has_rgb:
-        rgb_o, rgb_e, rgb_b, up_o, up_e = rgb
-        sk_o = torch.empty((n_o, 3, h, w), dtype=torch.float32, device=dev)
-        sk_e = torch.empty((n_e, 3, h, w), dtype=torch.float32, device=dev)
-    spare = b1  # what an unused pointer argument points at (never read)
+    x_o = torch.empty((n_o, c, h, w) if has_next else (0, 0, 0, 0), memory_format=nhwc, **kw)
+    x_e = torch.empty((n_e, c, h, w) if has_next else (0, 0, 0, 0), memory_format=nhwc, **kw)
+    mask = torch.empty((n_e, 1, h, w), **kw)
+    kw["dtype"] = torch.float32
+    sk_o = torch.empty((n_o, 3, h, w) if has_rgb else 0, **kw)
+    sk_e = torch.empty((n_e, 3, h, w) if has_rgb else 0, **kw)
+    return x_o, x_e, mask, sk_o, sk_e
+
+
+@torch.library.custom_op("mcaclip::layer_epilogue", mutates_args=())
+def _epilogue_op(
+    raw_o: torch.Tensor,
+    raw_e: torch.Tensor,
+    phases: bool,
+    d_o: torch.Tensor,
+    d_e: torch.Tensor,
+    bias: torch.Tensor,
+    noise: torch.Tensor | None,
+    w1t: torch.Tensor,
+    b1: torch.Tensor,
+    w2: torch.Tensor,
+    b2: torch.Tensor,
+    term: torch.Tensor | None,
+    s_o: torch.Tensor | None,
+    s_e: torch.Tensor | None,
+    rgb_o: torch.Tensor | None,
+    rgb_e: torch.Tensor | None,
+    rgb_b: torch.Tensor | None,
+    up_o: torch.Tensor | None,
+    up_e: torch.Tensor | None,
+    prompts: int,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    has_next, has_rgb = s_o is not None, rgb_o is not None
+    x_o, x_e, mask, sk_o, sk_e = _epilogue_out(raw_o, raw_e, phases, has_next, has_rgb)
+    c = raw_o.shape[1] // 4 if phases else raw_o.shape[1]
+    hw = mask.shape[2] * mask.shape[3]
     block_c = min(64, _dot_width(c))
     block_p = min(hw, max(MIN_DOT, 4096 // block_c))
     if hw % block_p:
         raise ConfigError(f"layer epilogue: {hw} pixels per map is not a multiple of {block_p}")
+    nhwc = torch.channels_last
+    spare = b1  # what an unused pointer argument points at (never read)
+
+    def arg(t: torch.Tensor | None) -> torch.Tensor:
+        return spare if t is None else t.contiguous()
+
     if _EPILOGUE is None:
         load()
-    kernel = _EPILOGUE
-    guard = (
-        torch.cuda.device(dev)
-        if raw_o.is_cuda and not torch.compiler.is_compiling()
-        else contextlib.nullcontext()
-    )
-    with guard:
-        kernel[(n_e * hw // block_p,)](
-            raw_o,
-            raw_e,
-            d_o.contiguous(),
-            d_e.contiguous(),
-            bias.contiguous(),
-            spare if noise is None else noise.contiguous(),
+    with _on_device(raw_o):
+        _EPILOGUE[(raw_e.shape[0] * hw // block_p,)](
+            raw_o.contiguous(memory_format=nhwc),  # as cuDNN gives them (else a copy)
+            raw_e.contiguous(memory_format=nhwc),
+            arg(d_o),
+            arg(d_e),
+            arg(bias),
+            arg(noise),
             w1t,
             b1,
-            spare if term is None else term.contiguous(),
+            arg(term),
             w2,
             b2,
-            s_o.contiguous() if has_next else spare,
-            s_e.contiguous() if has_next else spare,
+            arg(s_o),
+            arg(s_e),
             x_o if has_next else spare,
             x_e if has_next else spare,
             mask,
-            rgb_o.contiguous() if has_rgb else spare,
-            rgb_e.contiguous() if has_rgb else spare,
-            rgb_b.contiguous() if has_rgb else spare,
-            up_o.contiguous() if up_o is not None else spare,
-            up_e.contiguous() if up_e is not None else spare,
+            arg(rgb_o),
+            arg(rgb_e),
+            arg(rgb_b),
+            arg(up_o),
+            arg(up_e),
             sk_o if has_rgb else spare,
             sk_e if has_rgb else spare,
             hw,
-            w,
+            mask.shape[3],
             c,
-            hidden,
+            b1.shape[0],
             prompts,
             HAS_NOISE=noise is not None,
             HAS_TERM=term is not None,
@@ -307,12 +362,18 @@ def layer_epilogue(
             HAS_RGB=has_rgb,
             HAS_SKIP=up_o is not None,
             PHASES=phases,
-            CLAMP=half == torch.float16,
-            HIDDEN=_dot_width(hidden),
+            CLAMP=raw_o.dtype == torch.float16,
+            HIDDEN=_dot_width(b1.shape[0]),
             BLOCK_P=block_p,
             BLOCK_C=block_c,
         )
     return x_o, x_e, mask, sk_o, sk_e
+
+
+@_epilogue_op.register_fake
+def _(raw_o, raw_e, phases, d_o, d_e, bias, noise, w1t, b1, w2, b2, term, s_o, s_e, rgb_o,
+      rgb_e, rgb_b, up_o, up_e, prompts):  # fmt: skip
+    return _epilogue_out(raw_o, raw_e, phases, s_o is not None, rgb_o is not None)
 
 
 def triton_cdiv(a: int, b: int) -> int:

@@ -37,14 +37,19 @@ def prepare(masked) -> None:
     masked.epilogue_heads = [triton_kernels.prepare(h.conv1, h.conv2, dtype) for h in heads]
 
 
-def usable(masked, w_edit: torch.Tensor, noise: list, masks) -> bool:
-    """Whether :func:`run` can take this call: weights prepared, the mask net's masks, FP16
-    inputs on a GPU (or Triton's interpreter), constant or no noise, no gradients wanted."""
+def usable(masked, w_edit: torch.Tensor, cond, noise: list, masks) -> bool:
+    """Whether :func:`run` can take this call: weights prepared, the mask net's masks (with
+    the text embedding a conditioned one needs), FP16 inputs on a GPU (or Triton's
+    interpreter), power-of-two maps, constant or no noise, no gradients wanted. Elsewhere the
+    PyTorch form runs (and says what is wrong, if anything is)."""
     synth = masked.synthesis
+    size = synth.config.size
     return (
         getattr(masked, "epilogue_heads", None) is not None
         and masks is None
         and masked.masknet is not None
+        and (cond is not None or not masked.masknet.conditioned)
+        and size & (size - 1) == 0
         and synth.input.input.dtype == torch.float16
         and (w_edit.is_cuda or triton_kernels.interpreting())
         and all(n is None or n.shape[0] == 1 for n in noise)

@@ -20,11 +20,11 @@ calls = []
 real = triton_kernels.layer_epilogue
 triton_kernels.layer_epilogue = lambda *a: calls.append(a[2]) or real(*a)
 
-def editor_for(condition):
+def editor_for(condition, channels=None, hidden=8):
     preset = load_preset("tiny-32")
-    preset = dataclasses.replace(
-        preset, editor=dataclasses.replace(preset.editor, mask_condition=condition)
-    )
+    editor = dataclasses.replace(preset.editor, mask_condition=condition, mask_hidden=hidden)
+    generator = dataclasses.replace(preset.generator, channels=channels)
+    preset = dataclasses.replace(preset, editor=editor, generator=generator)
     torch.manual_seed(0)
     editor = MCAEditor.from_preset(preset, random_weights=True).eval()
     for m in editor.modules():  # noise and biases that matter, masks away from 0 and 1
@@ -39,11 +39,15 @@ def editor_for(condition):
 def psnr(a, b):
     return (10 * torch.log10(4 / (a - b).square().mean())).item()
 
-# (mask condition, up-sampling form, prompts per latent)
-cases = [("text", "transposed", 3), ("text", "subpixel", 1), ("none", "phases", 2),
-         ("none", "subpixel", 3)]
-for condition, form, prompts in cases:
-    editor = editor_for(condition)
+# (mask condition, up-sampling form, prompts per latent, channels per resolution, hidden):
+# the tiny preset's 32 channels and 8 hidden (padded to 16), and wider maps whose channels
+# take two blocks of 64, the second one partial, with 32 hidden
+wide = (96, 80, 48, 32)
+cases = [("text", "transposed", 3, None, 8), ("text", "subpixel", 1, None, 8),
+         ("none", "phases", 2, None, 8), ("none", "subpixel", 3, None, 8),
+         ("text", "subpixel", 2, wide, 32), ("none", "transposed", 1, wide, 32)]
+for condition, form, prompts, channels, hidden in cases:
+    editor = editor_for(condition, channels, hidden)
     b, L, D = 2, editor.generator.n_latent, editor.generator.style_dim
     gen = torch.Generator().manual_seed(1)
     w = torch.randn(b, L, D, generator=gen)
@@ -74,9 +78,20 @@ for condition, form, prompts in cases:
             assert psnr(a, r) > psnr(p, r) - 1 and psnr(a, p) > 45, (form, i, psnr(a, r))
         else:  # masks
             assert (a - p).abs().max() < 3e-3 and (a - r).abs().max() < 3e-3, (form, i)
-    print(condition, form, prompts, "psnr vs fp32 %.1f (fp16 torch %.1f)"
+    print(condition, form, prompts, channels, "psnr vs fp32 %.1f (fp16 torch %.1f)"
           % (psnr(got[0], ref[0]), psnr(plain[0], ref[0])))
 
+# a conditioned mask net called without the text embedding: the PyTorch form's error
+editor = editor_for("text")
+g = Fp16Graph(build_graph(editor, "masked_generator"), channels_last=True).eval()
+triton_epilogues(g)
+try:
+    with torch.inference_mode():
+        g.inner.masked(w.half(), w_edit.flatten(0, 1).half(), prompts=prompts)
+except Exception as exc:
+    assert "text-conditioned" in str(exc), exc
+else:
+    raise AssertionError("no error without the text embedding")
 # where the kernel cannot run, the PyTorch form does: FP32, and random noise per sample
 editor = editor_for("none")
 g = build_graph(editor, "masked_generator").eval()
