@@ -117,3 +117,26 @@ def cli(monkeypatch, capsys):
 @pytest.fixture
 def data_dir() -> Path:
     return DATA
+
+
+@pytest.fixture
+def triton_interpret():
+    """``run(script) -> stdout``: ``script`` in a fresh Python process under Triton's CPU
+    interpreter (TRITON_INTERPRET must be set before Triton loads); skipped without Triton."""
+    import os
+    import subprocess
+    import sys
+
+    pytest.importorskip(
+        "triton", reason="Triton is not installed (it comes with torch's CUDA wheels)"
+    )
+
+    def run(script: str) -> str:
+        env = {**os.environ, "TRITON_INTERPRET": "1"}
+        done = subprocess.run(
+            [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=600
+        )
+        assert done.returncode == 0, done.stderr[-3000:]
+        return done.stdout
+
+    return run

@@ -1,10 +1,7 @@
 """--triton-epilogues: the masked synthesis with one Triton kernel between two styled convs
 gives the PyTorch form's images, originals and masks (Triton's CPU interpreter)."""
 
-import os
 import shutil
-import subprocess
-import sys
 
 import pytest
 
@@ -111,25 +108,11 @@ print("ok")
 """
 
 
-def _interpret(script: str) -> str:
-    """Run ``script`` in a fresh process under Triton's CPU interpreter (TRITON_INTERPRET must
-    be set before Triton loads); its stdout."""
-    pytest.importorskip(
-        "triton", reason="Triton is not installed (it comes with torch's CUDA wheels)"
-    )
-    env = {**os.environ, "TRITON_INTERPRET": "1"}
-    run = subprocess.run(
-        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=600
-    )
-    assert run.returncode == 0, run.stderr[-3000:]
-    return run.stdout
-
-
-def test_triton_epilogues_match_the_pytorch_form():
+def test_triton_epilogues_match_the_pytorch_form(triton_interpret):
     """Text-conditioned and plain mask heads, the three up-sampling forms (the sub-pixel one
     read through the shuffle in place), 1-3 prompts per latent, const noise; switched off or
     where it cannot run (FP32, per-sample noise), the PyTorch form runs. ~20 s."""
-    assert _interpret(EPILOGUE_CHECK).strip().endswith("ok")
+    assert triton_interpret(EPILOGUE_CHECK).strip().endswith("ok")
 
 
 COMPILE_CHECK = """
@@ -169,8 +152,8 @@ print("ok")
     shutil.which("c++") is None and shutil.which("g++") is None,
     reason="needs a C++ compiler (torch.compile's CPU code generator)",
 )
-def test_triton_epilogues_trace_and_compile():
+def test_triton_epilogues_trace_and_compile(triton_interpret):
     """--compile --triton-epilogues: the masked generator with the kernels (PyTorch custom ops)
     traces as one graph, compiles (Inductor on the CPU, the kernels in Triton's interpreter)
     and gives the eager result. ~30 s."""
-    assert _interpret(COMPILE_CHECK).strip().endswith("ok")
+    assert triton_interpret(COMPILE_CHECK).strip().endswith("ok")
