@@ -12,13 +12,14 @@ Steps (each one's outcome is recorded; a failing step does not stop the next):
    sub-pixel convs, fused tails or stacked streams), and the switches not yet run at 1024 px
    (``phase_conv``, ``triton_epilogues``, ``triton_masks``; a failure is recorded per switch).
 5. ``bench``: ``mcarun bench --all-backends`` at batch 1 and 8 (CUDA-event timing): FP32 eager,
-   FP16 + CUDA graphs as default and in the plain form (``PLAIN_FP16``).
-6. ``bench_compile``, ``bench_compile_<name>``, ``bench_eager-<name>``: the first three of
-   ``--compile-variants`` (default ``default,tritonepi,eager-tritonepi,phaseconv-tritonepi,
-   phaseconv-tritonmask,phaseconv,tritonmask``; see ``COMPILE_VARIANTS``), each in its own
-   process (with time left; so are the next steps): the compiled default at every batch size,
-   then at the largest the candidate for the 4x target (one Triton kernel between two convs,
-   not yet run on a GPU), compiled and not (``eager-*``: CUDA graphs without torch.compile).
+   FP16 + CUDA graphs as default, in the plain form (``PLAIN_FP16``) and with the Triton
+   epilogues (uncompiled: if that comes close to the compiled default, the fast path needs no
+   minute of compiling per batch shape).
+6. ``bench_compile``, ``bench_compile_<name>``: the first two of ``--compile-variants``
+   (default ``default,tritonepi,phaseconv-tritonepi,phaseconv-tritonmask,phaseconv,
+   tritonmask``; see ``COMPILE_VARIANTS``), each in its own process (with time left; so are the
+   next steps): the compiled default at every batch size, then at the largest the candidate
+   for the 4x target (one Triton kernel between two convs, not yet run on a GPU).
 7. ``profile``: the top GPU kernels, the GPU time per kind of kernel (convolutions, Triton,
    element-wise, copies), and the top operators with their input shapes, of one FP16 edit at
    the largest batch: uncompiled plain and default, and the default under ``--compile`` (with
@@ -30,7 +31,8 @@ Steps (each one's outcome is recorded; a failing step does not stop the next):
    peak GPU memory all that took (what a card needs for ``mcarun edit`` at that batch).
 9. ``bench_compile_<name>``: the other variants, at the largest batch, as time allows (by
    default the Triton epilogues with 2x2 phase convs, then the phase convs with Triton mask
-   heads, each alone; ``stacked``, ``nofold``, ``autotune``, ``fused`` on request).
+   heads, each alone; ``stacked``, ``nofold``, ``autotune``, ``fused`` and the uncompiled
+   ``eager-tritonepi``, as ``bench_eager-tritonepi``, on request).
    ``nofold`` measured as fast as the folded blur on an H100; ``stacked`` (off by default
    under compile: its one compiled measurement ran with graph breaks, fixed since),
    ``autotune`` (max-autotune: Triton conv templates with fused tails), ``fused`` (the fused
@@ -599,17 +601,15 @@ COMPILE_VARIANTS = {
     # candidate for the 4x target (half the traffic between convs, by our count)
     "tritonepi": ("--compile", "--triton-epilogues"),
     "phaseconv-tritonepi": ("--compile", "--phase-conv", "--triton-epilogues"),
-    # the same kernel without torch.compile (CUDA graphs only): if it comes close, the fast path
-    # needs no minute of compiling per batch shape
+    # the same kernel without torch.compile (CUDA graphs only; --all-backends times it too)
     "eager-tritonepi": ("--triton-epilogues",),
 }
 # the default list: the compiled default and the candidates (timed before the profile and edit
 # steps), then the others if time is left
 DEFAULT_COMPILE_VARIANTS = (
-    "default,tritonepi,eager-tritonepi,phaseconv-tritonepi,phaseconv-tritonmask,phaseconv,"
-    "tritonmask"
+    "default,tritonepi,phaseconv-tritonepi,phaseconv-tritonmask,phaseconv,tritonmask"
 )
-BEFORE_TABLES = 3
+BEFORE_TABLES = 2
 
 
 def _compile_variants(text: str) -> str:

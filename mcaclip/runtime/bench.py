@@ -275,9 +275,12 @@ PLAIN_FP16 = {"subpixel": False, "fuse_tails": False, "stack_streams": False}
 
 def plan_variants(engine, providers: list[str] | None = None, compile_: bool | str = False) -> list:
     """Every backend configuration worth timing on this machine for the bundle ``engine``:
-    torch FP32 eager first (the baseline), then torch FP16 + CUDA graphs (and with
-    torch.compile) on a GPU, ONNX Runtime when the bundle has ONNX graphs, TensorRT when it has
-    engines."""
+    torch FP32 eager first (the baseline), then torch FP16 + CUDA graphs on a GPU (the default,
+    its plain form, with the Triton epilogues where Triton is installed and the editor has
+    masks, and with torch.compile when asked), ONNX Runtime when the bundle has ONNX graphs,
+    TensorRT when it has engines."""
+    import importlib.util
+
     import torch
 
     from mcaclip.bundle import Bundle
@@ -290,6 +293,9 @@ def plan_variants(engine, providers: list[str] | None = None, compile_: bool | s
     if gpu:
         variants.append({**base, "precision": "fp16", "cuda_graphs": True})
         variants.append({**base, "precision": "fp16", "cuda_graphs": True, **PLAIN_FP16})
+        if "masknet" in bundle.graphs and importlib.util.find_spec("triton") is not None:
+            fp16 = {**base, "precision": "fp16", "cuda_graphs": True}
+            variants.append({**fp16, "triton_epilogues": True})
         if compile_:  # True / "default", or "max-autotune"
             variants.append({**base, "precision": "fp16", "cuda_graphs": True, "compile": compile_})
     if any(g.get("onnx") for g in bundle.graphs.values()):
@@ -333,7 +339,7 @@ def bench_variants(
                 results[name] = {**info, "rows": rows}
         except McaError as exc:  # this machine lacks what the variant needs
             skipped[name] = str(exc)
-        except (RuntimeError, ValueError, TypeError) as exc:  # a failure: reported, not fatal
+        except Exception as exc:  # a failure (e.g. a Triton compile error): reported, not fatal
             log.exception("variant %s failed", name)
             skipped[name] = f"FAILED: {type(exc).__name__}: {str(exc)[:300]}"
         finally:

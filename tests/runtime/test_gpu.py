@@ -313,9 +313,11 @@ def test_bench_all_backends_on_gpu(tiny_bundle, cli, tmp_path):
     assert all(r["timer"] == "cuda-events" for r in rows)
     assert data["machine"]["gpu"] and data["machine"]["compute_capability"]
     timed = {n: v["mode"] for n, v in data["variants"].items() if n.startswith("torch-cuda-fp16")}
-    assert timed == {  # the default, and its plain form
-        "torch-cuda-fp16-cudagraphs": "cuda-fp16-nhwc-foldblur-subpixel-fused-stacked-cudagraphs",
-        "torch-cuda-fp16-plain-cudagraphs": "cuda-fp16-nhwc-foldblur-cudagraphs",
+    prefix = "cuda-fp16-nhwc-foldblur"
+    assert timed == {  # the default, its plain form, with the Triton epilogues (no stacking)
+        "torch-cuda-fp16-cudagraphs": f"{prefix}-subpixel-fused-stacked-cudagraphs",
+        "torch-cuda-fp16-plain-cudagraphs": f"{prefix}-cudagraphs",
+        "torch-cuda-fp16-tritonepi-cudagraphs": f"{prefix}-subpixel-tritonepi-cudagraphs",
     }, data.get("skipped")
 
 

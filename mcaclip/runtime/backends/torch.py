@@ -52,7 +52,8 @@ On a CUDA GPU it is also a fast path:
   skip, the next conv's input modulation) as one Triton kernel that reads the two conv outputs
   and writes only the next convs' inputs, the mask and the skips
   (:mod:`mcaclip.nn.triton_synthesis`); by our count it takes the memory traffic between two
-  convs of a 1024 px edit from about 18 feature maps to 8. Checked against PyTorch in Triton's
+  convs of a 1024 px edit from about 18 feature maps to 8. It replaces the fused tails and the
+  stacked streams (both off by default with it). Checked against PyTorch in Triton's
   CPU interpreter; not yet run on a GPU.
 * ``cuda_graphs``: each graph (and the whole edit) is captured once per input shape and replayed,
   which removes the launch overhead of the ~300 kernels of a 1024 px edit.
@@ -242,8 +243,10 @@ class TorchEditor(DeviceEditor):
         if channels_last is None:
             channels_last = (self.fold_blur or self.phase_conv) and precision == "fp16"
         self.channels_last = channels_last
+        # the Triton epilogues replace the tails, the blends and the stacking: off by default
+        epilogues = bool(triton_epilogues) and self.editor.use_masks
         if fuse_tails is None:
-            fuse_tails = self.device.type == "cpu" or (fast and not compile)
+            fuse_tails = self.device.type == "cpu" or (fast and not compile and not epilogues)
         self.fuse_tails = fuse_tails
         if subpixel and not self.fold_blur:
             raise BackendError(
@@ -255,7 +258,7 @@ class TorchEditor(DeviceEditor):
         if stack_streams and not self.editor.use_masks:
             log.warning("--stack-streams: this bundle's editor has no masks (one stream); ignored")
         if stack_streams is None:  # under compile: not measured since a fix (module docstring)
-            stack_streams = fast and not compile
+            stack_streams = fast and not compile and not epilogues
         self.stack_streams = stack_streams and self.editor.use_masks
         self.cudnn_benchmark = bool(cudnn_benchmark)
         for flag, on in (
@@ -270,7 +273,7 @@ class TorchEditor(DeviceEditor):
             if on and not self.editor.use_masks:
                 log.warning("%s: this bundle's editor has no masks; ignored", flag)
         self.triton_masks = bool(triton_masks) and self.editor.use_masks
-        self.triton_epilogues = bool(triton_epilogues) and self.editor.use_masks
+        self.triton_epilogues = epilogues
         self._modules: dict[str, Callable] = {}
 
     @property
