@@ -9,13 +9,43 @@ import triton.language as tl
 
 
 @triton.jit
-def _tail(raw_ptr, off, d_ptr, bias_ptr, noise, cols, ok, CLAMP: tl.constexpr):
-    """A styled conv's tail on a [pixels, channels] block, in float32: demodulation (with
-    the gain), noise and bias (with the gain), leaky ReLU, FP16 clamp."""
-    raw = tl.load(raw_ptr + off[:, None] + cols[None, :], mask=ok[None, :], other=0.0)
+def _raw(raw_ptr, off, cols, ok, y, x, taps_ptr, hp, wp, C, BLUR: tl.constexpr,
+         TAPS: tl.constexpr, PAD0: tl.constexpr, BLOCK_P: tl.constexpr,
+         BLOCK_C: tl.constexpr):  # fmt: skip
+    """A conv output on the block's pixels (rows) and channels ``cols``, as float32: read at
+    the pixel offsets ``off``; or (BLUR) from the 2x2-phase conv's [hp, wp, 4C] output of the
+    sample starting at ``off`` (a scalar), pixel-shuffled and FIR-filtered here: output (y, x)
+    sums taps (j, i) times the shuffled map at (y + j - PAD0, x + i - PAD0), zero outside."""
+    if BLUR:
+        acc = tl.zeros((BLOCK_P, BLOCK_C), dtype=tl.float32)
+        for j in tl.static_range(TAPS):
+            qy = y + (j - PAD0)
+            y_ok = (qy >= 0) & (qy < 2 * hp)
+            qy = tl.maximum(qy, 0)  # // and % of a negative index: masked, kept in range
+            for i in tl.static_range(TAPS):
+                qx = x + (i - PAD0)
+                q_ok = y_ok & (qx >= 0) & (qx < 2 * wp)
+                qx = tl.maximum(qx, 0)
+                at = off + ((qy // 2) * wp + qx // 2) * (4 * C) + ((qy % 2) * 2 + qx % 2) * C
+                v = tl.load(
+                    raw_ptr + at[:, None] + cols[None, :],
+                    mask=q_ok[:, None] & ok[None, :],
+                    other=0.0,
+                )
+                acc += tl.load(taps_ptr + j * TAPS + i) * v.to(tl.float32)
+        return acc
+    else:
+        v = tl.load(raw_ptr + off[:, None] + cols[None, :], mask=ok[None, :], other=0.0)
+        return v.to(tl.float32)
+
+
+@triton.jit
+def _activate(raw, d_ptr, bias_ptr, noise, cols, ok, CLAMP: tl.constexpr):
+    """A styled conv's tail on a [pixels, channels] block of its output, in float32:
+    demodulation (with the gain), noise and bias (with the gain), leaky ReLU, FP16 clamp."""
     d = tl.load(d_ptr + cols, mask=ok, other=0.0)
     b = tl.load(bias_ptr + cols, mask=ok, other=0.0)
-    v = raw.to(tl.float32) * d[None, :] + b[None, :] + noise[:, None]
+    v = raw * d[None, :] + b[None, :] + noise[:, None]
     v = tl.where(v >= 0.0, v, v * 0.2)
     if CLAMP:
         v = tl.minimum(tl.maximum(v, -256.0), 256.0)
@@ -76,6 +106,7 @@ def triton_layer_epilogue(
     rgb_b_ptr,  # [3] float32: ToRGB's bias
     up_o_ptr,  # [B, 3, H * W] float32: the up-sampled RGB skip, original (HAS_SKIP)
     up_e_ptr,  # [B * prompts, 3, H * W] float32: edited
+    taps_ptr,  # [TAPS * TAPS] float32: the FIR filter, correlation order (PHASE_BLUR)
     sk_o_ptr,  # out [B, 3, H * W] float32: the new RGB skip, original (HAS_RGB)
     sk_e_ptr,  # out [B * prompts, 3, H * W] float32: edited, blended with the mask
     hw,  # pixels per map
@@ -83,12 +114,17 @@ def triton_layer_epilogue(
     C,
     hidden,
     prompts,  # edited samples per original sample (latent-major)
+    hp,  # PHASE_BLUR: rows and columns of the 2x2-phase conv's output
+    wp,
     HAS_NOISE: tl.constexpr,
     HAS_TERM: tl.constexpr,
     HAS_NEXT: tl.constexpr,
     HAS_RGB: tl.constexpr,
     HAS_SKIP: tl.constexpr,
     PHASES: tl.constexpr,
+    PHASE_BLUR: tl.constexpr,  # raw: the 2x2-phase conv's [N, hp, wp, 4C], shuffled, blurred here
+    TAPS: tl.constexpr,
+    PAD0: tl.constexpr,
     CLAMP: tl.constexpr,
     HIDDEN: tl.constexpr,  # hidden rounded up to a power of two >= 16 (masked beyond)
     BLOCK_P: tl.constexpr,  # pixels per program; divides hw, so one sample per program
@@ -104,9 +140,12 @@ def triton_layer_epilogue(
     se = so * prompts + prompt  # the edited sample (latent-major)
     pix = (rest - so * blocks) * BLOCK_P + tl.arange(0, BLOCK_P)  # pixels within the map
     first = prompt == 0  # its program writes the original stream's outputs
-    if PHASES:  # output (y, x) of channel c: phase (y % 2, x % 2) of input (y // 2, x // 2)
-        y = pix // width
-        x = pix - y * width
+    y = pix // width
+    x = pix - y * width
+    if PHASE_BLUR:  # the samples' first elements; _raw gathers each tap
+        off_o = so * (hp * wp * 4 * C)
+        off_e = se * (hp * wp * 4 * C)
+    elif PHASES:  # output (y, x) of channel c: phase (y % 2, x % 2) of input (y // 2, x // 2)
         src = (y // 2) * (width // 2) + x // 2
         phase = ((y % 2) * 2 + x % 2) * C
         off_o = (so * (hw // 4) + src) * (4 * C) + phase
@@ -131,7 +170,9 @@ def triton_layer_epilogue(
     for c0 in range(0, C, BLOCK_C):
         cols = c0 + tl.arange(0, BLOCK_C)
         ok = cols < C
-        f = _tail(raw_o_ptr, off_o, d_o_ptr + so * C, bias_ptr, noise, cols, ok, CLAMP)
+        raw = _raw(raw_o_ptr, off_o, cols, ok, y, x, taps_ptr, hp, wp, C, PHASE_BLUR, TAPS, PAD0,
+                   BLOCK_P, BLOCK_C)  # fmt: skip
+        f = _activate(raw, d_o_ptr + so * C, bias_ptr, noise, cols, ok, CLAMP)
         w1 = tl.load(
             w1_ptr + cols[:, None] * hidden + hid[None, :],
             mask=ok[:, None] & hid_ok[None, :],
@@ -161,8 +202,12 @@ def triton_layer_epilogue(
     for c0 in range(0, C, BLOCK_C):
         cols = c0 + tl.arange(0, BLOCK_C)
         ok = cols < C
-        f = _tail(raw_o_ptr, off_o, d_o_ptr + so * C, bias_ptr, noise, cols, ok, CLAMP)
-        e = _tail(raw_e_ptr, off_e, d_e_ptr + se * C, bias_ptr, noise, cols, ok, CLAMP)
+        raw = _raw(raw_o_ptr, off_o, cols, ok, y, x, taps_ptr, hp, wp, C, PHASE_BLUR, TAPS, PAD0,
+                   BLOCK_P, BLOCK_C)  # fmt: skip
+        f = _activate(raw, d_o_ptr + so * C, bias_ptr, noise, cols, ok, CLAMP)
+        raw = _raw(raw_e_ptr, off_e, cols, ok, y, x, taps_ptr, hp, wp, C, PHASE_BLUR, TAPS, PAD0,
+                   BLOCK_P, BLOCK_C)  # fmt: skip
+        e = _activate(raw, d_e_ptr + se * C, bias_ptr, noise, cols, ok, CLAMP)
         v = f + mf[:, None] * (e - f)
         if HAS_NEXT:
             _store_scaled(x_e_ptr, out_e, s_e_ptr + se * C, v, cols, ok, every)

@@ -331,8 +331,9 @@ class ModulatedConv2d(nn.Module):
         """:meth:`modulated` from the input already scaled by the styles ``s`` [B, in] (the
         modulation's output): the convolution before demodulation, and the demodulation
         coefficients. ``shuffle=False``: the sub-pixel form's four output phases [B, 4*out, H,
-        W] as the conv gives them (see :func:`pixel_shuffle2`), for a kernel that reads them in
-        place (:mod:`mcaclip.nn.triton_synthesis`)."""
+        W] as the conv gives them (see :func:`pixel_shuffle2`), and the 2x2 phase form's [B,
+        4*out, H + 1, W + 1] before its shuffle and blur, for a kernel that reads them in place
+        (:mod:`mcaclip.nn.triton_synthesis`)."""
         weight, sq = self._weights()
         weight = weight.to(x.dtype)
         if self.use_phases:
@@ -341,10 +342,12 @@ class ModulatedConv2d(nn.Module):
         elif self.upsample and self.fold_blur:
             out = F.conv_transpose2d(x, weight, stride=2, padding=self.crop)
         elif self.use_phase_conv:  # [B, out, 2H + 2, 2W + 2], its last row and column zero
-            out = pixel_shuffle2(F.conv2d(x, weight, padding=1))
-            pad0, pad1 = self.blur.pad
-            taps = self.blur.taps if self.blur.stencil else None
-            out = upfirdn2d(out, self.blur.kernel, pad=(pad0, pad1 - 1), taps=taps)
+            out = F.conv2d(x, weight, padding=1)
+            if shuffle:
+                pad0, pad1 = self.blur.pad
+                taps = self.blur.taps if self.blur.stencil else None
+                out = pixel_shuffle2(out)
+                out = upfirdn2d(out, self.blur.kernel, pad=(pad0, pad1 - 1), taps=taps)
         elif self.upsample:
             out = self.blur(F.conv_transpose2d(x, weight, stride=2))
         else:

@@ -238,6 +238,7 @@ def layer_epilogue(
     raw_o: torch.Tensor,
     raw_e: torch.Tensor,
     phases: bool,
+    blur: tuple | None,
     d_o: torch.Tensor,
     d_e: torch.Tensor,
     bias: torch.Tensor,
@@ -252,7 +253,9 @@ def layer_epilogue(
     """One styled conv's epilogue for both streams (module docstring), FP16 NHWC in and out.
 
     ``raw_o`` [B, C, H, W] / ``raw_e`` [B*P, C, H, W]: the conv outputs before demodulation,
-    NHWC (``phases``: the sub-pixel conv's [N, 4C, H/2, W/2], read through the shuffle);
+    NHWC (``phases``: the sub-pixel conv's [N, 4C, H/2, W/2], read through the shuffle;
+    ``blur`` = (FIR taps [L, L] in correlation order, leading padding): the 2x2-phase conv's
+    [N, 4C, H'+1, W'+1], shuffled and filtered in the kernel to [H, W] = [2H'+2+2pad-L]);
     ``d_o``/``d_e`` [B or B*P, C] float32 demodulation times the gain; ``bias`` [C] float32
     times the gain; ``noise`` [H, W] float32 noise times weight times gain, or None; ``head``
     from :func:`prepare`, ``term`` [B*P, hidden] or None; ``s_o``/``s_e`` the next conv's
@@ -265,17 +268,21 @@ def layer_epilogue(
     H, W], new skip original [B, 3, H, W] float32 or None, new skip edited or None).
     """
     rgb = rgb or (None,) * 5
-    out = _epilogue_op(raw_o, raw_e, phases, d_o, d_e, bias, noise, *head, term, s_o, s_e,
-                       *rgb, prompts)  # fmt: skip
+    taps, pad0 = blur or (None, 0)
+    out = _epilogue_op(raw_o, raw_e, phases, taps, pad0, d_o, d_e, bias, noise, *head, term,
+                       s_o, s_e, *rgb, prompts)  # fmt: skip
     return tuple(None if t.numel() == 0 else t for t in out)
 
 
-def _epilogue_out(raw_o, raw_e, phases: bool, has_next: bool, has_rgb: bool) -> tuple:
+def _epilogue_out(raw_o, raw_e, phases: bool, taps, pad0: int, has_next: bool, has_rgb: bool):
     """The epilogue's outputs, allocated (an empty tensor for each one it does not write)."""
     n_o, n_e = raw_o.shape[0], raw_e.shape[0]
     c, h, w = raw_o.shape[1:]
     if phases:
         c, h, w = c // 4, 2 * h, 2 * w
+    elif taps is not None:  # 2x2 phases, then the filter: 2h' + 2 rows, padded, filtered
+        edge = 2 * pad0 - taps.shape[0]
+        c, h, w = c // 4, 2 * h + edge, 2 * w + edge
     kw = {"dtype": raw_o.dtype, "device": raw_o.device}
     nhwc = torch.channels_last
     x_o = torch.empty((n_o, c, h, w) if has_next else (0, 0, 0, 0), memory_format=nhwc, **kw)
@@ -292,6 +299,8 @@ def _epilogue_op(
     raw_o: torch.Tensor,
     raw_e: torch.Tensor,
     phases: bool,
+    taps: torch.Tensor | None,
+    pad0: int,
     d_o: torch.Tensor,
     d_e: torch.Tensor,
     bias: torch.Tensor,
@@ -311,8 +320,9 @@ def _epilogue_op(
     prompts: int,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     has_next, has_rgb = s_o is not None, rgb_o is not None
-    x_o, x_e, mask, sk_o, sk_e = _epilogue_out(raw_o, raw_e, phases, has_next, has_rgb)
-    c = raw_o.shape[1] // 4 if phases else raw_o.shape[1]
+    out = _epilogue_out(raw_o, raw_e, phases, taps, pad0, has_next, has_rgb)
+    x_o, x_e, mask, sk_o, sk_e = out
+    c = raw_o.shape[1] // 4 if phases or taps is not None else raw_o.shape[1]
     hw = mask.shape[2] * mask.shape[3]
     block_c = min(64, _dot_width(c))
     block_p = min(hw, max(MIN_DOT, 4096 // block_c))
@@ -349,6 +359,7 @@ def _epilogue_op(
             arg(rgb_b),
             arg(up_o),
             arg(up_e),
+            arg(taps),
             sk_o if has_rgb else spare,
             sk_e if has_rgb else spare,
             hw,
@@ -356,12 +367,17 @@ def _epilogue_op(
             c,
             b1.shape[0],
             prompts,
+            raw_o.shape[2],
+            raw_o.shape[3],
             HAS_NOISE=noise is not None,
             HAS_TERM=term is not None,
             HAS_NEXT=has_next,
             HAS_RGB=has_rgb,
             HAS_SKIP=up_o is not None,
             PHASES=phases,
+            PHASE_BLUR=taps is not None,
+            TAPS=1 if taps is None else taps.shape[0],
+            PAD0=pad0,
             CLAMP=raw_o.dtype == torch.float16,
             HIDDEN=_dot_width(b1.shape[0]),
             BLOCK_P=block_p,
@@ -371,9 +387,9 @@ def _epilogue_op(
 
 
 @_epilogue_op.register_fake
-def _(raw_o, raw_e, phases, d_o, d_e, bias, noise, w1t, b1, w2, b2, term, s_o, s_e, rgb_o,
-      rgb_e, rgb_b, up_o, up_e, prompts):  # fmt: skip
-    return _epilogue_out(raw_o, raw_e, phases, s_o is not None, rgb_o is not None)
+def _(raw_o, raw_e, phases, taps, pad0, d_o, d_e, bias, noise, w1t, b1, w2, b2, term, s_o, s_e,
+      rgb_o, rgb_e, rgb_b, up_o, up_e, prompts):  # fmt: skip
+    return _epilogue_out(raw_o, raw_e, phases, taps, pad0, s_o is not None, rgb_o is not None)
 
 
 def triton_cdiv(a: int, b: int) -> int:

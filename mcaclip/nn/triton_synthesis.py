@@ -88,10 +88,14 @@ def run(masked, w, w_edit, cond, noise, prompts):
         rgb = None
         if layer in to_rgb:
             rgb = _to_rgb(to_rgb[layer], w[:, layer + 1], w_edit[:, layer + 1], skip_o, skip_e)
+        blur = None
+        if conv.use_phase_conv:  # the FIR filter in correlation order, and its leading padding
+            blur = (torch.flip(conv.blur.kernel, [0, 1]).float(), conv.blur.pad[0])
         x_o, x_e, mask, new_o, new_e = triton_kernels.layer_epilogue(
             raw_o,
             raw_e,
             conv.use_phases,
+            blur,
             d_o * GAIN,
             d_e * GAIN,
             module.activate.bias.float() * GAIN,

@@ -16,7 +16,8 @@ from mcaclip.nn.stylegan2 import StyledConv, fold_blur, freeze_weights, phase_co
 
 calls = []
 real = triton_kernels.layer_epilogue
-triton_kernels.layer_epilogue = lambda *a: calls.append(a[2]) or real(*a)
+# (sub-pixel phases read in place, 2x2 phases shuffled and blurred in the kernel) per call
+triton_kernels.layer_epilogue = lambda *a: calls.append((a[2], a[3] is not None)) or real(*a)
 
 def editor_for(condition, channels=None, hidden=8):
     preset = load_preset("tiny-32")
@@ -43,7 +44,8 @@ def psnr(a, b):
 wide = (96, 80, 48, 32)
 cases = [("text", "transposed", 3, None, 8), ("text", "subpixel", 1, None, 8),
          ("none", "phases", 2, None, 8), ("none", "subpixel", 3, None, 8),
-         ("text", "subpixel", 2, wide, 32), ("none", "transposed", 1, wide, 32)]
+         ("text", "subpixel", 2, wide, 32), ("none", "transposed", 1, wide, 32),
+         ("text", "phases", 2, wide, 32)]
 for condition, form, prompts, channels, hidden in cases:
     editor = editor_for(condition, channels, hidden)
     b, L, D = 2, editor.generator.n_latent, editor.generator.style_dim
@@ -64,7 +66,8 @@ for condition, form, prompts, channels, hidden in cases:
         triton_epilogues(g)
         got = g(w, w_edit, e)
         assert len(calls) == editor.generator.config.num_layers, (form, len(calls))
-        assert any(calls) == (form == "subpixel")  # the phases read in place
+        assert any(c[0] for c in calls) == (form == "subpixel")
+        assert any(c[1] for c in calls) == (form == "phases")
         triton_epilogues(g, on=False)
         calls.clear()
         again = g(w, w_edit, e)
@@ -109,9 +112,10 @@ print("ok")
 
 
 def test_triton_epilogues_match_the_pytorch_form(triton_interpret):
-    """Text-conditioned and plain mask heads, the three up-sampling forms (the sub-pixel one
-    read through the shuffle in place), 1-3 prompts per latent, const noise; switched off or
-    where it cannot run (FP32, per-sample noise), the PyTorch form runs. ~20 s."""
+    """Text-conditioned and plain mask heads, the three up-sampling forms (the sub-pixel phases
+    read through the shuffle in place, the 2x2 phases shuffled and blurred in the kernel), 1-3
+    prompts per latent, const noise; switched off or where it cannot run (FP32, per-sample
+    noise), the PyTorch form runs. ~20 s."""
     assert triton_interpret(EPILOGUE_CHECK).strip().endswith("ok")
 
 
