@@ -9,7 +9,9 @@ of their own, and the original's features are written both as they are (for the 
 blend and ToRGB) and modulated (for the next conv). Here the convs are PyTorch's (cuDNN) and
 everything between two of them is :func:`mcaclip.nn.triton_kernels.layer_epilogue`: it reads the
 two conv outputs and writes the next convs' inputs already modulated, the mask and the two
-3-channel skips; nothing else goes through memory.
+3-channel skips; nothing else goes through memory. Up-sampling convs hand it their raw
+phases: the sub-pixel form's, read through the pixel shuffle, or the 2x2 phase form's
+(``phase_conv``), shuffled and blurred in the kernel.
 
 Same function as the PyTorch form up to rounding (the kernel works in float32 where the FP16
 PyTorch form rounds each step to FP16). Inference on FP16 NHWC features only, with the mask net

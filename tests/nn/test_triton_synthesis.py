@@ -124,30 +124,32 @@ import torch
 from mcaclip.nn import triton_kernels
 from mcaclip.nn.editor import MCAEditor, triton_epilogues
 from mcaclip.nn.graphs import Fp16Graph, build_graph
-from mcaclip.nn.stylegan2 import fold_blur, freeze_weights, stencil_blur, subpixel
+from mcaclip.nn.stylegan2 import fold_blur, freeze_weights, phase_conv, stencil_blur, subpixel
 
 calls = []
 real = triton_kernels.layer_epilogue
 triton_kernels.layer_epilogue = lambda *a: calls.append(1) or real(*a)
 torch.manual_seed(0)
 editor = MCAEditor.from_preset("tiny-32", random_weights=True).eval()
-g = Fp16Graph(build_graph(editor, "masked_generator"), channels_last=True).eval()
-stencil_blur(subpixel(fold_blur(g)))  # what --compile runs on a GPU
-freeze_weights(g, channels_last=True)
-triton_epilogues(g)
 w = torch.randn(2, 8, 64)
 args = (w, w[:, None] + 0.1 * torch.randn(2, 2, 8, 64), torch.randn(2, 2, 64))
-with torch.inference_mode():
-    eager = g(*args)
-    explained = torch._dynamo.explain(g)(*args)
-    reasons = [str(r.reason).splitlines()[0] for r in explained.break_reasons]
-    assert explained.graph_count == 1 and explained.graph_break_count == 0, reasons
-    torch._dynamo.reset()
-    calls.clear()
-    compiled = torch.compile(g, dynamic=False)(*args)
-assert len(calls) == editor.generator.config.num_layers  # traced through, one op per conv
-for a, b in zip(compiled, eager):
-    assert torch.equal(a, b)  # the kernels are the same calls; the rest is tiny
+for form in ("subpixel", "phases"):  # what --compile runs on a GPU, and with --phase-conv
+    g = Fp16Graph(build_graph(editor, "masked_generator"), channels_last=True).eval()
+    stencil_blur(subpixel(fold_blur(g)) if form == "subpixel" else phase_conv(g))
+    freeze_weights(g, channels_last=True)
+    triton_epilogues(g)
+    with torch.inference_mode():
+        eager = g(*args)
+        explained = torch._dynamo.explain(g)(*args)
+        reasons = [str(r.reason).splitlines()[0] for r in explained.break_reasons]
+        assert explained.graph_count == 1 and explained.graph_break_count == 0, reasons
+        torch._dynamo.reset()
+        calls.clear()
+        compiled = torch.compile(g, dynamic=False)(*args)
+        torch._dynamo.reset()
+    assert len(calls) == editor.generator.config.num_layers  # traced through, one op per conv
+    for a, b in zip(compiled, eager):
+        assert torch.equal(a, b)  # the kernels are the same calls; the rest is tiny
 print("ok")
 """
 
@@ -157,7 +159,7 @@ print("ok")
     reason="needs a C++ compiler (torch.compile's CPU code generator)",
 )
 def test_triton_epilogues_trace_and_compile(triton_interpret):
-    """--compile --triton-epilogues: the masked generator with the kernels (PyTorch custom ops)
-    traces as one graph, compiles (Inductor on the CPU, the kernels in Triton's interpreter)
-    and gives the eager result. ~30 s."""
+    """--compile --triton-epilogues (sub-pixel or 2x2-phase up-sampling convs): the masked
+    generator with the kernels (PyTorch custom ops) traces as one graph, compiles (Inductor on
+    the CPU, the kernels in Triton's interpreter) and gives the eager result. ~40 s."""
     assert triton_interpret(COMPILE_CHECK).strip().endswith("ok")

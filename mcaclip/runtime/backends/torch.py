@@ -52,8 +52,10 @@ On a CUDA GPU it is also a fast path:
   skip, the next conv's input modulation) as one Triton kernel that reads the two conv outputs
   and writes only the next convs' inputs, the mask and the skips
   (:mod:`mcaclip.nn.triton_synthesis`); by our count it takes the memory traffic between two
-  convs of a 1024 px edit from about 18 feature maps to 8. It replaces the fused tails and the
-  stacked streams (both off by default with it). Checked against PyTorch in Triton's
+  convs of a 1024 px edit from about 18 feature maps to 8. It reads the sub-pixel phases in
+  place, and with ``phase_conv`` it shuffles and blurs the 2x2 phases itself (no blurred copy
+  in memory). It replaces the fused tails and the stacked streams (both off by default with
+  it). Checked against PyTorch in Triton's
   CPU interpreter; not yet run on a GPU.
 * ``cuda_graphs``: each graph (and the whole edit) is captured once per input shape and replayed,
   which removes the launch overhead of the ~300 kernels of a 1024 px edit.
