@@ -10,7 +10,8 @@ Steps (each one's outcome is recorded; a failing step does not stop the next):
 4. ``parity``: FP16 + CUDA graphs vs FP32 eager on the same latents: PSNR of edited and
    original images, largest mask difference; for the default fast path, its plain form (no
    sub-pixel convs, fused tails or stacked streams), and the switches not yet run at 1024 px
-   (``phase_conv``, ``triton_epilogues``, ``triton_masks``; a failure is recorded per switch).
+   (``phase_conv``, ``triton_epilogues``, ``triton_masks``; a failure is recorded per switch),
+   and the registers and spills of every Triton kernel specialization compiled on the way.
 5. ``bench``: ``mcarun bench --all-backends`` at batch 1 and 8 (CUDA-event timing): FP32 eager,
    FP16 + CUDA graphs as default, in the plain form (``PLAIN_FP16``) and with the Triton
    epilogues (uncompiled: if that comes close to the compiled default, the fast path needs no
@@ -253,7 +254,39 @@ def parity(bundle: Path, device: str, n: int) -> dict:
                 raise
             result[name] = {"error": f"{type(exc).__name__}: {exc}"[:1000]}
     result.update(result["default"])  # the top-level numbers: the default fast path
+    try:
+        result["triton_kernels"] = triton_kernel_stats()
+    except Exception as exc:  # noqa: BLE001 - Triton's internals differ between versions
+        result["triton_kernels"] = f"not read: {type(exc).__name__}: {exc}"[:300]
     return result
+
+
+def triton_kernel_stats() -> list[dict]:
+    """Registers and spills of each compiled specialization of our Triton kernels (what a
+    profile does not show), from Triton's per-device kernel caches; empty where none was
+    compiled (Triton's CPU interpreter compiles nothing)."""
+    from mcaclip.nn import triton_kernels
+
+    rows = []
+    for name, fn in (
+        ("layer_epilogue", triton_kernels._EPILOGUE),
+        ("mask_head", triton_kernels._KERNEL),
+    ):
+        for device, entry in (getattr(fn, "device_caches", None) or {}).items():
+            cache = entry[0] if isinstance(entry, tuple) else entry
+            for kernel in list(dict(cache).values()):
+                meta = getattr(kernel, "metadata", None)
+                rows.append(
+                    {
+                        "kernel": name,
+                        "device": str(device),
+                        "n_regs": getattr(kernel, "n_regs", None),
+                        "n_spills": getattr(kernel, "n_spills", None),
+                        "num_warps": getattr(meta, "num_warps", None),
+                        "shared_bytes": getattr(meta, "shared", None),
+                    }
+                )
+    return rows
 
 
 def edit_throughput(bundle: Path, device: str, latents: int, batch: int) -> dict:

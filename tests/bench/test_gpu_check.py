@@ -169,3 +169,23 @@ def test_kernel_kinds():
         "leaky_relu_kernel": "elementwise",
     }
     assert {n: kernel_kind(n) for n in names} == names
+
+
+def test_triton_kernel_stats_read_the_kernel_caches(monkeypatch):
+    """Registers and spills per compiled specialization, from Triton's per-device caches (a
+    stand-in cache here: the CPU compiles none)."""
+    from types import SimpleNamespace
+
+    from benchmarks.gpu_check import triton_kernel_stats
+    from mcaclip.nn import triton_kernels
+
+    compiled = SimpleNamespace(
+        n_regs=96, n_spills=0, metadata=SimpleNamespace(num_warps=4, shared=0)
+    )
+    fn = SimpleNamespace(device_caches={0: ({"key": compiled}, {}, None, None, None)})
+    monkeypatch.setattr(triton_kernels, "_EPILOGUE", fn)
+    monkeypatch.setattr(triton_kernels, "_KERNEL", None)
+    assert triton_kernel_stats() == [
+        {"kernel": "layer_epilogue", "device": "0", "n_regs": 96, "n_spills": 0, "num_warps": 4,
+         "shared_bytes": 0}
+    ]  # fmt: skip
