@@ -53,6 +53,16 @@ def _activate(raw, d_ptr, bias_ptr, noise, cols, ok, CLAMP: tl.constexpr):
 
 
 @triton.jit
+def _features(raw_ptr, off, d_ptr, bias_ptr, noise, cols, ok, y, x, taps_ptr, hp, wp, C,
+              CLAMP: tl.constexpr, BLUR: tl.constexpr, TAPS: tl.constexpr, PAD0: tl.constexpr,
+              BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr):  # fmt: skip
+    """A stream's features on the block: its conv output (:func:`_raw`) through the tail."""
+    raw = _raw(raw_ptr, off, cols, ok, y, x, taps_ptr, hp, wp, C, BLUR, TAPS, PAD0, BLOCK_P,
+               BLOCK_C)  # fmt: skip
+    return _activate(raw, d_ptr, bias_ptr, noise, cols, ok, CLAMP)
+
+
+@triton.jit
 def _store_scaled(x_ptr, out, s_ptr, v, cols, ok, rows):
     """Store v [pixels, channels] times the styles at ``s_ptr`` (the next conv's input
     modulation) at pixel offsets ``out``, where ``rows`` (and ``ok``)."""
@@ -170,9 +180,9 @@ def triton_layer_epilogue(
     for c0 in range(0, C, BLOCK_C):
         cols = c0 + tl.arange(0, BLOCK_C)
         ok = cols < C
-        raw = _raw(raw_o_ptr, off_o, cols, ok, y, x, taps_ptr, hp, wp, C, PHASE_BLUR, TAPS, PAD0,
-                   BLOCK_P, BLOCK_C)  # fmt: skip
-        f = _activate(raw, d_o_ptr + so * C, bias_ptr, noise, cols, ok, CLAMP)
+        f = _features(raw_o_ptr, off_o, d_o_ptr + so * C, bias_ptr, noise, cols, ok, y, x,
+                      taps_ptr, hp, wp, C, CLAMP, PHASE_BLUR, TAPS, PAD0, BLOCK_P,
+                      BLOCK_C)  # fmt: skip
         w1 = tl.load(
             w1_ptr + cols[:, None] * hidden + hid[None, :],
             mask=ok[:, None] & hid_ok[None, :],
@@ -202,12 +212,12 @@ def triton_layer_epilogue(
     for c0 in range(0, C, BLOCK_C):
         cols = c0 + tl.arange(0, BLOCK_C)
         ok = cols < C
-        raw = _raw(raw_o_ptr, off_o, cols, ok, y, x, taps_ptr, hp, wp, C, PHASE_BLUR, TAPS, PAD0,
-                   BLOCK_P, BLOCK_C)  # fmt: skip
-        f = _activate(raw, d_o_ptr + so * C, bias_ptr, noise, cols, ok, CLAMP)
-        raw = _raw(raw_e_ptr, off_e, cols, ok, y, x, taps_ptr, hp, wp, C, PHASE_BLUR, TAPS, PAD0,
-                   BLOCK_P, BLOCK_C)  # fmt: skip
-        e = _activate(raw, d_e_ptr + se * C, bias_ptr, noise, cols, ok, CLAMP)
+        f = _features(raw_o_ptr, off_o, d_o_ptr + so * C, bias_ptr, noise, cols, ok, y, x,
+                      taps_ptr, hp, wp, C, CLAMP, PHASE_BLUR, TAPS, PAD0, BLOCK_P,
+                      BLOCK_C)  # fmt: skip
+        e = _features(raw_e_ptr, off_e, d_e_ptr + se * C, bias_ptr, noise, cols, ok, y, x,
+                      taps_ptr, hp, wp, C, CLAMP, PHASE_BLUR, TAPS, PAD0, BLOCK_P,
+                      BLOCK_C)  # fmt: skip
         v = f + mf[:, None] * (e - f)
         if HAS_NEXT:
             _store_scaled(x_e_ptr, out_e, s_e_ptr + se * C, v, cols, ok, every)
