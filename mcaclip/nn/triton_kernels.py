@@ -17,10 +17,11 @@ next conv's input modulation. It writes only the next convs' (already modulated)
 mask and the 3-channel skips: the original's and the blended features are never stored
 unmodulated (see :mod:`mcaclip.nn.triton_synthesis`).
 
-Triton ships with PyTorch's CUDA wheels and is imported only by :func:`load` (when the switch
-is turned on). On a
-machine without a GPU the kernel runs in Triton's interpreter when ``TRITON_INTERPRET=1`` is set
-before Triton is imported (how the tests check it on the CPU).
+Both run as PyTorch custom ops (``mcaclip::mask_head``, ``mcaclip::layer_epilogue``) that
+allocate their outputs, so torch.compile calls them as they are. Triton ships with PyTorch's
+CUDA wheels and is imported only by :func:`load` (when a switch is turned on). On a machine
+without a GPU the kernels run in Triton's interpreter when ``TRITON_INTERPRET=1`` is set before
+Triton is imported (how the tests check them on the CPU).
 """
 
 from __future__ import annotations
