@@ -241,8 +241,8 @@ def parity(bundle: Path, device: str, n: int) -> dict:
     result = {"latents": n, "compared": "fp16+cudagraphs vs fp32 eager"}
     # the default and plain forms, then the switches never run at 1024 px on a GPU (a failure
     # of one of those is recorded under its name, not lost with the others)
-    new = {"phase_conv": True}, {"triton_epilogues": True}, {"triton_masks": True}
-    configs = [("default", {}), ("plain", PLAIN_FP16), *((next(iter(c)), c) for c in new)]
+    new = ("phase_conv", "triton_epilogues", "triton_masks")
+    configs = [("default", {}), ("plain", PLAIN_FP16), *((k, {k: True}) for k in new)]
     for name, switches in configs:
         try:
             with EditPipeline(bundle, backend="torch", device=device, precision="fp16",

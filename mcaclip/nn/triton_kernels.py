@@ -275,15 +275,21 @@ def layer_epilogue(
     return tuple(None if t.numel() == 0 else t for t in out)
 
 
+def _epilogue_shape(raw_o, phases: bool, taps, pad0: int) -> tuple[int, int, int]:
+    """(channels, height, width) of the features the epilogue computes from ``raw_o``."""
+    c, h, w = raw_o.shape[1:]
+    if phases:
+        return c // 4, 2 * h, 2 * w
+    if taps is not None:  # 2x2 phases, then the filter: 2h' + 2 rows, padded, filtered
+        edge = 2 * pad0 - taps.shape[0]
+        return c // 4, 2 * h + edge, 2 * w + edge
+    return c, h, w
+
+
 def _epilogue_out(raw_o, raw_e, phases: bool, taps, pad0: int, has_next: bool, has_rgb: bool):
     """The epilogue's outputs, allocated (an empty tensor for each one it does not write)."""
     n_o, n_e = raw_o.shape[0], raw_e.shape[0]
-    c, h, w = raw_o.shape[1:]
-    if phases:
-        c, h, w = c // 4, 2 * h, 2 * w
-    elif taps is not None:  # 2x2 phases, then the filter: 2h' + 2 rows, padded, filtered
-        edge = 2 * pad0 - taps.shape[0]
-        c, h, w = c // 4, 2 * h + edge, 2 * w + edge
+    c, h, w = _epilogue_shape(raw_o, phases, taps, pad0)
     kw = {"dtype": raw_o.dtype, "device": raw_o.device}
     nhwc = torch.channels_last
     x_o = torch.empty((n_o, c, h, w) if has_next else (0, 0, 0, 0), memory_format=nhwc, **kw)
@@ -323,8 +329,8 @@ def _epilogue_op(
     has_next, has_rgb = s_o is not None, rgb_o is not None
     out = _epilogue_out(raw_o, raw_e, phases, taps, pad0, has_next, has_rgb)
     x_o, x_e, mask, sk_o, sk_e = out
-    c = raw_o.shape[1] // 4 if phases or taps is not None else raw_o.shape[1]
-    hw = mask.shape[2] * mask.shape[3]
+    c, h, w = _epilogue_shape(raw_o, phases, taps, pad0)
+    hw = h * w
     block_c = min(64, _dot_width(c))
     block_p = min(hw, max(MIN_DOT, 4096 // block_c))
     if hw % block_p:
@@ -364,7 +370,7 @@ def _epilogue_op(
             sk_o if has_rgb else spare,
             sk_e if has_rgb else spare,
             hw,
-            mask.shape[3],
+            w,
             c,
             b1.shape[0],
             prompts,

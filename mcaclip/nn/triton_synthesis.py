@@ -15,8 +15,8 @@ phases: the sub-pixel form's, read through the pixel shuffle, or the 2x2 phase f
 
 Same function as the PyTorch form up to rounding (the kernel works in float32 where the FP16
 PyTorch form rounds each step to FP16). Inference on FP16 NHWC features only, with the mask net
-(not masks passed in) and constant or no noise; :func:`run` returns None elsewhere and the
-caller takes the PyTorch form.
+(not masks passed in) and constant or no noise; where :func:`usable` says no, the caller takes
+the PyTorch form.
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ def usable(masked, w_edit: torch.Tensor, cond, noise: list, masks) -> bool:
     synth = masked.synthesis
     size = synth.config.size
     return (
-        getattr(masked, "epilogue_heads", None) is not None
+        masked.epilogue_heads is not None
         and masks is None
         and masked.masknet is not None
         and (cond is not None or not masked.masknet.conditioned)

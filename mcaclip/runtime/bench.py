@@ -291,13 +291,12 @@ def plan_variants(engine, providers: list[str] | None = None, compile_: bool | s
     base = {"backend": "torch", "device": dev, "cuda_graphs": False, "compile": False}
     variants = [{**base, "precision": "fp32"}]
     if gpu:
-        variants.append({**base, "precision": "fp16", "cuda_graphs": True})
-        variants.append({**base, "precision": "fp16", "cuda_graphs": True, **PLAIN_FP16})
+        fp16 = {**base, "precision": "fp16", "cuda_graphs": True}
+        variants += [fp16, {**fp16, **PLAIN_FP16}]
         if "masknet" in bundle.graphs and importlib.util.find_spec("triton") is not None:
-            fp16 = {**base, "precision": "fp16", "cuda_graphs": True}
             variants.append({**fp16, "triton_epilogues": True})
         if compile_:  # True / "default", or "max-autotune"
-            variants.append({**base, "precision": "fp16", "cuda_graphs": True, "compile": compile_})
+            variants.append({**fp16, "compile": compile_})
     if any(g.get("onnx") for g in bundle.graphs.values()):
         variants.append({"backend": "onnxruntime", "providers": providers, "precision": "fp32"})
     variants.append({"backend": "tensorrt", "device": dev, "cuda_graphs": gpu, "precision": "fp16"})
