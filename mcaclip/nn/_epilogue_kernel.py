@@ -9,30 +9,34 @@ import triton.language as tl
 
 
 @triton.jit
-def _raw(raw_ptr, off, cols, ok, y, x, taps_ptr, hp, wp, C, BLUR: tl.constexpr,
+def _raw(raw_ptr, off, cols, ok, a, b, py, px, taps_ptr, hp, wp, C, BLUR: tl.constexpr,
          TAPS: tl.constexpr, PAD0: tl.constexpr, BLOCK_P: tl.constexpr,
          BLOCK_C: tl.constexpr):  # fmt: skip
     """A conv output on the block's pixels (rows) and channels ``cols``, as float32: read at
-    the pixel offsets ``off``; or (BLUR) from the 2x2-phase conv's [hp, wp, 4C] output of the
-    sample starting at ``off`` (a scalar), pixel-shuffled and FIR-filtered here: output (y, x)
-    sums taps (j, i) times the shuffled map at (y + j - PAD0, x + i - PAD0), zero outside."""
+    the pixel offsets ``off``; or (BLUR) from the 2x2-phase conv's [hp, wp, 4C] output,
+    pixel-shuffled and FIR-filtered here, on output pixels (2a + py, 2b + px) of one parity
+    class (py, px scalars), ``off`` the offsets of their source pixels (a, b). Output (y, x)
+    sums taps (j, i) times the shuffled map at (y + j - PAD0, x + i - PAD0), zero outside:
+    with y = 2a + py that is row a + ry, phase fy of the raw map, where 2 ry + fy = py + j -
+    PAD0; both the same for every pixel of the block, so each tap reads at ``off`` plus one
+    scalar."""
     if BLUR:
         acc = tl.zeros((BLOCK_P, BLOCK_C), dtype=tl.float32)
-        for j in tl.static_range(TAPS):
-            qy = y + (j - PAD0)
-            y_ok = (qy >= 0) & (qy < 2 * hp)
-            qy = tl.maximum(qy, 0)  # // and % of a negative index: masked, kept in range
-            for i in tl.static_range(TAPS):
-                qx = x + (i - PAD0)
-                q_ok = y_ok & (qx >= 0) & (qx < 2 * wp)
-                qx = tl.maximum(qx, 0)
-                at = off + ((qy // 2) * wp + qx // 2) * (4 * C) + ((qy % 2) * 2 + qx % 2) * C
-                v = tl.load(
-                    raw_ptr + at[:, None] + cols[None, :],
-                    mask=q_ok[:, None] & ok[None, :],
-                    other=0.0,
-                )
-                acc += tl.load(taps_ptr + j * TAPS + i) * v.to(tl.float32)
+        for t in range(TAPS * TAPS):  # a loop, not unrolled: one tap's loads live at a time
+            j = t // TAPS
+            i = t - j * TAPS
+            dy = py + (j - PAD0)
+            ry = (dy + 2 * TAPS) // 2 - TAPS  # floor(dy / 2), dy >= -TAPS
+            dx = px + (i - PAD0)
+            rx = (dx + 2 * TAPS) // 2 - TAPS
+            q_ok = (a + ry >= 0) & (a + ry < hp) & (b + rx >= 0) & (b + rx < wp)
+            shift = (ry * wp + rx) * (4 * C) + ((dy - 2 * ry) * 2 + dx - 2 * rx) * C
+            v = tl.load(
+                raw_ptr + (off + shift)[:, None] + cols[None, :],
+                mask=q_ok[:, None] & ok[None, :],
+                other=0.0,
+            )
+            acc += tl.load(taps_ptr + t) * v.to(tl.float32)
         return acc
     else:
         v = tl.load(raw_ptr + off[:, None] + cols[None, :], mask=ok[None, :], other=0.0)
@@ -53,12 +57,12 @@ def _activate(raw, d_ptr, bias_ptr, noise, cols, ok, CLAMP: tl.constexpr):
 
 
 @triton.jit
-def _features(raw_ptr, off, d_ptr, bias_ptr, noise, cols, ok, y, x, taps_ptr, hp, wp, C,
+def _features(raw_ptr, off, d_ptr, bias_ptr, noise, cols, ok, a, b, py, px, taps_ptr, hp, wp, C,
               CLAMP: tl.constexpr, BLUR: tl.constexpr, TAPS: tl.constexpr, PAD0: tl.constexpr,
               BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr):  # fmt: skip
     """A stream's features on the block: its conv output (:func:`_raw`) through the tail."""
-    raw = _raw(raw_ptr, off, cols, ok, y, x, taps_ptr, hp, wp, C, BLUR, TAPS, PAD0, BLOCK_P,
-               BLOCK_C)  # fmt: skip
+    raw = _raw(raw_ptr, off, cols, ok, a, b, py, px, taps_ptr, hp, wp, C, BLUR, TAPS, PAD0,
+               BLOCK_P, BLOCK_C)  # fmt: skip
     return _activate(raw, d_ptr, bias_ptr, noise, cols, ok, CLAMP)
 
 
@@ -137,7 +141,8 @@ def triton_layer_epilogue(
     PAD0: tl.constexpr,
     CLAMP: tl.constexpr,
     HIDDEN: tl.constexpr,  # hidden rounded up to a power of two >= 16 (masked beyond)
-    BLOCK_P: tl.constexpr,  # pixels per program; divides hw, so one sample per program
+    BLOCK_P: tl.constexpr,  # pixels per program; divides hw (PHASE_BLUR: hw / 4), so one
+    #                         sample (and one parity class) per program
     BLOCK_C: tl.constexpr,
 ):
     # programs in (original sample, pixel block, prompt) order: the prompts' programs of one
@@ -148,21 +153,33 @@ def triton_layer_epilogue(
     blocks = hw // BLOCK_P
     so = rest // blocks  # the original sample
     se = so * prompts + prompt  # the edited sample (latent-major)
-    pix = (rest - so * blocks) * BLOCK_P + tl.arange(0, BLOCK_P)  # pixels within the map
+    block = rest - so * blocks
     first = prompt == 0  # its program writes the original stream's outputs
-    y = pix // width
-    x = pix - y * width
-    if PHASE_BLUR:  # the samples' first elements; _raw gathers each tap
-        off_o = so * (hp * wp * 4 * C)
-        off_e = se * (hp * wp * 4 * C)
-    elif PHASES:  # output (y, x) of channel c: phase (y % 2, x % 2) of input (y // 2, x // 2)
-        src = (y // 2) * (width // 2) + x // 2
-        phase = ((y % 2) * 2 + x % 2) * C
-        off_o = (so * (hw // 4) + src) * (4 * C) + phase
-        off_e = (se * (hw // 4) + src) * (4 * C) + phase
+    if PHASE_BLUR:  # a block of one parity class (py, px): pixels (2y + py, 2x + px)
+        per_class = blocks // 4
+        parity = block // per_class
+        py = parity // 2
+        px = parity - py * 2
+        q = (block - parity * per_class) * BLOCK_P + tl.arange(0, BLOCK_P)
+        y = q // (width // 2)  # the source pixel (y, x) of the 2x2-phase conv's output
+        x = q - y * (width // 2)
+        pix = (2 * y + py) * width + 2 * x + px  # pixels within the map
+        off_o = (so * (hp * wp) + y * wp + x) * (4 * C)
+        off_e = (se * (hp * wp) + y * wp + x) * (4 * C)
     else:
-        off_o = (so * hw + pix) * C
-        off_e = (se * hw + pix) * C
+        py = 0  # unused
+        px = 0
+        pix = block * BLOCK_P + tl.arange(0, BLOCK_P)  # pixels within the map
+        y = pix // width
+        x = pix - y * width
+        if PHASES:  # output (y, x) of channel c: phase (y % 2, x % 2) of input (y // 2, x // 2)
+            src = (y // 2) * (width // 2) + x // 2
+            phase = ((y % 2) * 2 + x % 2) * C
+            off_o = (so * (hw // 4) + src) * (4 * C) + phase
+            off_e = (se * (hw // 4) + src) * (4 * C) + phase
+        else:
+            off_o = (so * hw + pix) * C
+            off_e = (se * hw + pix) * C
     out_o = (so * hw + pix) * C
     out_e = (se * hw + pix) * C
     if HAS_NOISE:
@@ -180,7 +197,7 @@ def triton_layer_epilogue(
     for c0 in range(0, C, BLOCK_C):
         cols = c0 + tl.arange(0, BLOCK_C)
         ok = cols < C
-        f = _features(raw_o_ptr, off_o, d_o_ptr + so * C, bias_ptr, noise, cols, ok, y, x,
+        f = _features(raw_o_ptr, off_o, d_o_ptr + so * C, bias_ptr, noise, cols, ok, y, x, py, px,
                       taps_ptr, hp, wp, C, CLAMP, PHASE_BLUR, TAPS, PAD0, BLOCK_P,
                       BLOCK_C)  # fmt: skip
         w1 = tl.load(
@@ -212,10 +229,10 @@ def triton_layer_epilogue(
     for c0 in range(0, C, BLOCK_C):
         cols = c0 + tl.arange(0, BLOCK_C)
         ok = cols < C
-        f = _features(raw_o_ptr, off_o, d_o_ptr + so * C, bias_ptr, noise, cols, ok, y, x,
+        f = _features(raw_o_ptr, off_o, d_o_ptr + so * C, bias_ptr, noise, cols, ok, y, x, py, px,
                       taps_ptr, hp, wp, C, CLAMP, PHASE_BLUR, TAPS, PAD0, BLOCK_P,
                       BLOCK_C)  # fmt: skip
-        e = _features(raw_e_ptr, off_e, d_e_ptr + se * C, bias_ptr, noise, cols, ok, y, x,
+        e = _features(raw_e_ptr, off_e, d_e_ptr + se * C, bias_ptr, noise, cols, ok, y, x, py, px,
                       taps_ptr, hp, wp, C, CLAMP, PHASE_BLUR, TAPS, PAD0, BLOCK_P,
                       BLOCK_C)  # fmt: skip
         v = f + mf[:, None] * (e - f)

@@ -190,34 +190,36 @@ def _mask_head_op(
     text_term: torch.Tensor | None,
     prompts: int,
 ) -> torch.Tensor:
-    b, c, h, w = feature.shape
-    hidden = b1.shape[0]
     out = _mask_head_out(feature, prompts)
-    n = out.numel()
-    block_p = 128
-    term = b1 if text_term is None else text_term.contiguous()
+    grid, args, meta = _mask_head_launch(feature, w1t, b1, w2, b2, text_term, prompts, out)
     if _KERNEL is None:
         load()
     with _on_device(feature):
-        _KERNEL[(triton_cdiv(n, block_p),)](
-            feature,
-            w1t,
-            b1,
-            term,
-            w2,
-            b2,
-            out,
-            n,
-            h * w,
-            c,
-            hidden,
-            prompts,
-            HAS_TERM=text_term is not None,
-            HIDDEN=_dot_width(hidden),
-            BLOCK_P=block_p,
-            BLOCK_C=min(64, _dot_width(c)),
-        )
+        _KERNEL[grid](*args, **meta)
     return out
+
+
+def _mask_head_launch(feature, w1t, b1, w2, b2, text_term, prompts, out) -> tuple:
+    """(grid, arguments, constexprs and launch options) of the mask-head kernel's launch on
+    these tensors (also what :mod:`benchmarks.triton_aot` compiles for GPUs it does not have)."""
+    b, c, h, w = feature.shape
+    hidden = b1.shape[0]
+    n = out.numel()
+    block_p = 128
+    term = b1 if text_term is None else text_term.contiguous()
+    args = (feature, w1t, b1, term, w2, b2, out, n, h * w, c, hidden, prompts)
+    meta = {
+        "HAS_TERM": text_term is not None,
+        "HIDDEN": _dot_width(hidden),
+        "BLOCK_P": block_p,
+        "BLOCK_C": min(64, _dot_width(c)),
+        # ptxas on H100 / RTX 40 (benchmarks/triton_aot.py): 43-78 registers, occupancy 0.5 to
+        # 0.63; Triton's default (4 warps, 3 stages) was 60-123, 0.17 to 0.44, held back by
+        # 40-60 kB of shared memory for three stages of the features
+        "num_warps": 8,
+        "num_stages": 2,
+    }
+    return (triton_cdiv(n, block_p),), args, meta
 
 
 def _mask_head_out(feature: torch.Tensor, prompts: int) -> torch.Tensor:
@@ -326,71 +328,109 @@ def _epilogue_op(
     up_e: torch.Tensor | None,
     prompts: int,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    has_next, has_rgb = s_o is not None, rgb_o is not None
-    out = _epilogue_out(raw_o, raw_e, phases, taps, pad0, has_next, has_rgb)
+    out = _epilogue_out(raw_o, raw_e, phases, taps, pad0, s_o is not None, rgb_o is not None)
+    grid, args, meta = _epilogue_launch(
+        raw_o, raw_e, phases, taps, pad0, d_o, d_e, bias, noise, w1t, b1, w2, b2, term, s_o,
+        s_e, rgb_o, rgb_e, rgb_b, up_o, up_e, prompts, out,
+    )  # fmt: skip
+    if _EPILOGUE is None:
+        load()
+    with _on_device(raw_o):
+        _EPILOGUE[grid](*args, **meta)
+    return out
+
+
+def _epilogue_launch(raw_o, raw_e, phases, taps, pad0, d_o, d_e, bias, noise, w1t, b1, w2, b2,
+                     term, s_o, s_e, rgb_o, rgb_e, rgb_b, up_o, up_e, prompts,
+                     out) -> tuple:  # fmt: skip
+    """(grid, arguments, constexprs and launch options) of the layer-epilogue kernel's launch
+    on these tensors (also what :mod:`benchmarks.triton_aot` compiles for GPUs it does not
+    have); ``out`` from :func:`_epilogue_out`."""
     x_o, x_e, mask, sk_o, sk_e = out
+    has_next, has_rgb = s_o is not None, rgb_o is not None
     c, h, w = _epilogue_shape(raw_o, phases, taps, pad0)
     hw = h * w
-    block_c = min(64, _dot_width(c))
-    block_p = min(hw, max(MIN_DOT, 4096 // block_c))
-    if hw % block_p:
-        raise ConfigError(f"layer epilogue: {hw} pixels per map is not a multiple of {block_p}")
+    block_p, block_c, warps, stages = epilogue_blocks(c, hw, phases, taps is not None)
     nhwc = torch.channels_last
     spare = b1  # what an unused pointer argument points at (never read)
 
     def arg(t: torch.Tensor | None) -> torch.Tensor:
         return spare if t is None else t.contiguous()
 
-    if _EPILOGUE is None:
-        load()
-    with _on_device(raw_o):
-        _EPILOGUE[(raw_e.shape[0] * hw // block_p,)](
-            raw_o.contiguous(memory_format=nhwc),  # as cuDNN gives them (else a copy)
-            raw_e.contiguous(memory_format=nhwc),
-            arg(d_o),
-            arg(d_e),
-            arg(bias),
-            arg(noise),
-            w1t,
-            b1,
-            arg(term),
-            w2,
-            b2,
-            arg(s_o),
-            arg(s_e),
-            x_o if has_next else spare,
-            x_e if has_next else spare,
-            mask,
-            arg(rgb_o),
-            arg(rgb_e),
-            arg(rgb_b),
-            arg(up_o),
-            arg(up_e),
-            arg(taps),
-            sk_o if has_rgb else spare,
-            sk_e if has_rgb else spare,
-            hw,
-            w,
-            c,
-            b1.shape[0],
-            prompts,
-            raw_o.shape[2],
-            raw_o.shape[3],
-            HAS_NOISE=noise is not None,
-            HAS_TERM=term is not None,
-            HAS_NEXT=has_next,
-            HAS_RGB=has_rgb,
-            HAS_SKIP=up_o is not None,
-            PHASES=phases,
-            PHASE_BLUR=taps is not None,
-            TAPS=1 if taps is None else taps.shape[0],
-            PAD0=pad0,
-            CLAMP=raw_o.dtype == torch.float16,
-            HIDDEN=_dot_width(b1.shape[0]),
-            BLOCK_P=block_p,
-            BLOCK_C=block_c,
-        )
-    return x_o, x_e, mask, sk_o, sk_e
+    args = (
+        raw_o.contiguous(memory_format=nhwc),  # as cuDNN gives them (else a copy)
+        raw_e.contiguous(memory_format=nhwc),
+        arg(d_o),
+        arg(d_e),
+        arg(bias),
+        arg(noise),
+        w1t,
+        b1,
+        arg(term),
+        w2,
+        b2,
+        arg(s_o),
+        arg(s_e),
+        x_o if has_next else spare,
+        x_e if has_next else spare,
+        mask,
+        arg(rgb_o),
+        arg(rgb_e),
+        arg(rgb_b),
+        arg(up_o),
+        arg(up_e),
+        arg(taps),
+        sk_o if has_rgb else spare,
+        sk_e if has_rgb else spare,
+        hw,
+        w,
+        c,
+        b1.shape[0],
+        prompts,
+        raw_o.shape[2],
+        raw_o.shape[3],
+    )
+    meta = {
+        "HAS_NOISE": noise is not None,
+        "HAS_TERM": term is not None,
+        "HAS_NEXT": has_next,
+        "HAS_RGB": has_rgb,
+        "HAS_SKIP": up_o is not None,
+        "PHASES": phases,
+        "PHASE_BLUR": taps is not None,
+        "TAPS": 1 if taps is None else taps.shape[0],
+        "PAD0": pad0,
+        "CLAMP": raw_o.dtype == torch.float16,
+        "HIDDEN": _dot_width(b1.shape[0]),
+        "BLOCK_P": block_p,
+        "BLOCK_C": block_c,
+        "num_warps": warps,
+        "num_stages": stages,
+    }
+    return (raw_e.shape[0] * hw // block_p,), args, meta
+
+
+def epilogue_blocks(c: int, hw: int, phases: bool, phase_blur: bool) -> tuple[int, int, int, int]:
+    """(pixels per program, channels per step, warps, pipeline stages) of the layer epilogue on
+    ``c`` channels and ``hw`` pixels per map; the pixel block divides ``hw`` (a phase-blur block
+    holds pixels of one parity class: ``hw / 4``).
+
+    Chosen from ptxas's reports for H100, RTX 40/30 and A100 (``python -m benchmarks.triton_aot``,
+    no GPU needed), not from timings: 32 pixels and 64 channels (fewer where the map has fewer)
+    with 8 warps, 8 elements (16 bytes) per thread and load, is 64-128 registers without
+    spills, occupancy 1/4 or more, on every layer of ffhq-1024. The first choice (64 x 64, 4
+    warps, 3 stages) was 142-240 registers (occupancy 1/8 on an H100) and, with the in-kernel
+    blur, 255 registers, 1.5 kB of spills per thread and 292 kB of shared memory: more than an
+    H100 gives a block, so it could not have launched. Three pipeline stages buy little in a
+    loop of plain loads and cost shared memory: two (one with the blur's 16 gathered taps,
+    which are a loop of their own)."""
+    block_c = min(64, _dot_width(c))
+    pixels = hw // 4 if phase_blur else hw
+    block_p = min(pixels, 32)
+    if pixels % block_p or block_p < MIN_DOT:
+        raise ConfigError(f"layer epilogue: {hw} pixels per map do not make blocks of {block_p}")
+    warps = 8 if block_c >= 64 else 4  # 8 elements per thread either way
+    return block_p, block_c, warps, 1 if phase_blur else 2
 
 
 @_epilogue_op.register_fake

@@ -1,0 +1,260 @@
+"""The GPU fast path's Triton kernels compiled for GPUs this machine does not have: registers,
+spills, shared memory and occupancy per launch, from ptxas (no GPU or CUDA driver needed).
+
+Triton's wheel carries ptxas, so a kernel compiles to a cubin for any NVIDIA architecture on a
+CPU-only machine. This script enumerates the launches that ``--triton-epilogues`` (and
+``--triton-masks``) make for one masked-generator call of a preset: the generator is built on
+PyTorch's meta device (no weights, no arithmetic), each layer's launch is built by the same
+function the custom op uses (:func:`mcaclip.nn.triton_kernels._epilogue_launch`), specialized
+the way Triton's JIT specializes it (integer and pointer alignment, ints equal to 1), and compiled
+for each target. ptxas's report (``-v``) gives registers per thread, spill stores and loads,
+and the stack frame; occupancy is worked out from registers, shared memory and warps.
+
+What it cannot say: how fast a kernel runs. Spills and occupancy only bound it.
+
+    python -m benchmarks.triton_aot                        # ffhq-1024, batch 8, sm 90/89/86/80
+    python -m benchmarks.triton_aot --targets 90 --forms subpixel --quick
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import os
+import re
+import subprocess
+import tempfile
+import time
+
+import torch
+
+from mcaclip.config import load_preset
+from mcaclip.nn import triton_kernels, triton_synthesis
+from mcaclip.nn.editor import MaskedSynthesis, MCAEditor, triton_epilogues
+from mcaclip.nn.graphs import Fp16Graph, build_graph
+from mcaclip.nn.stylegan2 import fold_blur, freeze_weights, phase_conv, subpixel
+
+# up-sampling forms of the torch backend (--fold-blur --subpixel is the FP16 GPU default)
+FORMS = {"subpixel": (fold_blur, subpixel), "phases": (phase_conv,), "transposed": ()}
+# compute capability -> (name, registers per SM, max warps per SM, shared memory per SM in
+# bytes usable by one block... per SM), from NVIDIA's CUDA C programming guide, table
+# "technical specifications per compute capability"
+TARGETS = {
+    90: ("H100 (sm_90)", 65536, 64, 228 * 1024),
+    89: ("RTX 40 / L4 / L40 (sm_89)", 65536, 48, 100 * 1024),
+    86: ("RTX 30 / A10 (sm_86)", 65536, 48, 100 * 1024),
+    80: ("A100 (sm_80)", 65536, 64, 164 * 1024),
+}
+MAX_BLOCKS_PER_SM = {90: 32, 89: 24, 86: 16, 80: 32}
+
+
+def launches(preset_name: str, batch: int, prompts: int, form: str, condition: str | None):
+    """The launches of one masked-generator call, built on the meta device (nothing is
+    allocated or computed): (layer-epilogue launches, ``--triton-masks`` launches), each a
+    list of (layer, grid, args, meta) in layer order."""
+    preset = load_preset(preset_name)
+    if condition is not None:
+        preset = dataclasses.replace(
+            preset, editor=dataclasses.replace(preset.editor, mask_condition=condition)
+        )
+    with torch.device("meta"), contextlib.redirect_stderr(open(os.devnull, "w")):
+        editor = MCAEditor.from_preset(preset, random_weights=True).eval()
+    graph = Fp16Graph(build_graph(editor, "masked_generator"), channels_last=True).eval()
+    for transform in FORMS[form]:
+        transform(graph)
+    freeze_weights(graph, channels_last=True)
+    triton_epilogues(graph)
+    masked = next(m for m in graph.modules() if isinstance(m, MaskedSynthesis))
+    epilogues, heads = [], []
+
+    def record(*a):
+        out = triton_kernels._epilogue_out(a[0], a[1], a[2], a[3], a[4], a[14] is not None,
+                                           a[16] is not None)  # fmt: skip
+        layer = len(epilogues)
+        epilogues.append((layer, *triton_kernels._epilogue_launch(*a, out)))
+        # the --triton-masks kernel on the same layer's features (the original stream's)
+        feature = out[2].new_empty((a[0].shape[0], a[7].shape[0], *out[2].shape[2:]))
+        feature = feature.contiguous(memory_format=torch.channels_last)
+        mask = triton_kernels._mask_head_out(feature, prompts)
+        launch = triton_kernels._mask_head_launch(feature, *a[9:13], a[13], prompts, mask)
+        heads.append((layer, *launch))
+        return out
+
+    n_latent, dim = editor.generator.n_latent, editor.generator.style_dim
+    half = {"device": "meta", "dtype": torch.float16}
+    w = torch.empty(batch, n_latent, dim, **half)
+    w_edit = torch.empty(batch * prompts, n_latent, dim, **half)
+    cond = torch.empty(batch * prompts, preset.clip.embed_dim, **half)
+    real = triton_kernels._epilogue_op
+    triton_kernels._epilogue_op = record
+    try:
+        with torch.inference_mode():
+            noise = masked.synthesis.make_noise(batch, "const")
+            triton_synthesis.run(masked, w, w_edit, cond, noise, prompts)
+    finally:
+        triton_kernels._epilogue_op = real
+    return epilogues, heads
+
+
+def compile_launch(kernel, args: tuple, meta: dict, capability: int) -> dict:
+    """Compile one launch for a CUDA architecture as Triton's JIT would specialize it there;
+    returns ptxas's report and the occupancy it allows."""
+    import triton
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import ASTSource, make_backend
+    from triton.runtime.jit import create_function_from_signature
+
+    target = GPUTarget("cuda", capability, 32)
+    backend = make_backend(target)
+    binder = create_function_from_signature(kernel.signature, kernel.params, backend)
+    bound, specialization, options = binder(*args, **meta)
+    options, signature, constexprs, attrs = kernel._pack_args(
+        backend, dict(meta), bound, specialization, options
+    )
+    start = time.perf_counter()
+    compiled = triton.compile(
+        ASTSource(kernel, signature, constexprs, attrs), target=target, options=options.__dict__
+    )
+    report = ptxas_report(compiled.asm["ptx"], capability)
+    warps = options.num_warps
+    report.update(
+        compile_s=round(time.perf_counter() - start, 2),
+        num_warps=warps,
+        shared_bytes=compiled.metadata.shared,
+        occupancy=occupancy(capability, report["registers"], warps, compiled.metadata.shared),
+    )
+    return report
+
+
+def ptxas_report(ptx: str, capability: int) -> dict:
+    """Run Triton's ptxas on ``ptx`` with the flags Triton uses and read its ``-v`` report."""
+    from triton.backends.nvidia.compiler import get_ptxas, sm_arch_from_capability
+
+    with tempfile.TemporaryDirectory() as tmp:
+        src = os.path.join(tmp, "k.ptx")
+        with open(src, "w") as f:
+            f.write(ptx)
+        cmd = [get_ptxas(capability).path, "-lineinfo", "-v", "--regAllocOptLevel=2",
+               f"--gpu-name={sm_arch_from_capability(capability)}", src, "-o",
+               os.path.join(tmp, "k.cubin")]  # fmt: skip
+        log = subprocess.run(cmd, check=True, capture_output=True, text=True).stderr
+
+    def number(pattern: str) -> int:
+        found = re.search(pattern, log)
+        return int(found.group(1)) if found else 0
+
+    return {
+        "registers": number(r"Used (\d+) registers"),
+        "spill_store_bytes": number(r"(\d+) bytes spill stores"),
+        "spill_load_bytes": number(r"(\d+) bytes spill loads"),
+        "stack_frame_bytes": number(r"(\d+) bytes stack frame"),
+    }
+
+
+def occupancy(capability: int, registers: int, warps: int, shared: int) -> float:
+    """Resident warps per SM over the most the SM holds, limited by registers (allocated per
+    warp in units of 256), shared memory, blocks per SM and warps per SM."""
+    _, regs_per_sm, max_warps, smem = TARGETS[capability]
+    per_warp = -(-max(registers, 1) * 32 // 256) * 256
+    blocks = min(
+        regs_per_sm // (per_warp * warps),
+        smem // shared if shared else MAX_BLOCKS_PER_SM[capability],
+        MAX_BLOCKS_PER_SM[capability],
+        max_warps // warps,
+    )
+    return round(blocks * warps / max_warps, 3)
+
+
+def describe(kernel: str, args: tuple, meta: dict) -> dict:
+    """What a launch is, in numbers: map size, channels, pixels per map, blocks (and for the
+    layer epilogue, the form of its input and whether it does ToRGB)."""
+    if kernel == "mask_head":
+        hw, channels = args[8], args[9]
+        return {"size": int(hw**0.5), "channels": channels, "pixels": hw,
+                "block_p": meta["BLOCK_P"], "block_c": meta["BLOCK_C"]}  # fmt: skip
+    hw, width, channels = args[24], args[25], args[26]
+    return {
+        "size": width,
+        "channels": channels,
+        "pixels": hw,
+        "phases": bool(meta["PHASES"]),
+        "phase_blur": bool(meta["PHASE_BLUR"]),
+        "rgb": bool(meta["HAS_RGB"]),
+        "block_p": meta["BLOCK_P"],
+        "block_c": meta["BLOCK_C"],
+    }
+
+
+def main() -> None:
+    from benchmarks.common import write_result
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--preset", default="ffhq-1024")
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--prompts", type=int, default=1)
+    parser.add_argument("--targets", default="90,89,86,80", help="compute capabilities")
+    parser.add_argument("--forms", default=",".join(FORMS), help="up-sampling forms")
+    parser.add_argument(
+        "--condition",
+        choices=["none", "text"],
+        default=None,
+        help="the mask heads' text condition (default: the preset's)",
+    )
+    parser.add_argument("--quick", action="store_true", help="the largest maps' layers only")
+    parser.add_argument("--out", default="triton_aot", help="name under benchmarks/results/")
+    args = parser.parse_args()
+    targets = [int(t) for t in args.targets.split(",")]
+    rows = []
+    for index, form in enumerate(args.forms.split(",")):
+        epilogues, heads = launches(args.preset, args.batch, args.prompts, form, args.condition)
+        # the mask-head kernel does not depend on the up-sampling form: once
+        todo = [("layer_epilogue", triton_kernels._EPILOGUE, e) for e in epilogues]
+        todo += [("mask_head", triton_kernels._KERNEL, h) for h in heads if index == 0]
+        for name, kernel, (layer, grid, largs, meta) in todo:
+            what = describe(name, largs, meta)
+            if args.quick and what["pixels"] < 512 * 512:
+                continue
+            for cap in targets:
+                report = compile_launch(kernel, largs, meta, cap)
+                row = {"kernel": name, "form": form if name == "layer_epilogue" else None,
+                       "layer": layer, "target": cap, "programs": grid[0], **what,
+                       **report}  # fmt: skip
+                rows.append(row)
+                print(_line(row), flush=True)
+    spilled = [r for r in rows if r["spill_store_bytes"] or r["spill_load_bytes"]]
+    import triton
+
+    path = write_result(
+        args.out,
+        {
+            "what": "Triton kernels compiled ahead of time for GPUs not present (ptxas -v)",
+            "preset": args.preset,
+            "batch": args.batch,
+            "prompts": args.prompts,
+            "precision": "fp16",
+            "triton": triton.__version__,
+            "targets": {str(t): TARGETS[t][0] for t in targets},
+            "summary": {
+                "launches": len(rows),
+                "spilling": len(spilled),
+                "max_registers": max(r["registers"] for r in rows),
+                "min_occupancy": min(r["occupancy"] for r in rows),
+            },
+            "rows": rows,
+        },
+    )
+    print(f"{len(rows)} launches compiled, {len(spilled)} spill; wrote {path}")
+
+
+def _line(row: dict) -> str:
+    where = f"{row['kernel']} {row['form'] or ''} layer {row['layer']} sm_{row['target']}"
+    return (
+        f"{where}: {row['pixels']} px x {row['channels']} ch, {row['registers']} regs, "
+        f"spills {row['spill_store_bytes']}/{row['spill_load_bytes']} B, "
+        f"{row['num_warps']} warps, occupancy {row['occupancy']}, {row['compile_s']} s"
+    )
+
+
+if __name__ == "__main__":
+    main()

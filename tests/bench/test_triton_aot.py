@@ -1,0 +1,77 @@
+"""The GPU fast path's Triton kernels, compiled here for GPUs this machine does not have (Triton's
+wheel carries ptxas): every launch of a 1024 px edit fits an H100 and an RTX 40 without spills.
+
+Triton's CPU interpreter (tests/nn/test_triton_synthesis.py) checks what the kernels compute but
+not whether they compile for a GPU, how many registers they take or whether their shared memory
+fits; a launch that needs more than the GPU has fails only there."""
+
+import shutil
+
+import pytest
+
+from benchmarks.triton_aot import TARGETS, compile_launch, launches, occupancy
+
+
+def _compiler():
+    triton = pytest.importorskip(
+        "triton", reason="Triton is not installed (it comes with torch's CUDA wheels)"
+    )
+    try:
+        from triton.backends.nvidia.compiler import get_ptxas
+
+        ptxas = get_ptxas(90).path
+    except Exception as exc:  # noqa: BLE001 (any way the NVIDIA backend is missing)
+        pytest.skip(f"Triton's NVIDIA backend or its ptxas is missing: {exc}")
+    if not shutil.which(ptxas):
+        pytest.skip(f"Triton's ptxas is missing ({ptxas})")
+    return triton
+
+
+def test_occupancy_arithmetic():
+    # registers are allocated per warp in units of 256: 255 regs x 32 lanes -> 8192 a warp
+    assert occupancy(90, 255, 4, 0) == 2 * 4 / 64
+    assert occupancy(90, 64, 8, 4096) == 4 * 8 / 64
+    assert occupancy(89, 64, 8, 4096) == pytest.approx(4 * 8 / 48, abs=1e-3)
+    assert occupancy(90, 32, 4, 0) == 1.0  # 16 blocks of 4 warps: the SM's 64 warps
+    assert occupancy(90, 100, 4, 300 * 1024) == 0.0  # more shared memory than a block may have
+    assert occupancy(86, 64, 4, 60 * 1024) == pytest.approx(4 / 48, abs=1e-3)  # one block fits
+
+
+@pytest.mark.parametrize("form", ["subpixel", "phases"])
+def test_epilogue_launches_of_a_1024_edit_fit(form):
+    """ffhq-1024, batch 8: the GPU default form (sub-pixel phases read in place) and
+    --phase-conv (2x2 phases shuffled and blurred in the kernel), for an H100 and an RTX 40."""
+    _compiler()
+    from mcaclip.nn import triton_kernels
+
+    epilogues, heads = launches("ffhq-1024", 8, 1, form, None)
+    assert len(epilogues) == len(heads) == 17  # one per styled conv
+    assert [e[3]["PHASE_BLUR"] for e in epilogues].count(True) == (8 if form == "phases" else 0)
+    seen = set()
+    for layer, grid, args, meta in epilogues:
+        # the launch covers every pixel of every edited sample
+        assert grid[0] * meta["BLOCK_P"] == 8 * args[24]
+        ints = tuple((a == 1, a % 16 == 0) for a in args if isinstance(a, int))
+        key = (tuple(sorted(meta.items())), ints)  # how Triton specializes a launch
+        if key in seen:  # compiled already
+            continue
+        seen.add(key)
+        for cap in (90, 89):
+            r = compile_launch(triton_kernels._EPILOGUE, args, meta, cap)
+            where = f"{form} layer {layer} on {TARGETS[cap][0]}: {r}"
+            assert r["spill_store_bytes"] == 0 and r["spill_load_bytes"] == 0, where
+            assert r["shared_bytes"] < 64 * 1024, where
+            assert r["occupancy"] >= 0.25, where
+    assert len(seen) >= 4
+
+
+def test_mask_head_launches_fit():
+    _compiler()
+    from mcaclip.nn import triton_kernels
+
+    _, heads = launches("ffhq-1024", 8, 2, "subpixel", "text")
+    layer, grid, args, meta = heads[-1]  # 1024 px, text-conditioned, two prompts per latent
+    assert meta["HAS_TERM"] and grid[0] * meta["BLOCK_P"] == 16 * 1024 * 1024
+    for cap in (90, 89):
+        r = compile_launch(triton_kernels._KERNEL, args, meta, cap)
+        assert r["spill_store_bytes"] == 0 and r["occupancy"] > 0, (cap, r)
