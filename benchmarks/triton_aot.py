@@ -202,9 +202,17 @@ def main() -> None:
         help="the mask heads' text condition (default: the preset's)",
     )
     parser.add_argument("--quick", action="store_true", help="the largest maps' layers only")
-    parser.add_argument("--out", default="triton_aot", help="name under benchmarks/results/")
+    parser.add_argument(
+        "--sweep",
+        action="store_true",
+        help="compile a grid of blocks, warps and stages on one launch of each kind (the "
+        "largest map it runs on) instead of the chosen launches: how they were chosen",
+    )
+    parser.add_argument("--out", default=None, help="name under benchmarks/results/")
     args = parser.parse_args()
     targets = [int(t) for t in args.targets.split(",")]
+    if args.sweep:
+        return sweep(args, targets)
     rows = []
     for index, form in enumerate(args.forms.split(",")):
         epilogues, heads = launches(args.preset, args.batch, args.prompts, form, args.condition)
@@ -226,7 +234,7 @@ def main() -> None:
     import triton
 
     path = write_result(
-        args.out,
+        args.out or "triton_aot",
         {
             "what": "Triton kernels compiled ahead of time for GPUs not present (ptxas -v)",
             "preset": args.preset,
@@ -245,6 +253,100 @@ def main() -> None:
         },
     )
     print(f"{len(rows)} launches compiled, {len(spilled)} spill; wrote {path}")
+
+
+# the launch options tried by --sweep: pixels per program, channels per step, warps, stages
+SWEEP = {
+    "BLOCK_P": (32, 64, 128),
+    "BLOCK_C": (32, 64),
+    "num_warps": (4, 8),
+    "num_stages": (1, 2, 3),
+}
+HEAD_SWEEP = {"BLOCK_P": (64, 128), "num_warps": (4, 8), "num_stages": (2, 3)}
+
+
+def first_choice(tried: dict, chosen: dict, pixels: int) -> bool:
+    """Whether options ``tried`` on a layer-epilogue launch (``chosen``: its launch as it is)
+    are the first version's (64 x 64, or 128 x 32 on 32 channels, with Triton's default 4 warps
+    and 3 stages), from before ptxas's reports were read."""
+    block_p = min(pixels, max(16, 4096 // chosen["BLOCK_C"]))
+    first = (block_p, chosen["BLOCK_C"], 4, 3)
+    return (tried["BLOCK_P"], tried["BLOCK_C"], tried["num_warps"], tried["num_stages"]) == first
+
+
+def sweep(args, targets: list[int]) -> None:
+    """--sweep: each kind of launch (form, in-place or blurred phases, ToRGB, channel block) at
+    the largest map it runs on, compiled with every option in SWEEP; the chosen one and the
+    first version's marked."""
+    import itertools
+
+    from benchmarks.common import write_result
+
+    rows = []
+    for index, form in enumerate(args.forms.split(",")):
+        epilogues, heads = launches(args.preset, args.batch, args.prompts, form, args.condition)
+        kinds = {}
+        for launch in epilogues:  # the last launch of a kind is on its largest map
+            meta = launch[3]
+            kinds[(meta["PHASES"], meta["PHASE_BLUR"], meta["HAS_RGB"], meta["BLOCK_C"])] = launch
+        todo = [("layer_epilogue", triton_kernels._EPILOGUE, e, SWEEP) for e in kinds.values()]
+        if index == 0:
+            todo.append(("mask_head", triton_kernels._KERNEL, heads[-1], HEAD_SWEEP))
+        for name, kernel, (layer, _, largs, meta), grid in todo:
+            what = describe(name, largs, meta)
+            del what["block_p"], what["block_c"]  # the options tried are in the row
+            pixels = what["pixels"] // 4 if meta.get("PHASE_BLUR") else what["pixels"]
+            for values in itertools.product(*grid.values()):
+                options = dict(zip(grid, values))
+                if options.get("BLOCK_C", 0) > meta["BLOCK_C"] or pixels % options["BLOCK_P"]:
+                    continue  # wider than the channels, or not dividing the map
+                tried = {**meta, **options}
+                for cap in targets:
+                    report = compile_launch(kernel, largs, tried, cap)
+                    row = {"kernel": name, "form": form if name == "layer_epilogue" else None,
+                           "layer": layer, "target": cap, **what, **options,
+                           "chosen": all(meta.get(k) == v for k, v in options.items()),
+                           "first_choice": name == "layer_epilogue"
+                           and first_choice(tried, meta, pixels), **report}  # fmt: skip
+                    rows.append(row)
+                    print(_line(row), flush=True)
+    import triton
+
+    chosen = [r for r in rows if r["chosen"]]
+    first = [r for r in rows if r["first_choice"]]
+    path = write_result(
+        args.out or "triton_aot_sweep",
+        {
+            "what": "launch options of the Triton kernels compiled ahead of time (ptxas -v): "
+            "how the chosen ones were chosen",
+            "preset": args.preset,
+            "batch": args.batch,
+            "prompts": args.prompts,
+            "precision": "fp16",
+            "triton": triton.__version__,
+            "targets": {str(t): TARGETS[t][0] for t in targets},
+            "summary": {
+                "chosen": _span(chosen),
+                "first_choice": _span(first),
+            },
+            "rows": rows,
+        },
+    )
+    print(f"{len(rows)} compiled; wrote {path}")
+
+
+def _span(rows: list[dict]) -> dict:
+    """Registers, spills and occupancy over some rows of the sweep, per kernel."""
+    out = {}
+    for kernel in sorted({r["kernel"] for r in rows}):
+        mine = [r for r in rows if r["kernel"] == kernel]
+        out[kernel] = {
+            "registers": [min(r["registers"] for r in mine), max(r["registers"] for r in mine)],
+            "spilling": sum(1 for r in mine if r["spill_store_bytes"]),
+            "occupancy": [min(r["occupancy"] for r in mine), max(r["occupancy"] for r in mine)],
+            "max_shared_bytes": max(r["shared_bytes"] for r in mine),
+        }
+    return out
 
 
 def _line(row: dict) -> str:
