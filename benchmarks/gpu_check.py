@@ -21,6 +21,10 @@ Steps (each one's outcome is recorded; a failing step does not stop the next):
    tritonmask``; see ``COMPILE_VARIANTS``), each in its own process (with time left; so are the
    next steps): the compiled default at every batch size, then at the largest the candidate
    for the 4x target (one Triton kernel between two convs, not yet run on a GPU).
+   ``epilogue_tuning``: the layer-epilogue Triton kernel alone on the 1024 px layers' launches
+   (both up-sampling forms), with the options chosen from ptxas's reports and with others
+   (``benchmarks/triton_tuning.py``): the chosen options' time over the fastest, and GB/s
+   (at most ``TUNING_SECONDS``; ``--no-tuning`` leaves it out).
 7. ``profile``: the top GPU kernels, the GPU time per kind of kernel (convolutions, Triton,
    element-wise, copies), and the top operators with their input shapes, of one FP16 edit at
    the largest batch: uncompiled plain and default, and the default under ``--compile`` (with
@@ -45,8 +49,8 @@ Steps (each one's outcome is recorded; a failing step does not stop the next):
     execute (the folded up-sampling convs run 1.9x the lower bound's count, the 2x2 phases
     1.24x) and the rate that makes at batch 8.
 
-``--no-tests``, ``--no-profile`` and ``--no-edit`` leave those steps out (a second run on the
-same code).
+``--no-tests``, ``--no-profile``, ``--no-tuning`` and ``--no-edit`` leave those steps out (a
+second run on the same code).
 
 Dry run: tiny-32 on the CPU, batches 1 and 2, two timed runs; GPU-only variants are listed as
 skipped, pytest only collects the GPU tests. It proves every step and the JSON layout work.
@@ -287,6 +291,38 @@ def triton_kernel_stats() -> list[dict]:
                     }
                 )
     return rows
+
+
+TUNING_SECONDS = 60  # the most the epilogue_tuning step may take (compiles included)
+
+
+def epilogue_tuning(preset: str, batch: int, dry: bool) -> dict:
+    """The layer-epilogue kernel's launch options timed on the largest maps' launches
+    (:mod:`benchmarks.triton_tuning`). Dry run: the plan only (the kinds of launch and the
+    options each would try; the kernel needs a GPU, or Triton's interpreter, to run)."""
+    try:
+        import triton  # noqa: F401
+    except ImportError:
+        return {"skipped": "Triton is not installed (it comes with torch's CUDA wheels)"}
+    from benchmarks import triton_tuning
+
+    forms = ["subpixel", "phases"]
+    size = load_preset_size(preset)
+    smallest = size * size  # the full-size maps' launches: 3/4 of an edit's pixels
+    if dry:
+        plan = {}
+        for form in forms:
+            for layer, _, args, meta in triton_tuning.kinds(preset, batch, form, smallest):
+                plan[f"{form} layer {layer}"] = len(triton_tuning.options_for(args, meta))
+        return {"dry_run": True, "options_per_launch": plan}
+    deadline = time.perf_counter() + min(TUNING_SECONDS, remaining(reserve=60))
+    return triton_tuning.tune(preset, batch, forms, "cuda", 10, smallest, deadline)
+
+
+def load_preset_size(preset: str) -> int:
+    from mcaclip.config import load_preset
+
+    return load_preset(preset).generator.size
 
 
 def edit_throughput(bundle: Path, device: str, latents: int, batch: int) -> dict:
@@ -677,6 +713,12 @@ def main(argv: list[str] | None = None) -> int:
         "--no-profile", dest="profile", action="store_false", help="skip the kernel tables"
     )
     ap.add_argument(
+        "--no-tuning",
+        dest="tuning",
+        action="store_false",
+        help="skip timing the Triton epilogue's launch options",
+    )
+    ap.add_argument(
         "--no-edit", dest="edit", action="store_false", help="skip mcarun edit's throughput"
     )
     ap.add_argument("--work", type=Path, help="where the bundle goes (default: a temp dir)")
@@ -766,6 +808,12 @@ def main(argv: list[str] | None = None) -> int:
     variants = args.compile_variants.split(",")
     for i, name in enumerate(variants[:BEFORE_TABLES]):  # the default and the candidates
         compile_bench(name, first=i == 0)
+    if args.tuning and not (dry or remaining() > 120):
+        report["left_out_for_time"].append("epilogue_tuning")
+    if args.tuning and (dry or remaining() > 120):
+        report["epilogue_tuning"] = step(
+            report, "epilogue_tuning", lambda: epilogue_tuning(args.preset, max(sizes), dry)
+        )
     if args.profile and not (dry or remaining() > 90):
         report["left_out_for_time"].append("profile")
     if args.profile and (dry or remaining() > 90):

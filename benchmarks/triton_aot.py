@@ -29,7 +29,7 @@ import time
 
 import torch
 
-from mcaclip.config import load_preset
+from mcaclip.config import Preset, load_preset
 from mcaclip.nn import triton_kernels, triton_synthesis
 from mcaclip.nn.editor import MaskedSynthesis, MCAEditor, triton_epilogues
 from mcaclip.nn.graphs import Fp16Graph, build_graph
@@ -49,11 +49,12 @@ TARGETS = {
 MAX_BLOCKS_PER_SM = {90: 32, 89: 24, 86: 16, 80: 32}
 
 
-def launches(preset_name: str, batch: int, prompts: int, form: str, condition: str | None):
+def launches(preset: str | Preset, batch: int, prompts: int, form: str, condition: str | None):
     """The launches of one masked-generator call, built on the meta device (nothing is
     allocated or computed): (layer-epilogue launches, ``--triton-masks`` launches), each a
     list of (layer, grid, args, meta) in layer order."""
-    preset = load_preset(preset_name)
+    if not isinstance(preset, Preset):
+        preset = load_preset(preset)
     if condition is not None:
         preset = dataclasses.replace(
             preset, editor=dataclasses.replace(preset.editor, mask_condition=condition)

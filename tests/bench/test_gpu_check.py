@@ -76,7 +76,16 @@ def test_dry_run_writes_every_step(tmp_path):
     assert report["dry_run"] and all(step["ok"] for step in report["steps"].values())
     assert report["left_out_for_time"] == []  # the dry run fits its budget
     assert set(report["steps"]) == {"environment", "gpu_tests", "bundle", "parity", "bench",
-                                    "profile", "edit", "summary"}  # fmt: skip
+                                    "epilogue_tuning", "profile", "edit", "summary"}  # fmt: skip
+    tuning = report["epilogue_tuning"]  # the plan: the 32 px launches of both up-sampling forms
+    if "skipped" not in tuning:  # (Triton is missing: said so)
+        assert tuning["dry_run"] and set(tuning["options_per_launch"]) == {
+            "subpixel layer 5",
+            "subpixel layer 6",
+            "phases layer 5",
+            "phases layer 6",
+        }
+        assert all(n >= 1 for n in tuning["options_per_launch"].values())
     edit = report["edit"]  # mcarun edit into PNG files, timed per output form
     assert edit["mode"] == "cpu-fp32-fused-eager" and edit["latents"] == 4
     for form in ("edit_only", "default", "jpg", "level6_main_thread"):

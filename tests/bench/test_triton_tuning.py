@@ -1,0 +1,35 @@
+"""The GPU check's epilogue_tuning step (benchmarks/triton_tuning.py) in Triton's CPU interpreter:
+every launch option it times computes what the chosen options compute."""
+
+TUNING = """
+import dataclasses
+from benchmarks import triton_tuning
+from mcaclip.config import load_preset
+
+preset = load_preset("tiny-32")  # 64 channels at 32 px: channel blocks of 32 and 64 to try
+generator = dataclasses.replace(preset.generator, channels=(64, 64, 64, 64))
+preset = dataclasses.replace(preset, generator=generator)
+result = triton_tuning.tune(preset, 1, ["phases"], "cpu", 1, 32 * 32, warmup=0)
+rows = result["rows"]
+# the 32 px launches of the 2x2-phase form: the in-kernel blur, then ToRGB
+assert sorted({(r["layer"], r["phase_blur"], r["rgb"]) for r in rows}) == [
+    (5, True, False), (6, False, True)], rows
+for layer in (5, 6):
+    mine = [r for r in rows if r["layer"] == layer]
+    assert mine[0]["chosen"] and not any(r["chosen"] for r in mine[1:])
+    tried = {(r["BLOCK_P"], r["BLOCK_C"], r["num_warps"], r["num_stages"]) for r in mine}
+    assert len(tried) == len(mine) >= 6, tried  # 32 to 128 pixels, 32 and 64 channels
+    assert {p for p, *_ in tried} == {32, 64, 128} and {c for _, c, *_ in tried} == {32, 64}
+    for r in mine[1:]:  # same outputs (float32 sums in another order, stored as FP16)
+        assert isinstance(r["max_abs_diff_vs_chosen"], float), r
+        assert r["max_abs_diff_vs_chosen"] < 2e-2, r
+    assert all(r["ms"] > 0 and r["mb_moved"] > 0 for r in mine)
+assert set(result["chosen_over_best"]) == {"phases layer 5", "phases layer 6"}
+assert all(v >= 1.0 for v in result["chosen_over_best"].values())
+assert result["left_out_for_time"] == []
+print("ok")
+"""
+
+
+def test_every_tuning_option_gives_the_chosen_outputs(triton_interpret):
+    assert triton_interpret(TUNING).strip().endswith("ok")
