@@ -12,7 +12,7 @@ and the stack frame; occupancy is worked out from registers, shared memory and w
 
 What it cannot say: how fast a kernel runs. Spills and occupancy only bound it.
 
-    python -m benchmarks.triton_aot                        # ffhq-1024, batch 8, sm 90/89/86/80
+    python -m benchmarks.triton_aot                # ffhq-1024, batch 8, sm 90/89/86/80/120
     python -m benchmarks.triton_aot --targets 90 --forms subpixel --quick
 """
 
@@ -37,16 +37,16 @@ from mcaclip.nn.stylegan2 import fold_blur, freeze_weights, phase_conv, subpixel
 
 # up-sampling forms of the torch backend (--fold-blur --subpixel is the FP16 GPU default)
 FORMS = {"subpixel": (fold_blur, subpixel), "phases": (phase_conv,), "transposed": ()}
-# compute capability -> (name, registers per SM, max warps per SM, shared memory per SM in
-# bytes usable by one block... per SM), from NVIDIA's CUDA C programming guide, table
-# "technical specifications per compute capability"
+# compute capability -> (name, registers per SM, warps per SM, shared memory per SM, shared
+# memory one block may have, blocks per SM), from NVIDIA's CUDA C++ programming guide (table
+# "technical specifications per compute capability")
 TARGETS = {
-    90: ("H100 (sm_90)", 65536, 64, 228 * 1024),
-    89: ("RTX 40 / L4 / L40 (sm_89)", 65536, 48, 100 * 1024),
-    86: ("RTX 30 / A10 (sm_86)", 65536, 48, 100 * 1024),
-    80: ("A100 (sm_80)", 65536, 64, 164 * 1024),
+    90: ("H100 (sm_90)", 65536, 64, 228 * 1024, 227 * 1024, 32),
+    89: ("RTX 40 / L4 / L40 (sm_89)", 65536, 48, 100 * 1024, 99 * 1024, 24),
+    86: ("RTX 30 / A10 (sm_86)", 65536, 48, 100 * 1024, 99 * 1024, 16),
+    80: ("A100 (sm_80)", 65536, 64, 164 * 1024, 163 * 1024, 32),
+    120: ("RTX 50 (sm_120)", 65536, 48, 128 * 1024, 99 * 1024, 24),
 }
-MAX_BLOCKS_PER_SM = {90: 32, 89: 24, 86: 16, 80: 32}
 
 
 def launches(preset: str | Preset, batch: int, prompts: int, form: str, condition: str | None):
@@ -155,13 +155,16 @@ def ptxas_report(ptx: str, capability: int) -> dict:
 
 def occupancy(capability: int, registers: int, warps: int, shared: int) -> float:
     """Resident warps per SM over the most the SM holds, limited by registers (allocated per
-    warp in units of 256), shared memory, blocks per SM and warps per SM."""
-    _, regs_per_sm, max_warps, smem = TARGETS[capability]
+    warp in units of 256), shared memory, blocks per SM and warps per SM; 0 where a block
+    needs more shared memory than one block may have (the launch fails)."""
+    _, regs_per_sm, max_warps, smem, per_block, max_blocks = TARGETS[capability]
+    if shared > per_block:
+        return 0.0
     per_warp = -(-max(registers, 1) * 32 // 256) * 256
     blocks = min(
         regs_per_sm // (per_warp * warps),
-        smem // shared if shared else MAX_BLOCKS_PER_SM[capability],
-        MAX_BLOCKS_PER_SM[capability],
+        smem // shared if shared else max_blocks,
+        max_blocks,
         max_warps // warps,
     )
     return round(blocks * warps / max_warps, 3)
@@ -194,7 +197,7 @@ def main() -> None:
     parser.add_argument("--preset", default="ffhq-1024")
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--prompts", type=int, default=1)
-    parser.add_argument("--targets", default="90,89,86,80", help="compute capabilities")
+    parser.add_argument("--targets", default="90,89,86,80,120", help="compute capabilities")
     parser.add_argument("--forms", default=",".join(FORMS), help="up-sampling forms")
     parser.add_argument(
         "--condition",

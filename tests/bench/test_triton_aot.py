@@ -1,5 +1,6 @@
 """The GPU fast path's Triton kernels, compiled here for GPUs this machine does not have (Triton's
-wheel carries ptxas): every launch of a 1024 px edit fits an H100 and an RTX 40 without spills.
+wheel carries ptxas): every launch of a 1024 px edit fits an H100, an RTX 40 and an RTX 50
+without spills.
 
 Triton's CPU interpreter (tests/nn/test_triton_synthesis.py) checks what the kernels compute but
 not whether they compile for a GPU, how many registers they take or whether their shared memory
@@ -34,13 +35,15 @@ def test_occupancy_arithmetic():
     assert occupancy(89, 64, 8, 4096) == pytest.approx(4 * 8 / 48, abs=1e-3)
     assert occupancy(90, 32, 4, 0) == 1.0  # 16 blocks of 4 warps: the SM's 64 warps
     assert occupancy(90, 100, 4, 300 * 1024) == 0.0  # more shared memory than a block may have
+    assert occupancy(120, 64, 4, 110 * 1024) == 0.0  # an RTX 50's SM has 128 kB, a block 99
     assert occupancy(86, 64, 4, 60 * 1024) == pytest.approx(4 / 48, abs=1e-3)  # one block fits
 
 
 @pytest.mark.parametrize("form", ["subpixel", "phases"])
 def test_epilogue_launches_of_a_1024_edit_fit(form):
     """ffhq-1024, batch 8: the GPU default form (sub-pixel phases read in place) and
-    --phase-conv (2x2 phases shuffled and blurred in the kernel), for an H100 and an RTX 40."""
+    --phase-conv (2x2 phases shuffled and blurred in the kernel), for an H100, an RTX 40 and
+    an RTX 50."""
     _compiler()
     from mcaclip.nn import triton_kernels
 
@@ -56,7 +59,7 @@ def test_epilogue_launches_of_a_1024_edit_fit(form):
         if key in seen:  # compiled already
             continue
         seen.add(key)
-        for cap in (90, 89):
+        for cap in (90, 89, 120):
             r = compile_launch(triton_kernels._EPILOGUE, args, meta, cap)
             where = f"{form} layer {layer} on {TARGETS[cap][0]}: {r}"
             assert r["spill_store_bytes"] == 0 and r["spill_load_bytes"] == 0, where
