@@ -10,7 +10,8 @@ Steps (each one's outcome is recorded; a failing step does not stop the next):
 4. ``parity``: FP16 + CUDA graphs vs FP32 eager on the same latents: PSNR of edited and
    original images, largest mask difference; for the default fast path, its plain form (no
    sub-pixel convs, fused tails or stacked streams), and the switches not yet run at 1024 px
-   (``phase_conv``, ``triton_epilogues``, ``triton_masks``; a failure is recorded per switch),
+   (``phase_conv``, ``triton_epilogues``, ``triton_masks``, and the first two together: the
+   kernel's in-kernel blur; a failure is recorded per switch),
    and the registers and spills of every Triton kernel specialization compiled on the way.
 5. ``bench``: ``mcarun bench --all-backends`` at batch 1 and 8 (CUDA-event timing): FP32 eager,
    FP16 + CUDA graphs as default, in the plain form (``PLAIN_FP16``) and with the Triton
@@ -247,6 +248,8 @@ def parity(bundle: Path, device: str, n: int) -> dict:
     # of one of those is recorded under its name, not lost with the others)
     new = ("phase_conv", "triton_epilogues", "triton_masks")
     configs = [("default", {}), ("plain", PLAIN_FP16), *((k, {k: True}) for k in new)]
+    # the epilogue kernel's in-kernel blur runs only with the 2x2 phase convs
+    configs.append(("phase_conv+triton_epilogues", {"phase_conv": True, "triton_epilogues": True}))
     for name, switches in configs:
         try:
             with EditPipeline(bundle, backend="torch", device=device, precision="fp16",
