@@ -235,18 +235,11 @@ def main() -> None:
                 rows.append(row)
                 print(_line(row), flush=True)
     spilled = [r for r in rows if r["spill_store_bytes"] or r["spill_load_bytes"]]
-    import triton
-
     path = write_result(
         args.out or "triton_aot",
         {
             "what": "Triton kernels compiled ahead of time for GPUs not present (ptxas -v)",
-            "preset": args.preset,
-            "batch": args.batch,
-            "prompts": args.prompts,
-            "precision": "fp16",
-            "triton": triton.__version__,
-            "targets": {str(t): TARGETS[t][0] for t in targets},
+            **_setting(args, targets),
             "summary": {
                 "launches": len(rows),
                 "spilling": len(spilled),
@@ -314,8 +307,6 @@ def sweep(args, targets: list[int]) -> None:
                            and first_choice(tried, meta, pixels), **report}  # fmt: skip
                     rows.append(row)
                     print(_line(row), flush=True)
-    import triton
-
     chosen = [r for r in rows if r["chosen"]]
     first = [r for r in rows if r["first_choice"]]
     path = write_result(
@@ -323,12 +314,7 @@ def sweep(args, targets: list[int]) -> None:
         {
             "what": "launch options of the Triton kernels compiled ahead of time (ptxas -v): "
             "how the chosen ones were chosen",
-            "preset": args.preset,
-            "batch": args.batch,
-            "prompts": args.prompts,
-            "precision": "fp16",
-            "triton": triton.__version__,
-            "targets": {str(t): TARGETS[t][0] for t in targets},
+            **_setting(args, targets),
             "summary": {
                 "chosen": _span(chosen),
                 "first_choice": _span(first),
@@ -337,6 +323,20 @@ def sweep(args, targets: list[int]) -> None:
         },
     )
     print(f"{len(rows)} compiled; wrote {path}")
+
+
+def _setting(args, targets: list[int]) -> dict:
+    """What a result file was compiled for: preset, batch, prompts, Triton, target GPUs."""
+    import triton
+
+    return {
+        "preset": args.preset,
+        "batch": args.batch,
+        "prompts": args.prompts,
+        "precision": "fp16",
+        "triton": triton.__version__,
+        "targets": {str(t): TARGETS[t][0] for t in targets},
+    }
 
 
 def _span(rows: list[dict]) -> dict:
