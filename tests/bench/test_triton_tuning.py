@@ -24,6 +24,15 @@ for layer in (5, 6):
         assert isinstance(r["max_abs_diff_vs_chosen"], float), r
         assert r["max_abs_diff_vs_chosen"] < 2e-2, r
     assert all(r["ms"] > 0 and r["mb_moved"] > 0 for r in mine)
+# under the interpreter the chosen blocks are its own big ones; what a GPU runs is among those
+# tried: for the blurred 2x2 phases (a parity class of 16 x 16 pixels) and for the ToRGB layer
+from mcaclip.nn import triton_kernels
+triton_kernels._INTERPRET = False
+on_gpu = [triton_kernels.epilogue_blocks(64, 32 * 32, False, blur) for blur in (True, False)]
+triton_kernels._INTERPRET = True
+for layer, (p, c, w, s) in zip((5, 6), on_gpu):
+    assert p == 32 and any((r["layer"], r["BLOCK_P"], r["BLOCK_C"], r["num_warps"]) ==
+                           (layer, p, c, w) for r in rows), (layer, p, c, w)
 assert set(result["chosen_over_best"]) == {"phases layer 5", "phases layer 6"}
 assert all(v >= 1.0 for v in result["chosen_over_best"].values())
 assert result["left_out_for_time"] == []

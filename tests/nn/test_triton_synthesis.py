@@ -115,7 +115,7 @@ def test_triton_epilogues_match_the_pytorch_form(triton_interpret):
     """Text-conditioned and plain mask heads, the three up-sampling forms (the sub-pixel phases
     read through the shuffle in place, the 2x2 phases shuffled and blurred in the kernel), 1-3
     prompts per latent, const noise; switched off or where it cannot run (FP32, per-sample
-    noise), the PyTorch form runs. ~20 s."""
+    noise), the PyTorch form runs. ~30 s."""
     assert triton_interpret(EPILOGUE_CHECK).strip().endswith("ok")
 
 
