@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import io
 import os
 import re
 import subprocess
@@ -45,7 +46,7 @@ TARGETS = {
     89: ("RTX 40 / L4 / L40 (sm_89)", 65536, 48, 100 * 1024, 99 * 1024, 24),
     86: ("RTX 30 / A10 (sm_86)", 65536, 48, 100 * 1024, 99 * 1024, 16),
     80: ("A100 (sm_80)", 65536, 64, 164 * 1024, 163 * 1024, 32),
-    120: ("RTX 50 (sm_120)", 65536, 48, 128 * 1024, 99 * 1024, 24),
+    120: ("RTX 50 (sm_120)", 65536, 48, 100 * 1024, 99 * 1024, 24),
 }
 
 
@@ -59,7 +60,7 @@ def launches(preset: str | Preset, batch: int, prompts: int, form: str, conditio
         preset = dataclasses.replace(
             preset, editor=dataclasses.replace(preset.editor, mask_condition=condition)
         )
-    with torch.device("meta"), contextlib.redirect_stderr(open(os.devnull, "w")):
+    with torch.device("meta"), contextlib.redirect_stderr(io.StringIO()):  # "RANDOM weights"
         editor = MCAEditor.from_preset(preset, random_weights=True).eval()
     graph = Fp16Graph(build_graph(editor, "masked_generator"), channels_last=True).eval()
     for transform in FORMS[form]:
@@ -70,16 +71,19 @@ def launches(preset: str | Preset, batch: int, prompts: int, form: str, conditio
     epilogues, heads = [], []
 
     def record(*a):
-        out = triton_kernels._epilogue_out(a[0], a[1], a[2], a[3], a[4], a[14] is not None,
-                                           a[16] is not None)  # fmt: skip
+        out, *launch = triton_kernels._epilogue_launch(*a)
         layer = len(epilogues)
-        epilogues.append((layer, *triton_kernels._epilogue_launch(*a, out)))
+        epilogues.append((layer, *launch))
         # the --triton-masks kernel on the same layer's features (the original stream's)
-        feature = out[2].new_empty((a[0].shape[0], a[7].shape[0], *out[2].shape[2:]))
+        k = named(triton_kernels._EPILOGUE, launch[1])
+        mask = k["m_ptr"]
+        feature = mask.new_empty((k["raw_o_ptr"].shape[0], k["C"], *mask.shape[2:]))
         feature = feature.contiguous(memory_format=torch.channels_last)
-        mask = triton_kernels._mask_head_out(feature, prompts)
-        launch = triton_kernels._mask_head_launch(feature, *a[9:13], a[13], prompts, mask)
-        heads.append((layer, *launch))
+        head = (k["w1_ptr"], k["b1_ptr"], k["w2_ptr"], k["b2_ptr"])
+        term = k["term_ptr"] if launch[2]["HAS_TERM"] else None
+        out_mask = triton_kernels._mask_head_out(feature, prompts)
+        heads.append((layer, *triton_kernels._mask_head_launch(feature, *head, term, prompts,
+                                                               out_mask)))  # fmt: skip
         return out
 
     n_latent, dim = editor.generator.n_latent, editor.generator.style_dim
@@ -96,6 +100,21 @@ def launches(preset: str | Preset, batch: int, prompts: int, form: str, conditio
     finally:
         triton_kernels._epilogue_op = real
     return epilogues, heads
+
+
+def named(kernel, args: tuple) -> dict:
+    """A launch's arguments by the kernel's parameter names."""
+    return dict(zip(kernel.arg_names, args))
+
+
+def kinds(epilogues: list) -> list:
+    """One layer-epilogue launch of each kind (in-place or blurred phases, ToRGB, channel
+    block) from :func:`launches`' list: the last of a kind, the one on its largest map."""
+    found = {}
+    for launch in epilogues:
+        meta = launch[3]
+        found[(meta["PHASES"], meta["PHASE_BLUR"], meta["HAS_RGB"], meta["BLOCK_C"])] = launch
+    return list(found.values())
 
 
 def compile_launch(kernel, args: tuple, meta: dict, capability: int) -> dict:
@@ -155,15 +174,16 @@ def ptxas_report(ptx: str, capability: int) -> dict:
 
 def occupancy(capability: int, registers: int, warps: int, shared: int) -> float:
     """Resident warps per SM over the most the SM holds, limited by registers (allocated per
-    warp in units of 256), shared memory, blocks per SM and warps per SM; 0 where a block
-    needs more shared memory than one block may have (the launch fails)."""
+    warp in units of 256), shared memory (with the 1 kB the CUDA runtime keeps per block),
+    blocks per SM and warps per SM; 0 where a block needs more shared memory than one block may
+    have (the launch fails)."""
     _, regs_per_sm, max_warps, smem, per_block, max_blocks = TARGETS[capability]
     if shared > per_block:
         return 0.0
     per_warp = -(-max(registers, 1) * 32 // 256) * 256
     blocks = min(
         regs_per_sm // (per_warp * warps),
-        smem // shared if shared else max_blocks,
+        smem // (shared + 1024),
         max_blocks,
         max_warps // warps,
     )
@@ -174,14 +194,14 @@ def describe(kernel: str, args: tuple, meta: dict) -> dict:
     """What a launch is, in numbers: map size, channels, pixels per map, blocks (and for the
     layer epilogue, the form of its input and whether it does ToRGB)."""
     if kernel == "mask_head":
-        hw, channels = args[8], args[9]
-        return {"size": int(hw**0.5), "channels": channels, "pixels": hw,
+        k = named(triton_kernels._KERNEL, args)
+        return {"size": int(k["hw"] ** 0.5), "channels": k["C"], "pixels": k["hw"],
                 "block_p": meta["BLOCK_P"], "block_c": meta["BLOCK_C"]}  # fmt: skip
-    hw, width, channels = args[24], args[25], args[26]
+    k = named(triton_kernels._EPILOGUE, args)
     return {
-        "size": width,
-        "channels": channels,
-        "pixels": hw,
+        "size": k["width"],
+        "channels": k["C"],
+        "pixels": k["hw"],
         "phases": bool(meta["PHASES"]),
         "phase_blur": bool(meta["PHASE_BLUR"]),
         "rgb": bool(meta["HAS_RGB"]),
@@ -282,19 +302,15 @@ def sweep(args, targets: list[int]) -> None:
     rows = []
     for index, form in enumerate(args.forms.split(",")):
         epilogues, heads = launches(args.preset, args.batch, args.prompts, form, args.condition)
-        kinds = {}
-        for launch in epilogues:  # the last launch of a kind is on its largest map
-            meta = launch[3]
-            kinds[(meta["PHASES"], meta["PHASE_BLUR"], meta["HAS_RGB"], meta["BLOCK_C"])] = launch
-        todo = [("layer_epilogue", triton_kernels._EPILOGUE, e, SWEEP) for e in kinds.values()]
+        todo = [("layer_epilogue", triton_kernels._EPILOGUE, e, SWEEP) for e in kinds(epilogues)]
         if index == 0:
             todo.append(("mask_head", triton_kernels._KERNEL, heads[-1], HEAD_SWEEP))
-        for name, kernel, (layer, _, largs, meta), grid in todo:
+        for name, kernel, (layer, _, largs, meta), space in todo:
             what = describe(name, largs, meta)
             del what["block_p"], what["block_c"]  # the options tried are in the row
-            pixels = what["pixels"] // 4 if meta.get("PHASE_BLUR") else what["pixels"]
-            for values in itertools.product(*grid.values()):
-                options = dict(zip(grid, values))
+            pixels = triton_kernels.epilogue_pixels(what["pixels"], meta.get("PHASE_BLUR", False))
+            for values in itertools.product(*space.values()):
+                options = dict(zip(space, values))
                 if options.get("BLOCK_C", 0) > meta["BLOCK_C"] or pixels % options["BLOCK_P"]:
                     continue  # wider than the channels, or not dividing the map
                 tried = {**meta, **options}

@@ -1,13 +1,15 @@
 """The layer-epilogue kernel alone, timed with other launch options on a GPU: how far the options
 chosen from ptxas's reports (:func:`mcaclip.nn.triton_kernels.epilogue_blocks`, see
-``benchmarks/triton_aot.py``) are from the fastest, and the kernel's rate against the copy
-bandwidth.
+``benchmarks/triton_aot.py``) are from the fastest, and the kernel's GB/s (the GPU check puts it
+next to the copy bandwidth it measures).
 
-Each kind of launch of the largest maps of an edit (1024 px: ToRGB layer and the up-sampling
-layer before it, per up-sampling form) runs on random tensors of its real shapes, with each
-option set of :data:`CANDIDATES` that fits it; CUDA events, median of ``iters`` after a warm-up.
-The GPU check runs it as its ``epilogue_tuning`` step; on a CPU it runs in Triton's interpreter
-(tests), where the times mean nothing.
+Each kind of launch of the largest maps of an edit (1024 px: the up-sampling layer and the
+ToRGB layer, per up-sampling form) runs on random tensors of its real shapes with each option
+set of :data:`CANDIDATES` that fits it: ``iters`` launches back to back between two CUDA events,
+after a warm-up (which compiles). Every option's outputs are checked against the chosen
+options' outputs (all outputs are NaN-filled first, so an element left unwritten shows). The GPU
+check runs it as its ``epilogue_tuning`` step, in a process of its own; on a CPU it runs in
+Triton's interpreter (tests), where the times mean nothing.
 
     python -m benchmarks.triton_tuning               # on a GPU: ffhq-1024, batch 8
 """
@@ -15,15 +17,16 @@ The GPU check runs it as its ``epilogue_tuning`` step; on a CPU it runs in Trito
 from __future__ import annotations
 
 import argparse
-import statistics
+import json
 import time
+from pathlib import Path
 
 import torch
 
-from benchmarks.triton_aot import FORMS, launches
+from benchmarks.triton_aot import FORMS, kinds, launches, named
 from mcaclip.nn import triton_kernels
 
-# (pixels per program, channels per step, warps, stages): the chosen kind of option first, the
+# (pixels per program, channels per step, warps, stages): kinds of the chosen options, the
 # first version's (64 x 64 or 128 x 32, 4 warps, 3 stages), and neighbours with no spills on
 # sm_90 and sm_89 in triton_aot_sweep.json
 CANDIDATES = (
@@ -36,25 +39,22 @@ CANDIDATES = (
     (128, 32, 4, 3),
     (128, 32, 8, 2),
 )
+OUTPUTS = ("x_o_ptr", "x_e_ptr", "m_ptr", "sk_o_ptr", "sk_e_ptr")  # next inputs, mask, skips
 
 
-def kinds(preset, batch: int, form: str, smallest: int) -> list[tuple]:
-    """One layer-epilogue launch of each kind (in-place or blurred phases, ToRGB, channel block)
-    on maps of at least ``smallest`` pixels: the last launch of a kind is on its largest map."""
+def largest(preset, batch: int, form: str, smallest: int) -> list[tuple]:
+    """One layer-epilogue launch of each kind on maps of at least ``smallest`` pixels."""
     epilogues, _ = launches(preset, batch, 1, form, None)
-    found = {}
-    for layer, grid, args, meta in epilogues:
-        if args[24] >= smallest:
-            found[(meta["PHASES"], meta["PHASE_BLUR"], meta["HAS_RGB"], meta["BLOCK_C"])] = (
-                layer, grid, args, meta)  # fmt: skip
-    return list(found.values())
+    big = [e for e in epilogues if named(triton_kernels._EPILOGUE, e[2])["hw"] >= smallest]
+    return kinds(big)
 
 
 def options_for(args: tuple, meta: dict) -> list[dict]:
     """The candidate options that fit this launch (channel block no wider than the launch's,
-    pixel block dividing the map, or its parity class with the in-kernel blur); the chosen
+    pixel block dividing :func:`~mcaclip.nn.triton_kernels.epilogue_pixels`); the chosen
     options first."""
-    pixels = args[24] // 4 if meta["PHASE_BLUR"] else args[24]
+    hw = named(triton_kernels._EPILOGUE, args)["hw"]
+    pixels = triton_kernels.epilogue_pixels(hw, meta["PHASE_BLUR"])
     chosen = {k: meta[k] for k in ("BLOCK_P", "BLOCK_C", "num_warps", "num_stages")}
     out = [chosen]
     for p, c, w, s in CANDIDATES:
@@ -81,9 +81,9 @@ def materialize(args: tuple, device: str) -> tuple:
     return tuple(out)
 
 
-def bytes_moved(args: tuple, meta: dict) -> int:
-    """Bytes the kernel must read and write at least: each distinct tensor once (the conv
-    outputs, the outputs, the skips; the small per-sample vectors count too)."""
+def bytes_moved(args: tuple) -> int:
+    """Bytes the kernel reads and writes at the least: each distinct tensor once (its second
+    pass over the original stream's conv output is meant to come from cache)."""
     seen, total = set(), 0
     for a in args:
         if isinstance(a, torch.Tensor) and id(a) not in seen:
@@ -93,35 +93,30 @@ def bytes_moved(args: tuple, meta: dict) -> int:
 
 
 def time_launch(grid, args, meta, iters: int, warmup: int) -> float:
-    """Median milliseconds of one launch (CUDA events on a GPU, wall clock elsewhere)."""
+    """Milliseconds per launch: ``iters`` launches back to back between two CUDA events (wall
+    clock off a GPU), after ``warmup`` launches."""
     kernel = triton_kernels._EPILOGUE
-    cuda = args[0].is_cuda
-    times = []
-    for i in range(warmup + iters):
-        if cuda:
-            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            start.record()
+    for _ in range(warmup):
+        kernel[grid](*args, **meta)
+    if args[0].is_cuda:
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        for _ in range(iters):
             kernel[grid](*args, **meta)
-            end.record()
-            end.synchronize()
-            ms = start.elapsed_time(end)
-        else:
-            t0 = time.perf_counter()
-            kernel[grid](*args, **meta)
-            ms = (time.perf_counter() - t0) * 1e3
-        if i >= warmup:
-            times.append(ms)
-    return statistics.median(times)
-
-
-OUTPUTS = (13, 14, 15, 22, 23)  # the launch's outputs: next inputs, mask, RGB skips
+        end.record()
+        end.synchronize()
+        return start.elapsed_time(end) / iters
+    t0 = time.perf_counter()
+    for _ in range(iters):
+        kernel[grid](*args, **meta)
+    return (time.perf_counter() - t0) * 1e3 / iters
 
 
 def _outputs(args: tuple) -> list[torch.Tensor]:
-    """The output tensors a launch writes (an output it does not write is the spare argument,
-    an input: left out)."""
-    spare = args[7]
-    return [args[i] for i in OUTPUTS if args[i] is not spare]
+    """The output tensors a launch writes (one it does not write is the spare argument, an
+    input: left out)."""
+    k = named(triton_kernels._EPILOGUE, args)
+    return [k[name] for name in OUTPUTS if k[name] is not k["b1_ptr"]]
 
 
 def _difference(got: list[torch.Tensor], ref: list[torch.Tensor]) -> float | str:
@@ -141,30 +136,32 @@ def tune(preset, batch: int, forms: list[str], device: str, iters: int, smallest
     triton_kernels.load()
     rows, left_out = [], []
     for form in forms:
-        for layer, _, meta_args, meta in kinds(preset, batch, form, smallest):
+        for layer, _, meta_args, meta in largest(preset, batch, form, smallest):
             args = materialize(meta_args, device)
-            moved = bytes_moved(args, meta)
-            pixels = args[24]
+            k = named(triton_kernels._EPILOGUE, args)
+            moved = bytes_moved(args)
             reference = None  # the chosen options' outputs: every other option must give them
-            for k, option in enumerate(options_for(args, meta)):  # the chosen ones first
+            for index, option in enumerate(options_for(args, meta)):  # the chosen ones first
                 if time.perf_counter() > deadline:
                     left_out.append(f"{form} layer {layer} {option}")
                     continue
                 tried = {**meta, **option}
-                grid = (args[1].shape[0] * pixels // option["BLOCK_P"],)
+                grid = (k["raw_e_ptr"].shape[0] * k["hw"] // option["BLOCK_P"],)
                 for t in _outputs(args):
                     t.fill_(float("nan"))
                 ms = time_launch(grid, args, tried, iters, warmup)
-                if k == 0:
+                if index == 0:
                     reference = [t.clone() for t in _outputs(args)]
-                rows.append({"form": form, "layer": layer, "size": args[25],
-                             "channels": args[26], "phase_blur": bool(meta["PHASE_BLUR"]),
-                             "rgb": bool(meta["HAS_RGB"]), **option, "chosen": k == 0,
+                    check = "unwritten" if any(t.isnan().any() for t in reference) else 0.0
+                else:
+                    check = _difference(_outputs(args), reference)
+                rows.append({"form": form, "layer": layer, "size": k["width"],
+                             "channels": k["C"], "phase_blur": bool(meta["PHASE_BLUR"]),
+                             "rgb": bool(meta["HAS_RGB"]), **option, "chosen": index == 0,
                              "ms": round(ms, 4), "mb_moved": round(moved / 1e6, 3),
                              "gbs": round(moved / ms / 1e6, 1),
-                             "max_abs_diff_vs_chosen": None if reference is None
-                             else _difference(_outputs(args), reference)})  # fmt: skip
-            del args, reference
+                             "max_abs_diff_vs_chosen": check})  # fmt: skip
+            del args, k, reference
     best = {}
     for r in rows:
         key = (r["form"], r["layer"])
@@ -182,6 +179,11 @@ def tune(preset, batch: int, forms: list[str], device: str, iters: int, smallest
             if (f, layer) in chosen
         },
         "best": {f"{f} layer {layer}": _options(b) for (f, layer), b in best.items()},
+        "unequal": [
+            r
+            for r in rows
+            if r["max_abs_diff_vs_chosen"] == "unwritten" or r["max_abs_diff_vs_chosen"] > 0.05
+        ],  # fmt: skip
         "left_out_for_time": left_out,
     }
 
@@ -190,8 +192,8 @@ def _options(row: dict) -> list[int]:
     return [row["BLOCK_P"], row["BLOCK_C"], row["num_warps"], row["num_stages"]]
 
 
-def main() -> None:
-    from benchmarks.common import write_result
+def main(argv: list[str] | None = None) -> int:
+    from benchmarks.common import machine_info, write_result
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--preset", default="ffhq-1024")
@@ -199,14 +201,25 @@ def main() -> None:
     parser.add_argument("--forms", default="subpixel,phases", help=f"from {', '.join(FORMS)}")
     parser.add_argument("--iters", type=int, default=20)
     parser.add_argument("--smallest", type=int, default=512 * 512, help="pixels per map")
-    args = parser.parse_args()
+    parser.add_argument("--seconds", type=float, default=float("inf"), help="stop after")
+    parser.add_argument("--json", type=Path, help="write here (default benchmarks/results/)")
+    args = parser.parse_args(argv)
     if not torch.cuda.is_available():
-        raise SystemExit("triton_tuning: no CUDA GPU here (the kernels' timing needs one)")
+        print("triton_tuning: no CUDA GPU here (the kernels' timing needs one)")
+        return 2
+    deadline = time.perf_counter() + args.seconds
     result = tune(args.preset, args.batch, args.forms.split(","), "cuda", args.iters,
-                  args.smallest)  # fmt: skip
+                  args.smallest, deadline)  # fmt: skip
     print(result["chosen_over_best"])
-    write_result("triton_tuning", {"preset": args.preset, "precision": "fp16", **result})
+    payload = {"preset": args.preset, "precision": "fp16", **result}
+    if args.json:
+        tmp = args.json.with_name(args.json.name + ".tmp")
+        tmp.write_text(json.dumps({"machine": machine_info(), **payload}, indent=2) + "\n")
+        tmp.replace(args.json)
+    else:
+        write_result("triton_tuning", payload)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

@@ -26,9 +26,9 @@ def _raw(raw_ptr, off, cols, ok, a, b, py, px, taps_ptr, hp, wp, C, BLUR: tl.con
             j = t // TAPS
             i = t - j * TAPS
             dy = py + (j - PAD0)
-            ry = (dy + 2 * TAPS) // 2 - TAPS  # floor(dy / 2), dy >= -TAPS
-            dx = px + (i - PAD0)
-            rx = (dx + 2 * TAPS) // 2 - TAPS
+            ry = (dy + 2 * PAD0) // 2 - PAD0  # floor(dy / 2): dy >= -PAD0, the // of a
+            dx = px + (i - PAD0)  # non-negative number (Triton's // truncates, as C's)
+            rx = (dx + 2 * PAD0) // 2 - PAD0
             q_ok = (a + ry >= 0) & (a + ry < hp) & (b + rx >= 0) & (b + rx < wp)
             shift = (ry * wp + rx) * (4 * C) + ((dy - 2 * ry) * 2 + dx - 2 * rx) * C
             v = tl.load(
@@ -155,19 +155,19 @@ def triton_layer_epilogue(
     se = so * prompts + prompt  # the edited sample (latent-major)
     block = rest - so * blocks
     first = prompt == 0  # its program writes the original stream's outputs
-    if PHASE_BLUR:  # a block of one parity class (py, px): pixels (2y + py, 2x + px)
+    if PHASE_BLUR:  # a block of one parity class (py, px): pixels (2a + py, 2b + px)
         per_class = blocks // 4
         parity = block // per_class
         py = parity // 2
         px = parity - py * 2
         q = (block - parity * per_class) * BLOCK_P + tl.arange(0, BLOCK_P)
-        y = q // (width // 2)  # the source pixel (y, x) of the 2x2-phase conv's output
-        x = q - y * (width // 2)
-        pix = (2 * y + py) * width + 2 * x + px  # pixels within the map
-        off_o = (so * (hp * wp) + y * wp + x) * (4 * C)
-        off_e = (se * (hp * wp) + y * wp + x) * (4 * C)
+        a = q // (width // 2)  # the source pixel (a, b) of the 2x2-phase conv's output
+        b = q - a * (width // 2)
+        pix = (2 * a + py) * width + 2 * b + px  # pixels within the map
+        off_o = (so * (hp * wp) + a * wp + b) * (4 * C)
+        off_e = (se * (hp * wp) + a * wp + b) * (4 * C)
     else:
-        py = 0  # unused
+        py = 0  # a, b, py, px: read by _raw with the blur only
         px = 0
         pix = block * BLOCK_P + tl.arange(0, BLOCK_P)  # pixels within the map
         y = pix // width
@@ -180,6 +180,8 @@ def triton_layer_epilogue(
         else:
             off_o = (so * hw + pix) * C
             off_e = (se * hw + pix) * C
+        a = y
+        b = x
     out_o = (so * hw + pix) * C
     out_e = (se * hw + pix) * C
     if HAS_NOISE:
@@ -197,7 +199,7 @@ def triton_layer_epilogue(
     for c0 in range(0, C, BLOCK_C):
         cols = c0 + tl.arange(0, BLOCK_C)
         ok = cols < C
-        f = _features(raw_o_ptr, off_o, d_o_ptr + so * C, bias_ptr, noise, cols, ok, y, x, py, px,
+        f = _features(raw_o_ptr, off_o, d_o_ptr + so * C, bias_ptr, noise, cols, ok, a, b, py, px,
                       taps_ptr, hp, wp, C, CLAMP, PHASE_BLUR, TAPS, PAD0, BLOCK_P,
                       BLOCK_C)  # fmt: skip
         w1 = tl.load(
@@ -229,10 +231,10 @@ def triton_layer_epilogue(
     for c0 in range(0, C, BLOCK_C):
         cols = c0 + tl.arange(0, BLOCK_C)
         ok = cols < C
-        f = _features(raw_o_ptr, off_o, d_o_ptr + so * C, bias_ptr, noise, cols, ok, y, x, py, px,
+        f = _features(raw_o_ptr, off_o, d_o_ptr + so * C, bias_ptr, noise, cols, ok, a, b, py, px,
                       taps_ptr, hp, wp, C, CLAMP, PHASE_BLUR, TAPS, PAD0, BLOCK_P,
                       BLOCK_C)  # fmt: skip
-        e = _features(raw_e_ptr, off_e, d_e_ptr + se * C, bias_ptr, noise, cols, ok, y, x, py, px,
+        e = _features(raw_e_ptr, off_e, d_e_ptr + se * C, bias_ptr, noise, cols, ok, a, b, py, px,
                       taps_ptr, hp, wp, C, CLAMP, PHASE_BLUR, TAPS, PAD0, BLOCK_P,
                       BLOCK_C)  # fmt: skip
         v = f + mf[:, None] * (e - f)

@@ -213,7 +213,7 @@ def _mask_head_launch(feature, w1t, b1, w2, b2, text_term, prompts, out) -> tupl
         "HIDDEN": _dot_width(hidden),
         "BLOCK_P": block_p,
         "BLOCK_C": min(64, _dot_width(c)),
-        # ptxas on H100 / RTX 40 (benchmarks/triton_aot.py): 43-78 registers, occupancy 0.5 to
+        # ptxas on H100 / RTX 40 (benchmarks/triton_aot.py): 44-78 registers, occupancy 0.5 to
         # 0.63; Triton's default (4 warps, 3 stages) was 60-123, 0.17 to 0.44, held back by
         # 40-60 kB of shared memory for three stages of the features
         "num_warps": 8,
@@ -328,10 +328,9 @@ def _epilogue_op(
     up_e: torch.Tensor | None,
     prompts: int,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    out = _epilogue_out(raw_o, raw_e, phases, taps, pad0, s_o is not None, rgb_o is not None)
-    grid, args, meta = _epilogue_launch(
+    out, grid, args, meta = _epilogue_launch(
         raw_o, raw_e, phases, taps, pad0, d_o, d_e, bias, noise, w1t, b1, w2, b2, term, s_o,
-        s_e, rgb_o, rgb_e, rgb_b, up_o, up_e, prompts, out,
+        s_e, rgb_o, rgb_e, rgb_b, up_o, up_e, prompts,
     )  # fmt: skip
     if _EPILOGUE is None:
         load()
@@ -341,16 +340,19 @@ def _epilogue_op(
 
 
 def _epilogue_launch(raw_o, raw_e, phases, taps, pad0, d_o, d_e, bias, noise, w1t, b1, w2, b2,
-                     term, s_o, s_e, rgb_o, rgb_e, rgb_b, up_o, up_e, prompts,
-                     out) -> tuple:  # fmt: skip
-    """(grid, arguments, constexprs and launch options) of the layer-epilogue kernel's launch
-    on these tensors (also what :mod:`benchmarks.triton_aot` compiles for GPUs it does not
-    have); ``out`` from :func:`_epilogue_out`."""
-    x_o, x_e, mask, sk_o, sk_e = out
+                     term, s_o, s_e, rgb_o, rgb_e, rgb_b, up_o, up_e,
+                     prompts) -> tuple:  # fmt: skip
+    """The custom op's outputs, allocated, and the (grid, arguments, constexprs and launch
+    options) of the layer-epilogue kernel's launch that writes them (also what
+    :mod:`benchmarks.triton_aot` compiles for GPUs it does not have)."""
     has_next, has_rgb = s_o is not None, rgb_o is not None
+    out = _epilogue_out(raw_o, raw_e, phases, taps, pad0, has_next, has_rgb)
+    x_o, x_e, mask, sk_o, sk_e = out
     c, h, w = _epilogue_shape(raw_o, phases, taps, pad0)
     hw = h * w
-    block_p, block_c, warps, stages = epilogue_blocks(c, hw, phases, taps is not None)
+    if taps is not None and not 0 <= pad0 <= taps.shape[0]:
+        raise ConfigError(f"layer epilogue: blur padding {pad0} outside 0..{taps.shape[0]}")
+    block_p, block_c, warps, stages = epilogue_blocks(c, hw, taps is not None)
     nhwc = torch.channels_last
     spare = b1  # what an unused pointer argument points at (never read)
 
@@ -407,32 +409,37 @@ def _epilogue_launch(raw_o, raw_e, phases, taps, pad0, d_o, d_e, bias, noise, w1
         "num_warps": warps,
         "num_stages": stages,
     }
-    return (raw_e.shape[0] * hw // block_p,), args, meta
+    return out, (raw_e.shape[0] * hw // block_p,), args, meta
 
 
-def epilogue_blocks(c: int, hw: int, phases: bool, phase_blur: bool) -> tuple[int, int, int, int]:
+def epilogue_pixels(hw: int, phase_blur: bool) -> int:
+    """The pixels a layer-epilogue block's pixels are cut from: the map's ``hw``, or with the
+    in-kernel blur one parity class of it, ``hw / 4`` (every block divides it)."""
+    return hw // 4 if phase_blur else hw
+
+
+def epilogue_blocks(c: int, hw: int, phase_blur: bool) -> tuple[int, int, int, int]:
     """(pixels per program, channels per step, warps, pipeline stages) of the layer epilogue on
-    ``c`` channels and ``hw`` pixels per map; the pixel block divides ``hw`` (a phase-blur block
-    holds pixels of one parity class: ``hw / 4``).
+    ``c`` channels and ``hw`` pixels per map (:func:`epilogue_pixels`).
 
-    Chosen from ptxas's reports for H100, RTX 40/30 and A100 (``python -m benchmarks.triton_aot``,
-    no GPU needed), not from timings: 32 pixels and 64 channels (fewer where the map has fewer)
-    with 8 warps, 8 elements (16 bytes) per thread and load, is 64-128 registers without
-    spills, occupancy 1/4 or more, on every layer of ffhq-1024. The first choice (64 x 64, 4
-    warps, 3 stages) was 142-240 registers (occupancy 1/8 on an H100) and, with the in-kernel
-    blur, 255 registers, 1.5 kB of spills per thread and 292 kB of shared memory: more than an
-    H100 gives a block, so it could not have launched. Three pipeline stages buy little in a
-    loop of plain loads and cost shared memory: two (one with the blur's 16 gathered taps,
-    which are a loop of their own)."""
+    Chosen from ptxas's reports for H100, RTX 40/30/50 and A100 (``python -m
+    benchmarks.triton_aot``, no GPU needed), not from timings: 32 pixels and 64 channels
+    (fewer where the map has fewer) with 8 warps (4 at 32 channels: 8 elements, 16 bytes, per
+    thread and load) is 64-128 registers without spills, occupancy 1/4 or more, on every layer
+    of ffhq-1024. The first choice (64 x 64, 4 warps, 3 stages) was 142-240 registers
+    (occupancy 1/8 on an H100) and, with the in-kernel blur, 255 registers, 1.5 kB of spills
+    per thread and 292 kB of shared memory: more than an H100 gives a block, so it could not
+    have launched. Three pipeline stages buy little in a loop of plain loads and cost shared
+    memory: two (one with the blur's 16 gathered taps, which are a loop of their own)."""
     block_c = min(64, _dot_width(c))
-    pixels = hw // 4 if phase_blur else hw
+    pixels = epilogue_pixels(hw, phase_blur)
     # Triton's CPU interpreter runs each program as a series of numpy calls: there, 4096
     # elements a block make tests 3-5x faster (results do not depend on the blocks:
     # tests/bench/test_triton_tuning.py runs this kernel with every candidate block on one input)
     block_p = min(pixels, 4096 // block_c if _INTERPRET else 32)
     if pixels % block_p or block_p < MIN_DOT:
         raise ConfigError(f"layer epilogue: {hw} pixels per map do not make blocks of {block_p}")
-    warps = 8 if block_c >= 64 else 4  # 8 elements per thread either way
+    warps = 8 if block_c >= 64 else 4
     return block_p, block_c, warps, 1 if phase_blur else 2
 
 

@@ -1,6 +1,9 @@
 """The GPU check's plan runs end to end on CPU (--dry-run), and its FLOP count is the paper's."""
 
 import json
+import subprocess
+import time
+from pathlib import Path
 
 import pytest
 
@@ -198,3 +201,35 @@ def test_triton_kernel_stats_read_the_kernel_caches(monkeypatch):
         {"kernel": "layer_epilogue", "device": "0", "n_regs": 96, "n_spills": 0, "num_warps": 4,
          "shared_bytes": 0}
     ]  # fmt: skip
+
+
+def test_epilogue_tuning_runs_in_its_own_process(monkeypatch):
+    """On a GPU the tuning step runs benchmarks/triton_tuning.py in a subprocess and reads its
+    JSON back; a failing run is a failed step with the run's last words."""
+    pytest.importorskip("triton", reason="Triton is not installed (torch's CUDA wheels bring it)")
+    from benchmarks import gpu_check
+
+    calls = []
+
+    def fake_run(cmd, **kw):
+        calls.append((cmd, kw))
+        out = Path(cmd[cmd.index("--json") + 1])
+        rows = [{"form": "subpixel", "layer": 16, "chosen": True, "gbs": 1500.0},
+                {"form": "subpixel", "layer": 16, "chosen": False, "gbs": 1800.0}]  # fmt: skip
+        out.write_text(json.dumps({"rows": rows}))
+        return subprocess.CompletedProcess(cmd, 0, "", "")
+
+    monkeypatch.setattr(gpu_check.subprocess, "run", fake_run)
+    monkeypatch.setattr(gpu_check, "DEADLINE", [time.perf_counter() + 400])
+    got = gpu_check.epilogue_tuning("ffhq-1024", 8, dry=False, copy_gbs=3000.0)
+    cmd, kw = calls[0]
+    assert cmd[1:3] == ["-m", "benchmarks.triton_tuning"] and kw["timeout"] > 60
+    assert cmd[cmd.index("--smallest") + 1] == str(1024 * 1024)
+    assert got["chosen_over_copy_bandwidth"] == {"subpixel layer 16": 0.5}
+
+    def failing(cmd, **kw):
+        return subprocess.CompletedProcess(cmd, 1, "", "CUDA error: an illegal memory access")
+
+    monkeypatch.setattr(gpu_check.subprocess, "run", failing)
+    with pytest.raises(RuntimeError, match="illegal memory access"):
+        gpu_check.epilogue_tuning("ffhq-1024", 8, dry=False)

@@ -28,7 +28,7 @@ for layer in (5, 6):
 # tried: for the blurred 2x2 phases (a parity class of 16 x 16 pixels) and for the ToRGB layer
 from mcaclip.nn import triton_kernels
 triton_kernels._INTERPRET = False
-on_gpu = [triton_kernels.epilogue_blocks(64, 32 * 32, False, blur) for blur in (True, False)]
+on_gpu = [triton_kernels.epilogue_blocks(64, 32 * 32, blur) for blur in (True, False)]
 triton_kernels._INTERPRET = True
 for layer, (p, c, w, s) in zip((5, 6), on_gpu):
     assert p == 32 and any((r["layer"], r["BLOCK_P"], r["BLOCK_C"], r["num_warps"]) ==
