@@ -17,11 +17,12 @@ Steps (each one's outcome is recorded; a failing step does not stop the next):
    FP16 + CUDA graphs as default, in the plain form (``PLAIN_FP16``) and with the Triton
    epilogues (uncompiled: if that comes close to the compiled default, the fast path needs no
    minute of compiling per batch shape).
-6. ``bench_compile``, ``bench_compile_<name>``: the first two of ``--compile-variants``
+6. ``bench_compile``, ``bench_compile_<name>``: the first three of ``--compile-variants``
    (default ``default,tritonepi,phaseconv-tritonepi,phaseconv-tritonmask,phaseconv,
    tritonmask``; see ``COMPILE_VARIANTS``), each in its own process (with time left; so are the
-   next steps): the compiled default at every batch size, then at the largest the candidate
-   for the 4x target (one Triton kernel between two convs, not yet run on a GPU).
+   next steps): the compiled default at every batch size, then at the largest the candidates
+   for the 4x target (one Triton kernel between two convs, with the sub-pixel or the 2x2-phase
+   up-sampling convs; not yet run on a GPU).
    ``epilogue_tuning``: the layer-epilogue Triton kernel alone on the 1024 px layers' launches
    (both up-sampling forms), with the options chosen from ptxas's reports and with others
    (``benchmarks/triton_tuning.py``): the chosen options' time over the fastest, and GB/s
@@ -36,9 +37,9 @@ Steps (each one's outcome is recorded; a failing step does not stop the next):
    (``--format jpg``), and level-6 PNGs in the main thread (the old way of writing); and the
    peak GPU memory all that took (what a card needs for ``mcarun edit`` at that batch).
 9. ``bench_compile_<name>``: the other variants, at the largest batch, as time allows (by
-   default the Triton epilogues with 2x2 phase convs, then the phase convs with Triton mask
-   heads, each alone; ``stacked``, ``nofold``, ``autotune``, ``fused`` and the uncompiled
-   ``eager-tritonepi``, as ``bench_eager-tritonepi``, on request).
+   default the phase convs with Triton mask heads, then each alone; ``stacked``, ``nofold``,
+   ``autotune``, ``fused`` and the uncompiled ``eager-tritonepi``, as
+   ``bench_eager-tritonepi``, on request).
    ``nofold`` measured as fast as the folded blur on an H100; ``stacked`` (off by default
    under compile: its one compiled measurement ran with graph breaks, fixed since),
    ``autotune`` (max-autotune: Triton conv templates with fused tails), ``fused`` (the fused
@@ -701,7 +702,7 @@ COMPILE_VARIANTS = {
 DEFAULT_COMPILE_VARIANTS = (
     "default,tritonepi,phaseconv-tritonepi,phaseconv-tritonmask,phaseconv,tritonmask"
 )
-BEFORE_TABLES = 2
+BEFORE_TABLES = 3  # the default and both candidates for the 4x target come first
 
 
 def _compile_variants(text: str) -> str:
