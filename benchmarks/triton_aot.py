@@ -81,9 +81,8 @@ def launches(preset: str | Preset, batch: int, prompts: int, form: str, conditio
         feature = feature.contiguous(memory_format=torch.channels_last)
         head = (k["w1_ptr"], k["b1_ptr"], k["w2_ptr"], k["b2_ptr"])
         term = k["term_ptr"] if launch[2]["HAS_TERM"] else None
-        out_mask = triton_kernels._mask_head_out(feature, prompts)
-        heads.append((layer, *triton_kernels._mask_head_launch(feature, *head, term, prompts,
-                                                               out_mask)))  # fmt: skip
+        _, *head_launch = triton_kernels._mask_head_launch(feature, *head, term, prompts)
+        heads.append((layer, *head_launch))
         return out
 
     n_latent, dim = editor.generator.n_latent, editor.generator.style_dim

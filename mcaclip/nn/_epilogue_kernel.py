@@ -82,6 +82,16 @@ def _rgb(acc, v, rgb_ptr, cols, ok):
 
 
 @triton.jit
+def _rgb3(r0, r1, r2, v, rgb_ptr, sample, C, cols, ok):
+    """The three ToRGB accumulators [pixels] of one stream plus v's channels ``cols`` dotted
+    with the rows of the stream's [N, 3, C] ToRGB matrices at ``rgb_ptr`` for ``sample``."""
+    r0 = _rgb(r0, v, rgb_ptr + (sample * 3 + 0) * C, cols, ok)
+    r1 = _rgb(r1, v, rgb_ptr + (sample * 3 + 1) * C, cols, ok)
+    r2 = _rgb(r2, v, rgb_ptr + (sample * 3 + 2) * C, cols, ok)
+    return r0, r1, r2
+
+
+@triton.jit
 def _skip(r, e, mf, k, so, se, pix, hw, first, rgb_b_ptr, up_o_ptr, up_e_ptr, sk_o_ptr,
           sk_e_ptr, HAS_SKIP: tl.constexpr):  # fmt: skip
     """RGB channel k: ToRGB + bias + the up-sampled skip per stream, the edited one
@@ -211,9 +221,7 @@ def triton_layer_epilogue(
         if HAS_NEXT:
             _store_scaled(x_o_ptr, out_o, s_o_ptr + so * C, f, cols, ok, every & first)
         if HAS_RGB:
-            r0 = _rgb(r0, f, rgb_o_ptr + (so * 3 + 0) * C, cols, ok)
-            r1 = _rgb(r1, f, rgb_o_ptr + (so * 3 + 1) * C, cols, ok)
-            r2 = _rgb(r2, f, rgb_o_ptr + (so * 3 + 2) * C, cols, ok)
+            r0, r1, r2 = _rgb3(r0, r1, r2, f, rgb_o_ptr, so, C, cols, ok)
     h = acc + tl.load(b1_ptr + hid, mask=hid_ok, other=0.0)[None, :]
     if HAS_TERM:
         term = tl.load(term_ptr + se * hidden + hid, mask=hid_ok, other=0.0)
@@ -241,9 +249,7 @@ def triton_layer_epilogue(
         if HAS_NEXT:
             _store_scaled(x_e_ptr, out_e, s_e_ptr + se * C, v, cols, ok, every)
         if HAS_RGB:
-            e0 = _rgb(e0, v, rgb_e_ptr + (se * 3 + 0) * C, cols, ok)
-            e1 = _rgb(e1, v, rgb_e_ptr + (se * 3 + 1) * C, cols, ok)
-            e2 = _rgb(e2, v, rgb_e_ptr + (se * 3 + 2) * C, cols, ok)
+            e0, e1, e2 = _rgb3(e0, e1, e2, v, rgb_e_ptr, se, C, cols, ok)
     if HAS_RGB:
         _skip(r0, e0, mf, 0, so, se, pix, hw, first, rgb_b_ptr, up_o_ptr, up_e_ptr,
               sk_o_ptr, sk_e_ptr, HAS_SKIP)  # fmt: skip

@@ -190,8 +190,7 @@ def _mask_head_op(
     text_term: torch.Tensor | None,
     prompts: int,
 ) -> torch.Tensor:
-    out = _mask_head_out(feature, prompts)
-    grid, args, meta = _mask_head_launch(feature, w1t, b1, w2, b2, text_term, prompts, out)
+    out, grid, args, meta = _mask_head_launch(feature, w1t, b1, w2, b2, text_term, prompts)
     if _KERNEL is None:
         load()
     with _on_device(feature):
@@ -199,9 +198,11 @@ def _mask_head_op(
     return out
 
 
-def _mask_head_launch(feature, w1t, b1, w2, b2, text_term, prompts, out) -> tuple:
-    """(grid, arguments, constexprs and launch options) of the mask-head kernel's launch on
-    these tensors (also what :mod:`benchmarks.triton_aot` compiles for GPUs it does not have)."""
+def _mask_head_launch(feature, w1t, b1, w2, b2, text_term, prompts) -> tuple:
+    """The custom op's output, allocated, and the (grid, arguments, constexprs and launch
+    options) of the mask-head kernel's launch that writes it (also what
+    :mod:`benchmarks.triton_aot` compiles for GPUs it does not have)."""
+    out = _mask_head_out(feature, prompts)
     b, c, h, w = feature.shape
     hidden = b1.shape[0]
     n = out.numel()
@@ -219,7 +220,7 @@ def _mask_head_launch(feature, w1t, b1, w2, b2, text_term, prompts, out) -> tupl
         "num_warps": 8,
         "num_stages": 2,
     }
-    return (triton_cdiv(n, block_p),), args, meta
+    return out, (triton_cdiv(n, block_p),), args, meta
 
 
 def _mask_head_out(feature: torch.Tensor, prompts: int) -> torch.Tensor:

@@ -83,7 +83,7 @@ SWITCH_OPTIONS = (
 )
 
 
-def switch_flags(names) -> str:
+def switch_flags(names) -> list[str]:
     """The options of these torch switches as users type them: ``--fuse-tails``, and both
     spellings where the negative is not ``--no-...`` (``--nhwc/--nchw``)."""
     flags = {name: spelled for name, spelled, _ in SWITCH_OPTIONS}
