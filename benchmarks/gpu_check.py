@@ -22,15 +22,16 @@ Steps (each one's outcome is recorded; a failing step does not stop the next):
    tritonmask``; see ``COMPILE_VARIANTS``), each in its own process (with time left; so are the
    next steps): the compiled default at every batch size, then at the largest the candidates
    for the 4x target (one Triton kernel between two convs, with the sub-pixel or the 2x2-phase
-   up-sampling convs; not yet run on a GPU).
+   up-sampling convs; first run on an H100 on 2026-11-27).
    ``epilogue_tuning``: the layer-epilogue Triton kernel alone on the 1024 px layers' launches
    (both up-sampling forms), with the options chosen from ptxas's reports and with others
    (``benchmarks/triton_tuning.py``): the chosen options' time over the fastest, and GB/s
    (at most ``TUNING_SECONDS``; ``--no-tuning`` leaves it out).
 7. ``profile``: the top GPU kernels, the GPU time per kind of kernel (convolutions, Triton,
    element-wise, copies), and the top operators with their input shapes, of one FP16 edit at
-   the largest batch: uncompiled plain and default, and the default under ``--compile`` (with
-   time left: it compiles for about a minute) to show where the best time so far goes.
+   the largest batch: uncompiled plain, default and with the Triton epilogues (both
+   up-sampling forms), and the default under ``--compile`` (with time left: it compiles for
+   about a minute) to show where the best time so far goes.
 8. ``edit``: what ``mcarun edit`` delivers at 1024 px, edits per second into PNG files (32
    latents, largest batch, default fast path): the edits alone, then writing with the defaults
    (level-1 PNGs on background writers, uint8 pictures converted on the GPU), as JPEG
@@ -38,14 +39,14 @@ Steps (each one's outcome is recorded; a failing step does not stop the next):
    peak GPU memory all that took (what a card needs for ``mcarun edit`` at that batch).
 9. ``bench_compile_<name>``: the other variants, at the largest batch, as time allows (by
    default the phase convs with Triton mask heads, then each alone; ``stacked``, ``nofold``,
-   ``autotune``, ``fused`` and the uncompiled ``eager-tritonepi``, as
-   ``bench_eager-tritonepi``, on request).
+   ``autotune``, ``fused`` and the uncompiled ``eager-tritonepi`` and
+   ``eager-phaseconv-tritonepi``, as ``bench_eager-...``, on request).
    ``nofold`` measured as fast as the folded blur on an H100; ``stacked`` (off by default
    under compile: its one compiled measurement ran with graph breaks, fixed since),
    ``autotune`` (max-autotune: Triton conv templates with fused tails), ``fused`` (the fused
    tails compiled: ToRGB as a matrix product), ``tritonmask`` (each mask head as one Triton
-   kernel), ``phaseconv`` (up-sampling convs as 2x2 phase convs, then the blur) and
-   ``tritonepi`` (one Triton kernel between two convs) have not run yet.
+   kernel) and ``phaseconv`` (up-sampling convs as 2x2 phase convs, then the blur) have not
+   run alone yet.
 10. ``summary``: ms per edit of every variant next to the lower bound and the memory floor,
     speed-ups vs FP32 eager, which variants meet the targets; the GFLOP each variant's convs
     execute (the folded up-sampling convs run 1.9x the lower bound's count, the 2x2 phases
@@ -558,7 +559,8 @@ def profile_kernels(
     bundle: Path, device: str, batch: int, top: int = 12, compiled: bool = False
 ) -> dict:
     """torch.profiler of one edit (``batch`` latents, one prompt) per configuration, uncompiled
-    plain and default, and (``compiled``, GPU only) the default with ``--compile``: the ``top``
+    plain and default, on a GPU also with the Triton epilogues (sub-pixel and 2x2-phase forms),
+    and (``compiled``, GPU only) the default with ``--compile``: the ``top``
     kernels by GPU time, their calls, the total (CPU ops in the dry run) and the time per kind
     of kernel (``by_kind``: convolutions, matrix products, Triton-fused, element-wise, copies);
     the ``top`` operators by GPU time with their input shapes (which convolution is slow)."""
@@ -574,6 +576,9 @@ def profile_kernels(
         "plain": PLAIN_FP16 if gpu else {"fuse_tails": False},
         "default": {} if gpu else on_cpu,
     }
+    if gpu:  # the Triton epilogues: where the time goes between the convs and in them
+        configs["tritonepi"] = {"triton_epilogues": True}
+        configs["phaseconv-tritonepi"] = {"triton_epilogues": True, "phase_conv": True}
     if gpu and compiled:  # where the best time so far goes (compiles for about a minute)
         configs["compiled"] = {"compile": True}
     result = {}
@@ -696,6 +701,8 @@ COMPILE_VARIANTS = {
     "phaseconv-tritonepi": ("--compile", "--phase-conv", "--triton-epilogues"),
     # the same kernel without torch.compile (CUDA graphs only; --all-backends times it too)
     "eager-tritonepi": ("--triton-epilogues",),
+    # the 2x2 phases blurred in the kernel, uncompiled: the blur's cost in seconds, not a minute
+    "eager-phaseconv-tritonepi": ("--phase-conv", "--triton-epilogues"),
 }
 # the default list: the compiled default and the candidates (timed before the profile and edit
 # steps), then the others if time is left

@@ -145,7 +145,7 @@ def tune(preset, batch: int, forms: list[str], device: str, iters: int, smallest
                 if time.perf_counter() > deadline:
                     left_out.append(f"{form} layer {layer} {option}")
                     continue
-                tried = {**meta, **option}
+                tried = triton_kernels.with_options(meta, k["C"], **option)
                 grid = (k["raw_e_ptr"].shape[0] * k["hw"] // option["BLOCK_P"],)
                 for t in _outputs(args):
                     t.fill_(float("nan"))

@@ -10,8 +10,8 @@ import triton.language as tl
 
 @triton.jit
 def _raw(raw_ptr, off, cols, ok, a, b, py, px, taps_ptr, hp, wp, C, BLUR: tl.constexpr,
-         TAPS: tl.constexpr, PAD0: tl.constexpr, BLOCK_P: tl.constexpr,
-         BLOCK_C: tl.constexpr):  # fmt: skip
+         TAPS: tl.constexpr, PAD0: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr,
+         ONE_STEP: tl.constexpr):  # fmt: skip
     """A conv output on the block's pixels (rows) and channels ``cols``, as float32: read at
     the pixel offsets ``off``; or (BLUR) from the 2x2-phase conv's [hp, wp, 4C] output,
     pixel-shuffled and FIR-filtered here, on output pixels (2a + py, 2b + px) of one parity
@@ -22,25 +22,42 @@ def _raw(raw_ptr, off, cols, ok, a, b, py, px, taps_ptr, hp, wp, C, BLUR: tl.con
     scalar."""
     if BLUR:
         acc = tl.zeros((BLOCK_P, BLOCK_C), dtype=tl.float32)
-        for t in range(TAPS * TAPS):  # a loop, not unrolled: one tap's loads live at a time
-            j = t // TAPS
-            i = t - j * TAPS
-            dy = py + (j - PAD0)
-            ry = (dy + 2 * PAD0) // 2 - PAD0  # floor(dy / 2): dy >= -PAD0, the // of a
-            dx = px + (i - PAD0)  # non-negative number (Triton's // truncates, as C's)
-            rx = (dx + 2 * PAD0) // 2 - PAD0
-            q_ok = (a + ry >= 0) & (a + ry < hp) & (b + rx >= 0) & (b + rx < wp)
-            shift = (ry * wp + rx) * (4 * C) + ((dy - 2 * ry) * 2 + dx - 2 * rx) * C
-            v = tl.load(
-                raw_ptr + (off + shift)[:, None] + cols[None, :],
-                mask=q_ok[:, None] & ok[None, :],
-                other=0.0,
-            )
-            acc += tl.load(taps_ptr + t) * v.to(tl.float32)
+        if ONE_STEP:  # the big maps (every channel in one step), where the time goes: UNROLL
+            # taps' loads in flight at once, as many as keep an H100 at 1/4 occupancy or more
+            # (by ptxas: 4 at 32 channels; at 64, 4 took an RTX 50 to 1/6; all 16, spills)
+            UNROLL: tl.constexpr = (4 if BLOCK_C <= 32 else 2) if TAPS % 2 == 0 else 1
+            for t0 in range(0, TAPS * TAPS, UNROLL):
+                for i in tl.static_range(UNROLL):
+                    acc = _tap(acc, raw_ptr, off, cols, ok, a, b, py, px, t0 + i, taps_ptr, hp,
+                               wp, C, TAPS, PAD0)  # fmt: skip
+        else:  # one tap at a time, each waiting for its load (the small maps)
+            for t in range(TAPS * TAPS):
+                acc = _tap(acc, raw_ptr, off, cols, ok, a, b, py, px, t, taps_ptr, hp, wp, C,
+                           TAPS, PAD0)  # fmt: skip
         return acc
     else:
         v = tl.load(raw_ptr + off[:, None] + cols[None, :], mask=ok[None, :], other=0.0)
         return v.to(tl.float32)
+
+
+@triton.jit
+def _tap(acc, raw_ptr, off, cols, ok, a, b, py, px, t, taps_ptr, hp, wp, C,
+         TAPS: tl.constexpr, PAD0: tl.constexpr):  # fmt: skip
+    """acc plus the filter's tap t = (j, i) times the shuffled map under it (:func:`_raw`)."""
+    j = t // TAPS
+    i = t - j * TAPS
+    dy = py + (j - PAD0)
+    ry = (dy + 2 * PAD0) // 2 - PAD0  # floor(dy / 2): dy >= -PAD0, the // of a
+    dx = px + (i - PAD0)  # non-negative number (Triton's // truncates, as C's)
+    rx = (dx + 2 * PAD0) // 2 - PAD0
+    q_ok = (a + ry >= 0) & (a + ry < hp) & (b + rx >= 0) & (b + rx < wp)
+    shift = (ry * wp + rx) * (4 * C) + ((dy - 2 * ry) * 2 + dx - 2 * rx) * C
+    v = tl.load(
+        raw_ptr + (off + shift)[:, None] + cols[None, :],
+        mask=q_ok[:, None] & ok[None, :],
+        other=0.0,
+    )
+    return acc + tl.load(taps_ptr + t) * v.to(tl.float32)
 
 
 @triton.jit
@@ -59,10 +76,11 @@ def _activate(raw, d_ptr, bias_ptr, noise, cols, ok, CLAMP: tl.constexpr):
 @triton.jit
 def _features(raw_ptr, off, d_ptr, bias_ptr, noise, cols, ok, a, b, py, px, taps_ptr, hp, wp, C,
               CLAMP: tl.constexpr, BLUR: tl.constexpr, TAPS: tl.constexpr, PAD0: tl.constexpr,
-              BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr):  # fmt: skip
+              BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr,
+              ONE_STEP: tl.constexpr):  # fmt: skip
     """A stream's features on the block: its conv output (:func:`_raw`) through the tail."""
     raw = _raw(raw_ptr, off, cols, ok, a, b, py, px, taps_ptr, hp, wp, C, BLUR, TAPS, PAD0,
-               BLOCK_P, BLOCK_C)  # fmt: skip
+               BLOCK_P, BLOCK_C, ONE_STEP)  # fmt: skip
     return _activate(raw, d_ptr, bias_ptr, noise, cols, ok, CLAMP)
 
 
@@ -154,6 +172,7 @@ def triton_layer_epilogue(
     BLOCK_P: tl.constexpr,  # pixels per program; divides hw (PHASE_BLUR: hw / 4), so one
     #                         sample (and one parity class) per program
     BLOCK_C: tl.constexpr,
+    ONE_STEP: tl.constexpr,  # C <= BLOCK_C (:func:`~mcaclip.nn.triton_kernels.with_options`)
 ):
     # programs in (original sample, pixel block, prompt) order: the prompts' programs of one
     # block run side by side and read the original's block from cache, not once per prompt
@@ -203,6 +222,7 @@ def triton_layer_epilogue(
     hid_ok = hid < hidden
     # pass 1, the original stream: mask head, ToRGB, the next conv's input
     acc = tl.zeros((BLOCK_P, HIDDEN), dtype=tl.float32)
+    kept = tl.zeros((BLOCK_P, BLOCK_C), dtype=tl.float32)  # ONE_STEP: pass 1's features
     r0 = tl.zeros((BLOCK_P,), dtype=tl.float32)
     r1 = tl.zeros((BLOCK_P,), dtype=tl.float32)
     r2 = tl.zeros((BLOCK_P,), dtype=tl.float32)
@@ -211,7 +231,9 @@ def triton_layer_epilogue(
         ok = cols < C
         f = _features(raw_o_ptr, off_o, d_o_ptr + so * C, bias_ptr, noise, cols, ok, a, b, py, px,
                       taps_ptr, hp, wp, C, CLAMP, PHASE_BLUR, TAPS, PAD0, BLOCK_P,
-                      BLOCK_C)  # fmt: skip
+                      BLOCK_C, ONE_STEP)  # fmt: skip
+        if ONE_STEP:  # the only step: pass 2 takes these features, not a second read
+            kept = f
         w1 = tl.load(
             w1_ptr + cols[:, None] * hidden + hid[None, :],
             mask=ok[:, None] & hid_ok[None, :],
@@ -232,19 +254,23 @@ def triton_layer_epilogue(
     m = (1.0 / (1.0 + tl.exp(-logit))).to(m_ptr.dtype.element_ty)
     tl.store(m_ptr + se * hw + pix, m)
     mf = m.to(tl.float32)  # the blends use the stored (FP16) mask, as the PyTorch form does
-    # pass 2, the edited stream blended with the original (its tail again, from cache)
+    # pass 2, the edited stream blended with the original (the original's features kept
+    # from pass 1 when one step holds every channel, else its tail again, from cache)
     e0 = tl.zeros((BLOCK_P,), dtype=tl.float32)
     e1 = tl.zeros((BLOCK_P,), dtype=tl.float32)
     e2 = tl.zeros((BLOCK_P,), dtype=tl.float32)
     for c0 in range(0, C, BLOCK_C):
         cols = c0 + tl.arange(0, BLOCK_C)
         ok = cols < C
-        f = _features(raw_o_ptr, off_o, d_o_ptr + so * C, bias_ptr, noise, cols, ok, a, b, py, px,
-                      taps_ptr, hp, wp, C, CLAMP, PHASE_BLUR, TAPS, PAD0, BLOCK_P,
-                      BLOCK_C)  # fmt: skip
+        if ONE_STEP:
+            f = kept
+        else:
+            f = _features(raw_o_ptr, off_o, d_o_ptr + so * C, bias_ptr, noise, cols, ok, a, b, py,
+                          px, taps_ptr, hp, wp, C, CLAMP, PHASE_BLUR, TAPS, PAD0, BLOCK_P,
+                          BLOCK_C, ONE_STEP)  # fmt: skip
         e = _features(raw_e_ptr, off_e, d_e_ptr + se * C, bias_ptr, noise, cols, ok, a, b, py, px,
                       taps_ptr, hp, wp, C, CLAMP, PHASE_BLUR, TAPS, PAD0, BLOCK_P,
-                      BLOCK_C)  # fmt: skip
+                      BLOCK_C, ONE_STEP)  # fmt: skip
         v = f + mf[:, None] * (e - f)
         if HAS_NEXT:
             _store_scaled(x_e_ptr, out_e, s_e_ptr + se * C, v, cols, ok, every)

@@ -405,12 +405,23 @@ def _epilogue_launch(raw_o, raw_e, phases, taps, pad0, d_o, d_e, bias, noise, w1
         "PAD0": pad0,
         "CLAMP": raw_o.dtype == torch.float16,
         "HIDDEN": _dot_width(b1.shape[0]),
-        "BLOCK_P": block_p,
-        "BLOCK_C": block_c,
         "num_warps": warps,
         "num_stages": stages,
     }
+    meta = with_options(meta, c, BLOCK_P=block_p, BLOCK_C=block_c)
     return out, (raw_e.shape[0] * hw // block_p,), args, meta
+
+
+def with_options(meta: dict, channels: int, **options) -> dict:
+    """The layer epilogue's constexprs and launch options ``meta`` with ``options`` (blocks,
+    warps, stages) in their place, and ONE_STEP, which follows from the channel block: with
+    the in-kernel blur and every one of the ``channels`` in one step, the second pass reuses
+    the first's features of the original stream instead of gathering its 16 taps again (not
+    without the blur: there the second read is one load from cache, and keeping the features
+    costs 2-8 registers and, at 64 channels, 8 bytes of spills on an H100, by ptxas)."""
+    meta = {**meta, **options}
+    meta["ONE_STEP"] = bool(meta["PHASE_BLUR"]) and channels <= meta["BLOCK_C"]
+    return meta
 
 
 def epilogue_pixels(hw: int, phase_blur: bool) -> int:
