@@ -8,29 +8,29 @@ Steps (each one's outcome is recorded; a failing step does not stop the next):
 2. ``gpu_tests``: ``pytest -m "gpu or trt"`` (TensorRT tests skip where it is not installed).
 3. ``bundle``: an ffhq-1024 bundle with random weights for the torch backend (no ONNX export).
 4. ``parity``: FP16 + CUDA graphs vs FP32 eager on the same latents: PSNR of edited and
-   original images, largest mask difference; for the default fast path, its plain form (no
-   sub-pixel convs, fused tails or stacked streams), and the switches not yet run at 1024 px
-   (``phase_conv``, ``triton_epilogues``, ``triton_masks``, and the first two together: the
-   kernel's in-kernel blur; a failure is recorded per switch),
-   and the registers and spills of every Triton kernel specialization compiled on the way.
+   original images, largest mask difference; for the default fast path (the Triton
+   epilogues where they are the default), its plain form (``PLAIN_FP16``: no sub-pixel convs,
+   fused tails, stacked streams or Triton epilogues), its PyTorch form (no Triton epilogues),
+   ``phase_conv``, ``triton_masks``, and the 2x2 phases with the Triton epilogues (the
+   kernel's in-kernel blur; a failure is recorded per form), and the registers and spills of
+   every Triton kernel specialization compiled on the way.
 5. ``bench``: ``mcarun bench --all-backends`` at batch 1 and 8 (CUDA-event timing): FP32 eager,
-   FP16 + CUDA graphs as default, in the plain form (``PLAIN_FP16``) and with the Triton
-   epilogues (uncompiled: if that comes close to the compiled default, the fast path needs no
-   minute of compiling per batch shape).
+   FP16 + CUDA graphs as default, in the plain form (``PLAIN_FP16``) and in the PyTorch form
+   (``--no-triton-epilogues``: the default before the Triton epilogues).
 6. ``bench_compile``, ``bench_compile_<name>``: the first three of ``--compile-variants``
-   (default ``default,tritonepi,phaseconv-tritonepi,phaseconv-tritonmask,phaseconv,
+   (default ``default,pytorch,phaseconv-tritonepi,phaseconv-tritonmask,phaseconv,
    tritonmask``; see ``COMPILE_VARIANTS``), each in its own process (with time left; so are the
-   next steps): the compiled default at every batch size, then at the largest the candidates
-   for the 4x target (one Triton kernel between two convs, with the sub-pixel or the 2x2-phase
-   up-sampling convs; first run on an H100 on 2026-11-27).
+   next steps): the compiled default at every batch size, then at the largest its PyTorch form
+   and the 2x2-phase up-sampling convs blurred in the Triton epilogue (fewer FLOPs: the other
+   candidate for the 4x target).
    ``epilogue_tuning``: the layer-epilogue Triton kernel alone on the 1024 px layers' launches
    (both up-sampling forms), with the options chosen from ptxas's reports and with others
    (``benchmarks/triton_tuning.py``): the chosen options' time over the fastest, and GB/s
    (at most ``TUNING_SECONDS``; ``--no-tuning`` leaves it out).
 7. ``profile``: the top GPU kernels, the GPU time per kind of kernel (convolutions, Triton,
    element-wise, copies), and the top operators with their input shapes, of one FP16 edit at
-   the largest batch: uncompiled plain, default and with the Triton epilogues (both
-   up-sampling forms), and the default under ``--compile`` (with time left: it compiles for
+   the largest batch: uncompiled plain, default, its PyTorch form and the 2x2 phases with
+   the Triton epilogues, and the default under ``--compile`` (with time left: it compiles for
    about a minute) to show where the best time so far goes.
 8. ``edit``: what ``mcarun edit`` delivers at 1024 px, edits per second into PNG files (32
    latents, largest batch, default fast path): the edits alone, then writing with the defaults
@@ -39,8 +39,8 @@ Steps (each one's outcome is recorded; a failing step does not stop the next):
    peak GPU memory all that took (what a card needs for ``mcarun edit`` at that batch).
 9. ``bench_compile_<name>``: the other variants, at the largest batch, as time allows (by
    default the phase convs with Triton mask heads, then each alone; ``stacked``, ``nofold``,
-   ``autotune``, ``fused`` and the uncompiled ``eager-tritonepi`` and
-   ``eager-phaseconv-tritonepi``, as ``bench_eager-...``, on request).
+   ``autotune``, ``fused`` and the uncompiled ``eager-phaseconv-tritonepi``, as
+   ``bench_eager-phaseconv-tritonepi``, on request).
    ``nofold`` measured as fast as the folded blur on an H100; ``stacked`` (off by default
    under compile: its one compiled measurement ran with graph breaks, fixed since),
    ``autotune`` (max-autotune: Triton conv templates with fused tails), ``fused`` (the fused
@@ -246,10 +246,16 @@ def parity(bundle: Path, device: str, n: int) -> dict:
     if device == "cpu":  # FP16 fast path is GPU-only: the dry run compares FP32 with itself
         return {"latents": n, "compared": "fp32 vs fp32 (dry)", **_compare(ref, ref)}
     result = {"latents": n, "compared": "fp16+cudagraphs vs fp32 eager"}
-    # the default and plain forms, then the switches never run at 1024 px on a GPU (a failure
-    # of one of those is recorded under its name, not lost with the others)
-    new = ("phase_conv", "triton_epilogues", "triton_masks")
-    configs = [("default", {}), ("plain", PLAIN_FP16), *((k, {k: True}) for k in new)]
+    # the default (with the Triton epilogues where they are the default) and plain forms,
+    # then the other forms (a failure of one of those is recorded under its name, not lost
+    # with the others): the default's PyTorch form, the 2x2 phase convs, the Triton mask heads
+    configs = [
+        ("default", {}),
+        ("plain", PLAIN_FP16),
+        ("pytorch", {"triton_epilogues": False}),
+        ("phase_conv", {"phase_conv": True}),
+        ("triton_masks", {"triton_masks": True, "triton_epilogues": False}),
+    ]
     # the epilogue kernel's in-kernel blur runs only with the 2x2 phase convs
     configs.append(("phase_conv+triton_epilogues", {"phase_conv": True, "triton_epilogues": True}))
     for name, switches in configs:
@@ -559,11 +565,12 @@ def profile_kernels(
     bundle: Path, device: str, batch: int, top: int = 12, compiled: bool = False
 ) -> dict:
     """torch.profiler of one edit (``batch`` latents, one prompt) per configuration, uncompiled
-    plain and default, on a GPU also with the Triton epilogues (sub-pixel and 2x2-phase forms),
-    and (``compiled``, GPU only) the default with ``--compile``: the ``top``
-    kernels by GPU time, their calls, the total (CPU ops in the dry run) and the time per kind
-    of kernel (``by_kind``: convolutions, matrix products, Triton-fused, element-wise, copies);
-    the ``top`` operators by GPU time with their input shapes (which convolution is slow)."""
+    plain and default, on a GPU also the default's PyTorch form (no Triton epilogues) and the
+    2x2-phase form with them, and (``compiled``, GPU only) the default with ``--compile``: the
+    ``top`` kernels by GPU time, their calls, the total (CPU ops in the dry run) and the time
+    per kind of kernel (``by_kind``: convolutions, matrix products, Triton-fused, element-wise,
+    copies); the ``top`` operators by GPU time with their input shapes (which convolution is
+    slow)."""
     from torch.profiler import ProfilerActivity, profile
 
     from mcaclip.runtime.bench import PLAIN_FP16
@@ -576,8 +583,8 @@ def profile_kernels(
         "plain": PLAIN_FP16 if gpu else {"fuse_tails": False},
         "default": {} if gpu else on_cpu,
     }
-    if gpu:  # the Triton epilogues: where the time goes between the convs and in them
-        configs["tritonepi"] = {"triton_epilogues": True}
+    if gpu:  # the default's PyTorch form; the Triton epilogues with the in-kernel blur
+        configs["pytorch"] = {"triton_epilogues": False}
         configs["phaseconv-tritonepi"] = {"triton_epilogues": True, "phase_conv": True}
     if gpu and compiled:  # where the best time so far goes (compiles for about a minute)
         configs["compiled"] = {"compile": True}
@@ -682,34 +689,36 @@ def kernel_kind(name: str) -> str:
 
 # the --compile configurations the check can time (mcarun bench options)
 COMPILE_VARIANTS = {
-    "default": ("--compile",),
-    "stacked": ("--compile", "--stack-streams"),  # off by default: unmeasured since a fix
+    "default": ("--compile",),  # with the Triton epilogues, where they are the default
+    # the compiled PyTorch form: the default before the Triton epilogues (2.61 instead of 2.39
+    # ms per edit at batch 8 on an H100)
+    "pytorch": ("--compile", "--no-triton-epilogues"),
+    # the streams stacked: off by default under compile, unmeasured since a fix
+    "stacked": ("--compile", "--no-triton-epilogues", "--stack-streams"),
     "nofold": ("--compile", "--no-fold-blur", "--nhwc"),  # as fast as folded on an H100
-    "autotune": ("--compile-autotune",),  # Triton conv templates with fused tails, if they win
+    "autotune": ("--compile-autotune",),  # Triton conv templates, if they win
     # fused tails under compile: ToRGB as a per-sample matrix product instead of a 3-channel
     # cuDNN convolution; never timed compiled (off by default: compile fuses the plain tails)
-    "fused": ("--compile", "--fuse-tails"),
-    # each mask head as one Triton kernel (mcaclip.nn.triton_kernels), never timed
-    "tritonmask": ("--compile", "--triton-masks"),
-    # up-sampling convs as 2x2 phase convs + blur: 367 instead of 567 GFLOP per edit
+    "fused": ("--compile", "--no-triton-epilogues", "--fuse-tails"),
+    # each mask head as one Triton kernel (mcaclip.nn.triton_kernels), never timed alone
+    "tritonmask": ("--compile", "--no-triton-epilogues", "--triton-masks"),
+    # up-sampling convs as 2x2 phase convs + blur: 367 instead of 567 GFLOP per edit (the
+    # Triton epilogues are on by default only in the sub-pixel form)
     "phaseconv": ("--compile", "--phase-conv"),
-    # both: fewer FLOPs and 0.7 GB less traffic per edit
+    # both: fewer FLOPs and 0.7 GB less traffic per edit (2.40 ms on an H100)
     "phaseconv-tritonmask": ("--compile", "--phase-conv", "--triton-masks"),
-    # one Triton kernel between two convs (mcaclip.nn.triton_synthesis), never timed: the
-    # candidate for the 4x target (half the traffic between convs, by our count)
-    "tritonepi": ("--compile", "--triton-epilogues"),
+    # the 2x2 phases shuffled and blurred in the Triton epilogue (3.85 ms on an H100 before
+    # its blur kept 2-4 taps' loads in flight and stopped gathering the original's twice)
     "phaseconv-tritonepi": ("--compile", "--phase-conv", "--triton-epilogues"),
-    # the same kernel without torch.compile (CUDA graphs only; --all-backends times it too)
-    "eager-tritonepi": ("--triton-epilogues",),
-    # the 2x2 phases blurred in the kernel, uncompiled: the blur's cost in seconds, not a minute
+    # the same, uncompiled (CUDA graphs only): the blur's cost in seconds, not a minute
     "eager-phaseconv-tritonepi": ("--phase-conv", "--triton-epilogues"),
 }
 # the default list: the compiled default and the candidates (timed before the profile and edit
 # steps), then the others if time is left
 DEFAULT_COMPILE_VARIANTS = (
-    "default,tritonepi,phaseconv-tritonepi,phaseconv-tritonmask,phaseconv,tritonmask"
+    "default,pytorch,phaseconv-tritonepi,phaseconv-tritonmask,phaseconv,tritonmask"
 )
-BEFORE_TABLES = 3  # the default and both candidates for the 4x target come first
+BEFORE_TABLES = 3  # the default, its PyTorch form and the 2x2-phase candidate first
 
 
 def _compile_variants(text: str) -> str:

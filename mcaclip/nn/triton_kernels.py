@@ -435,14 +435,20 @@ def epilogue_blocks(c: int, hw: int, phase_blur: bool) -> tuple[int, int, int, i
     ``c`` channels and ``hw`` pixels per map (:func:`epilogue_pixels`).
 
     Chosen from ptxas's reports for H100, RTX 40/30/50 and A100 (``python -m
-    benchmarks.triton_aot``, no GPU needed), not from timings: 32 pixels and 64 channels
+    benchmarks.triton_aot``, no GPU needed), before any timing: 32 pixels and 64 channels
     (fewer where the map has fewer) with 8 warps (4 at 32 channels: 8 elements, 16 bytes, per
     thread and load) is 64-128 registers without spills, occupancy 1/4 or more, on every layer
     of ffhq-1024. The first choice (64 x 64, 4 warps, 3 stages) was 142-240 registers
     (occupancy 1/8 on an H100) and, with the in-kernel blur, 255 registers, 1.5 kB of spills
     per thread and 292 kB of shared memory: more than an H100 gives a block, so it could not
     have launched. Three pipeline stages buy little in a loop of plain loads and cost shared
-    memory: two (one with the blur's 16 gathered taps, which are a loop of their own)."""
+    memory: two (one with the blur's 16 gathered taps, which are a loop of their own).
+    Timed on an H100 and an H200 (the GPU check's ``epilogue_tuning``, 1024 px layers only),
+    these were the fastest options tried except at the 32-channel launches without ToRGB: 128
+    pixels, 4 warps, 3 stages were 1.26x (H100) and 1.30x (H200) faster in place, at 168-174
+    registers (occupancy 1/8), and 1.14x with the blur (H200), at 255 registers and spills; in
+    place they spill 4-8 bytes on an RTX 50, by ptxas. Not taken: 0.04 ms of a 2.4 ms edit,
+    for a choice per GPU architecture."""
     block_c = min(64, _dot_width(c))
     pixels = epilogue_pixels(hw, phase_blur)
     # Triton's CPU interpreter runs each program as a series of numpy calls: there, 4096

@@ -251,11 +251,14 @@ def variant_name(v: dict) -> str:
             parts.append("phaseconv")
         if v.get("triton_masks"):
             parts.append("tritonmask")
+        words = {"subpixel": "subpixel", "fuse_tails": "fused", "stack_streams": "stacked"}
+        plain = all(v.get(key) is False for key in words) and not v.get("triton_epilogues")
         if v.get("triton_epilogues"):
             parts.append("tritonepi")
-        words = {"subpixel": "subpixel", "fuse_tails": "fused", "stack_streams": "stacked"}
-        if all(v.get(key) is False for key in words):
-            parts.append("plain")  # all three off: the plain graphs
+        elif v.get("triton_epilogues") is False and not plain:
+            parts.append("notritonepi")  # the PyTorch form where the kernel is the default
+        if plain:
+            parts.append("plain")  # all off: the plain graphs
         else:  # the switches given (None: the backend's default, not named)
             parts += [w if v[k] else f"no{w}" for k, w in words.items() if v.get(k) is not None]
     else:
@@ -266,17 +269,20 @@ def variant_name(v: dict) -> str:
     return "-".join(parts)
 
 
-# torch FP16 + CUDA graphs on a GPU as --all-backends times it: the default, and the plain form
-# of the same folded-blur NHWC graphs (the default before these three switches were measured
-# on a GPU) to show what they gain on this one. NCHW, slower with the folded blur on an H100,
-# is not timed (--nchw still runs it); nor is --cudnn-benchmark, which changed nothing there.
-PLAIN_FP16 = {"subpixel": False, "fuse_tails": False, "stack_streams": False}
+# torch FP16 + CUDA graphs on a GPU as --all-backends times it: the default, its PyTorch form
+# (no Triton epilogues: the default before they were measured) and the plain form of the same
+# folded-blur NHWC graphs (the default before the sub-pixel form, the fused tails and the
+# stacked streams were measured on a GPU) to show what they gain on this one. NCHW, slower
+# with the folded blur on an H100, is not timed (--nchw still runs it); nor is
+# --cudnn-benchmark, which changed nothing there.
+PLAIN_FP16 = {"subpixel": False, "fuse_tails": False, "stack_streams": False,
+              "triton_epilogues": False}  # fmt: skip
 
 
 def plan_variants(engine, providers: list[str] | None = None, compile_: bool | str = False) -> list:
     """Every backend configuration worth timing on this machine for the bundle ``engine``:
     torch FP32 eager first (the baseline), then torch FP16 + CUDA graphs on a GPU (the default,
-    its plain form, with the Triton epilogues where Triton is installed and the editor has
+    its plain form, without the Triton epilogues where Triton is installed and the editor has
     masks, and with torch.compile when asked), ONNX Runtime when the bundle has ONNX graphs,
     TensorRT when it has engines."""
     import importlib.util
@@ -294,7 +300,7 @@ def plan_variants(engine, providers: list[str] | None = None, compile_: bool | s
         fp16 = {**base, "precision": "fp16", "cuda_graphs": True}
         variants += [fp16, {**fp16, **PLAIN_FP16}]
         if "masknet" in bundle.graphs and importlib.util.find_spec("triton") is not None:
-            variants.append({**fp16, "triton_epilogues": True})
+            variants.append({**fp16, "triton_epilogues": False})  # the default's PyTorch form
         if compile_:  # True / "default", or "max-autotune"
             variants.append({**fp16, "compile": compile_})
     if any(g.get("onnx") for g in bundle.graphs.values()):

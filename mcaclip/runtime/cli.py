@@ -70,15 +70,16 @@ SWITCH_OPTIONS = (
     (
         "triton_masks",
         "--triton-masks/--no-triton-masks",
-        "torch backend, fp16 on a GPU: each mask head as one fused Triton kernel (default: "
-        "off; not yet measured).",
+        "torch backend, fp16 on a GPU without --triton-epilogues: each mask head as one fused "
+        "Triton kernel (default: off; not timed alone).",
     ),
     (
         "triton_epilogues",
         "--triton-epilogues/--no-triton-epilogues",
         "torch backend, fp16 on a GPU: everything between two styled convs (both streams' "
         "tails, the mask head, the blend, ToRGB, the next conv's modulation) as one Triton "
-        "kernel (default: off; not yet run on a GPU).",
+        "kernel (default: on for fp16 on a GPU of compute capability 8.0+ with Triton, in the "
+        "default sub-pixel form; 2.1x faster per edit on an H100 and an H200).",
     ),
 )
 

@@ -98,6 +98,52 @@ def test_compile_modes(tiny_bundle):
         variant_name({**base, "compile": "max-autotune"})
         == "torch-cuda-fp16-compile-autotune-cudagraphs"
     )
+    # the Triton epilogues: named when asked for either way, except in the plain form
+    assert (
+        variant_name({**base, "triton_epilogues": False})
+        == "torch-cuda-fp16-notritonepi-cudagraphs"
+    )
+    assert (
+        variant_name({**base, "triton_epilogues": True}) == "torch-cuda-fp16-tritonepi-cudagraphs"
+    )
+    plain = {"subpixel": False, "fuse_tails": False, "stack_streams": False}
+    for epilogues in (None, False):
+        named = variant_name({**base, **plain, "triton_epilogues": epilogues})
+        assert named == "torch-cuda-fp16-plain-cudagraphs"
+
+
+def test_triton_epilogues_default_needs_triton_and_an_sm80_gpu(monkeypatch):
+    import importlib.util
+
+    from mcaclip.runtime.backends.torch import _triton_compiles_for
+
+    cuda, find = torch.device("cuda"), importlib.util.find_spec
+    has_triton = find("triton") is not None
+    for capability, on in (((8, 9), has_triton), ((12, 0), has_triton), ((7, 5), False)):
+        monkeypatch.setattr(torch.cuda, "get_device_capability", lambda d=None, c=capability: c)
+        assert _triton_compiles_for(cuda) == on, capability
+    assert not _triton_compiles_for(torch.device("cpu"))
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda d=None: (9, 0))
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda n, *a: None if n == "triton" else find(n, *a)
+    )
+    assert not _triton_compiles_for(cuda)  # no Triton: the PyTorch form
+
+
+@pytest.mark.gpu
+def test_triton_epilogues_are_the_default_on_cuda(tiny_bundle):
+    """FP16 on a GPU of compute capability 8.0+: the Triton epilogues by default, in the
+    sub-pixel form only; --no-triton-epilogues gives the PyTorch form (fused, stacked)."""
+    from mcaclip.runtime.backends.torch import _triton_compiles_for
+
+    expected = _triton_compiles_for(torch.device("cuda"))
+    for switches, on in (({}, expected), ({"triton_epilogues": False}, False),
+                         ({"phase_conv": True}, False)):  # fmt: skip
+        with EditPipeline(tiny_bundle, backend="torch", device="cuda", precision="fp16",
+                          cuda_graphs=True, **switches) as p:  # fmt: skip
+            mode = p.device_editor.mode
+        assert ("tritonepi" in mode) == on, (switches, mode)
+        assert ("stacked" in mode) == ("fused" in mode) == (not on), mode
 
 
 def test_cudnn_benchmark_wrapper_restores_the_flag():
@@ -187,13 +233,15 @@ def test_last_batch_replays_the_same_cuda_graph(tiny_bundle):
 @pytest.mark.gpu
 def test_fused_tails_and_stacked_streams_on_cuda(tiny_bundle):
     """Fused tails, stacked streams, sub-pixel up-sampling convs and cuDNN's algorithm timing
-    (FP16, NHWC, CUDA graphs), one more at a time, against the default fast path."""
+    (FP16, NHWC, CUDA graphs), one more at a time, against the plain form (the PyTorch forms:
+    no Triton epilogues)."""
     runs = []
     chain = ((False, False, False), (True, False, False), (True, True, False), (True, True, True))
     for fused, stacked, phases in chain:
         with EditPipeline(tiny_bundle, backend="torch", device="cuda", precision="fp16",
                           cuda_graphs=True, fuse_tails=fused, stack_streams=stacked,
-                          subpixel=phases, cudnn_benchmark=phases) as p:  # fmt: skip
+                          subpixel=phases, cudnn_benchmark=phases,
+                          triton_epilogues=False) as p:  # fmt: skip
             mode = p.device_editor.mode
             assert ("fused" in mode) == fused and ("stacked" in mode) == stacked
             assert ("subpixel" in mode) == phases and ("cudnnbench" in mode) == phases
@@ -209,7 +257,8 @@ def test_fused_tails_and_stacked_streams_on_cuda(tiny_bundle):
 
 @pytest.mark.gpu
 def test_triton_masks_on_cuda(tiny_bundle, monkeypatch):
-    """Each mask head as one Triton kernel (FP16, NHWC, CUDA graphs) against the default."""
+    """Each mask head as one Triton kernel (FP16, NHWC, CUDA graphs) against the default's
+    PyTorch form (the Triton epilogues, on by default, do the mask heads themselves)."""
     from mcaclip.nn import triton_kernels
 
     calls = []
@@ -218,7 +267,8 @@ def test_triton_masks_on_cuda(tiny_bundle, monkeypatch):
     runs = []
     for on in (False, True):
         with EditPipeline(tiny_bundle, backend="torch", device="cuda", precision="fp16",
-                          cuda_graphs=True, triton_masks=on) as p:  # fmt: skip
+                          cuda_graphs=True, triton_masks=on,
+                          triton_epilogues=False) as p:  # fmt: skip
             assert ("tritonmask" in p.device_editor.mode) == on
             runs.append(p.edit_batch(_latents(p, 3), p.embed(["red hair", "blue goatee"])))
     plain, fused = runs
@@ -314,10 +364,10 @@ def test_bench_all_backends_on_gpu(tiny_bundle, cli, tmp_path):
     assert data["machine"]["gpu"] and data["machine"]["compute_capability"]
     timed = {n: v["mode"] for n, v in data["variants"].items() if n.startswith("torch-cuda-fp16")}
     prefix = "cuda-fp16-nhwc-foldblur"
-    assert timed == {  # the default, its plain form, with the Triton epilogues (no stacking)
-        "torch-cuda-fp16-cudagraphs": f"{prefix}-subpixel-fused-stacked-cudagraphs",
+    assert timed == {  # the default (Triton epilogues), its plain form, its PyTorch form
+        "torch-cuda-fp16-cudagraphs": f"{prefix}-subpixel-tritonepi-cudagraphs",
         "torch-cuda-fp16-plain-cudagraphs": f"{prefix}-cudagraphs",
-        "torch-cuda-fp16-tritonepi-cudagraphs": f"{prefix}-subpixel-tritonepi-cudagraphs",
+        "torch-cuda-fp16-notritonepi-cudagraphs": f"{prefix}-subpixel-fused-stacked-cudagraphs",
     }, data.get("skipped")
 
 
