@@ -22,20 +22,23 @@ On a CUDA GPU it is also a fast path:
   instead of 36 taps per four output pixels (the folded 6x6 kernel has 36 per four; the
   transposed 3x3 conv 9). The blur is a pass of its own in eager mode and fused into the tail
   under ``compile``. The sub-pixel form runs 1.9x the multiply-adds of the transposed convs in
-  a 1024 px synthesis, this one 1.24x. Not yet measured on a GPU; on the CPU (where the 7 zero
-  taps of 16 cost their full price) 0.86x / 0.88x the speed of the CPU default (transposed
-  convs, fused tails) at batch 1 / 4.
+  a 1024 px synthesis, this one 1.24x. On an H200 its convs took 5.6 instead of 8.2 ms per
+  batch-8 call at 1024 px, but with the Triton epilogues its blur costs more than that
+  (``triton_epilogues``); compiled, with ``triton_masks``, 2.40 ms per edit on an H100, as
+  fast as the compiled default (2.39). On the CPU (where the 7 zero taps of 16 cost their full
+  price) 0.86x / 0.88x the speed of the CPU default (transposed convs, fused tails) at batch 1
+  / 4.
 * ``channels_last`` (FP16 only; default with the folded blur or the 2x2 phases): NHWC
   activations for cuDNN's tensor cores.
-* ``fuse_tails`` (default on the CPU and for FP16 on a GPU without ``compile``): each styled
-  conv's element-wise tail in three passes instead of up to six, each mask blend in one instead
-  of three, ToRGB as a matrix product (:func:`mcaclip.nn.stylegan2.fuse_tails`). Measured 1.24x
-  / 1.32x at batch 1 / 4 on a 256 px CPU masked generator (``benchmarks/switches_cpu.py``),
-  1.03x / 1.38x at batch 1 / 8 for a 1024 px FP16 edit on an H100. ``compile`` fuses the plain
-  form itself.
-* ``stack_streams`` (default for FP16 on a GPU without ``compile``; within the noise on the
-  CPU: 0.94x-1.07x over two runs): the original and edited streams as one batch through every
-  styled conv and ToRGB, half the kernels at twice the batch
+* ``fuse_tails`` (default on the CPU and for FP16 on a GPU without ``compile`` or the Triton
+  epilogues): each styled conv's element-wise tail in three passes instead of up to six, each
+  mask blend in one instead of three, ToRGB as a matrix product
+  (:func:`mcaclip.nn.stylegan2.fuse_tails`). Measured 1.24x / 1.32x at batch 1 / 4 on a 256 px
+  CPU masked generator (``benchmarks/switches_cpu.py``), 1.03x / 1.38x at batch 1 / 8 for a
+  1024 px FP16 edit on an H100. ``compile`` fuses the plain form itself.
+* ``stack_streams`` (default for FP16 on a GPU without ``compile`` or the Triton epilogues;
+  within the noise on the CPU: 0.94x-1.07x over two runs): the original and edited streams as
+  one batch through every styled conv and ToRGB, half the kernels at twice the batch
   (:func:`mcaclip.nn.editor.stack_streams`); 1.22x / 1.05x at batch 1 / 8 on an H100 on top
   of the fused tails. Off under ``compile``: the one measurement there (7.6 instead of 2.6 ms
   per edit at batch 8) ran with graph breaks at the in-place blends (torch 2.11), since fixed
