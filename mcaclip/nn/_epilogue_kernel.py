@@ -110,16 +110,46 @@ def _rgb3(r0, r1, r2, v, rgb_ptr, sample, C, cols, ok):
 
 
 @triton.jit
+def _upsampled(prev_ptr, y, x, hq, wq, taps_ptr, TAPS: tl.constexpr, PAD0: tl.constexpr,
+               BLOCK_P: tl.constexpr):  # fmt: skip
+    """One channel plane of the previous RGB skip [hq, wq] at ``prev_ptr``, 2x up-sampled and
+    FIR-filtered, at output pixels (y, x): taps (j, i) of the [TAPS, TAPS] filter (correlation
+    order, the gain of the up-sampling in it) times the zero-inserted map at (y + j - PAD0,
+    x + i - PAD0), which is the source pixel ((y + j - PAD0) / 2, ...) where that is even:
+    j = (y + PAD0) mod 2 + 2u, 2x2 of the 16 taps per pixel for a 4-tap filter."""
+    acc = tl.zeros((BLOCK_P,), dtype=tl.float32)
+    y = y.to(tl.int32)  # within one plane: 32-bit index arithmetic (64-bit spilled on an RTX 50)
+    x = x.to(tl.int32)
+    j0 = (y + PAD0) % 2
+    i0 = (x + PAD0) % 2
+    half: tl.constexpr = (TAPS + 1) // 2
+    for t in range(half * half):  # a loop: unrolled, an RTX 50's ptxas spilled
+        j = j0 + 2 * (t // half)
+        i = i0 + 2 * (t % half)
+        a = (y + j + PAD0) // 2 - PAD0  # (y + j - PAD0) / 2, exact: the // of a non-negative
+        b = (x + i + PAD0) // 2 - PAD0
+        ok = (j < TAPS) & (i < TAPS) & (a >= 0) & (a < hq) & (b >= 0) & (b < wq)
+        tap = tl.load(taps_ptr + j * TAPS + i, mask=ok, other=0.0)
+        acc += tap * tl.load(prev_ptr + a * wq + b, mask=ok, other=0.0)
+    return acc
+
+
+@triton.jit
 def _skip(r, e, mf, k, so, se, pix, hw, first, rgb_b_ptr, up_o_ptr, up_e_ptr, sk_o_ptr,
-          sk_e_ptr, HAS_SKIP: tl.constexpr):  # fmt: skip
-    """RGB channel k: ToRGB + bias + the up-sampled skip per stream, the edited one
-    blended with the original through the mask; stored as the new skips."""
+          sk_e_ptr, y, x, width, up_taps_ptr, HAS_SKIP: tl.constexpr, UP_TAPS: tl.constexpr,
+          UP_PAD0: tl.constexpr, BLOCK_P: tl.constexpr):  # fmt: skip
+    """RGB channel k: ToRGB + bias + the previous skip up-sampled here, per stream, the edited
+    one blended with the original through the mask; stored as the new skips."""
     bias = tl.load(rgb_b_ptr + k)
     o = r + bias
     ed = e + bias
     if HAS_SKIP:
-        o += tl.load(up_o_ptr + (so * 3 + k) * hw + pix)
-        ed += tl.load(up_e_ptr + (se * 3 + k) * hw + pix)
+        hq = hw // width // 2  # the previous skip's rows and columns
+        wq = width // 2
+        o += _upsampled(up_o_ptr + (so * 3 + k) * (hq * wq), y, x, hq, wq, up_taps_ptr, UP_TAPS,
+                        UP_PAD0, BLOCK_P)  # fmt: skip
+        ed += _upsampled(up_e_ptr + (se * 3 + k) * (hq * wq), y, x, hq, wq, up_taps_ptr,
+                         UP_TAPS, UP_PAD0, BLOCK_P)  # fmt: skip
     tl.store(sk_o_ptr + (so * 3 + k) * hw + pix, o, mask=(pix >= 0) & first)
     tl.store(sk_e_ptr + (se * 3 + k) * hw + pix, o + mf * (ed - o))
 
@@ -146,8 +176,9 @@ def triton_layer_epilogue(
     rgb_o_ptr,  # [B, 3, C] float32: ToRGB weight times its styles, original (HAS_RGB)
     rgb_e_ptr,  # [B * prompts, 3, C] float32: edited
     rgb_b_ptr,  # [3] float32: ToRGB's bias
-    up_o_ptr,  # [B, 3, H * W] float32: the up-sampled RGB skip, original (HAS_SKIP)
-    up_e_ptr,  # [B * prompts, 3, H * W] float32: edited
+    up_o_ptr,  # [B, 3, H/2 * W/2] float32: the previous RGB skip, original (HAS_SKIP)
+    up_e_ptr,  # [B * prompts, 3, H/2 * W/2] float32: edited
+    up_taps_ptr,  # [UP_TAPS * UP_TAPS] float32: the skip's up-sampling FIR (HAS_SKIP)
     taps_ptr,  # [TAPS * TAPS] float32: the FIR filter, correlation order (PHASE_BLUR)
     sk_o_ptr,  # out [B, 3, H * W] float32: the new RGB skip, original (HAS_RGB)
     sk_e_ptr,  # out [B * prompts, 3, H * W] float32: edited, blended with the mask
@@ -167,6 +198,8 @@ def triton_layer_epilogue(
     PHASE_BLUR: tl.constexpr,  # raw: the 2x2-phase conv's [N, hp, wp, 4C], shuffled, blurred here
     TAPS: tl.constexpr,
     PAD0: tl.constexpr,
+    UP_TAPS: tl.constexpr,  # the skip's up-sampling filter: taps per side, leading padding
+    UP_PAD0: tl.constexpr,
     CLAMP: tl.constexpr,
     HIDDEN: tl.constexpr,  # hidden rounded up to a power of two >= 16 (masked beyond)
     BLOCK_P: tl.constexpr,  # pixels per program; divides hw (PHASE_BLUR: hw / 4), so one
@@ -192,7 +225,9 @@ def triton_layer_epilogue(
         q = (block - parity * per_class) * BLOCK_P + tl.arange(0, BLOCK_P)
         a = q // (width // 2)  # the source pixel (a, b) of the 2x2-phase conv's output
         b = q - a * (width // 2)
-        pix = (2 * a + py) * width + 2 * b + px  # pixels within the map
+        y = 2 * a + py
+        x = 2 * b + px
+        pix = y * width + x  # pixels within the map
         off_o = (so * (hp * wp) + a * wp + b) * (4 * C)
         off_e = (se * (hp * wp) + a * wp + b) * (4 * C)
     else:
@@ -278,8 +313,11 @@ def triton_layer_epilogue(
             e0, e1, e2 = _rgb3(e0, e1, e2, v, rgb_e_ptr, se, C, cols, ok)
     if HAS_RGB:
         _skip(r0, e0, mf, 0, so, se, pix, hw, first, rgb_b_ptr, up_o_ptr, up_e_ptr,
-              sk_o_ptr, sk_e_ptr, HAS_SKIP)  # fmt: skip
+              sk_o_ptr, sk_e_ptr, y, x, width, up_taps_ptr, HAS_SKIP, UP_TAPS, UP_PAD0,
+              BLOCK_P)  # fmt: skip
         _skip(r1, e1, mf, 1, so, se, pix, hw, first, rgb_b_ptr, up_o_ptr, up_e_ptr,
-              sk_o_ptr, sk_e_ptr, HAS_SKIP)  # fmt: skip
+              sk_o_ptr, sk_e_ptr, y, x, width, up_taps_ptr, HAS_SKIP, UP_TAPS, UP_PAD0,
+              BLOCK_P)  # fmt: skip
         _skip(r2, e2, mf, 2, so, se, pix, hw, first, rgb_b_ptr, up_o_ptr, up_e_ptr,
-              sk_o_ptr, sk_e_ptr, HAS_SKIP)  # fmt: skip
+              sk_o_ptr, sk_e_ptr, y, x, width, up_taps_ptr, HAS_SKIP, UP_TAPS, UP_PAD0,
+              BLOCK_P)  # fmt: skip

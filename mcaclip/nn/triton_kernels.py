@@ -264,14 +264,16 @@ def layer_epilogue(
     times the gain; ``noise`` [H, W] float32 noise times weight times gain, or None; ``head``
     from :func:`prepare`, ``term`` [B*P, hidden] or None; ``s_o``/``s_e`` the next conv's
     styles [B or B*P, C] float32, None after the last conv; ``rgb``: None, or (ToRGB weights
-    times styles [B, 3, C] and [B*P, 3, C] float32, its bias [3], the up-sampled skips [B, 3,
-    H, W] and [B*P, 3, H, W] float32 or None for the first ToRGB). The maps' pixel count must
-    be a power of two (square maps of a power-of-two size).
+    times styles [B, 3, C] and [B*P, 3, C] float32, its bias [3], the previous skips [B, 3,
+    H/2, W/2] and [B*P, 3, H/2, W/2] float32 and their 2x up-sampling's FIR filter [L, L]
+    float32 (correlation order, the up-sampling's gain in it) and leading padding, or None,
+    None, None, 0 for the first ToRGB: the kernel up-samples the skips itself). The maps' pixel
+    count must be a power of two (square maps of a power-of-two size).
 
     Returns (next input original [B, C, H, W] NHWC or None, next input edited, mask [B*P, 1,
     H, W], new skip original [B, 3, H, W] float32 or None, new skip edited or None).
     """
-    rgb = rgb or (None,) * 5
+    rgb = rgb or (None,) * 6 + (0,)
     taps, pad0 = blur or (None, 0)
     out = _epilogue_op(raw_o, raw_e, phases, taps, pad0, d_o, d_e, bias, noise, *head, term,
                        s_o, s_e, *rgb, prompts)  # fmt: skip
@@ -327,11 +329,13 @@ def _epilogue_op(
     rgb_b: torch.Tensor | None,
     up_o: torch.Tensor | None,
     up_e: torch.Tensor | None,
+    up_taps: torch.Tensor | None,
+    up_pad0: int,
     prompts: int,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     out, grid, args, meta = _epilogue_launch(
         raw_o, raw_e, phases, taps, pad0, d_o, d_e, bias, noise, w1t, b1, w2, b2, term, s_o,
-        s_e, rgb_o, rgb_e, rgb_b, up_o, up_e, prompts,
+        s_e, rgb_o, rgb_e, rgb_b, up_o, up_e, up_taps, up_pad0, prompts,
     )  # fmt: skip
     if _EPILOGUE is None:
         load()
@@ -341,7 +345,7 @@ def _epilogue_op(
 
 
 def _epilogue_launch(raw_o, raw_e, phases, taps, pad0, d_o, d_e, bias, noise, w1t, b1, w2, b2,
-                     term, s_o, s_e, rgb_o, rgb_e, rgb_b, up_o, up_e,
+                     term, s_o, s_e, rgb_o, rgb_e, rgb_b, up_o, up_e, up_taps, up_pad0,
                      prompts) -> tuple:  # fmt: skip
     """The custom op's outputs, allocated, and the (grid, arguments, constexprs and launch
     options) of the layer-epilogue kernel's launch that writes them (also what
@@ -353,6 +357,8 @@ def _epilogue_launch(raw_o, raw_e, phases, taps, pad0, d_o, d_e, bias, noise, w1
     hw = h * w
     if taps is not None and not 0 <= pad0 <= taps.shape[0]:
         raise ConfigError(f"layer epilogue: blur padding {pad0} outside 0..{taps.shape[0]}")
+    if up_o is not None and (up_taps is None or not 0 <= up_pad0 <= up_taps.shape[0]):
+        raise ConfigError(f"layer epilogue: the skip's up-sampling filter or padding {up_pad0}")
     block_p, block_c, warps, stages = epilogue_blocks(c, hw, taps is not None)
     nhwc = torch.channels_last
     spare = b1  # what an unused pointer argument points at (never read)
@@ -382,6 +388,7 @@ def _epilogue_launch(raw_o, raw_e, phases, taps, pad0, d_o, d_e, bias, noise, w1
         arg(rgb_b),
         arg(up_o),
         arg(up_e),
+        arg(up_taps),
         arg(taps),
         sk_o if has_rgb else spare,
         sk_e if has_rgb else spare,
@@ -403,6 +410,8 @@ def _epilogue_launch(raw_o, raw_e, phases, taps, pad0, d_o, d_e, bias, noise, w1
         "PHASE_BLUR": taps is not None,
         "TAPS": 1 if taps is None else taps.shape[0],
         "PAD0": pad0,
+        "UP_TAPS": 1 if up_taps is None else up_taps.shape[0],
+        "UP_PAD0": up_pad0,
         "CLAMP": raw_o.dtype == torch.float16,
         "HIDDEN": _dot_width(b1.shape[0]),
         "num_warps": warps,
@@ -463,7 +472,7 @@ def epilogue_blocks(c: int, hw: int, phase_blur: bool) -> tuple[int, int, int, i
 
 @_epilogue_op.register_fake
 def _(raw_o, raw_e, phases, taps, pad0, d_o, d_e, bias, noise, w1t, b1, w2, b2, term, s_o, s_e,
-      rgb_o, rgb_e, rgb_b, up_o, up_e, prompts):  # fmt: skip
+      rgb_o, rgb_e, rgb_b, up_o, up_e, up_taps, up_pad0, prompts):  # fmt: skip
     return _epilogue_out(raw_o, raw_e, phases, taps, pad0, s_o is not None, rgb_o is not None)
 
 

@@ -11,7 +11,8 @@ everything between two of them is :func:`mcaclip.nn.triton_kernels.layer_epilogu
 two conv outputs and writes the next convs' inputs already modulated, the mask and the two
 3-channel skips; nothing else goes through memory. Up-sampling convs hand it their raw
 phases: the sub-pixel form's, read through the pixel shuffle, or the 2x2 phase form's
-(``phase_conv``), shuffled and blurred in the kernel.
+(``phase_conv``), shuffled and blurred in the kernel; the previous RGB skips it up-samples
+itself (2x2 of the FIR's 16 taps per pixel), where PyTorch would write and read them back.
 
 Same function as the PyTorch form up to rounding (the kernel works in float32 where the FP16
 PyTorch form rounds each step to FP16). Inference on FP16 NHWC features only, with the mask net
@@ -117,9 +118,14 @@ def run(masked, w, w_edit, cond, noise, prompts):
 
 def _to_rgb(module, style_o, style_e, skip_o, skip_e) -> tuple:
     """A ToRGB's per-sample [N, 3, C] matrices (weight times styles) for both streams, its bias,
-    and the previous skips up-sampled (None before the first ToRGB)."""
+    the previous skips and their up-sampling's FIR filter (correlation order) and leading
+    padding, which the kernel applies (None, None, None, 0 before the first ToRGB)."""
     conv = module.conv
     weight = conv._weights()[0][:, :, 0, 0].float()  # [3, C]
     mats = [weight[None] * conv.modulation(s).float()[:, None, :] for s in (style_o, style_e)]
-    ups = (None, None) if skip_o is None else (module.upsample(skip_o), module.upsample(skip_e))
-    return mats[0], mats[1], module.bias.reshape(3).float(), ups[0], ups[1]
+    bias = module.bias.reshape(3).float()
+    if skip_o is None:
+        return mats[0], mats[1], bias, None, None, None, 0
+    up = module.upsample  # 2x, as every ToRGB's (the kernel up-samples by 2)
+    taps = torch.flip(up.kernel, [0, 1]).float()
+    return mats[0], mats[1], bias, skip_o, skip_e, taps, up.pad[0]
