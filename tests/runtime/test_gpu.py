@@ -130,6 +130,31 @@ def test_triton_epilogues_default_needs_triton_and_an_sm80_gpu(monkeypatch):
     assert not _triton_compiles_for(cuda)  # no Triton: the PyTorch form
 
 
+def test_a_triton_failure_is_one_actionable_line():
+    from mcaclip.runtime.backends.torch import TritonGuard
+
+    compile_error = type("CompilationError", (Exception,), {"__module__": "triton.compiler"})
+
+    def fails(exc):
+        def fn(*args):
+            raise exc
+
+        return fn
+
+    guard = TritonGuard(fails(compile_error("at 12:4:\nout of registers")), ["--triton-epilogues"])
+    with pytest.raises(BackendError) as info:
+        guard(torch.ones(1))
+    message = str(info.value)
+    assert "\n" not in message and "CompilationError: at 12:4:" in message
+    assert "run with --no-triton-epilogues (the PyTorch form)" in message
+    launch = RuntimeError("Triton Error [CUDA]: misaligned address")
+    with pytest.raises(BackendError, match="--no-triton-epilogues --no-triton-masks"):
+        TritonGuard(fails(launch), ["--triton-epilogues", "--triton-masks"])(torch.ones(1))
+    with pytest.raises(ValueError, match="not ours"):  # anything else passes through
+        TritonGuard(fails(ValueError("not ours")), ["--triton-epilogues"])(torch.ones(1))
+    assert TritonGuard(lambda x: (x + 1,), ["--triton-masks"])(torch.ones(1))[0].item() == 2
+
+
 @pytest.mark.gpu
 def test_triton_epilogues_are_the_default_on_cuda(tiny_bundle):
     """FP16 on a GPU of compute capability 8.0+: the Triton epilogues by default, in the

@@ -362,6 +362,10 @@ class TorchEditor(DeviceEditor):
                 module = CudnnBenchmark(module)
             if graphed:
                 module = CudaGraphed(module)
+            kernels = [f for f, on in (("--triton-epilogues", self.triton_epilogues),
+                                       ("--triton-masks", self.triton_masks)) if on]  # fmt: skip
+            if kernels and name == "masked_generator":
+                module = TritonGuard(module, kernels)
             self._modules[key] = module
         return self._modules[key]
 
@@ -395,6 +399,35 @@ class CudnnBenchmark:
             return self.fn(*args)
         finally:
             torch.backends.cudnn.benchmark = before
+
+
+class TritonGuard:
+    """Calls ``fn``; an error Triton raises compiling or launching our kernels on this GPU (a
+    GPU they have not run on) becomes a one-line :class:`BackendError` naming the switch that
+    avoids them, instead of a compiler's traceback."""
+
+    def __init__(self, fn: Callable, flags: list[str]):
+        self.fn = fn
+        self.flags = flags
+
+    def __call__(self, *args: torch.Tensor):
+        try:
+            return self.fn(*args)
+        except Exception as exc:
+            if not _raised_by_triton(exc):
+                raise
+            off = " ".join(f.replace("--", "--no-", 1) for f in self.flags)
+            line = (str(exc).strip().splitlines() or [""])[0][:300]
+            raise BackendError(
+                f"our Triton kernels ({', '.join(self.flags)}) failed on this GPU "
+                f"({type(exc).__name__}: {line}); run with {off} (the PyTorch form) and "
+                "please report it"
+            ) from exc
+
+
+def _raised_by_triton(exc: BaseException) -> bool:
+    """Whether Triton raised ``exc`` (its compiler, its launcher, or a CUDA error it reports)."""
+    return type(exc).__module__.split(".")[0] == "triton" or str(exc).startswith("Triton Error")
 
 
 def _triton_compiles_for(device: torch.device) -> bool:
