@@ -254,7 +254,7 @@ def parity(bundle: Path, device: str, n: int) -> dict:
         ("plain", PLAIN_FP16),
         ("pytorch", {"triton_epilogues": False}),
         ("phase_conv", {"phase_conv": True}),
-        ("triton_masks", {"triton_masks": True, "triton_epilogues": False}),
+        ("triton_masks", {"triton_masks": True}),
     ]
     # the epilogue kernel's in-kernel blur runs only with the 2x2 phase convs
     configs.append(("phase_conv+triton_epilogues", {"phase_conv": True, "triton_epilogues": True}))
@@ -694,14 +694,14 @@ COMPILE_VARIANTS = {
     # ms per edit at batch 8 on an H100)
     "pytorch": ("--compile", "--no-triton-epilogues"),
     # the streams stacked: off by default under compile, unmeasured since a fix
-    "stacked": ("--compile", "--no-triton-epilogues", "--stack-streams"),
+    "stacked": ("--compile", "--stack-streams"),
     "nofold": ("--compile", "--no-fold-blur", "--nhwc"),  # as fast as folded on an H100
     "autotune": ("--compile-autotune",),  # Triton conv templates, if they win
     # fused tails under compile: ToRGB as a per-sample matrix product instead of a 3-channel
     # cuDNN convolution; never timed compiled (off by default: compile fuses the plain tails)
-    "fused": ("--compile", "--no-triton-epilogues", "--fuse-tails"),
+    "fused": ("--compile", "--fuse-tails"),
     # each mask head as one Triton kernel (mcaclip.nn.triton_kernels), never timed alone
-    "tritonmask": ("--compile", "--no-triton-epilogues", "--triton-masks"),
+    "tritonmask": ("--compile", "--triton-masks"),
     # up-sampling convs as 2x2 phase convs + blur: 367 instead of 567 GFLOP per edit (the
     # Triton epilogues are on by default only in the sub-pixel form)
     "phaseconv": ("--compile", "--phase-conv"),

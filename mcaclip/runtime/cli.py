@@ -79,7 +79,8 @@ SWITCH_OPTIONS = (
         "torch backend, fp16 on a GPU: everything between two styled convs (both streams' "
         "tails, the mask head, the blend, ToRGB, the next conv's modulation) as one Triton "
         "kernel (default: on for fp16 on a GPU of compute capability 8.0+ with Triton, in the "
-        "default sub-pixel form; 2.1x faster per edit on an H100 and an H200).",
+        "default sub-pixel form, unless a switch it replaces is given: --fuse-tails, "
+        "--stack-streams, --triton-masks; 2.1x faster per edit on an H100 and an H200).",
     ),
 )
 

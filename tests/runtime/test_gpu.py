@@ -158,12 +158,15 @@ def test_a_triton_failure_is_one_actionable_line():
 @pytest.mark.gpu
 def test_triton_epilogues_are_the_default_on_cuda(tiny_bundle):
     """FP16 on a GPU of compute capability 8.0+: the Triton epilogues by default, in the
-    sub-pixel form only; --no-triton-epilogues gives the PyTorch form (fused, stacked)."""
+    sub-pixel form only and unless a switch they replace is asked for; --no-triton-epilogues
+    gives the PyTorch form (fused, stacked)."""
     from mcaclip.runtime.backends.torch import _triton_compiles_for
 
     expected = _triton_compiles_for(torch.device("cuda"))
     for switches, on in (({}, expected), ({"triton_epilogues": False}, False),
-                         ({"phase_conv": True}, False)):  # fmt: skip
+                         ({"phase_conv": True}, False), ({"stack_streams": True}, False),
+                         ({"fuse_tails": True}, False),
+                         ({"triton_masks": True}, False)):  # fmt: skip
         with EditPipeline(tiny_bundle, backend="torch", device="cuda", precision="fp16",
                           cuda_graphs=True, **switches) as p:  # fmt: skip
             mode = p.device_editor.mode

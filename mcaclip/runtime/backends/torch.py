@@ -52,7 +52,9 @@ On a CUDA GPU it is also a fast path:
   pass over a [B, 32, H, W] hidden map; estimated 0.24 ms less per 1024 px edit. Run on an
   H100 (the ``gpu`` tests; 54.1 dB against FP32, as the default), not timed alone.
 * ``triton_epilogues`` (default on a GPU of compute capability 8.0+ with Triton installed, in
-  the default FP16 NHWC sub-pixel form; elsewhere off): everything between two styled convs of the
+  the default FP16 NHWC sub-pixel form, unless ``fuse_tails``, ``stack_streams`` or
+  ``triton_masks``, which it replaces, is asked for; elsewhere off): everything between two
+  styled convs of the
   masked generator (both streams' tails, the mask head, the blend, ToRGB and the blended RGB
   skip, the next conv's input modulation) as one Triton kernel that reads the two conv outputs
   and writes only the next convs' inputs, the mask and the skips
@@ -262,13 +264,15 @@ class TorchEditor(DeviceEditor):
         # the Triton epilogues (they replace the tails, the blends and the stacking): on by
         # default in the form they were measured in, 2.1x faster per 1024 px edit at batch 8
         # on an H100 and on an H200, compiled or not (the sub-pixel up-sampling convs; FP16
-        # NHWC), on a GPU they compile for (compute capability 8.0 or newer) with Triton there
+        # NHWC), on a GPU they compile for (compute capability 8.0 or newer) with Triton there;
+        # not where a switch they replace is asked for (it would run for nothing)
         if triton_epilogues is None:
             triton_epilogues = (
                 fast
                 and bool(channels_last)
                 and self.subpixel
                 and self.editor.use_masks
+                and not (fuse_tails or stack_streams or triton_masks)
                 and _triton_compiles_for(self.device)
             )
         epilogues = bool(triton_epilogues) and self.editor.use_masks
