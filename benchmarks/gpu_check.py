@@ -255,9 +255,9 @@ def parity(bundle: Path, device: str, n: int) -> dict:
         ("pytorch", {"triton_epilogues": False}),
         ("phase_conv", {"phase_conv": True}),
         ("triton_masks", {"triton_masks": True}),
+        # the epilogue kernel's in-kernel blur runs only with the 2x2 phase convs
+        ("phase_conv+triton_epilogues", {"phase_conv": True, "triton_epilogues": True}),
     ]
-    # the epilogue kernel's in-kernel blur runs only with the 2x2 phase convs
-    configs.append(("phase_conv+triton_epilogues", {"phase_conv": True, "triton_epilogues": True}))
     for name, switches in configs:
         if name == "phase_conv+triton_epilogues" and remaining() < 300:
             result[name] = {"left_out_for_time": True}  # the later steps come first

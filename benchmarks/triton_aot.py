@@ -312,9 +312,10 @@ def sweep(args, targets: list[int]) -> None:
                 options = dict(zip(space, values))
                 if options.get("BLOCK_C", 0) > meta["BLOCK_C"] or pixels % options["BLOCK_P"]:
                     continue  # wider than the channels, or not dividing the map
-                tried = {**meta, **options}
                 if name == "layer_epilogue":  # ONE_STEP follows the channel block
                     tried = triton_kernels.with_options(meta, named(kernel, largs)["C"], **options)
+                else:
+                    tried = {**meta, **options}
                 for cap in targets:
                     report = compile_launch(kernel, largs, tried, cap)
                     row = {"kernel": name, "form": form if name == "layer_epilogue" else None,

@@ -110,14 +110,16 @@ def _rgb3(r0, r1, r2, v, rgb_ptr, sample, C, cols, ok):
 
 
 @triton.jit
-def _upsampled(prev_ptr, y, x, hq, wq, taps_ptr, TAPS: tl.constexpr, PAD0: tl.constexpr,
-               BLOCK_P: tl.constexpr):  # fmt: skip
-    """One channel plane of the previous RGB skip [hq, wq] at ``prev_ptr``, 2x up-sampled and
-    FIR-filtered, at output pixels (y, x): taps (j, i) of the [TAPS, TAPS] filter (correlation
-    order, the gain of the up-sampling in it) times the zero-inserted map at (y + j - PAD0,
-    x + i - PAD0), which is the source pixel ((y + j - PAD0) / 2, ...) where that is even:
-    j = (y + PAD0) mod 2 + 2u, 2x2 of the 16 taps per pixel for a 4-tap filter."""
-    acc = tl.zeros((BLOCK_P,), dtype=tl.float32)
+def _upsampled(prev_o_ptr, prev_e_ptr, y, x, hq, wq, taps_ptr, TAPS: tl.constexpr,
+               PAD0: tl.constexpr, BLOCK_P: tl.constexpr):  # fmt: skip
+    """One channel plane of the previous RGB skip [hq, wq] of each stream (at ``prev_o_ptr``,
+    ``prev_e_ptr``), 2x up-sampled and FIR-filtered, at output pixels (y, x): taps (j, i) of the
+    [TAPS, TAPS] filter (correlation order, the gain of the up-sampling in it) times the
+    zero-inserted map at (y + j - PAD0, x + i - PAD0), which is the source pixel ((y + j -
+    PAD0) / 2, ...) where that is even: j = (y + PAD0) mod 2 + 2u, 2x2 of the 16 taps per pixel
+    for a 4-tap filter. Both streams read the same taps at the same places."""
+    acc_o = tl.zeros((BLOCK_P,), dtype=tl.float32)
+    acc_e = tl.zeros((BLOCK_P,), dtype=tl.float32)
     y = y.to(tl.int32)  # within one plane: 32-bit index arithmetic (64-bit spilled on an RTX 50)
     x = x.to(tl.int32)
     j0 = (y + PAD0) % 2
@@ -130,8 +132,9 @@ def _upsampled(prev_ptr, y, x, hq, wq, taps_ptr, TAPS: tl.constexpr, PAD0: tl.co
         b = (x + i + PAD0) // 2 - PAD0
         ok = (j < TAPS) & (i < TAPS) & (a >= 0) & (a < hq) & (b >= 0) & (b < wq)
         tap = tl.load(taps_ptr + j * TAPS + i, mask=ok, other=0.0)
-        acc += tap * tl.load(prev_ptr + a * wq + b, mask=ok, other=0.0)
-    return acc
+        acc_o += tap * tl.load(prev_o_ptr + a * wq + b, mask=ok, other=0.0)
+        acc_e += tap * tl.load(prev_e_ptr + a * wq + b, mask=ok, other=0.0)
+    return acc_o, acc_e
 
 
 @triton.jit
@@ -146,10 +149,11 @@ def _skip(r, e, mf, k, so, se, pix, hw, first, rgb_b_ptr, up_o_ptr, up_e_ptr, sk
     if HAS_SKIP:
         hq = hw // width // 2  # the previous skip's rows and columns
         wq = width // 2
-        o += _upsampled(up_o_ptr + (so * 3 + k) * (hq * wq), y, x, hq, wq, up_taps_ptr, UP_TAPS,
-                        UP_PAD0, BLOCK_P)  # fmt: skip
-        ed += _upsampled(up_e_ptr + (se * 3 + k) * (hq * wq), y, x, hq, wq, up_taps_ptr,
-                         UP_TAPS, UP_PAD0, BLOCK_P)  # fmt: skip
+        up_o, up_e = _upsampled(up_o_ptr + (so * 3 + k) * (hq * wq),
+                                up_e_ptr + (se * 3 + k) * (hq * wq), y, x, hq, wq, up_taps_ptr,
+                                UP_TAPS, UP_PAD0, BLOCK_P)  # fmt: skip
+        o += up_o
+        ed += up_e
     tl.store(sk_o_ptr + (so * 3 + k) * hw + pix, o, mask=(pix >= 0) & first)
     tl.store(sk_e_ptr + (se * 3 + k) * hw + pix, o + mf * (ed - o))
 
@@ -205,7 +209,7 @@ def triton_layer_epilogue(
     BLOCK_P: tl.constexpr,  # pixels per program; divides hw (PHASE_BLUR: hw / 4), so one
     #                         sample (and one parity class) per program
     BLOCK_C: tl.constexpr,
-    ONE_STEP: tl.constexpr,  # C <= BLOCK_C (:func:`~mcaclip.nn.triton_kernels.with_options`)
+    ONE_STEP: tl.constexpr,  # PHASE_BLUR and C <= BLOCK_C (triton_kernels.with_options)
 ):
     # programs in (original sample, pixel block, prompt) order: the prompts' programs of one
     # block run side by side and read the original's block from cache, not once per prompt
