@@ -100,12 +100,12 @@ def _rgb(acc, v, rgb_ptr, cols, ok):
 
 
 @triton.jit
-def _rgb3(r0, r1, r2, v, rgb_ptr, sample, C, cols, ok):
+def _rgb3(r0, r1, r2, v, rgb_ptr, sample, row, cols, ok):
     """The three ToRGB accumulators [pixels] of one stream plus v's channels ``cols`` dotted
-    with the rows of the stream's [N, 3, C] ToRGB matrices at ``rgb_ptr`` for ``sample``."""
-    r0 = _rgb(r0, v, rgb_ptr + (sample * 3 + 0) * C, cols, ok)
-    r1 = _rgb(r1, v, rgb_ptr + (sample * 3 + 1) * C, cols, ok)
-    r2 = _rgb(r2, v, rgb_ptr + (sample * 3 + 2) * C, cols, ok)
+    with the rows of the stream's [N, 3, row] ToRGB matrices at ``rgb_ptr`` for ``sample``."""
+    r0 = _rgb(r0, v, rgb_ptr + (sample * 3 + 0) * row, cols, ok)
+    r1 = _rgb(r1, v, rgb_ptr + (sample * 3 + 1) * row, cols, ok)
+    r2 = _rgb(r2, v, rgb_ptr + (sample * 3 + 2) * row, cols, ok)
     return r0, r1, r2
 
 
@@ -163,22 +163,23 @@ def triton_layer_epilogue(
     raw_o_ptr,  # original stream's conv output before demodulation, NHWC [B, H, W, C]
     raw_e_ptr,  # edited stream's, [B * prompts, H, W, C]; PHASES: both are the sub-pixel
     #             conv's [N, H/2, W/2, 4C], read through the pixel shuffle
-    d_o_ptr,  # [B, C] float32: demodulation coefficients times the gain, original
-    d_e_ptr,  # [B * prompts, C] float32: edited
+    d_o_ptr,  # [B, row] float32: demodulation coefficients times the gain, original (the
+    #           first C of each row of ``row`` elements; so are the styles and ToRGB's)
+    d_e_ptr,  # [B * prompts, row] float32: edited
     bias_ptr,  # [C] float32: the activation's bias times the gain
-    noise_ptr,  # [H * W] float32: noise times its weight times the gain (HAS_NOISE)
+    noise_ptr,  # [H * W] FP16: noise times its weight times the gain (HAS_NOISE)
     w1_ptr,  # [C, hidden] FP16, the mask head (as triton_mask_head reads it)
     b1_ptr,  # [hidden] float32
     term_ptr,  # [B * prompts, hidden]: the head's text term (HAS_TERM)
     w2_ptr,  # [hidden] float32
     b2_ptr,  # [1] float32
-    s_o_ptr,  # [B, C] float32: the next conv's input styles, original (HAS_NEXT)
-    s_e_ptr,  # [B * prompts, C] float32: edited
+    s_o_ptr,  # [B, row] float32: the next conv's input styles, original (HAS_NEXT)
+    s_e_ptr,  # [B * prompts, row] float32: edited
     x_o_ptr,  # out [B, H, W, C] FP16: the next conv's input, f * s (HAS_NEXT)
     x_e_ptr,  # out [B * prompts, H, W, C] FP16: the blended features times s
     m_ptr,  # out [B * prompts, H * W] FP16: the mask
-    rgb_o_ptr,  # [B, 3, C] float32: ToRGB weight times its styles, original (HAS_RGB)
-    rgb_e_ptr,  # [B * prompts, 3, C] float32: edited
+    rgb_o_ptr,  # [B, 3, row] float32: ToRGB weight times its styles, original (HAS_RGB)
+    rgb_e_ptr,  # [B * prompts, 3, row] float32: edited
     rgb_b_ptr,  # [3] float32: ToRGB's bias
     up_o_ptr,  # [B, 3, H/2 * W/2] float32: the previous RGB skip, original (HAS_SKIP)
     up_e_ptr,  # [B * prompts, 3, H/2 * W/2] float32: edited
@@ -191,6 +192,9 @@ def triton_layer_epilogue(
     C,
     hidden,
     prompts,  # edited samples per original sample (latent-major)
+    row,  # elements per row of the demodulation, style and ToRGB matrices (>= C); a runtime
+    #       value: as a constant (tl.constexpr) ptxas took 101 registers instead of 80 at 512
+    #       px on an H100, 72 instead of 64 at 1024 px on an RTX 50 (benchmarks/triton_aot.py)
     hp,  # PHASE_BLUR: rows and columns of the 2x2-phase conv's output
     wp,
     HAS_NOISE: tl.constexpr,
@@ -253,7 +257,7 @@ def triton_layer_epilogue(
     out_o = (so * hw + pix) * C
     out_e = (se * hw + pix) * C
     if HAS_NOISE:
-        noise = tl.load(noise_ptr + pix)
+        noise = tl.load(noise_ptr + pix).to(tl.float32)
     else:
         noise = tl.zeros((BLOCK_P,), dtype=tl.float32)
     every = pix >= 0  # all true: the row mask of the stores
@@ -268,8 +272,8 @@ def triton_layer_epilogue(
     for c0 in range(0, C, BLOCK_C):
         cols = c0 + tl.arange(0, BLOCK_C)
         ok = cols < C
-        f = _features(raw_o_ptr, off_o, d_o_ptr + so * C, bias_ptr, noise, cols, ok, a, b, py, px,
-                      taps_ptr, hp, wp, C, CLAMP, PHASE_BLUR, TAPS, PAD0, BLOCK_P,
+        f = _features(raw_o_ptr, off_o, d_o_ptr + so * row, bias_ptr, noise, cols, ok, a,
+                      b, py, px, taps_ptr, hp, wp, C, CLAMP, PHASE_BLUR, TAPS, PAD0, BLOCK_P,
                       BLOCK_C, ONE_STEP)  # fmt: skip
         if ONE_STEP:  # the only step: pass 2 takes these features, not a second read
             kept = f
@@ -280,9 +284,9 @@ def triton_layer_epilogue(
         )
         acc += tl.dot(f.to(w1.dtype), w1)
         if HAS_NEXT:
-            _store_scaled(x_o_ptr, out_o, s_o_ptr + so * C, f, cols, ok, every & first)
+            _store_scaled(x_o_ptr, out_o, s_o_ptr + so * row, f, cols, ok, every & first)
         if HAS_RGB:
-            r0, r1, r2 = _rgb3(r0, r1, r2, f, rgb_o_ptr, so, C, cols, ok)
+            r0, r1, r2 = _rgb3(r0, r1, r2, f, rgb_o_ptr, so, row, cols, ok)
     h = acc + tl.load(b1_ptr + hid, mask=hid_ok, other=0.0)[None, :]
     if HAS_TERM:
         term = tl.load(term_ptr + se * hidden + hid, mask=hid_ok, other=0.0)
@@ -304,17 +308,17 @@ def triton_layer_epilogue(
         if ONE_STEP:
             f = kept
         else:
-            f = _features(raw_o_ptr, off_o, d_o_ptr + so * C, bias_ptr, noise, cols, ok, a, b, py,
-                          px, taps_ptr, hp, wp, C, CLAMP, PHASE_BLUR, TAPS, PAD0, BLOCK_P,
-                          BLOCK_C, ONE_STEP)  # fmt: skip
-        e = _features(raw_e_ptr, off_e, d_e_ptr + se * C, bias_ptr, noise, cols, ok, a, b, py, px,
-                      taps_ptr, hp, wp, C, CLAMP, PHASE_BLUR, TAPS, PAD0, BLOCK_P,
+            f = _features(raw_o_ptr, off_o, d_o_ptr + so * row, bias_ptr, noise, cols, ok,
+                          a, b, py, px, taps_ptr, hp, wp, C, CLAMP, PHASE_BLUR, TAPS, PAD0,
+                          BLOCK_P, BLOCK_C, ONE_STEP)  # fmt: skip
+        e = _features(raw_e_ptr, off_e, d_e_ptr + se * row, bias_ptr, noise, cols, ok, a,
+                      b, py, px, taps_ptr, hp, wp, C, CLAMP, PHASE_BLUR, TAPS, PAD0, BLOCK_P,
                       BLOCK_C, ONE_STEP)  # fmt: skip
         v = f + mf[:, None] * (e - f)
         if HAS_NEXT:
-            _store_scaled(x_e_ptr, out_e, s_e_ptr + se * C, v, cols, ok, every)
+            _store_scaled(x_e_ptr, out_e, s_e_ptr + se * row, v, cols, ok, every)
         if HAS_RGB:
-            e0, e1, e2 = _rgb3(e0, e1, e2, v, rgb_e_ptr, se, C, cols, ok)
+            e0, e1, e2 = _rgb3(e0, e1, e2, v, rgb_e_ptr, se, row, cols, ok)
     if HAS_RGB:
         _skip(r0, e0, mf, 0, so, se, pix, hw, first, rgb_b_ptr, up_o_ptr, up_e_ptr,
               sk_o_ptr, sk_e_ptr, y, x, width, up_taps_ptr, HAS_SKIP, UP_TAPS, UP_PAD0,

@@ -65,7 +65,7 @@ class MaskedSynthesis(nn.Module):
         self.fused_tails = False  # one-pass blends; set by mcaclip.nn.stylegan2.fuse_tails()
         self.stacked = False  # both streams in one batch; set by stack_streams()
         self.triton_epilogues = False  # one kernel between convs; set by triton_epilogues()
-        self.epilogue_heads: list | None = None  # the mask heads as that kernel reads them
+        self.epilogue_plan = None  # what that kernel needs (triton_synthesis.Plan)
 
     def forward(
         self,
@@ -185,7 +185,7 @@ def triton_epilogues(module: nn.Module, on: bool = True) -> nn.Module:
             if on:
                 triton_synthesis.prepare(m)
             else:
-                m.epilogue_heads = None
+                m.epilogue_plan = None
     return module
 
 

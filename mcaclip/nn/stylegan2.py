@@ -335,7 +335,19 @@ class ModulatedConv2d(nn.Module):
         4*out, H + 1, W + 1] before its shuffle and blur, for a kernel that reads them in place
         (:mod:`mcaclip.nn.triton_synthesis`)."""
         weight, sq = self._weights()
-        weight = weight.to(x.dtype)
+        out = self.raw_conv(x, shuffle, weight)
+        if sq is None:
+            return out, None
+        # sum_{i,k} (w[o,i,k] s[b,i])^2 = (s^2 @ sum_k w^2 .T)[b, o]
+        # in FP32 (a [B, out] matrix, cheap): 1e-8 underflows in FP16
+        return out, torch.rsqrt(s.float().square() @ sq + 1e-8)
+
+    def raw_conv(
+        self, x: torch.Tensor, shuffle: bool = True, weight: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """The convolution of :meth:`convolve` alone, with ``weight`` (default: the module's,
+        :meth:`_weights`), without the demodulation coefficients."""
+        weight = (self._weights()[0] if weight is None else weight).to(x.dtype)
         if self.use_phases:
             out = F.conv2d(x, weight, padding=1)
             out = pixel_shuffle2(out) if shuffle else out
@@ -352,11 +364,7 @@ class ModulatedConv2d(nn.Module):
             out = self.blur(F.conv_transpose2d(x, weight, stride=2))
         else:
             out = F.conv2d(x, weight, padding=self.padding)
-        if sq is None:
-            return out, None
-        # sum_{i,k} (w[o,i,k] s[b,i])^2 = (s^2 @ sum_k w^2 .T)[b, o]
-        # in FP32 (a [B, out] matrix, cheap): 1e-8 underflows in FP16
-        return out, torch.rsqrt(s.float().square() @ sq + 1e-8)
+        return out
 
 
 def pixel_shuffle2(x: torch.Tensor) -> torch.Tensor:

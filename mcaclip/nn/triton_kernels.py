@@ -239,50 +239,53 @@ def _on_device(t: torch.Tensor):
 
 
 def layer_epilogue(
-    raw_o: torch.Tensor,
-    raw_e: torch.Tensor,
+    raw: torch.Tensor,
+    batch: int,
     phases: bool,
     blur: tuple | None,
-    d_o: torch.Tensor,
-    d_e: torch.Tensor,
+    d: torch.Tensor,
     bias: torch.Tensor,
     noise: torch.Tensor | None,
     head: tuple,
     term: torch.Tensor | None,
-    s_o: torch.Tensor | None,
-    s_e: torch.Tensor | None,
+    s: torch.Tensor | None,
     rgb: tuple | None,
     prompts: int,
 ) -> tuple:
     """One styled conv's epilogue for both streams (module docstring), FP16 NHWC in and out.
 
-    ``raw_o`` [B, C, H, W] / ``raw_e`` [B*P, C, H, W]: the conv outputs before demodulation,
-    NHWC (``phases``: the sub-pixel conv's [N, 4C, H/2, W/2], read through the shuffle;
-    ``blur`` = (FIR taps [L, L] in correlation order, leading padding): the 2x2-phase conv's
-    [N, 4C, H'+1, W'+1], shuffled and filtered in the kernel to [H, W] = [2H'+2+2pad-L]);
-    ``d_o``/``d_e`` [B or B*P, C] float32 demodulation times the gain; ``bias`` [C] float32
-    times the gain; ``noise`` [H, W] float32 noise times weight times gain, or None; ``head``
-    from :func:`prepare`, ``term`` [B*P, hidden] or None; ``s_o``/``s_e`` the next conv's
-    styles [B or B*P, C] float32, None after the last conv; ``rgb``: None, or (ToRGB weights
-    times styles [B, 3, C] and [B*P, 3, C] float32, its bias [3], the previous skips [B, 3,
-    H/2, W/2] and [B*P, 3, H/2, W/2] float32 and their 2x up-sampling's FIR filter [L, L]
+    ``raw`` [B + B*P, C, H, W]: both streams' conv outputs before demodulation, the ``batch``
+    = B original samples first, NHWC (``phases``: the sub-pixel conv's [N, 4C, H/2, W/2], read
+    through the shuffle; ``blur`` = (FIR taps [L, L] in correlation order, leading padding):
+    the 2x2-phase conv's [N, 4C, H'+1, W'+1], shuffled and filtered in the kernel to [H, W] =
+    [2H'+2+2pad-L]); ``d`` [N, row] float32 demodulation times the gain in each row's first C
+    (``row`` >= C, the same for ``s`` and the ToRGB matrices: rows of padded tables);
+    ``bias`` [C] float32 times the gain; ``noise`` [H, W] float32 noise times weight times
+    gain, or None; ``head`` from :func:`prepare`, ``term`` [B*P,
+    hidden] or None; ``s`` the next conv's styles [N, row] float32, None after the last conv;
+    ``rgb``: None, or (ToRGB weights times styles [N, 3, row] float32, its bias [3], the
+    previous skips [N, 3, H/2, W/2] float32 and their 2x up-sampling's FIR filter [L, L]
     float32 (correlation order, the up-sampling's gain in it) and leading padding, or None,
-    None, None, 0 for the first ToRGB: the kernel up-samples the skips itself). The maps' pixel
-    count must be a power of two (square maps of a power-of-two size).
+    None, 0 for the first ToRGB: the kernel up-samples the skips itself). The maps' pixel count
+    must be a power of two (square maps of a power-of-two size).
 
-    Returns (next input original [B, C, H, W] NHWC or None, next input edited, mask [B*P, 1,
-    H, W], new skip original [B, 3, H, W] float32 or None, new skip edited or None).
+    Returns (the next conv's input [N, C, H, W] NHWC, both streams stacked as ``raw``, or None
+    after the last conv; mask [B*P, 1, H, W]; new skips [N, 3, H, W] float32 or None).
     """
-    rgb = rgb or (None,) * 6 + (0,)
+    rgb = rgb or (None,) * 4 + (0,)
     taps, pad0 = blur or (None, 0)
-    out = _epilogue_op(raw_o, raw_e, phases, taps, pad0, d_o, d_e, bias, noise, *head, term,
-                       s_o, s_e, *rgb, prompts)  # fmt: skip
+    row = d.shape[-1]
+    for t in (d, s, rgb[0]):
+        if t is not None and (t.shape[-1] != row or not t.is_contiguous()):
+            raise ConfigError("layer epilogue: demodulation, styles and ToRGB rows differ")
+    out = _epilogue_op(raw, batch, phases, taps, pad0, d, bias, noise, *head, term, s, *rgb,
+                       prompts)  # fmt: skip
     return tuple(None if t.numel() == 0 else t for t in out)
 
 
-def _epilogue_shape(raw_o, phases: bool, taps, pad0: int) -> tuple[int, int, int]:
-    """(channels, height, width) of the features the epilogue computes from ``raw_o``."""
-    c, h, w = raw_o.shape[1:]
+def _epilogue_shape(raw, phases: bool, taps, pad0: int) -> tuple[int, int, int]:
+    """(channels, height, width) of the features the epilogue computes from ``raw``."""
+    c, h, w = raw.shape[1:]
     if phases:
         return c // 4, 2 * h, 2 * w
     if taps is not None:  # 2x2 phases, then the filter: 2h' + 2 rows, padded, filtered
@@ -291,30 +294,27 @@ def _epilogue_shape(raw_o, phases: bool, taps, pad0: int) -> tuple[int, int, int
     return c, h, w
 
 
-def _epilogue_out(raw_o, raw_e, phases: bool, taps, pad0: int, has_next: bool, has_rgb: bool):
+def _epilogue_out(raw, batch: int, phases: bool, taps, pad0: int, has_next: bool,
+                  has_rgb: bool):  # fmt: skip
     """The epilogue's outputs, allocated (an empty tensor for each one it does not write)."""
-    n_o, n_e = raw_o.shape[0], raw_e.shape[0]
-    c, h, w = _epilogue_shape(raw_o, phases, taps, pad0)
-    kw = {"dtype": raw_o.dtype, "device": raw_o.device}
-    nhwc = torch.channels_last
-    x_o = torch.empty((n_o, c, h, w) if has_next else (0, 0, 0, 0), memory_format=nhwc, **kw)
-    x_e = torch.empty((n_e, c, h, w) if has_next else (0, 0, 0, 0), memory_format=nhwc, **kw)
-    mask = torch.empty((n_e, 1, h, w), **kw)
-    kw["dtype"] = torch.float32
-    sk_o = torch.empty((n_o, 3, h, w) if has_rgb else 0, **kw)
-    sk_e = torch.empty((n_e, 3, h, w) if has_rgb else 0, **kw)
-    return x_o, x_e, mask, sk_o, sk_e
+    n = raw.shape[0]
+    c, h, w = _epilogue_shape(raw, phases, taps, pad0)
+    kw = {"dtype": raw.dtype, "device": raw.device}
+    x = torch.empty((n, c, h, w) if has_next else 0, **kw)
+    x = x.contiguous(memory_format=torch.channels_last) if has_next else x
+    mask = torch.empty((n - batch, 1, h, w), **kw)
+    sk = torch.empty((n, 3, h, w) if has_rgb else 0, dtype=torch.float32, device=raw.device)
+    return x, mask, sk
 
 
 @torch.library.custom_op("mcaclip::layer_epilogue", mutates_args=())
 def _epilogue_op(
-    raw_o: torch.Tensor,
-    raw_e: torch.Tensor,
+    raw: torch.Tensor,
+    batch: int,
     phases: bool,
     taps: torch.Tensor | None,
     pad0: int,
-    d_o: torch.Tensor,
-    d_e: torch.Tensor,
+    d: torch.Tensor,
     bias: torch.Tensor,
     noise: torch.Tensor | None,
     w1t: torch.Tensor,
@@ -322,55 +322,55 @@ def _epilogue_op(
     w2: torch.Tensor,
     b2: torch.Tensor,
     term: torch.Tensor | None,
-    s_o: torch.Tensor | None,
-    s_e: torch.Tensor | None,
-    rgb_o: torch.Tensor | None,
-    rgb_e: torch.Tensor | None,
+    s: torch.Tensor | None,
+    rgb: torch.Tensor | None,
     rgb_b: torch.Tensor | None,
-    up_o: torch.Tensor | None,
-    up_e: torch.Tensor | None,
+    up: torch.Tensor | None,
     up_taps: torch.Tensor | None,
     up_pad0: int,
     prompts: int,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     out, grid, args, meta = _epilogue_launch(
-        raw_o, raw_e, phases, taps, pad0, d_o, d_e, bias, noise, w1t, b1, w2, b2, term, s_o,
-        s_e, rgb_o, rgb_e, rgb_b, up_o, up_e, up_taps, up_pad0, prompts,
+        raw, batch, phases, taps, pad0, d, bias, noise, w1t, b1, w2, b2, term, s, rgb, rgb_b,
+        up, up_taps, up_pad0, prompts,
     )  # fmt: skip
     if _EPILOGUE is None:
         load()
-    with _on_device(raw_o):
+    with _on_device(raw):
         _EPILOGUE[grid](*args, **meta)
     return out
 
 
-def _epilogue_launch(raw_o, raw_e, phases, taps, pad0, d_o, d_e, bias, noise, w1t, b1, w2, b2,
-                     term, s_o, s_e, rgb_o, rgb_e, rgb_b, up_o, up_e, up_taps, up_pad0,
-                     prompts) -> tuple:  # fmt: skip
+def _epilogue_launch(raw, batch, phases, taps, pad0, d, bias, noise, w1t, b1, w2, b2, term, s,
+                     rgb, rgb_b, up, up_taps, up_pad0, prompts) -> tuple:  # fmt: skip
     """The custom op's outputs, allocated, and the (grid, arguments, constexprs and launch
     options) of the layer-epilogue kernel's launch that writes them (also what
-    :mod:`benchmarks.triton_aot` compiles for GPUs it does not have)."""
-    has_next, has_rgb = s_o is not None, rgb_o is not None
-    out = _epilogue_out(raw_o, raw_e, phases, taps, pad0, has_next, has_rgb)
-    x_o, x_e, mask, sk_o, sk_e = out
-    c, h, w = _epilogue_shape(raw_o, phases, taps, pad0)
+    :mod:`benchmarks.triton_aot` compiles for GPUs it does not have). Each stacked tensor goes
+    to the kernel as its two streams' parts (views: no copies)."""
+    has_next, has_rgb = s is not None, rgb is not None
+    out = _epilogue_out(raw, batch, phases, taps, pad0, has_next, has_rgb)
+    x, mask, sk = out
+    c, h, w = _epilogue_shape(raw, phases, taps, pad0)
     hw = h * w
     if taps is not None and not 0 <= pad0 <= taps.shape[0]:
         raise ConfigError(f"layer epilogue: blur padding {pad0} outside 0..{taps.shape[0]}")
-    if up_o is not None and (up_taps is None or not 0 <= up_pad0 <= up_taps.shape[0]):
+    if up is not None and (up_taps is None or not 0 <= up_pad0 <= up_taps.shape[0]):
         raise ConfigError(f"layer epilogue: the skip's up-sampling filter or padding {up_pad0}")
+    if d.shape[-1] < c:
+        raise ConfigError(f"layer epilogue: rows of {d.shape[-1]} for {c} channels")
     block_p, block_c, warps, stages = epilogue_blocks(c, hw, taps is not None)
-    nhwc = torch.channels_last
+    raw = raw.contiguous(memory_format=torch.channels_last)  # as cuDNN gives it (else a copy)
     spare = b1  # what an unused pointer argument points at (never read)
 
     def arg(t: torch.Tensor | None) -> torch.Tensor:
         return spare if t is None else t.contiguous()
 
+    def parts(t: torch.Tensor | None) -> tuple:  # (original's, edited's) rows of a stacked one
+        return (spare, spare) if t is None or t.numel() == 0 else (t[:batch], t[batch:])
+
     args = (
-        raw_o.contiguous(memory_format=nhwc),  # as cuDNN gives them (else a copy)
-        raw_e.contiguous(memory_format=nhwc),
-        arg(d_o),
-        arg(d_e),
+        *parts(raw),
+        *parts(arg(d)),
         arg(bias),
         arg(noise),
         w1t,
@@ -378,47 +378,43 @@ def _epilogue_launch(raw_o, raw_e, phases, taps, pad0, d_o, d_e, bias, noise, w1
         arg(term),
         w2,
         b2,
-        arg(s_o),
-        arg(s_e),
-        x_o if has_next else spare,
-        x_e if has_next else spare,
+        *parts(None if s is None else arg(s)),
+        *parts(x),
         mask,
-        arg(rgb_o),
-        arg(rgb_e),
+        *parts(None if rgb is None else arg(rgb)),
         arg(rgb_b),
-        arg(up_o),
-        arg(up_e),
+        *parts(None if up is None else arg(up)),
         arg(up_taps),
         arg(taps),
-        sk_o if has_rgb else spare,
-        sk_e if has_rgb else spare,
+        *parts(sk),
         hw,
         w,
         c,
         b1.shape[0],
         prompts,
-        raw_o.shape[2],
-        raw_o.shape[3],
+        d.shape[-1],
+        raw.shape[2],
+        raw.shape[3],
     )
     meta = {
         "HAS_NOISE": noise is not None,
         "HAS_TERM": term is not None,
         "HAS_NEXT": has_next,
         "HAS_RGB": has_rgb,
-        "HAS_SKIP": up_o is not None,
+        "HAS_SKIP": up is not None,
         "PHASES": phases,
         "PHASE_BLUR": taps is not None,
         "TAPS": 1 if taps is None else taps.shape[0],
         "PAD0": pad0,
         "UP_TAPS": 1 if up_taps is None else up_taps.shape[0],
         "UP_PAD0": up_pad0,
-        "CLAMP": raw_o.dtype == torch.float16,
+        "CLAMP": raw.dtype == torch.float16,
         "HIDDEN": _dot_width(b1.shape[0]),
         "num_warps": warps,
         "num_stages": stages,
     }
     meta = with_options(meta, c, BLOCK_P=block_p, BLOCK_C=block_c)
-    return out, (raw_e.shape[0] * hw // block_p,), args, meta
+    return out, ((raw.shape[0] - batch) * hw // block_p,), args, meta
 
 
 def with_options(meta: dict, channels: int, **options) -> dict:
@@ -471,9 +467,9 @@ def epilogue_blocks(c: int, hw: int, phase_blur: bool) -> tuple[int, int, int, i
 
 
 @_epilogue_op.register_fake
-def _(raw_o, raw_e, phases, taps, pad0, d_o, d_e, bias, noise, w1t, b1, w2, b2, term, s_o, s_e,
-      rgb_o, rgb_e, rgb_b, up_o, up_e, up_taps, up_pad0, prompts):  # fmt: skip
-    return _epilogue_out(raw_o, raw_e, phases, taps, pad0, s_o is not None, rgb_o is not None)
+def _(raw, batch, phases, taps, pad0, d, bias, noise, w1t, b1, w2, b2, term, s, rgb, rgb_b, up,
+      up_taps, up_pad0, prompts):  # fmt: skip
+    return _epilogue_out(raw, batch, phases, taps, pad0, s is not None, rgb is not None)
 
 
 def triton_cdiv(a: int, b: int) -> int:

@@ -14,6 +14,14 @@ phases: the sub-pixel form's, read through the pixel shuffle, or the 2x2 phase f
 (``phase_conv``), shuffled and blurred in the kernel; the previous RGB skips it up-samples
 itself (2x2 of the FIR's 16 taps per pixel), where PyTorch would write and read them back.
 
+Between the big kernels little else runs: both streams go through each conv as one batch
+([B original | B*P edited], the kernel writes the next input that way), and the small products
+every layer needs (styles, demodulation, ToRGB matrices, the mask heads' text terms) are made
+for all layers at once from padded tables (:class:`Plan`), which the kernel reads row by row.
+A 1024 px call is 45 kernels: 17 convs, 17 epilogues, 11 small ones (617 before, 566 of them
+small: ``python -m benchmarks.synthesis_ops``; run 4's H200 profile put those at about 3.3
+ms of a 20 ms batch-8 call).
+
 Same function as the PyTorch form up to rounding (the kernel works in float32 where the FP16
 PyTorch form rounds each step to FP16). Inference on FP16 NHWC features only, with the mask net
 (not masks passed in) and constant or no noise; where :func:`usable` says no, the caller takes
@@ -22,6 +30,7 @@ the PyTorch form.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import torch
@@ -29,26 +38,112 @@ import torch
 from mcaclip.nn import triton_kernels
 
 GAIN = math.sqrt(2.0)  # the leaky ReLU's gain, folded into the tail's terms (it is positive)
+EPS = 1e-8  # under the demodulation's square root, as ModulatedConv2d.convolve adds it
+
+
+@dataclasses.dataclass
+class Plan:
+    """What every call of :func:`run` needs from the module, computed once by :func:`prepare`
+    (float32, on the module's device). The small per-layer products (every styled conv's and
+    ToRGB's styles, demodulation coefficients, ToRGB matrices and text terms) are rows of
+    padded tables, so that a call makes each kind for all layers in one batched product where
+    the layer-by-layer form made about 400 tiny kernels for a 1024 px edit."""
+
+    heads: list  # per styled conv: the mask head as the kernel reads it (triton_kernels.prepare)
+    latents: torch.Tensor  # [K] the latent each style reads: every conv's, then every ToRGB's
+    affine: torch.Tensor  # [K, D, row] the style affines (equalized scale in), zero-padded
+    affine_bias: torch.Tensor  # [K, 1, row]
+    demod: torch.Tensor  # [J, row, row] sums of squared taps over the gain squared (padded)
+    rgb_weight: torch.Tensor  # [R, 1, 3, row] every ToRGB's weight
+    bias: list  # per styled conv: its activation's bias times the gain [C]
+    noise_gain: list  # per styled conv: its noise weight times the gain [1]
+    noise: list  # per styled conv: (its constant noise buffer, that times the gain [H, W])
+    blur: list  # per styled conv: (FIR taps in correlation order, leading padding) or None
+    rgb_of: dict  # styled conv index -> its ToRGB's index (the convs that have one)
+    rgb_bias: list  # per ToRGB [3]
+    rgb_up: list  # per ToRGB: (its skip up-sampling's FIR taps, leading padding) or None
+    cond_weight: torch.Tensor | None  # [J, D_text, hidden] the heads' text terms' weights
+    cond_bias: torch.Tensor | None  # [J, 1, hidden]
 
 
 def prepare(masked) -> None:
-    """Load the kernels and keep the mask heads' weights as the kernel reads them (call after
-    the module's last cast or move, like :func:`mcaclip.nn.masknet.triton_masks`)."""
+    """Load the kernels and compute the :class:`Plan` (call after the module's last cast or
+    move, like :func:`mcaclip.nn.masknet.triton_masks`; later weight changes are not seen)."""
     triton_kernels.load()
+    masked.epilogue_plan = _plan(masked)
+
+
+def _plan(masked) -> Plan:
+    synth = masked.synthesis
     heads = masked.masknet.heads
-    dtype = heads[0].conv1.weight.dtype
-    masked.epilogue_heads = [triton_kernels.prepare(h.conv1, h.conv2, dtype) for h in heads]
+    steps = synth.steps()
+    convs = [(module, layer) for kind, module, layer in steps if kind == "conv"]
+    rgbs = [(module, layer) for kind, module, layer in steps if kind == "rgb"]
+    mods = [m.conv for m, _ in convs] + [m.conv for m, _ in rgbs]
+    row = max(max(c.in_channel, c.out_channel) for c in mods)
+    device = synth.input.input.device
+    f32 = {"dtype": torch.float32, "device": device}
+    latents = [layer for _, layer in convs] + [layer + 1 for _, layer in rgbs]
+    dim = mods[0].modulation.weight.shape[1]
+    affine = torch.zeros(len(mods), dim, row, **f32)
+    affine_bias = torch.zeros(len(mods), 1, row, **f32)
+    demod = torch.zeros(len(convs), row, row, **f32)
+    rgb_weight = torch.zeros(len(rgbs), 1, 3, row, **f32)
+    with torch.no_grad():
+        for k, conv in enumerate(mods):
+            lin = conv.modulation
+            affine[k, :, : conv.in_channel] = (lin.weight.float() * lin.scale).t()
+            affine_bias[k, 0, : conv.in_channel] = lin.bias.float() * lin.lr_mul
+        for j, (module, _) in enumerate(convs):
+            sq = module.conv._weights()[1]  # [in, out] float32
+            demod[j, : sq.shape[0], : sq.shape[1]] = sq / GAIN**2
+        for r, (module, _) in enumerate(rgbs):
+            weight = module.conv._weights()[0][:, :, 0, 0].float()  # [3, C]
+            rgb_weight[r, 0, :, : weight.shape[1]] = weight
+        cond_weight = cond_bias = None
+        if heads[0].cond is not None:
+            cond_weight = torch.stack([h.cond.weight.float().t() for h in heads])
+            cond_bias = torch.stack([h.cond.bias.float()[None] for h in heads])
+        rgb_of = {}
+        for r, (_, layer) in enumerate(rgbs):
+            rgb_of[next(j for j, (_, lj) in enumerate(convs) if lj == layer)] = r
+
+        gains = [(m.noise.weight.float() * GAIN).reshape(1) for m, _ in convs]
+
+        def fir(module) -> tuple:  # taps in correlation order (float32), leading padding
+            return torch.flip(module.kernel, [0, 1]).float().contiguous(), module.pad[0]
+
+        return Plan(
+            heads=[triton_kernels.prepare(h.conv1, h.conv2, h.conv1.weight.dtype) for h in heads],
+            latents=torch.tensor(latents, device=device),
+            affine=affine,
+            affine_bias=affine_bias,
+            demod=demod,
+            rgb_weight=rgb_weight,
+            bias=[(m.activate.bias.float() * GAIN).contiguous() for m, _ in convs],
+            noise_gain=gains,
+            noise=[
+                (n, (n[0, 0].float() * g).half())
+                for n, g in zip(synth.make_noise(1, "const"), gains)
+            ],
+            blur=[fir(m.conv.blur) if m.conv.use_phase_conv else None for m, _ in convs],
+            rgb_of=rgb_of,
+            rgb_bias=[m.bias.reshape(3).float().contiguous() for m, _ in rgbs],
+            rgb_up=[fir(m.upsample) if hasattr(m, "upsample") else None for m, _ in rgbs],
+            cond_weight=cond_weight,
+            cond_bias=cond_bias,
+        )
 
 
 def usable(masked, w_edit: torch.Tensor, cond, noise: list, masks) -> bool:
-    """Whether :func:`run` can take this call: weights prepared, the mask net's masks (with
+    """Whether :func:`run` can take this call: plan prepared, the mask net's masks (with
     the text embedding a conditioned one needs), FP16 inputs on a GPU (or Triton's
     interpreter), power-of-two maps, constant or no noise, no gradients wanted. Elsewhere the
     PyTorch form runs (and says what is wrong, if anything is)."""
     synth = masked.synthesis
     size = synth.config.size
     return (
-        masked.epilogue_heads is not None
+        masked.epilogue_plan is not None
         and masks is None
         and masked.masknet is not None
         and (cond is not None or not masked.masknet.conditioned)
@@ -62,70 +157,54 @@ def usable(masked, w_edit: torch.Tensor, cond, noise: list, masks) -> bool:
 
 def run(masked, w, w_edit, cond, noise, prompts):
     """The masked synthesis (see :meth:`MaskedSynthesis.forward`) with one kernel per styled
-    conv; returns (image, masks, original) as MaskedOutput's fields."""
+    conv, both streams stacked ([B original | B*P edited]) through every conv; returns (image,
+    masks, original) as MaskedOutput's fields."""
+    plan: Plan = masked.epilogue_plan
     synth = masked.synthesis
-    heads = masked.masknet.heads
-    steps = synth.steps()
-    convs = [(module, layer) for kind, module, layer in steps if kind == "conv"]
-    to_rgb = {layer: module for kind, module, layer in steps if kind == "rgb"}
-    styles = [
-        (module.conv.modulation(w[:, layer]), module.conv.modulation(w_edit[:, layer]))
-        for module, layer in convs
-    ]
-    s_o, s_e = styles[0]
-    x_o = synth.input(w) * s_o.to(torch.float16)[:, :, None, None]
-    x_e = synth.input(w_edit) * s_e.to(torch.float16)[:, :, None, None]
-    skip_o = skip_e = None
+    batch = w.shape[0]
+    convs = [(module, layer) for kind, module, layer in synth.steps() if kind == "conv"]
+    n_conv = len(convs)
+    # every style of both streams in one batched product: [K, N, row]
+    ws = torch.cat([w, w_edit]).float()[:, plan.latents].transpose(0, 1)
+    styles = torch.baddbmm(plan.affine_bias, ws, plan.affine)
+    conv_styles = styles[:n_conv]
+    demod = torch.rsqrt(torch.bmm(conv_styles.square(), plan.demod) + EPS / GAIN**2)  # x gain
+    rgb_mats = plan.rgb_weight * styles[n_conv:, :, None, :]  # [R, N, 3, row]
+    terms = None
+    if plan.cond_weight is not None:
+        text = cond.float()[None].expand(n_conv, -1, -1)
+        terms = torch.baddbmm(plan.cond_bias, text, plan.cond_weight)  # [J, B*P, hidden]
+    const = synth.input.input  # [1, C, 4, 4]: the first conv's input, modulated per sample
+    x = const * styles[0, :, : const.shape[1], None, None].to(const.dtype)
+    skip = None
     masks: list[torch.Tensor] = []
     for j, (module, layer) in enumerate(convs):
         conv = module.conv
-        s_o, s_e = styles[j]
-        raw_o, d_o = conv.convolve(x_o, s_o, shuffle=False)
-        raw_e, d_e = conv.convolve(x_e, s_e, shuffle=False)
-        s_next = styles[j + 1] if j + 1 < len(convs) else (None, None)
+        raw = conv.raw_conv(x, shuffle=False)
         noise_l = noise[layer]
-        if noise_l is not None:
-            noise_l = noise_l[0, 0].float() * (module.noise.weight.float() * GAIN)
-        head = heads[layer]
-        term = None if head.cond is None else head.cond(cond)
+        if noise_l is not None:  # the module's own constant noise: times the gain already
+            buffer, scaled = plan.noise[j]
+            noise_l = scaled if noise_l is buffer else (noise_l[0, 0] * plan.noise_gain[j]).half()
         rgb = None
-        if layer in to_rgb:
-            rgb = _to_rgb(to_rgb[layer], w[:, layer + 1], w_edit[:, layer + 1], skip_o, skip_e)
-        blur = None
-        if conv.use_phase_conv:  # the FIR filter in correlation order, and its leading padding
-            blur = (torch.flip(conv.blur.kernel, [0, 1]).float(), conv.blur.pad[0])
-        x_o, x_e, mask, new_o, new_e = triton_kernels.layer_epilogue(
-            raw_o,
-            raw_e,
+        r = plan.rgb_of.get(j)
+        if r is not None:
+            up = plan.rgb_up[r]
+            rgb = (rgb_mats[r], plan.rgb_bias[r], skip, *(up if skip is not None else (None, 0)))
+        x, mask, new_skip = triton_kernels.layer_epilogue(
+            raw,
+            batch,
             conv.use_phases,
-            blur,
-            d_o * GAIN,
-            d_e * GAIN,
-            module.activate.bias.float() * GAIN,
+            plan.blur[j],
+            demod[j],
+            plan.bias[j],
             noise_l,
-            masked.epilogue_heads[layer],
-            term,
-            None if s_next[0] is None else s_next[0].float(),
-            None if s_next[1] is None else s_next[1].float(),
+            plan.heads[layer],
+            None if terms is None else terms[j],
+            conv_styles[j + 1] if j + 1 < n_conv else None,
             rgb,
             prompts,
         )
         masks.append(mask)
         if rgb is not None:
-            skip_o, skip_e = new_o, new_e
-    return skip_e, masks, skip_o
-
-
-def _to_rgb(module, style_o, style_e, skip_o, skip_e) -> tuple:
-    """A ToRGB's per-sample [N, 3, C] matrices (weight times styles) for both streams, its bias,
-    the previous skips and their up-sampling's FIR filter (correlation order) and leading
-    padding, which the kernel applies (None, None, None, 0 before the first ToRGB)."""
-    conv = module.conv
-    weight = conv._weights()[0][:, :, 0, 0].float()  # [3, C]
-    mats = [weight[None] * conv.modulation(s).float()[:, None, :] for s in (style_o, style_e)]
-    bias = module.bias.reshape(3).float()
-    if skip_o is None:
-        return mats[0], mats[1], bias, None, None, None, 0
-    up = module.upsample  # 2x, as every ToRGB's (the kernel up-samples by 2)
-    taps = torch.flip(up.kernel, [0, 1]).float()
-    return mats[0], mats[1], bias, skip_o, skip_e, taps, up.pad[0]
+            skip = new_skip
+    return skip[batch:], masks, skip[:batch]

@@ -148,8 +148,9 @@ for form in ("subpixel", "phases"):  # what --compile runs on a GPU, and with --
         compiled = torch.compile(g, dynamic=False)(*args)
         torch._dynamo.reset()
     assert len(calls) == editor.generator.config.num_layers  # traced through, one op per conv
-    for a, b in zip(compiled, eager):
-        assert torch.equal(a, b)  # the kernels are the same calls; the rest is tiny
+    for a, b in zip(compiled, eager):  # the kernels are the same calls; the batched style
+        # products are Inductor's (other sums: 1e-3 of the images, 5 FP16 steps of a mask)
+        torch.testing.assert_close(a.float(), b.float(), atol=5e-3, rtol=2e-3)
 print("ok")
 """
 
