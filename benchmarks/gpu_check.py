@@ -11,26 +11,28 @@ Steps (each one's outcome is recorded; a failing step does not stop the next):
    original images, largest mask difference; for the default fast path (the Triton
    epilogues where they are the default), its plain form (``PLAIN_FP16``: no sub-pixel convs,
    fused tails, stacked streams or Triton epilogues), its PyTorch form (no Triton epilogues),
-   ``phase_conv``, ``triton_masks``, and the 2x2 phases with the Triton epilogues (the
-   kernel's in-kernel blur; a failure is recorded per form), and the registers and spills of
-   every Triton kernel specialization compiled on the way.
+   ``phase_conv``, ``triton_masks``, ``triton_convs`` (the big maps' convs in the epilogue
+   kernel) and the 2x2 phases with the Triton epilogues (the kernel's in-kernel blur; a
+   failure is recorded per form), and the registers and spills of every Triton kernel
+   specialization compiled on the way.
 5. ``bench``: ``mcarun bench --all-backends`` at batch 1 and 8 (CUDA-event timing): FP32 eager,
-   FP16 + CUDA graphs as default, in the plain form (``PLAIN_FP16``) and in the PyTorch form
-   (``--no-triton-epilogues``: the default before the Triton epilogues).
+   FP16 + CUDA graphs as default, in the plain form (``PLAIN_FP16``), in the PyTorch form
+   (``--no-triton-epilogues``: the default before the Triton epilogues) and with
+   ``--triton-convs``.
 6. ``bench_compile``, ``bench_compile_<name>``: the first three of ``--compile-variants``
-   (default ``default,pytorch,phaseconv-tritonepi,phaseconv-tritonmask,phaseconv,
+   (default ``default,pytorch,tritonconv,phaseconv-tritonepi,phaseconv-tritonmask,phaseconv,
    tritonmask``; see ``COMPILE_VARIANTS``), each in its own process (with time left; so are the
    next steps): the compiled default at every batch size, then at the largest its PyTorch form
-   and the 2x2-phase up-sampling convs blurred in the Triton epilogue (fewer FLOPs: the other
-   candidate for the 4x target).
+   and ``--triton-convs`` (the candidate for the 4x target).
    ``epilogue_tuning``: the layer-epilogue Triton kernel alone on the 1024 px layers' launches
-   (both up-sampling forms), with the options chosen from ptxas's reports and with others
+   (both up-sampling forms, and ``--triton-convs``' launches), with the options chosen from
+   ptxas's reports and with others
    (``benchmarks/triton_tuning.py``): the chosen options' time over the fastest, and GB/s
    (at most ``TUNING_SECONDS``; ``--no-tuning`` leaves it out).
 7. ``profile``: the top GPU kernels, the GPU time per kind of kernel (convolutions, Triton,
    element-wise, copies), and the top operators with their input shapes, of one FP16 edit at
-   the largest batch: uncompiled plain, default, its PyTorch form and the 2x2 phases with
-   the Triton epilogues, and the default under ``--compile`` (with time left: it compiles for
+   the largest batch: uncompiled plain, default, its PyTorch form and ``--triton-convs``,
+   and the default under ``--compile`` (with time left: it compiles for
    about a minute) to show where the best time so far goes.
 8. ``edit``: what ``mcarun edit`` delivers at 1024 px, edits per second into PNG files (32
    latents, largest batch, default fast path): the edits alone, then writing with the defaults
@@ -38,7 +40,8 @@ Steps (each one's outcome is recorded; a failing step does not stop the next):
    (``--format jpg``), and level-6 PNGs in the main thread (the old way of writing); and the
    peak GPU memory all that took (what a card needs for ``mcarun edit`` at that batch).
 9. ``bench_compile_<name>``: the other variants, at the largest batch, as time allows (by
-   default the phase convs with Triton mask heads, then each alone; ``stacked``, ``nofold``,
+   default the 2x2 phases blurred in the Triton epilogue, the phase convs with Triton mask
+   heads, then each alone; ``stacked``, ``nofold``,
    ``autotune``, ``fused`` and the uncompiled ``eager-phaseconv-tritonepi``, as
    ``bench_eager-phaseconv-tritonepi``, on request).
    ``nofold`` measured as fast as the folded blur on an H100; ``stacked`` (off by default
@@ -255,6 +258,7 @@ def parity(bundle: Path, device: str, n: int) -> dict:
         ("pytorch", {"triton_epilogues": False}),
         ("phase_conv", {"phase_conv": True}),
         ("triton_masks", {"triton_masks": True}),
+        ("triton_convs", {"triton_convs": True}),  # the big maps' convs in the kernel
         # the epilogue kernel's in-kernel blur runs only with the 2x2 phase convs
         ("phase_conv+triton_epilogues", {"phase_conv": True, "triton_epilogues": True}),
     ]
@@ -320,7 +324,7 @@ def epilogue_tuning(preset: str, batch: int, dry: bool, copy_gbs: float | None =
         return {"skipped": "Triton is not installed (it comes with torch's CUDA wheels)"}
     from benchmarks import triton_tuning
 
-    forms = ["subpixel", "phases"]
+    forms = ["subpixel", "convs", "phases"]  # convs: --triton-convs' launches
     size = load_preset_size(preset)
     smallest = size * size  # the full-size maps' launches: 3/4 of an edit's pixels
     if dry:
@@ -585,7 +589,7 @@ def profile_kernels(
     }
     if gpu:  # the default's PyTorch form; the Triton epilogues with the in-kernel blur
         configs["pytorch"] = {"triton_epilogues": False}
-        configs["phaseconv-tritonepi"] = {"triton_epilogues": True, "phase_conv": True}
+        configs["tritonconv"] = {"triton_convs": True}
     if gpu and compiled:  # where the best time so far goes (compiles for about a minute)
         configs["compiled"] = {"compile": True}
     result = {}
@@ -712,13 +716,16 @@ COMPILE_VARIANTS = {
     "phaseconv-tritonepi": ("--compile", "--phase-conv", "--triton-epilogues"),
     # the same, uncompiled (CUDA graphs only): the blur's cost in seconds, not a minute
     "eager-phaseconv-tritonepi": ("--phase-conv", "--triton-epilogues"),
+    # the 512 and 1024 px layers' convs computed in the epilogue kernel (their outputs never
+    # stored); uncompiled it is in the bench step
+    "tritonconv": ("--compile", "--triton-convs"),
 }
 # the default list: the compiled default and the candidates (timed before the profile and edit
 # steps), then the others if time is left
 DEFAULT_COMPILE_VARIANTS = (
-    "default,pytorch,phaseconv-tritonepi,phaseconv-tritonmask,phaseconv,tritonmask"
+    "default,pytorch,tritonconv,phaseconv-tritonepi,phaseconv-tritonmask,phaseconv,tritonmask"
 )
-BEFORE_TABLES = 3  # the default, its PyTorch form and the 2x2-phase candidate first
+BEFORE_TABLES = 3  # the default, its PyTorch form and the convs in the kernel first
 
 
 def _compile_variants(text: str) -> str:

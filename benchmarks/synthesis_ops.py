@@ -1,7 +1,7 @@
 """GPU kernels per masked-generator call, counted on the CPU: the ATen operators (each one a
 kernel launch on a GPU, views and allocations left out) and the Triton launches of one call of
-the FP16 masked generator, with the Triton epilogues and in the PyTorch form (fused tails,
-stacked streams: what ``--no-triton-epilogues`` runs).
+the FP16 masked generator, with the Triton epilogues (and ``--triton-convs``) and in the
+PyTorch form (fused tails, stacked streams: what ``--no-triton-epilogues`` runs).
 
 The generator is built on PyTorch's meta device (no weights, no arithmetic), so a 1024 px
 batch-8 call is counted in seconds on any machine. What it says: how many small kernels sit
@@ -60,14 +60,14 @@ def count(preset_name: str, batch: int, prompts: int, condition: str | None) -> 
     with torch.device("meta"), contextlib.redirect_stderr(io.StringIO()):  # "RANDOM weights"
         editor = MCAEditor.from_preset(preset, random_weights=True).eval()
     out = {}
-    for form in ("triton_epilogues", "pytorch"):
+    for form in ("triton_epilogues", "triton_convs", "pytorch"):
         graph = Fp16Graph(build_graph(editor, "masked_generator"), channels_last=True).eval()
         subpixel(fold_blur(graph))
         freeze_weights(graph, channels_last=True)
         masked = next(m for m in graph.modules() if isinstance(m, MaskedSynthesis))
         launches = []
-        if form == "triton_epilogues":
-            triton_epilogues(graph)
+        if form.startswith("triton"):
+            triton_epilogues(graph, convs=form == "triton_convs")
         else:  # the torch backend's FP16 form without them (--no-triton-epilogues)
             stack_streams(fuse_tails(graph))
         n_latent, dim = editor.generator.n_latent, editor.generator.style_dim
@@ -86,7 +86,7 @@ def count(preset_name: str, batch: int, prompts: int, condition: str | None) -> 
         try:
             with torch.inference_mode(), mode:
                 noise = masked.synthesis.make_noise(batch, "const")
-                if form == "triton_epilogues":  # what masked() runs on a GPU (not on meta)
+                if form.startswith("triton"):  # what masked() runs on a GPU (not on meta)
                     triton_synthesis.run(masked, w, w_edit, cond, noise, prompts)
                 else:
                     masked(w, w_edit, cond, noise=noise, prompts=prompts)

@@ -38,6 +38,9 @@ from mcaclip.nn.stylegan2 import fold_blur, freeze_weights, phase_conv, subpixel
 
 # up-sampling forms of the torch backend (--fold-blur --subpixel is the FP16 GPU default)
 FORMS = {"subpixel": (fold_blur, subpixel), "phases": (phase_conv,), "transposed": ()}
+# and "convs": the sub-pixel form with the big maps' convs computed in the epilogue kernel
+# (--triton-convs)
+FORMS["convs"] = FORMS["subpixel"]
 # compute capability -> (name, registers per SM, warps per SM, shared memory per SM, shared
 # memory one block may have, blocks per SM), from NVIDIA's CUDA C++ programming guide (table
 # "technical specifications per compute capability")
@@ -66,7 +69,7 @@ def launches(preset: str | Preset, batch: int, prompts: int, form: str, conditio
     for transform in FORMS[form]:
         transform(graph)
     freeze_weights(graph, channels_last=True)
-    triton_epilogues(graph)
+    triton_epilogues(graph, convs=form == "convs")
     masked = next(m for m in graph.modules() if isinstance(m, MaskedSynthesis))
     epilogues, heads = [], []
 

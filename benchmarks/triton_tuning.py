@@ -39,6 +39,9 @@ CANDIDATES = (
     (128, 32, 4, 3),
     (128, 32, 8, 2),
 )
+# and for the launches that compute the conv in the kernel (--triton-convs; every channel in
+# one step): (pixels, warps, stages), the chosen ones' neighbours
+CONV_CANDIDATES = ((128, 8, 2), (64, 8, 2), (64, 4, 2), (128, 4, 3), (32, 4, 2))
 OUTPUTS = ("x_o_ptr", "x_e_ptr", "m_ptr", "sk_o_ptr", "sk_e_ptr")  # next inputs, mask, skips
 
 
@@ -54,9 +57,16 @@ def options_for(args: tuple, meta: dict) -> list[dict]:
     pixel block dividing :func:`~mcaclip.nn.triton_kernels.epilogue_pixels`); the chosen
     options first."""
     hw = named(triton_kernels._EPILOGUE, args)["hw"]
-    pixels = triton_kernels.epilogue_pixels(hw, meta["PHASE_BLUR"])
+    parity = bool(meta["CONV"] and meta["PHASES"])
+    pixels = triton_kernels.epilogue_pixels(hw, meta["PHASE_BLUR"], parity)
     chosen = {k: meta[k] for k in ("BLOCK_P", "BLOCK_C", "num_warps", "num_stages")}
     out = [chosen]
+    if meta["CONV"]:  # the channels stay in one step
+        for p, w, s in CONV_CANDIDATES:
+            option = {"BLOCK_P": p, "BLOCK_C": meta["BLOCK_C"], "num_warps": w, "num_stages": s}
+            if pixels % p == 0 and option not in out:
+                out.append(option)
+        return out
     for p, c, w, s in CANDIDATES:
         option = {"BLOCK_P": p, "BLOCK_C": c, "num_warps": w, "num_stages": s}
         if c <= meta["BLOCK_C"] and pixels % p == 0 and option not in out:

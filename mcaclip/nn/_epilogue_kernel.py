@@ -9,18 +9,22 @@ import triton.language as tl
 
 
 @triton.jit
-def _raw(raw_ptr, off, cols, ok, a, b, py, px, taps_ptr, hp, wp, C, BLUR: tl.constexpr,
-         TAPS: tl.constexpr, PAD0: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr,
-         ONE_STEP: tl.constexpr):  # fmt: skip
-    """A conv output on the block's pixels (rows) and channels ``cols``, as float32: read at
-    the pixel offsets ``off``; or (BLUR) from the 2x2-phase conv's [hp, wp, 4C] output,
-    pixel-shuffled and FIR-filtered here, on output pixels (2a + py, 2b + px) of one parity
-    class (py, px scalars), ``off`` the offsets of their source pixels (a, b). Output (y, x)
-    sums taps (j, i) times the shuffled map at (y + j - PAD0, x + i - PAD0), zero outside:
-    with y = 2a + py that is row a + ry, phase fy of the raw map, where 2 ry + fy = py + j -
-    PAD0; both the same for every pixel of the block, so each tap reads at ``off`` plus one
-    scalar."""
-    if BLUR:
+def _raw(raw_ptr, off, cols, ok, a, b, py, px, taps_ptr, hp, wp, C, conv_w_ptr, cin,
+         BLUR: tl.constexpr, TAPS: tl.constexpr, PAD0: tl.constexpr, BLOCK_P: tl.constexpr,
+         BLOCK_C: tl.constexpr, ONE_STEP: tl.constexpr, CONV: tl.constexpr,
+         PHASES: tl.constexpr, BLOCK_K: tl.constexpr):  # fmt: skip
+    """A conv output on the block's pixels (rows) and channels ``cols``, as float32: (CONV)
+    computed here (:func:`_conv`); read at the pixel offsets ``off``; or (BLUR) from the
+    2x2-phase conv's [hp, wp, 4C] output, pixel-shuffled and FIR-filtered here, on output
+    pixels (2a + py, 2b + px) of one parity class (py, px scalars), ``off`` the offsets of
+    their source pixels (a, b). Output (y, x) sums taps (j, i) times the shuffled map at (y +
+    j - PAD0, x + i - PAD0), zero outside: with y = 2a + py that is row a + ry, phase fy of
+    the raw map, where 2 ry + fy = py + j - PAD0; both the same for every pixel of the block,
+    so each tap reads at ``off`` plus one scalar."""
+    if CONV:
+        return _conv(raw_ptr, off, cols, ok, a, b, py, px, hp, wp, C, conv_w_ptr, cin, PHASES,
+                     BLOCK_P, BLOCK_C, BLOCK_K)  # fmt: skip
+    elif BLUR:
         acc = tl.zeros((BLOCK_P, BLOCK_C), dtype=tl.float32)
         if ONE_STEP:  # the big maps (every channel in one step), where the time goes: UNROLL
             # taps' loads in flight at once, as many as keep an H100 at 1/4 occupancy or more
@@ -38,6 +42,43 @@ def _raw(raw_ptr, off, cols, ok, a, b, py, px, taps_ptr, hp, wp, C, BLUR: tl.con
     else:
         v = tl.load(raw_ptr + off[:, None] + cols[None, :], mask=ok[None, :], other=0.0)
         return v.to(tl.float32)
+
+
+@triton.jit
+def _conv(x_ptr, base, cols, ok, a, b, py, px, hp, wp, C, w_ptr, cin, PHASES: tl.constexpr,
+          BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_K: tl.constexpr):  # fmt: skip
+    """The 3x3 conv (padding 1) of the NHWC input [hp, wp, cin] at ``x_ptr + base`` (one
+    sample, already modulated) on the block's pixels (a, b) of the conv's output, channels
+    ``cols``, as float32: an implicit GEMM, 9 taps x ``cin`` / BLOCK_K products of the shifted
+    input [BLOCK_P, BLOCK_K] with the K-major weight [9 cin, C or 4C] on the tensor cores.
+    PHASES: the sub-pixel conv, whose output phase (py, px) (the block's parity class) is
+    columns (2 py + px) C + cols."""
+    acc = tl.zeros((BLOCK_P, BLOCK_C), dtype=tl.float32)
+    if PHASES:
+        n_cols = 4 * C
+        col = (py * 2 + px).to(tl.int32) * C + cols
+    else:
+        n_cols = C
+        col = cols
+    x_ptr += base  # the sample's input; within it 32-bit offsets (the launch checks they fit):
+    a = a.to(tl.int32)  # 64-bit [pixels, channels] address math took 2x the registers
+    b = b.to(tl.int32)
+    for t in range(9):
+        ky = t // 3
+        kx = t - ky * 3
+        ya = a + (ky - 1)
+        xb = b + (kx - 1)
+        inside = (ya >= 0) & (ya < hp) & (xb >= 0) & (xb < wp)
+        src = (ya * wp + xb) * cin
+        for k0 in range(0, cin, BLOCK_K):
+            kk = k0 + tl.arange(0, BLOCK_K)
+            k_ok = kk < cin
+            xa = tl.load(x_ptr + src[:, None] + kk[None, :], mask=inside[:, None] & k_ok[None, :],
+                         other=0.0)  # fmt: skip
+            wt = tl.load(w_ptr + (t * cin + kk)[:, None] * n_cols + col[None, :],
+                         mask=k_ok[:, None] & ok[None, :], other=0.0)  # fmt: skip
+            acc += tl.dot(xa, wt)
+    return acc
 
 
 @triton.jit
@@ -75,12 +116,13 @@ def _activate(raw, d_ptr, bias_ptr, noise, cols, ok, CLAMP: tl.constexpr):
 
 @triton.jit
 def _features(raw_ptr, off, d_ptr, bias_ptr, noise, cols, ok, a, b, py, px, taps_ptr, hp, wp, C,
-              CLAMP: tl.constexpr, BLUR: tl.constexpr, TAPS: tl.constexpr, PAD0: tl.constexpr,
-              BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr,
-              ONE_STEP: tl.constexpr):  # fmt: skip
+              conv_w_ptr, cin, CLAMP: tl.constexpr, BLUR: tl.constexpr, TAPS: tl.constexpr,
+              PAD0: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr,
+              ONE_STEP: tl.constexpr, CONV: tl.constexpr, PHASES: tl.constexpr,
+              BLOCK_K: tl.constexpr):  # fmt: skip
     """A stream's features on the block: its conv output (:func:`_raw`) through the tail."""
-    raw = _raw(raw_ptr, off, cols, ok, a, b, py, px, taps_ptr, hp, wp, C, BLUR, TAPS, PAD0,
-               BLOCK_P, BLOCK_C, ONE_STEP)  # fmt: skip
+    raw = _raw(raw_ptr, off, cols, ok, a, b, py, px, taps_ptr, hp, wp, C, conv_w_ptr, cin, BLUR,
+               TAPS, PAD0, BLOCK_P, BLOCK_C, ONE_STEP, CONV, PHASES, BLOCK_K)  # fmt: skip
     return _activate(raw, d_ptr, bias_ptr, noise, cols, ok, CLAMP)
 
 
@@ -162,7 +204,8 @@ def _skip(r, e, mf, k, so, se, pix, hw, first, rgb_b_ptr, up_o_ptr, up_e_ptr, sk
 def triton_layer_epilogue(
     raw_o_ptr,  # original stream's conv output before demodulation, NHWC [B, H, W, C]
     raw_e_ptr,  # edited stream's, [B * prompts, H, W, C]; PHASES: both are the sub-pixel
-    #             conv's [N, H/2, W/2, 4C], read through the pixel shuffle
+    #             conv's [N, H/2, W/2, 4C], read through the pixel shuffle; CONV: both are
+    #             the conv's input [N, hp, wp, cin] (modulated), the conv is computed here
     d_o_ptr,  # [B, row] float32: demodulation coefficients times the gain, original (the
     #           first C of each row of ``row`` elements; so are the styles and ToRGB's)
     d_e_ptr,  # [B * prompts, row] float32: edited
@@ -185,6 +228,7 @@ def triton_layer_epilogue(
     up_e_ptr,  # [B * prompts, 3, H/2 * W/2] float32: edited
     up_taps_ptr,  # [UP_TAPS * UP_TAPS] float32: the skip's up-sampling FIR (HAS_SKIP)
     taps_ptr,  # [TAPS * TAPS] float32: the FIR filter, correlation order (PHASE_BLUR)
+    conv_w_ptr,  # [9 cin, C or 4C] FP16: the conv's weight, K-major (CONV)
     sk_o_ptr,  # out [B, 3, H * W] float32: the new RGB skip, original (HAS_RGB)
     sk_e_ptr,  # out [B * prompts, 3, H * W] float32: edited, blended with the mask
     hw,  # pixels per map
@@ -195,8 +239,9 @@ def triton_layer_epilogue(
     row,  # elements per row of the demodulation, style and ToRGB matrices (>= C); a runtime
     #       value: as a constant (tl.constexpr) ptxas took 101 registers instead of 80 at 512
     #       px on an H100, 72 instead of 64 at 1024 px on an RTX 50 (benchmarks/triton_aot.py)
-    hp,  # PHASE_BLUR: rows and columns of the 2x2-phase conv's output
+    hp,  # PHASE_BLUR: rows and columns of the 2x2-phase conv's output; CONV: of its input
     wp,
+    cin,  # CONV: the conv's input channels
     HAS_NOISE: tl.constexpr,
     HAS_TERM: tl.constexpr,
     HAS_NEXT: tl.constexpr,
@@ -213,7 +258,9 @@ def triton_layer_epilogue(
     BLOCK_P: tl.constexpr,  # pixels per program; divides hw (PHASE_BLUR: hw / 4), so one
     #                         sample (and one parity class) per program
     BLOCK_C: tl.constexpr,
-    ONE_STEP: tl.constexpr,  # PHASE_BLUR and C <= BLOCK_C (triton_kernels.with_options)
+    ONE_STEP: tl.constexpr,  # (PHASE_BLUR or CONV) and C <= BLOCK_C (with_options)
+    CONV: tl.constexpr,  # the conv itself in the kernel (needs ONE_STEP)
+    BLOCK_K: tl.constexpr,  # CONV: input channels per product
 ):
     # programs in (original sample, pixel block, prompt) order: the prompts' programs of one
     # block run side by side and read the original's block from cache, not once per prompt
@@ -225,7 +272,8 @@ def triton_layer_epilogue(
     se = so * prompts + prompt  # the edited sample (latent-major)
     block = rest - so * blocks
     first = prompt == 0  # its program writes the original stream's outputs
-    if PHASE_BLUR:  # a block of one parity class (py, px): pixels (2a + py, 2b + px)
+    if PHASE_BLUR or (CONV and PHASES):  # a block of one parity class (py, px): pixels
+        # (2a + py, 2b + px), (a, b) a pixel of the 2x2-phase or sub-pixel conv's output
         per_class = blocks // 4
         parity = block // per_class
         py = parity // 2
@@ -236,15 +284,22 @@ def triton_layer_epilogue(
         y = 2 * a + py
         x = 2 * b + px
         pix = y * width + x  # pixels within the map
-        off_o = (so * (hp * wp) + a * wp + b) * (4 * C)
-        off_e = (se * (hp * wp) + a * wp + b) * (4 * C)
+        if CONV:  # the sample's input
+            off_o = so * (hp * wp) * cin
+            off_e = se * (hp * wp) * cin
+        else:
+            off_o = (so * (hp * wp) + a * wp + b) * (4 * C)
+            off_e = (se * (hp * wp) + a * wp + b) * (4 * C)
     else:
         py = 0  # a, b, py, px: read by _raw with the blur only
         px = 0
         pix = block * BLOCK_P + tl.arange(0, BLOCK_P)  # pixels within the map
         y = pix // width
         x = pix - y * width
-        if PHASES:  # output (y, x) of channel c: phase (y % 2, x % 2) of input (y // 2, x // 2)
+        if CONV:
+            off_o = so * hw * cin
+            off_e = se * hw * cin
+        elif PHASES:  # output (y, x) of channel c: phase (y % 2, x % 2) of input (y // 2, x // 2)
             src = (y // 2) * (width // 2) + x // 2
             phase = ((y % 2) * 2 + x % 2) * C
             off_o = (so * (hw // 4) + src) * (4 * C) + phase
@@ -272,9 +327,9 @@ def triton_layer_epilogue(
     for c0 in range(0, C, BLOCK_C):
         cols = c0 + tl.arange(0, BLOCK_C)
         ok = cols < C
-        f = _features(raw_o_ptr, off_o, d_o_ptr + so * row, bias_ptr, noise, cols, ok, a,
-                      b, py, px, taps_ptr, hp, wp, C, CLAMP, PHASE_BLUR, TAPS, PAD0, BLOCK_P,
-                      BLOCK_C, ONE_STEP)  # fmt: skip
+        f = _features(raw_o_ptr, off_o, d_o_ptr + so * row, bias_ptr, noise, cols, ok, a, b, py,
+                      px, taps_ptr, hp, wp, C, conv_w_ptr, cin, CLAMP, PHASE_BLUR, TAPS, PAD0,
+                      BLOCK_P, BLOCK_C, ONE_STEP, CONV, PHASES, BLOCK_K)  # fmt: skip
         if ONE_STEP:  # the only step: pass 2 takes these features, not a second read
             kept = f
         w1 = tl.load(
@@ -308,12 +363,12 @@ def triton_layer_epilogue(
         if ONE_STEP:
             f = kept
         else:
-            f = _features(raw_o_ptr, off_o, d_o_ptr + so * row, bias_ptr, noise, cols, ok,
-                          a, b, py, px, taps_ptr, hp, wp, C, CLAMP, PHASE_BLUR, TAPS, PAD0,
-                          BLOCK_P, BLOCK_C, ONE_STEP)  # fmt: skip
-        e = _features(raw_e_ptr, off_e, d_e_ptr + se * row, bias_ptr, noise, cols, ok, a,
-                      b, py, px, taps_ptr, hp, wp, C, CLAMP, PHASE_BLUR, TAPS, PAD0, BLOCK_P,
-                      BLOCK_C, ONE_STEP)  # fmt: skip
+            f = _features(raw_o_ptr, off_o, d_o_ptr + so * row, bias_ptr, noise, cols, ok, a, b,
+                          py, px, taps_ptr, hp, wp, C, conv_w_ptr, cin, CLAMP, PHASE_BLUR, TAPS,
+                          PAD0, BLOCK_P, BLOCK_C, ONE_STEP, CONV, PHASES, BLOCK_K)  # fmt: skip
+        e = _features(raw_e_ptr, off_e, d_e_ptr + se * row, bias_ptr, noise, cols, ok, a, b, py,
+                      px, taps_ptr, hp, wp, C, conv_w_ptr, cin, CLAMP, PHASE_BLUR, TAPS, PAD0,
+                      BLOCK_P, BLOCK_C, ONE_STEP, CONV, PHASES, BLOCK_K)  # fmt: skip
         v = f + mf[:, None] * (e - f)
         if HAS_NEXT:
             _store_scaled(x_e_ptr, out_e, s_e_ptr + se * row, v, cols, ok, every)

@@ -175,15 +175,17 @@ def stack_streams(module: nn.Module, on: bool = True) -> nn.Module:
     return set_switch(module, "stacked", on)
 
 
-def triton_epilogues(module: nn.Module, on: bool = True) -> nn.Module:
+def triton_epilogues(module: nn.Module, on: bool = True, convs: bool = False) -> nn.Module:
     """Run every MaskedSynthesis with a mask net in ``module`` with one Triton kernel between
     two styled convs (:mod:`mcaclip.nn.triton_synthesis`) where it can (FP16 NHWC inference on a
-    GPU); elsewhere the PyTorch form runs. Call it after the module's last cast or move."""
+    GPU); elsewhere the PyTorch form runs. ``convs``: the kernel computes the convs of the big
+    maps too (:func:`mcaclip.nn.triton_synthesis.fits_kernel`). Call it after the module's
+    last cast or move."""
     for m in module.modules():
         if isinstance(m, MaskedSynthesis) and m.masknet is not None:
             m.triton_epilogues = on
             if on:
-                triton_synthesis.prepare(m)
+                triton_synthesis.prepare(m, convs)
             else:
                 m.epilogue_plan = None
     return module

@@ -34,6 +34,12 @@ import torch
 from mcaclip.errors import ConfigError
 
 MIN_DOT = 16  # tl.dot needs every block dimension to be at least 16
+MAX_CONV_CHANNELS = 64  # the conv in the epilogue kernel: output channels in one step
+# the conv in the kernel: pixels per program (the rows of its products) at 32 and at 64
+# channels, 8 warps; by ptxas, no spills on sm_80/86/89/90/120 (128 pixels at 64 channels
+# spilled on sm_80/89, 32 pixels took fewer registers but read the weights 4x as often)
+CONV_PIXELS = {32: 128, 64: 64}
+CONV_WARPS = 8
 _KERNEL = None  # the jitted mask-head kernel, built by load() (outside any torch.compile trace)
 _EPILOGUE = None  # the jitted layer-epilogue kernel, built by load() too
 _INTERPRET = False  # Triton's CPU interpreter was asked for when load() ran
@@ -251,6 +257,7 @@ def layer_epilogue(
     s: torch.Tensor | None,
     rgb: tuple | None,
     prompts: int,
+    conv_w: torch.Tensor | None = None,
 ) -> tuple:
     """One styled conv's epilogue for both streams (module docstring), FP16 NHWC in and out.
 
@@ -269,6 +276,10 @@ def layer_epilogue(
     None, 0 for the first ToRGB: the kernel up-samples the skips itself). The maps' pixel count
     must be a power of two (square maps of a power-of-two size).
 
+    ``conv_w`` [9 Cin, C] FP16 (``phases``: [9 Cin, 4C]), the conv's weight K-major (row (3 ky +
+    kx) Cin + i): the kernel computes the 3x3 conv itself (padding 1), ``raw`` being its input
+    [N, Cin, H', W'] (NHWC, modulated) and no conv output ever stored; C <= 64 channels.
+
     Returns (the next conv's input [N, C, H, W] NHWC, both streams stacked as ``raw``, or None
     after the last conv; mask [B*P, 1, H, W]; new skips [N, 3, H, W] float32 or None).
     """
@@ -279,13 +290,15 @@ def layer_epilogue(
         if t is not None and (t.shape[-1] != row or not t.is_contiguous()):
             raise ConfigError("layer epilogue: demodulation, styles and ToRGB rows differ")
     out = _epilogue_op(raw, batch, phases, taps, pad0, d, bias, noise, *head, term, s, *rgb,
-                       prompts)  # fmt: skip
+                       prompts, conv_w)  # fmt: skip
     return tuple(None if t.numel() == 0 else t for t in out)
 
 
-def _epilogue_shape(raw, phases: bool, taps, pad0: int) -> tuple[int, int, int]:
+def _epilogue_shape(raw, phases: bool, taps, pad0: int, conv_w=None) -> tuple[int, int, int]:
     """(channels, height, width) of the features the epilogue computes from ``raw``."""
     c, h, w = raw.shape[1:]
+    if conv_w is not None:  # raw is the conv's input
+        c = conv_w.shape[1]
     if phases:
         return c // 4, 2 * h, 2 * w
     if taps is not None:  # 2x2 phases, then the filter: 2h' + 2 rows, padded, filtered
@@ -295,10 +308,10 @@ def _epilogue_shape(raw, phases: bool, taps, pad0: int) -> tuple[int, int, int]:
 
 
 def _epilogue_out(raw, batch: int, phases: bool, taps, pad0: int, has_next: bool,
-                  has_rgb: bool):  # fmt: skip
+                  has_rgb: bool, conv_w=None):  # fmt: skip
     """The epilogue's outputs, allocated (an empty tensor for each one it does not write)."""
     n = raw.shape[0]
-    c, h, w = _epilogue_shape(raw, phases, taps, pad0)
+    c, h, w = _epilogue_shape(raw, phases, taps, pad0, conv_w)
     kw = {"dtype": raw.dtype, "device": raw.device}
     x = torch.empty((n, c, h, w) if has_next else 0, **kw)
     x = x.contiguous(memory_format=torch.channels_last) if has_next else x
@@ -329,10 +342,11 @@ def _epilogue_op(
     up_taps: torch.Tensor | None,
     up_pad0: int,
     prompts: int,
+    conv_w: torch.Tensor | None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     out, grid, args, meta = _epilogue_launch(
         raw, batch, phases, taps, pad0, d, bias, noise, w1t, b1, w2, b2, term, s, rgb, rgb_b,
-        up, up_taps, up_pad0, prompts,
+        up, up_taps, up_pad0, prompts, conv_w,
     )  # fmt: skip
     if _EPILOGUE is None:
         load()
@@ -342,15 +356,16 @@ def _epilogue_op(
 
 
 def _epilogue_launch(raw, batch, phases, taps, pad0, d, bias, noise, w1t, b1, w2, b2, term, s,
-                     rgb, rgb_b, up, up_taps, up_pad0, prompts) -> tuple:  # fmt: skip
+                     rgb, rgb_b, up, up_taps, up_pad0, prompts, conv_w=None) -> tuple:  # fmt: skip
     """The custom op's outputs, allocated, and the (grid, arguments, constexprs and launch
     options) of the layer-epilogue kernel's launch that writes them (also what
     :mod:`benchmarks.triton_aot` compiles for GPUs it does not have). Each stacked tensor goes
     to the kernel as its two streams' parts (views: no copies)."""
     has_next, has_rgb = s is not None, rgb is not None
-    out = _epilogue_out(raw, batch, phases, taps, pad0, has_next, has_rgb)
+    conv = conv_w is not None
+    out = _epilogue_out(raw, batch, phases, taps, pad0, has_next, has_rgb, conv_w)
     x, mask, sk = out
-    c, h, w = _epilogue_shape(raw, phases, taps, pad0)
+    c, h, w = _epilogue_shape(raw, phases, taps, pad0, conv_w)
     hw = h * w
     if taps is not None and not 0 <= pad0 <= taps.shape[0]:
         raise ConfigError(f"layer epilogue: blur padding {pad0} outside 0..{taps.shape[0]}")
@@ -358,7 +373,14 @@ def _epilogue_launch(raw, batch, phases, taps, pad0, d, bias, noise, w1t, b1, w2
         raise ConfigError(f"layer epilogue: the skip's up-sampling filter or padding {up_pad0}")
     if d.shape[-1] < c:
         raise ConfigError(f"layer epilogue: rows of {d.shape[-1]} for {c} channels")
-    block_p, block_c, warps, stages = epilogue_blocks(c, hw, taps is not None)
+    cin = raw.shape[1]
+    if conv and (taps is not None or conv_w.shape[0] != 9 * cin or c > MAX_CONV_CHANNELS):
+        raise ConfigError(
+            f"layer epilogue: a {tuple(conv_w.shape)} conv weight for {cin} input channels "
+            f"(3x3, at most {MAX_CONV_CHANNELS} out, no blur)"
+        )
+    block_p, block_c, warps, stages = epilogue_blocks(c, hw, taps is not None, conv,
+                                                      conv and phases)  # fmt: skip
     raw = raw.contiguous(memory_format=torch.channels_last)  # as cuDNN gives it (else a copy)
     spare = b1  # what an unused pointer argument points at (never read)
 
@@ -386,6 +408,7 @@ def _epilogue_launch(raw, batch, phases, taps, pad0, d, bias, noise, w1t, b1, w2
         *parts(None if up is None else arg(up)),
         arg(up_taps),
         arg(taps),
+        arg(conv_w),
         *parts(sk),
         hw,
         w,
@@ -395,6 +418,7 @@ def _epilogue_launch(raw, batch, phases, taps, pad0, d, bias, noise, w1t, b1, w2
         d.shape[-1],
         raw.shape[2],
         raw.shape[3],
+        cin,
     )
     meta = {
         "HAS_NOISE": noise is not None,
@@ -410,6 +434,8 @@ def _epilogue_launch(raw, batch, phases, taps, pad0, d, bias, noise, w1t, b1, w2
         "UP_PAD0": up_pad0,
         "CLAMP": raw.dtype == torch.float16,
         "HIDDEN": _dot_width(b1.shape[0]),
+        "CONV": conv,
+        "BLOCK_K": min(64, _dot_width(cin)),
         "num_warps": warps,
         "num_stages": stages,
     }
@@ -425,17 +451,23 @@ def with_options(meta: dict, channels: int, **options) -> dict:
     without the blur: there the second read is one load from cache, and keeping the features
     costs 2-8 registers and, at 64 channels, 8 bytes of spills on an H100, by ptxas)."""
     meta = {**meta, **options}
-    meta["ONE_STEP"] = bool(meta["PHASE_BLUR"]) and channels <= meta["BLOCK_C"]
+    one = bool(meta["PHASE_BLUR"] or meta["CONV"]) and channels <= meta["BLOCK_C"]
+    if meta["CONV"] and not one:
+        raise ConfigError(f"layer epilogue: the conv in the kernel needs all {channels} "
+                          f"channels in one step, not {meta['BLOCK_C']}")  # fmt: skip
+    meta["ONE_STEP"] = one
     return meta
 
 
-def epilogue_pixels(hw: int, phase_blur: bool) -> int:
+def epilogue_pixels(hw: int, phase_blur: bool, parity: bool = False) -> int:
     """The pixels a layer-epilogue block's pixels are cut from: the map's ``hw``, or with the
-    in-kernel blur one parity class of it, ``hw / 4`` (every block divides it)."""
-    return hw // 4 if phase_blur else hw
+    in-kernel blur (or the sub-pixel conv in the kernel: ``parity``) one parity class of it,
+    ``hw / 4`` (every block divides it)."""
+    return hw // 4 if phase_blur or parity else hw
 
 
-def epilogue_blocks(c: int, hw: int, phase_blur: bool) -> tuple[int, int, int, int]:
+def epilogue_blocks(c: int, hw: int, phase_blur: bool, conv: bool = False,
+                    parity: bool = False) -> tuple[int, int, int, int]:  # fmt: skip
     """(pixels per program, channels per step, warps, pipeline stages) of the layer epilogue on
     ``c`` channels and ``hw`` pixels per map (:func:`epilogue_pixels`).
 
@@ -455,21 +487,26 @@ def epilogue_blocks(c: int, hw: int, phase_blur: bool) -> tuple[int, int, int, i
     place they spill 4-8 bytes on an RTX 50, by ptxas. Not taken: 0.04 ms of a 2.4 ms edit,
     for a choice per GPU architecture."""
     block_c = min(64, _dot_width(c))
-    pixels = epilogue_pixels(hw, phase_blur)
+    pixels = epilogue_pixels(hw, phase_blur, parity)
     # Triton's CPU interpreter runs each program as a series of numpy calls: there, 4096
     # elements a block make tests 3-5x faster (results do not depend on the blocks:
     # tests/bench/test_triton_tuning.py runs this kernel with every candidate block on one input)
-    block_p = min(pixels, 4096 // block_c if _INTERPRET else 32)
+    if _INTERPRET:
+        block_p = min(pixels, 4096 // block_c)
+    else:
+        block_p = min(pixels, CONV_PIXELS.get(block_c, 128) if conv else 32)
     if pixels % block_p or block_p < MIN_DOT:
         raise ConfigError(f"layer epilogue: {hw} pixels per map do not make blocks of {block_p}")
+    if conv:
+        return block_p, block_c, CONV_WARPS, 2
     warps = 8 if block_c >= 64 else 4
     return block_p, block_c, warps, 1 if phase_blur else 2
 
 
 @_epilogue_op.register_fake
 def _(raw, batch, phases, taps, pad0, d, bias, noise, w1t, b1, w2, b2, term, s, rgb, rgb_b, up,
-      up_taps, up_pad0, prompts):  # fmt: skip
-    return _epilogue_out(raw, batch, phases, taps, pad0, s is not None, rgb is not None)
+      up_taps, up_pad0, prompts, conv_w):  # fmt: skip
+    return _epilogue_out(raw, batch, phases, taps, pad0, s is not None, rgb is not None, conv_w)
 
 
 def triton_cdiv(a: int, b: int) -> int:

@@ -64,16 +64,32 @@ class Plan:
     rgb_up: list  # per ToRGB: (its skip up-sampling's FIR taps, leading padding) or None
     cond_weight: torch.Tensor | None  # [J, D_text, hidden] the heads' text terms' weights
     cond_bias: torch.Tensor | None  # [J, 1, hidden]
+    conv_w: list  # per styled conv: its weight K-major [9 in, out] FP16 where the kernel
+    #               computes the conv itself (convs=True, :func:`fits_kernel`), else None
 
 
-def prepare(masked) -> None:
+def fits_kernel(conv) -> bool:
+    """Whether the epilogue kernel can compute this ModulatedConv2d itself: a 3x3 conv at the
+    same size or the sub-pixel up-sampling conv (its four phases), at most
+    ``triton_kernels.MAX_CONV_CHANNELS`` output channels (all in one step), and at least 16
+    input channels (the products' K)."""
+    return (
+        conv.kernel_size == 3
+        and (not conv.upsample or conv.use_phases)
+        and conv.out_channel <= triton_kernels.MAX_CONV_CHANNELS
+        and conv.in_channel >= triton_kernels.MIN_DOT
+    )
+
+
+def prepare(masked, convs: bool = False) -> None:
     """Load the kernels and compute the :class:`Plan` (call after the module's last cast or
-    move, like :func:`mcaclip.nn.masknet.triton_masks`; later weight changes are not seen)."""
+    move, like :func:`mcaclip.nn.masknet.triton_masks`; later weight changes are not seen).
+    ``convs``: the kernel also computes the convs that :func:`fits_kernel` (the big maps')."""
     triton_kernels.load()
-    masked.epilogue_plan = _plan(masked)
+    masked.epilogue_plan = _plan(masked, convs)
 
 
-def _plan(masked) -> Plan:
+def _plan(masked, convs_in_kernel: bool) -> Plan:
     synth = masked.synthesis
     heads = masked.masknet.heads
     steps = synth.steps()
@@ -110,6 +126,12 @@ def _plan(masked) -> Plan:
 
         gains = [(m.noise.weight.float() * GAIN).reshape(1) for m, _ in convs]
 
+        def k_major(conv) -> torch.Tensor | None:  # [out, in, 3, 3] -> [9 in, out]
+            if not (convs_in_kernel and fits_kernel(conv)):
+                return None
+            weight = conv._weights()[0]
+            return weight.permute(2, 3, 1, 0).reshape(-1, weight.shape[0]).half().contiguous()
+
         def fir(module) -> tuple:  # taps in correlation order (float32), leading padding
             return torch.flip(module.kernel, [0, 1]).float().contiguous(), module.pad[0]
 
@@ -132,6 +154,7 @@ def _plan(masked) -> Plan:
             rgb_up=[fir(m.upsample) if hasattr(m, "upsample") else None for m, _ in rgbs],
             cond_weight=cond_weight,
             cond_bias=cond_bias,
+            conv_w=[k_major(m.conv) for m, _ in convs],
         )
 
 
@@ -180,7 +203,8 @@ def run(masked, w, w_edit, cond, noise, prompts):
     masks: list[torch.Tensor] = []
     for j, (module, layer) in enumerate(convs):
         conv = module.conv
-        raw = conv.raw_conv(x, shuffle=False)
+        conv_w = plan.conv_w[j]  # the kernel convolves x itself, or cuDNN does here
+        raw = x if conv_w is not None else conv.raw_conv(x, shuffle=False)
         noise_l = noise[layer]
         if noise_l is not None:  # the module's own constant noise: times the gain already
             buffer, scaled = plan.noise[j]
@@ -203,6 +227,7 @@ def run(masked, w, w_edit, cond, noise, prompts):
             conv_styles[j + 1] if j + 1 < n_conv else None,
             rgb,
             prompts,
+            conv_w,
         )
         masks.append(mask)
         if rgb is not None:

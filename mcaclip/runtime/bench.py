@@ -251,6 +251,8 @@ def variant_name(v: dict) -> str:
             parts.append("phaseconv")
         if v.get("triton_masks"):
             parts.append("tritonmask")
+        if v.get("triton_convs"):
+            parts.append("tritonconv")
         words = {"subpixel": "subpixel", "fuse_tails": "fused", "stack_streams": "stacked"}
         plain = all(v.get(key) is False for key in words) and not v.get("triton_epilogues")
         if v.get("triton_epilogues"):
@@ -301,6 +303,7 @@ def plan_variants(engine, providers: list[str] | None = None, compile_: bool | s
         variants += [fp16, {**fp16, **PLAIN_FP16}]
         if "masknet" in bundle.graphs and importlib.util.find_spec("triton") is not None:
             variants.append({**fp16, "triton_epilogues": False})  # the default's PyTorch form
+            variants.append({**fp16, "triton_convs": True})  # the convs in the kernel too
         if compile_:  # True / "default", or "max-autotune"
             variants.append({**fp16, "compile": compile_})
     if any(g.get("onnx") for g in bundle.graphs.values()):

@@ -82,6 +82,13 @@ SWITCH_OPTIONS = (
         "default sub-pixel form, unless a switch it replaces is given: --fuse-tails, "
         "--stack-streams, --triton-masks; 2.1x faster per edit on an H100 and an H200).",
     ),
+    (
+        "triton_convs",
+        "--triton-convs/--no-triton-convs",
+        "torch backend, with the Triton epilogues: the kernel also computes the 3x3 and "
+        "sub-pixel convs of up to 64 output channels (the 512 and 1024 px layers), so that "
+        "their outputs never go through memory (default: off; not yet timed on a GPU).",
+    ),
 )
 
 

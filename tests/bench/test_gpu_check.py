@@ -80,11 +80,13 @@ def test_dry_run_writes_every_step(tmp_path):
     assert report["left_out_for_time"] == []  # the dry run fits its budget
     assert set(report["steps"]) == {"environment", "gpu_tests", "bundle", "parity", "bench",
                                     "epilogue_tuning", "profile", "edit", "summary"}  # fmt: skip
-    tuning = report["epilogue_tuning"]  # the plan: the 32 px launches of both up-sampling forms
-    if "skipped" not in tuning:  # (Triton is missing: said so)
+    tuning = report["epilogue_tuning"]  # the plan: the 32 px launches of both up-sampling
+    if "skipped" not in tuning:  # forms and of --triton-convs (Triton missing: said so)
         assert tuning["dry_run"] and set(tuning["options_per_launch"]) == {
             "subpixel layer 5",
             "subpixel layer 6",
+            "convs layer 5",
+            "convs layer 6",
             "phases layer 5",
             "phases layer 6",
         }

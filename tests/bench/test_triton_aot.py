@@ -84,3 +84,25 @@ def test_mask_head_launches_fit():
     for cap in (90, 89):
         r = compile_launch(triton_kernels._KERNEL, args, meta, cap)
         assert r["spill_store_bytes"] == 0 and r["occupancy"] > 0, (cap, r)
+
+
+def test_conv_launches_of_a_1024_edit_compile_without_spills():
+    """--triton-convs: the four launches of a 1024 px edit that compute their conv in the
+    kernel (512 and 1024 px: the sub-pixel up-sampling conv and the 3x3 conv after it, 64 and
+    32 channels) compile for an H100, an RTX 40 and an RTX 50 without spills, every channel in
+    one step, and can launch (their occupancy is lower than the other launches': 1/8 to 1/3)."""
+    _compiler()
+    from mcaclip.nn import triton_kernels
+
+    epilogues, _ = launches("ffhq-1024", 8, 1, "convs", None)
+    conv = [(layer, args, meta) for layer, _, args, meta in epilogues if meta["CONV"]]
+    assert [layer for layer, *_ in conv] == [13, 14, 15, 16]
+    assert [meta["PHASES"] for *_, meta in conv] == [True, False, True, False]
+    for layer, args, meta in conv:
+        k = named(triton_kernels._EPILOGUE, args)
+        assert meta["ONE_STEP"] and k["C"] <= meta["BLOCK_C"]
+        for cap in (90, 89, 120):
+            r = compile_launch(triton_kernels._EPILOGUE, args, meta, cap)
+            where = f"conv layer {layer} on {TARGETS[cap][0]}: {r}"
+            assert r["spill_store_bytes"] == 0 and r["spill_load_bytes"] == 0, where
+            assert r["shared_bytes"] < 64 * 1024 and r["occupancy"] >= 0.125, where

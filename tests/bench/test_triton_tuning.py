@@ -42,3 +42,33 @@ print("ok")
 
 def test_every_tuning_option_gives_the_chosen_outputs(triton_interpret):
     assert triton_interpret(TUNING).strip().endswith("ok")
+
+
+CONV_TUNING = """
+import dataclasses
+from benchmarks import triton_tuning
+from mcaclip.config import load_preset
+
+preset = load_preset("tiny-32")
+generator = dataclasses.replace(preset.generator, channels=(64, 64, 64, 64))
+preset = dataclasses.replace(preset, generator=generator)
+result = triton_tuning.tune(preset, 1, ["convs"], "cpu", 1, 32 * 32, warmup=0)
+rows = result["rows"]
+# the 32 px launches of --triton-convs: the sub-pixel conv in the kernel, then the 3x3 conv
+assert sorted({(r["layer"], r["rgb"]) for r in rows}) == [(5, False), (6, True)], rows
+for layer in (5, 6):
+    mine = [r for r in rows if r["layer"] == layer]
+    assert mine[0]["chosen"] and len(mine) >= 4, mine
+    assert all(r["BLOCK_C"] == 64 for r in mine)  # every channel in one step
+    assert len({(r["BLOCK_P"], r["num_warps"], r["num_stages"]) for r in mine}) == len(mine)
+    for r in mine[1:]:
+        assert isinstance(r["max_abs_diff_vs_chosen"], float), r
+        assert r["max_abs_diff_vs_chosen"] < 2e-2, r
+print("ok")
+"""
+
+
+def test_every_conv_tuning_option_gives_the_chosen_outputs(triton_interpret):
+    """--triton-convs' launches: the GPU check tunes them with other pixel blocks, warps and
+    stages (channels stay in one step); every option computes the same."""
+    assert triton_interpret(CONV_TUNING).strip().endswith("ok")

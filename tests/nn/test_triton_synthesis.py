@@ -119,6 +119,32 @@ def test_triton_epilogues_match_the_pytorch_form(triton_interpret):
     assert triton_interpret(EPILOGUE_CHECK).strip().endswith("ok")
 
 
+CONV_CHECK = (
+    EPILOGUE_CHECK.split("# a conditioned mask net called")[0]
+    .replace("triton_epilogues(g)\n", "triton_epilogues(g, convs=True)\n")
+    .replace(
+        "got = g(w, w_edit, e)\n",
+        "got = g(w, w_edit, e)\n"
+        "        fused = sum(c is not None for c in g.inner.masked.epilogue_plan.conv_w)\n"
+        # the first conv, then per resolution the up-sampling conv (sub-pixel form only) and
+        # the conv after it, where they have at most 64 channels (tiny-32: 32 at every size)
+        "        cs = channels or (32,) * 4\n"
+        "        ups = 2 if form == 'subpixel' else 1\n"
+        "        assert fused == (cs[0] <= 64) + sum((c <= 64) * ups for c in cs[1:]), fused\n",
+    )
+    + "print('ok')\n"
+)
+
+
+def test_triton_convs_match_the_pytorch_form(triton_interpret):
+    """--triton-convs: the epilogue kernel also computes the 3x3 and sub-pixel convs of up to
+    64 output channels (an implicit GEMM on its input) and gives the PyTorch form's images,
+    originals and masks, in every up-sampling form (the others' up-sampling convs stay
+    cuDNN's), with prompts per latent (the original's conv once per prompt program). ~60 s."""
+    assert "convs=True" in CONV_CHECK and "fused ==" in CONV_CHECK
+    assert triton_interpret(CONV_CHECK).strip().endswith("ok")
+
+
 COMPILE_CHECK = """
 import torch
 from mcaclip.nn import triton_kernels

@@ -71,6 +71,7 @@ def test_switch_refusals_on_cpu(tiny_bundle, cli):
         (["--triton-masks"], "--triton-masks on the torch backend need a CUDA GPU"),
         (["--phase-conv", "--fold-blur"], "--phase-conv is a form of the unfolded up-sampling"),
         (["--triton-epilogues"], "--triton-epilogues on the torch backend need a CUDA GPU"),
+        (["--triton-convs"], "--triton-convs on the torch backend need a CUDA GPU"),
     ):
         code, _, err = cli(
             mcarun, "edit", "--engine", tiny_bundle, "--backend", "torch", "--device", "cpu",
@@ -106,6 +107,7 @@ def test_compile_modes(tiny_bundle):
     assert (
         variant_name({**base, "triton_epilogues": True}) == "torch-cuda-fp16-tritonepi-cudagraphs"
     )
+    assert variant_name({**base, "triton_convs": True}) == "torch-cuda-fp16-tritonconv-cudagraphs"
     plain = {"subpixel": False, "fuse_tails": False, "stack_streams": False}
     for epilogues in (None, False):
         named = variant_name({**base, **plain, "triton_epilogues": epilogues})
@@ -331,6 +333,34 @@ def test_triton_epilogues_on_cuda(tiny_bundle, monkeypatch, subpixel):
 
 
 @pytest.mark.gpu
+def test_triton_convs_on_cuda(tiny_bundle, monkeypatch):
+    """--triton-convs: the epilogue kernel computes the convs of up to 64 channels (all of the
+    tiny preset's) itself: cuDNN runs none of them, and the edits match the default's; it
+    needs the Triton epilogues."""
+    from mcaclip.runtime.backends.torch import TorchEditor
+
+    convs = []
+    real = torch.nn.functional.conv2d
+    monkeypatch.setattr(
+        torch.nn.functional, "conv2d", lambda *a, **k: convs.append(1) or real(*a, **k)
+    )
+    runs = []
+    for on in (False, True):
+        convs.clear()
+        with EditPipeline(tiny_bundle, backend="torch", device="cuda", precision="fp16",
+                          cuda_graphs=False, triton_convs=on) as p:  # fmt: skip
+            assert ("tritonepi-tritonconv" in p.device_editor.mode) == on, p.device_editor.mode
+            runs.append(p.edit_batch(_latents(p, 3), p.embed(["red hair", "blue goatee"])))
+        assert bool(convs) != on, len(convs)  # the styled convs: cuDNN's, or none at all
+    plain, fused = runs
+    assert psnr(fused[0], plain[0]) > 40 and psnr(fused[1], plain[1]) > 40
+    for a, b in zip(fused[2], plain[2]):
+        assert np.abs(a - b).max() < 3e-3
+    with pytest.raises(BackendError, match="--triton-convs computes convs in the Triton"):
+        TorchEditor(tiny_bundle, True, "cuda", "fp16", triton_epilogues=False, triton_convs=True)
+
+
+@pytest.mark.gpu
 @pytest.mark.parametrize("flag", ["triton_masks", "triton_epilogues"])
 def test_triton_switches_need_fp16_nhwc(tiny_bundle, flag):
     from mcaclip.runtime.backends.torch import TorchEditor
@@ -392,10 +422,13 @@ def test_bench_all_backends_on_gpu(tiny_bundle, cli, tmp_path):
     assert data["machine"]["gpu"] and data["machine"]["compute_capability"]
     timed = {n: v["mode"] for n, v in data["variants"].items() if n.startswith("torch-cuda-fp16")}
     prefix = "cuda-fp16-nhwc-foldblur"
-    assert timed == {  # the default (Triton epilogues), its plain form, its PyTorch form
+    assert timed == {  # the default (Triton epilogues), its plain form, its PyTorch form, and
+        # the convs in the kernel
         "torch-cuda-fp16-cudagraphs": f"{prefix}-subpixel-tritonepi-cudagraphs",
         "torch-cuda-fp16-plain-cudagraphs": f"{prefix}-cudagraphs",
         "torch-cuda-fp16-notritonepi-cudagraphs": f"{prefix}-subpixel-fused-stacked-cudagraphs",
+        "torch-cuda-fp16-tritonconv-cudagraphs": f"{prefix}-subpixel-tritonepi-tritonconv"
+        "-cudagraphs",
     }, data.get("skipped")
 
 

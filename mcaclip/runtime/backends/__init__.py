@@ -24,4 +24,5 @@ TORCH_SWITCHES = (
     "cudnn_benchmark",
     "triton_masks",
     "triton_epilogues",
+    "triton_convs",
 )

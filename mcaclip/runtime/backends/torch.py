@@ -67,6 +67,14 @@ On a CUDA GPU it is also a fast path:
   1024 px edit on the device: 2.64 instead of 5.54 (H100) and 2.58 instead of 5.05 (H200)
   with CUDA graphs, 2.39 instead of 2.61 compiled (H100); batch 1 not yet timed. With
   ``phase_conv`` slower (3.34 ms, H200): its in-kernel blur gathers 16 taps per element.
+* ``triton_convs`` (off; implies ``triton_epilogues``): the epilogue kernel also computes the
+  3x3 and sub-pixel convs of at most 64 output channels (the 512 and 1024 px layers of
+  ffhq-1024) as an implicit GEMM on the tensor cores, from the modulated input the previous
+  epilogue wrote, so that those convs' outputs never go through memory (at batch 8, 1.07 GB
+  per 1024 px layer written and read back otherwise); it also keeps them in FP32 (59 instead
+  of 55.5 dB against FP32 on the tiny preset, in the interpreter). Compiles without spills
+  on sm_80/86/89/90/120 by ptxas; **not yet timed on a GPU** (the GPU check's bench and
+  compile variants do).
 * ``cuda_graphs``: each graph (and the whole edit) is captured once per input shape and replayed,
   which removes the launch overhead of the ~300 kernels of a 1024 px edit.
 * ``compile``: ``torch.compile`` of the masked generator (fuses the element-wise tails); its
@@ -193,6 +201,7 @@ class TorchEditor(DeviceEditor):
         cudnn_benchmark: bool | None = None,
         triton_masks: bool | None = None,
         triton_epilogues: bool | None = None,
+        triton_convs: bool | None = None,
     ):
         from mcaclip.nn.editor import MCAEditor
 
@@ -213,6 +222,7 @@ class TorchEditor(DeviceEditor):
                 ("--cudnn-benchmark", cudnn_benchmark),
                 ("--triton-masks", triton_masks),
                 ("--triton-epilogues", triton_epilogues),
+                ("--triton-convs", triton_convs),
             )
             if on
         ]
@@ -266,6 +276,8 @@ class TorchEditor(DeviceEditor):
         # on an H100 and on an H200, compiled or not (the sub-pixel up-sampling convs; FP16
         # NHWC), on a GPU they compile for (compute capability 8.0 or newer) with Triton there;
         # not where a switch they replace is asked for (it would run for nothing)
+        if triton_convs and triton_epilogues is None:  # the convs run in that kernel
+            triton_epilogues = True
         if triton_epilogues is None:
             triton_epilogues = (
                 fast
@@ -289,6 +301,7 @@ class TorchEditor(DeviceEditor):
         for flag, on in (
             ("--triton-masks", triton_masks),
             ("--triton-epilogues", triton_epilogues),
+            ("--triton-convs", triton_convs),
         ):
             if on and not (precision == "fp16" and self.channels_last):
                 raise BackendError(
@@ -299,6 +312,12 @@ class TorchEditor(DeviceEditor):
                 log.warning("%s: this bundle's editor has no masks; ignored", flag)
         self.triton_masks = bool(triton_masks) and self.editor.use_masks
         self.triton_epilogues = epilogues
+        if triton_convs and not triton_epilogues:
+            raise BackendError(
+                "--triton-convs computes convs in the Triton epilogue kernel: drop "
+                "--no-triton-epilogues"
+            )
+        self.triton_convs = bool(triton_convs) and epilogues
         self._modules: dict[str, Callable] = {}
 
     @property
@@ -315,6 +334,7 @@ class TorchEditor(DeviceEditor):
             (self.stack_streams, "stacked"),
             (self.triton_masks, "tritonmask"),
             (self.triton_epilogues, "tritonepi"),
+            (self.triton_convs, "tritonconv"),
         ):
             if on:
                 parts.append(word)
@@ -355,7 +375,7 @@ class TorchEditor(DeviceEditor):
             if self.triton_masks:
                 triton_masks(module)
             if self.triton_epilogues:
-                triton_epilogues(module)
+                triton_epilogues(module, convs=self.triton_convs)
             if name == "masked_generator":  # the only graph that runs modulated convs
                 freeze_weights(module, channels_last=self.channels_last)  # after every switch
             if self.compile and name == "masked_generator":
