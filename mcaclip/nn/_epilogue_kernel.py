@@ -63,21 +63,25 @@ def _conv(x_ptr, base, cols, ok, a, b, py, px, hp, wp, C, w_ptr, cin, PHASES: tl
     x_ptr += base  # the sample's input; within it 32-bit offsets (the launch checks they fit):
     a = a.to(tl.int32)  # 64-bit [pixels, channels] address math took 2x the registers
     b = b.to(tl.int32)
-    for t in range(9):
+    chunks = tl.cdiv(cin, BLOCK_K)
+    # one loop over (tap, channel chunk), not two nested ones: Triton pipelines the innermost
+    # loop of products (the next step's loads in flight during this one's), and the channel
+    # loop alone has one or two steps
+    for i in range(9 * chunks):
+        t = i // chunks
+        k0 = (i - t * chunks) * BLOCK_K
         ky = t // 3
         kx = t - ky * 3
         ya = a + (ky - 1)
         xb = b + (kx - 1)
         inside = (ya >= 0) & (ya < hp) & (xb >= 0) & (xb < wp)
-        src = (ya * wp + xb) * cin
-        for k0 in range(0, cin, BLOCK_K):
-            kk = k0 + tl.arange(0, BLOCK_K)
-            k_ok = kk < cin
-            xa = tl.load(x_ptr + src[:, None] + kk[None, :], mask=inside[:, None] & k_ok[None, :],
-                         other=0.0)  # fmt: skip
-            wt = tl.load(w_ptr + (t * cin + kk)[:, None] * n_cols + col[None, :],
-                         mask=k_ok[:, None] & ok[None, :], other=0.0)  # fmt: skip
-            acc += tl.dot(xa, wt)
+        kk = k0 + tl.arange(0, BLOCK_K)
+        k_ok = kk < cin
+        xa = tl.load(x_ptr + ((ya * wp + xb) * cin)[:, None] + kk[None, :],
+                     mask=inside[:, None] & k_ok[None, :], other=0.0)  # fmt: skip
+        wt = tl.load(w_ptr + (t * cin + kk)[:, None] * n_cols + col[None, :],
+                     mask=k_ok[:, None] & ok[None, :], other=0.0)  # fmt: skip
+        acc += tl.dot(xa, wt)
     return acc
 
 

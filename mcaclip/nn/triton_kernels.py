@@ -379,6 +379,8 @@ def _epilogue_launch(raw, batch, phases, taps, pad0, d, bias, noise, w1t, b1, w2
             f"layer epilogue: a {tuple(conv_w.shape)} conv weight for {cin} input channels "
             f"(3x3, at most {MAX_CONV_CHANNELS} out, no blur)"
         )
+    if conv and cin * raw.shape[2] * raw.shape[3] >= 2**31:  # the kernel's 32-bit offsets
+        raise ConfigError(f"layer epilogue: a conv input of {tuple(raw.shape[1:])} per sample")
     block_p, block_c, warps, stages = epilogue_blocks(c, hw, taps is not None, conv,
                                                       conv and phases)  # fmt: skip
     raw = raw.contiguous(memory_format=torch.channels_last)  # as cuDNN gives it (else a copy)
