@@ -159,11 +159,12 @@ torch.manual_seed(0)
 editor = MCAEditor.from_preset("tiny-32", random_weights=True).eval()
 w = torch.randn(2, 8, 64)
 args = (w, w[:, None] + 0.1 * torch.randn(2, 2, 8, 64), torch.randn(2, 2, 64))
-for form in ("subpixel", "phases"):  # what --compile runs on a GPU, and with --phase-conv
+# what --compile runs on a GPU, with --triton-convs and with --phase-conv
+for form in ("subpixel", "convs", "phases"):
     g = Fp16Graph(build_graph(editor, "masked_generator"), channels_last=True).eval()
-    stencil_blur(subpixel(fold_blur(g)) if form == "subpixel" else phase_conv(g))
+    stencil_blur(phase_conv(g) if form == "phases" else subpixel(fold_blur(g)))
     freeze_weights(g, channels_last=True)
-    triton_epilogues(g)
+    triton_epilogues(g, convs=form == "convs")
     with torch.inference_mode():
         eager = g(*args)
         explained = torch._dynamo.explain(g)(*args)
@@ -186,7 +187,8 @@ print("ok")
     reason="needs a C++ compiler (torch.compile's CPU code generator)",
 )
 def test_triton_epilogues_trace_and_compile(triton_interpret):
-    """--compile --triton-epilogues (sub-pixel or 2x2-phase up-sampling convs): the masked
+    """--compile --triton-epilogues (sub-pixel or 2x2-phase up-sampling convs, and with
+    --triton-convs): the masked
     generator with the kernels (PyTorch custom ops) traces as one graph, compiles (Inductor on
     the CPU, the kernels in Triton's interpreter) and gives the eager result. ~40 s."""
     assert triton_interpret(COMPILE_CHECK).strip().endswith("ok")
