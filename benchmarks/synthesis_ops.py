@@ -23,6 +23,7 @@ import io
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
+from benchmarks.triton_aot import meta_inputs
 from mcaclip.config import load_preset
 from mcaclip.nn import triton_kernels, triton_synthesis
 from mcaclip.nn.editor import MaskedSynthesis, MCAEditor, stack_streams, triton_epilogues
@@ -70,11 +71,7 @@ def count(preset_name: str, batch: int, prompts: int, condition: str | None) -> 
             triton_epilogues(graph, convs=form == "triton_convs")
         else:  # the torch backend's FP16 form without them (--no-triton-epilogues)
             stack_streams(fuse_tails(graph))
-        n_latent, dim = editor.generator.n_latent, editor.generator.style_dim
-        half = {"device": "meta", "dtype": torch.float16}
-        w = torch.empty(batch, n_latent, dim, **half)
-        w_edit = torch.empty(batch * prompts, n_latent, dim, **half)
-        cond = torch.empty(batch * prompts, preset.clip.embed_dim, **half)
+        w, w_edit, cond = meta_inputs(editor, batch, prompts)
         real = triton_kernels._epilogue_op
 
         def launch(*a, launches=launches):  # the op's outputs, allocated (on meta)

@@ -88,11 +88,7 @@ def launches(preset: str | Preset, batch: int, prompts: int, form: str, conditio
         heads.append((layer, *head_launch))
         return out
 
-    n_latent, dim = editor.generator.n_latent, editor.generator.style_dim
-    half = {"device": "meta", "dtype": torch.float16}
-    w = torch.empty(batch, n_latent, dim, **half)
-    w_edit = torch.empty(batch * prompts, n_latent, dim, **half)
-    cond = torch.empty(batch * prompts, preset.clip.embed_dim, **half)
+    w, w_edit, cond = meta_inputs(editor, batch, prompts)
     real = triton_kernels._epilogue_op
     triton_kernels._epilogue_op = record
     try:
@@ -102,6 +98,15 @@ def launches(preset: str | Preset, batch: int, prompts: int, form: str, conditio
     finally:
         triton_kernels._epilogue_op = real
     return epilogues, heads
+
+
+def meta_inputs(editor, batch: int, prompts: int) -> tuple:
+    """FP16 (w, w', text embedding) of a masked-generator call on the meta device."""
+    n_latent, dim = editor.generator.n_latent, editor.generator.style_dim
+    half = {"device": "meta", "dtype": torch.float16}
+    w = torch.empty(batch, n_latent, dim, **half)
+    w_edit = torch.empty(batch * prompts, n_latent, dim, **half)
+    return w, w_edit, torch.empty(batch * prompts, editor.preset.clip.embed_dim, **half)
 
 
 def named(kernel, args: tuple) -> dict:
