@@ -152,6 +152,9 @@ def test_a_triton_failure_is_one_actionable_line():
     launch = RuntimeError("Triton Error [CUDA]: misaligned address")
     with pytest.raises(BackendError, match="--no-triton-epilogues --no-triton-masks"):
         TritonGuard(fails(launch), ["--triton-epilogues", "--triton-masks"])(torch.ones(1))
+    both = ["--triton-convs", "--triton-epilogues"]  # what TorchEditor names with the convs on
+    with pytest.raises(BackendError, match="run with --no-triton-convs --no-triton-epilogues"):
+        TritonGuard(fails(launch), both)(torch.ones(1))
     with pytest.raises(ValueError, match="not ours"):  # anything else passes through
         TritonGuard(fails(ValueError("not ours")), ["--triton-epilogues"])(torch.ones(1))
     assert TritonGuard(lambda x: (x + 1,), ["--triton-masks"])(torch.ones(1))[0].item() == 2

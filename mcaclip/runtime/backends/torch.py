@@ -386,7 +386,8 @@ class TorchEditor(DeviceEditor):
                 module = CudnnBenchmark(module)
             if graphed:
                 module = CudaGraphed(module)
-            kernels = [f for f, on in (("--triton-epilogues", self.triton_epilogues),
+            kernels = [f for f, on in (("--triton-convs", self.triton_convs),
+                                       ("--triton-epilogues", self.triton_epilogues),
                                        ("--triton-masks", self.triton_masks)) if on]  # fmt: skip
             if kernels and name == "masked_generator":
                 module = TritonGuard(module, kernels)
