@@ -116,11 +116,13 @@ def named(kernel, args: tuple) -> dict:
 
 def kinds(epilogues: list) -> list:
     """One layer-epilogue launch of each kind (in-place or blurred phases, ToRGB, channel
-    block) from :func:`launches`' list: the last of a kind, the one on its largest map."""
+    block, conv in the kernel) from :func:`launches`' list: the last of a kind, the one on
+    its largest map."""
     found = {}
     for launch in epilogues:
         meta = launch[3]
-        found[(meta["PHASES"], meta["PHASE_BLUR"], meta["HAS_RGB"], meta["BLOCK_C"])] = launch
+        kind = (meta["PHASES"], meta["PHASE_BLUR"], meta["HAS_RGB"], meta["BLOCK_C"], meta["CONV"])
+        found[kind] = launch
     return list(found.values())
 
 
@@ -315,11 +317,16 @@ def sweep(args, targets: list[int]) -> None:
         for name, kernel, (layer, _, largs, meta), space in todo:
             what = describe(name, largs, meta)
             del what["block_p"], what["block_c"]  # the options tried are in the row
-            pixels = triton_kernels.epilogue_pixels(what["pixels"], meta.get("PHASE_BLUR", False))
+            conv = bool(meta.get("CONV"))  # the conv in the kernel: every channel in one step
+            pixels = triton_kernels.epilogue_pixels(
+                what["pixels"], meta.get("PHASE_BLUR", False), conv and meta["PHASES"]
+            )
             for values in itertools.product(*space.values()):
                 options = dict(zip(space, values))
                 if options.get("BLOCK_C", 0) > meta["BLOCK_C"] or pixels % options["BLOCK_P"]:
                     continue  # wider than the channels, or not dividing the map
+                if conv and options["BLOCK_C"] != meta["BLOCK_C"]:
+                    continue
                 if name == "layer_epilogue":  # ONE_STEP follows the channel block
                     tried = triton_kernels.with_options(meta, named(kernel, largs)["C"], **options)
                 else:
