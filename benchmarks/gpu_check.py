@@ -570,11 +570,11 @@ def profile_kernels(
 ) -> dict:
     """torch.profiler of one edit (``batch`` latents, one prompt) per configuration, uncompiled
     plain and default, on a GPU also the default's PyTorch form (no Triton epilogues) and the
-    2x2-phase form with them, and (``compiled``, GPU only) the default with ``--compile``: the
-    ``top`` kernels by GPU time, their calls, the total (CPU ops in the dry run) and the time
-    per kind of kernel (``by_kind``: convolutions, matrix products, Triton-fused, element-wise,
-    copies); the ``top`` operators by GPU time with their input shapes (which convolution is
-    slow)."""
+    convs in the epilogue kernel (``--triton-convs``), and (``compiled``, GPU only) the
+    default with ``--compile``: the ``top`` kernels by GPU time, their calls, the total (CPU
+    ops in the dry run) and the time per kind of kernel (``by_kind``: convolutions, matrix
+    products, Triton-fused, element-wise, copies); the ``top`` operators by GPU time with their
+    input shapes (which convolution is slow)."""
     from torch.profiler import ProfilerActivity, profile
 
     from mcaclip.runtime.bench import PLAIN_FP16
