@@ -20,10 +20,10 @@ Steps (each one's outcome is recorded; a failing step does not stop the next):
    (``--no-triton-epilogues``: the default before the Triton epilogues) and with
    ``--triton-convs``.
 6. ``bench_compile``, ``bench_compile_<name>``: the first three of ``--compile-variants``
-   (default ``default,pytorch,tritonconv,phaseconv-tritonepi,phaseconv-tritonmask,phaseconv,
+   (default ``default,tritonconv,pytorch,phaseconv-tritonepi,phaseconv-tritonmask,phaseconv,
    tritonmask``; see ``COMPILE_VARIANTS``), each in its own process (with time left; so are the
-   next steps): the compiled default at every batch size, then at the largest its PyTorch form
-   and ``--triton-convs`` (the candidate for the 4x target).
+   next steps): the compiled default at every batch size, then at the largest
+   ``--triton-convs`` (the candidate for the 4x target) and the default's PyTorch form.
    ``epilogue_tuning``: the layer-epilogue Triton kernel alone on the 1024 px layers' launches
    (both up-sampling forms, and ``--triton-convs``' launches), with the options chosen from
    ptxas's reports and with others
@@ -723,9 +723,9 @@ COMPILE_VARIANTS = {
 # the default list: the compiled default and the candidates (timed before the profile and edit
 # steps), then the others if time is left
 DEFAULT_COMPILE_VARIANTS = (
-    "default,pytorch,tritonconv,phaseconv-tritonepi,phaseconv-tritonmask,phaseconv,tritonmask"
+    "default,tritonconv,pytorch,phaseconv-tritonepi,phaseconv-tritonmask,phaseconv,tritonmask"
 )
-BEFORE_TABLES = 3  # the default, its PyTorch form and the convs in the kernel first
+BEFORE_TABLES = 3  # the default, the convs in the kernel and the PyTorch form first
 
 
 def _compile_variants(text: str) -> str:
