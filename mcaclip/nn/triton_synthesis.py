@@ -47,7 +47,7 @@ class Plan:
     (float32, on the module's device). The small per-layer products (every styled conv's and
     ToRGB's styles, demodulation coefficients, ToRGB matrices and text terms) are rows of
     padded tables, so that a call makes each kind for all layers in one batched product where
-    the layer-by-layer form made about 400 tiny kernels for a 1024 px edit."""
+    the layer-by-layer form made 566 small kernels for a 1024 px batch-8 call (counted)."""
 
     heads: list  # per styled conv: the mask head as the kernel reads it (triton_kernels.prepare)
     latents: torch.Tensor  # [K] the latent each style reads: every conv's, then every ToRGB's
