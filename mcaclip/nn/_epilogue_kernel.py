@@ -60,8 +60,8 @@ def _conv(x_ptr, base, cols, ok, a, b, py, px, hp, wp, C, w_ptr, cin, PHASES: tl
     else:
         n_cols = C
         col = cols
-    x_ptr += base  # the sample's input; within it 32-bit offsets (the launch checks they fit):
-    a = a.to(tl.int32)  # 64-bit [pixels, channels] address math took 2x the registers
+    x_ptr += base  # the sample's input; within it 32-bit offsets (the launch checks they fit:
+    a = a.to(tl.int32)  # a block of 64-bit [pixels, channels] offsets costs registers)
     b = b.to(tl.int32)
     chunks = tl.cdiv(cin, BLOCK_K)
     # one loop over (tap, channel chunk), not two nested ones: Triton pipelines the innermost
