@@ -132,6 +132,10 @@ CONV_CHECK = (
         "        ups = 2 if form == 'subpixel' else 1\n"
         "        assert fused == (cs[0] <= 64) + sum((c <= 64) * ups for c in cs[1:]), fused\n",
     )
+    .replace(  # four of the seven cases: every form and width, both conditions, 1-2 prompts
+        "for condition, form, prompts, channels, hidden in cases:",
+        "for condition, form, prompts, channels, hidden in [cases[i] for i in (1, 2, 4, 5)]:",
+    )
     + "print('ok')\n"
 )
 
@@ -140,8 +144,8 @@ def test_triton_convs_match_the_pytorch_form(triton_interpret):
     """--triton-convs: the epilogue kernel also computes the 3x3 and sub-pixel convs of up to
     64 output channels (an implicit GEMM on its input) and gives the PyTorch form's images,
     originals and masks, in every up-sampling form (the others' up-sampling convs stay
-    cuDNN's), with prompts per latent (the original's conv once per prompt program). ~60 s."""
-    assert "convs=True" in CONV_CHECK and "fused ==" in CONV_CHECK
+    cuDNN's), with prompts per latent (the original's conv once per prompt program). ~35 s."""
+    assert "convs=True" in CONV_CHECK and "fused ==" in CONV_CHECK and "(1, 2, 4, 5)" in CONV_CHECK
     assert triton_interpret(CONV_CHECK).strip().endswith("ok")
 
 
