@@ -313,8 +313,8 @@ def _epilogue_out(raw, batch: int, phases: bool, taps, pad0: int, has_next: bool
     n = raw.shape[0]
     c, h, w = _epilogue_shape(raw, phases, taps, pad0, conv_w)
     kw = {"dtype": raw.dtype, "device": raw.device}
-    x = torch.empty((n, c, h, w) if has_next else 0, **kw)
-    x = x.contiguous(memory_format=torch.channels_last) if has_next else x
+    nhwc = torch.channels_last
+    x = torch.empty((n, c, h, w) if has_next else (0, 0, 0, 0), memory_format=nhwc, **kw)
     mask = torch.empty((n - batch, 1, h, w), **kw)
     sk = torch.empty((n, 3, h, w) if has_rgb else 0, dtype=torch.float32, device=raw.device)
     return x, mask, sk
