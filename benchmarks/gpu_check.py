@@ -587,7 +587,7 @@ def profile_kernels(
         "plain": PLAIN_FP16 if gpu else {"fuse_tails": False},
         "default": {} if gpu else on_cpu,
     }
-    if gpu:  # the default's PyTorch form; the Triton epilogues with the in-kernel blur
+    if gpu:  # the default's PyTorch form; the big maps' convs in the epilogue kernel
         configs["pytorch"] = {"triton_epilogues": False}
         configs["tritonconv"] = {"triton_convs": True}
     if gpu and compiled:  # where the best time so far goes (compiles for about a minute)

@@ -318,9 +318,9 @@ def sweep(args, targets: list[int]) -> None:
             what = describe(name, largs, meta)
             del what["block_p"], what["block_c"]  # the options tried are in the row
             conv = bool(meta.get("CONV"))  # the conv in the kernel: every channel in one step
-            pixels = triton_kernels.epilogue_pixels(
-                what["pixels"], meta.get("PHASE_BLUR", False), conv and meta["PHASES"]
-            )
+            pixels = what["pixels"]
+            if name == "layer_epilogue":
+                pixels = triton_kernels.launch_pixels(meta, pixels)
             for values in itertools.product(*space.values()):
                 options = dict(zip(space, values))
                 if options.get("BLOCK_C", 0) > meta["BLOCK_C"] or pixels % options["BLOCK_P"]:

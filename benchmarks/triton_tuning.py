@@ -57,8 +57,7 @@ def options_for(args: tuple, meta: dict) -> list[dict]:
     pixel block dividing :func:`~mcaclip.nn.triton_kernels.epilogue_pixels`); the chosen
     options first."""
     hw = named(triton_kernels._EPILOGUE, args)["hw"]
-    parity = bool(meta["CONV"] and meta["PHASES"])
-    pixels = triton_kernels.epilogue_pixels(hw, meta["PHASE_BLUR"], parity)
+    pixels = triton_kernels.launch_pixels(meta, hw)
     chosen = {k: meta[k] for k in ("BLOCK_P", "BLOCK_C", "num_warps", "num_stages")}
     out = [chosen]
     if meta["CONV"]:  # the channels stay in one step

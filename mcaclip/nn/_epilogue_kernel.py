@@ -259,8 +259,8 @@ def triton_layer_epilogue(
     UP_PAD0: tl.constexpr,
     CLAMP: tl.constexpr,
     HIDDEN: tl.constexpr,  # hidden rounded up to a power of two >= 16 (masked beyond)
-    BLOCK_P: tl.constexpr,  # pixels per program; divides hw (PHASE_BLUR: hw / 4), so one
-    #                         sample (and one parity class) per program
+    BLOCK_P: tl.constexpr,  # pixels per program; divides hw (PHASE_BLUR, or CONV with PHASES:
+    #                         hw / 4), so one sample (and one parity class) per program
     BLOCK_C: tl.constexpr,
     ONE_STEP: tl.constexpr,  # (PHASE_BLUR or CONV) and C <= BLOCK_C (with_options)
     CONV: tl.constexpr,  # the conv itself in the kernel (needs ONE_STEP)
@@ -283,7 +283,7 @@ def triton_layer_epilogue(
         py = parity // 2
         px = parity - py * 2
         q = (block - parity * per_class) * BLOCK_P + tl.arange(0, BLOCK_P)
-        a = q // (width // 2)  # the source pixel (a, b) of the 2x2-phase conv's output
+        a = q // (width // 2)  # the source pixel (a, b) of the 2x2-phase or sub-pixel conv
         b = q - a * (width // 2)
         y = 2 * a + py
         x = 2 * b + px
@@ -295,7 +295,7 @@ def triton_layer_epilogue(
             off_o = (so * (hp * wp) + a * wp + b) * (4 * C)
             off_e = (se * (hp * wp) + a * wp + b) * (4 * C)
     else:
-        py = 0  # a, b, py, px: read by _raw with the blur only
+        py = 0  # a, b, py, px: read by _raw with the blur or the conv only
         px = 0
         pix = block * BLOCK_P + tl.arange(0, BLOCK_P)  # pixels within the map
         y = pix // width

@@ -451,7 +451,8 @@ def with_options(meta: dict, channels: int, **options) -> dict:
     the in-kernel blur and every one of the ``channels`` in one step, the second pass reuses
     the first's features of the original stream instead of gathering its 16 taps again (not
     without the blur: there the second read is one load from cache, and keeping the features
-    costs 2-8 registers and, at 64 channels, 8 bytes of spills on an H100, by ptxas)."""
+    costs 2-8 registers and, at 64 channels, 8 bytes of spills on an H100, by ptxas). The conv
+    in the kernel (CONV) needs every channel in one step: a narrower block is refused."""
     meta = {**meta, **options}
     one = bool(meta["PHASE_BLUR"] or meta["CONV"]) and channels <= meta["BLOCK_C"]
     if meta["CONV"] and not one:
@@ -466,6 +467,12 @@ def epilogue_pixels(hw: int, phase_blur: bool, parity: bool = False) -> int:
     in-kernel blur (or the sub-pixel conv in the kernel: ``parity``) one parity class of it,
     ``hw / 4`` (every block divides it)."""
     return hw // 4 if phase_blur or parity else hw
+
+
+def launch_pixels(meta: dict, hw: int) -> int:
+    """:func:`epilogue_pixels` of a launch with constexprs ``meta`` on maps of ``hw`` pixels
+    (parity classes with the in-kernel blur, or with the sub-pixel conv in the kernel)."""
+    return epilogue_pixels(hw, meta["PHASE_BLUR"], bool(meta["CONV"] and meta["PHASES"]))
 
 
 def epilogue_blocks(c: int, hw: int, phase_blur: bool, conv: bool = False,

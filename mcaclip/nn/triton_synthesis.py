@@ -59,7 +59,7 @@ class Plan:
     noise_gain: list  # per styled conv: its noise weight times the gain [1]
     noise: list  # per styled conv: (its constant noise buffer, that times the gain [H, W])
     blur: list  # per styled conv: (FIR taps in correlation order, leading padding) or None
-    rgb_of: dict  # styled conv index -> its ToRGB's index (the convs that have one)
+    rgb_of: dict  # styled conv's layer -> the index of the ToRGB after it (where one is)
     rgb_bias: list  # per ToRGB [3]
     rgb_up: list  # per ToRGB: (its skip up-sampling's FIR taps, leading padding) or None
     cond_weight: torch.Tensor | None  # [J, D_text, hidden] the heads' text terms' weights
@@ -120,10 +120,6 @@ def _plan(masked, convs_in_kernel: bool) -> Plan:
         if heads[0].cond is not None:
             cond_weight = torch.stack([h.cond.weight.float().t() for h in heads])
             cond_bias = torch.stack([h.cond.bias.float()[None] for h in heads])
-        rgb_of = {}
-        for r, (_, layer) in enumerate(rgbs):
-            rgb_of[next(j for j, (_, lj) in enumerate(convs) if lj == layer)] = r
-
         gains = [(m.noise.weight.float() * GAIN).reshape(1) for m, _ in convs]
 
         def k_major(conv) -> torch.Tensor | None:  # [out, in, 3, 3] -> [9 in, out]
@@ -149,7 +145,7 @@ def _plan(masked, convs_in_kernel: bool) -> Plan:
                 for n, g in zip(synth.make_noise(1, "const"), gains)
             ],
             blur=[fir(m.conv.blur) if m.conv.use_phase_conv else None for m, _ in convs],
-            rgb_of=rgb_of,
+            rgb_of={layer: r for r, (_, layer) in enumerate(rgbs)},  # ("rgb", m, l) follows conv l
             rgb_bias=[m.bias.reshape(3).float().contiguous() for m, _ in rgbs],
             rgb_up=[fir(m.upsample) if hasattr(m, "upsample") else None for m, _ in rgbs],
             cond_weight=cond_weight,
@@ -210,7 +206,7 @@ def run(masked, w, w_edit, cond, noise, prompts):
             buffer, scaled = plan.noise[j]
             noise_l = scaled if noise_l is buffer else (noise_l[0, 0] * plan.noise_gain[j]).half()
         rgb = None
-        r = plan.rgb_of.get(j)
+        r = plan.rgb_of.get(layer)
         if r is not None:
             up = plan.rgb_up[r]
             rgb = (rgb_mats[r], plan.rgb_bias[r], skip, *(up if skip is not None else (None, 0)))

@@ -61,11 +61,11 @@ class EditPipeline:
         default to on with a GPU; ``compile``: True or "default", or "max-autotune") and pick
         the FP16 engines of the tensorrt backend;
         ``channels_last``/``fold_blur``/``fuse_tails``/``stack_streams``/``subpixel``/
-        ``phase_conv``/``cudnn_benchmark``/``triton_masks``/``triton_epilogues``/``triton_convs``
-        are the torch
-        backend's speed switches (see :mod:`mcaclip.runtime.backends.torch`). ``pad_batches``
-        (default: with CUDA graphs or ``compile``): :meth:`edit` fills a last, smaller batch up
-        to the batch size, so that it replays the same CUDA graph instead of capturing (and
+        ``phase_conv``/``cudnn_benchmark``/``triton_masks``/``triton_epilogues``/
+        ``triton_convs`` are the torch backend's speed switches (see
+        :mod:`mcaclip.runtime.backends.torch`). ``pad_batches`` (default: with CUDA graphs or
+        ``compile``): :meth:`edit` fills a last, smaller batch up to the batch size, so that it
+        replays the same CUDA graph instead of capturing (and
         compiling) one for a new shape."""
         self.bundle = bundle if isinstance(bundle, Bundle) else Bundle.open(bundle)
         if backend not in BACKEND_NAMES:
