@@ -30,8 +30,10 @@ Steps (each one's outcome is recorded; a failing step does not stop the next):
    (``benchmarks/triton_tuning.py``): the chosen options' time over the fastest, and GB/s
    (at most ``TUNING_SECONDS``; ``--no-tuning`` leaves it out).
 7. ``profile``: the top GPU kernels, the GPU time per kind of kernel (convolutions, Triton,
-   element-wise, copies), and the top operators with their input shapes, of one FP16 edit at
-   the largest batch: uncompiled plain, default, its PyTorch form and ``--triton-convs``,
+   element-wise, copies), the top operators with their input shapes, and (``layers``, where
+   the Triton epilogues run) the time per synthesis layer (its convs, its epilogue, the rest,
+   their TFLOP/s and GB/s, and its time over its share of the lower bound), of one FP16 edit
+   at the largest batch: uncompiled plain, default, its PyTorch form and ``--triton-convs``,
    and the default under ``--compile`` (with time left: it compiles for
    about a minute) to show where the best time so far goes.
 8. ``edit``: what ``mcarun edit`` delivers at 1024 px, edits per second into PNG files (32
@@ -566,7 +568,14 @@ def targets(summary: dict) -> dict:
 
 
 def profile_kernels(
-    bundle: Path, device: str, batch: int, top: int = 12, compiled: bool = False
+    bundle: Path,
+    device: str,
+    batch: int,
+    top: int = 12,
+    compiled: bool = False,
+    generator=None,
+    peak_tflops: float | None = None,
+    copy_gbs: float | None = None,
 ) -> dict:
     """torch.profiler of one edit (``batch`` latents, one prompt) per configuration, uncompiled
     plain and default, on a GPU also the default's PyTorch form (no Triton epilogues) and the
@@ -574,7 +583,9 @@ def profile_kernels(
     default with ``--compile``: the ``top`` kernels by GPU time, their calls, the total (CPU
     ops in the dry run) and the time per kind of kernel (``by_kind``: convolutions, matrix
     products, Triton-fused, element-wise, copies); the ``top`` operators by GPU time with their
-    input shapes (which convolution is slow)."""
+    input shapes (which convolution is slow); on a GPU, with the ``generator``'s config, the
+    time per synthesis layer (:func:`layer_times`: which layers are far from their share of
+    the lower bound, and why)."""
     from torch.profiler import ProfilerActivity, profile
 
     from mcaclip.runtime.bench import PLAIN_FP16
@@ -615,6 +626,9 @@ def profile_kernels(
             **_top_events(prof, gpu, top),
             "operators": _top_operators(prof, gpu, top),
         }
+        if gpu and generator is not None:
+            work = layer_work(generator, batch, 1, up_form(editor.mode))
+            result[name]["layers"] = layer_times(kernel_sequence(prof), work, peak_tflops, copy_gbs)
         if gpu:
             torch.cuda.empty_cache()
     return result
@@ -689,6 +703,121 @@ def kernel_kind(name: str) -> str:
     if "copy" in low or "memcpy" in low or "memset" in low:
         return "copy"
     return "elementwise"
+
+
+EPILOGUE_KERNEL = "triton_layer_epilogue"  # the layer-epilogue kernel's name in a profile
+
+
+def layer_work(generator, batch: int, prompts: int = 1, up: str = "folded") -> list[dict]:
+    """What each synthesis layer of one masked-generator call (``batch`` latents, ``prompts``
+    per latent, both streams) has to do: the GFLOP its conv executes in form ``up``
+    (``UP_TAPS``) and at the lower bound's count (``bound_gflop``), and the MB its layer
+    epilogue moves at least: the conv's output read (or, ``fused_mb``, with the conv in the
+    kernel, the conv's input), the next conv's input written, the masks, the new RGB skips
+    written and the previous ones read (FP32)."""
+    res, ch = generator.layer_resolutions(), generator.layer_channels()
+    samples = batch * (1 + prompts)
+    rows = []
+    prev_c = ch[0]
+    for i, (r, c) in enumerate(zip(res, ch)):
+        upsampling = i > 0 and i % 2 == 1
+        r_in = r // 2 if upsampling else r
+        macs = r * r * prev_c * c * (UP_TAPS[up] if upsampling else 9)
+        bound = r * r * prev_c * c * (UP_TAPS["transposed"] if upsampling else 9)
+        feature = samples * r * r * c * 2  # FP16
+        rest = feature if i < len(res) - 1 else 0  # the next conv's input
+        rest += batch * prompts * r * r * 2  # the masks
+        if i == 0 or i % 2 == 0:  # a ToRGB: the new skips, and the previous ones read
+            rest += samples * 3 * r * r * 4 + (samples * 3 * (r // 2) ** 2 * 4 if i else 0)
+        rows.append(
+            {
+                "layer": i,
+                "resolution": r,
+                "in_channels": prev_c,
+                "channels": c,
+                "gflop": 2 * samples * macs / 1e9,
+                "bound_gflop": 2 * samples * bound / 1e9,
+                "epilogue_mb": (feature + rest) / 1e6,
+                "fused_mb": (samples * r_in * r_in * prev_c * 2 + rest) / 1e6,
+            }
+        )
+        prev_c = c
+    return rows
+
+
+def kernel_sequence(prof) -> list[tuple[str, float]]:
+    """The GPU kernels of a torch.profiler run in launch order: (name, ms)."""
+    events = [
+        ev
+        for ev in prof.events()
+        if ev.device_type != torch.autograd.DeviceType.CPU and ev.time_range.elapsed_us() > 0
+    ]
+    events.sort(key=lambda ev: ev.time_range.start)
+    return [(ev.name, ev.time_range.elapsed_us() / 1e3) for ev in events]
+
+
+def layer_times(
+    kernels: list[tuple[str, float]],
+    work: list[dict],
+    peak_tflops: float | None = None,
+    copy_gbs: float | None = None,
+) -> dict | None:
+    """One profiled call's GPU time per synthesis layer, from its ``kernels`` (name, ms) in
+    launch order: a layer ends with its layer-epilogue launch; before it, its convolutions
+    (``kernel_kind`` conv: cuDNN's; none where the epilogue computes the conv) and the rest
+    (``other_ms``); the kernels before the first layer's first conv (text, fusion, mapper,
+    styles) are ``prelude_ms``, those after the last epilogue ``after_ms``. With the layers'
+    ``work`` (:func:`layer_work`): the conv's TFLOP/s, the epilogue's GB/s over its least
+    traffic, and (``peak_tflops``) each layer's time over its share of the lower bound, the
+    ratio the 4x target asks of the whole. None unless there is one epilogue launch per layer
+    (the PyTorch form has none)."""
+    ends = [i for i, (name, _) in enumerate(kernels) if name.startswith(EPILOGUE_KERNEL)]
+    if not ends or len(ends) != len(work):
+        return None
+    first_conv = next(
+        (i for i, (name, _) in enumerate(kernels[: ends[0]]) if kernel_kind(name) == "conv"),
+        ends[0],
+    )
+    rows = []
+    start = first_conv
+    for end, w in zip(ends, work):
+        segment = kernels[start:end]
+        conv = sum(ms for name, ms in segment if kernel_kind(name) == "conv")
+        other = sum(ms for name, ms in segment if kernel_kind(name) != "conv")
+        epilogue = kernels[end][1]
+        fused = conv == 0  # the conv computed in the epilogue kernel
+        moved = w["fused_mb"] if fused else w["epilogue_mb"]
+        row = {
+            "layer": w["layer"],
+            "resolution": w["resolution"],
+            "channels": w["channels"],
+            "ms": conv + epilogue + other,
+            "conv_ms": conv,
+            "epilogue_ms": epilogue,
+            "other_ms": other,
+            "conv_in_epilogue": fused,
+            "conv_tflops": w["gflop"] / conv if conv else None,
+            "epilogue_tflops": w["gflop"] / epilogue if fused else None,
+            "epilogue_gbs": moved / epilogue,
+        }
+        if peak_tflops:
+            row["x_lower_bound"] = row["ms"] / (w["bound_gflop"] / peak_tflops)
+        if copy_gbs:
+            row["epilogue_over_copy_bandwidth"] = row["epilogue_gbs"] / copy_gbs
+        rows.append(row)
+        start = end + 1
+    total = sum(ms for _, ms in kernels)
+    result = {
+        "prelude_ms": sum(ms for _, ms in kernels[:first_conv]),
+        "after_ms": sum(ms for _, ms in kernels[ends[-1] + 1 :]),
+        "layers_ms": sum(r["ms"] for r in rows),
+        "total_ms": total,
+        "rows": rows,
+    }
+    if peak_tflops:
+        bound = sum(w["bound_gflop"] for w in work) / peak_tflops
+        result["x_lower_bound"] = total / bound
+    return result
 
 
 # the --compile configurations the check can time (mcarun bench options)
@@ -874,10 +1003,19 @@ def main(argv: list[str] | None = None) -> int:
         compiled = args.compile and not dry and remaining() > 240
         if args.compile and not dry and not compiled:
             report["left_out_for_time"].append("profile.compiled")
+        measured = report.get("environment") or {}
         report["profile"] = step(
             report,
             "profile",
-            lambda: profile_kernels(bundle, device, max(sizes), compiled=compiled),
+            lambda: profile_kernels(
+                bundle,
+                device,
+                max(sizes),
+                compiled=compiled,
+                generator=load_preset(args.preset).generator,
+                peak_tflops=measured.get("measured_fp16_tflops"),
+                copy_gbs=measured.get("measured_copy_gbs"),
+            ),
         )
     if args.edit and not (dry or remaining() > 60):
         report["left_out_for_time"].append("edit")

@@ -72,6 +72,73 @@ def test_feature_bytes_of_a_1024_edit():
     assert feature_bytes(g, bytes_per_element=4) == 2 * feature_bytes(g)
 
 
+def test_layer_work_of_a_1024_call():
+    """Per layer of a batch-8 call (16 samples: both streams): the conv's GFLOP add up to the
+    edit's count without the ToRGBs; the last layer's epilogue traffic, worked out by hand."""
+    from benchmarks.gpu_check import layer_work
+
+    g = load_preset("ffhq-1024").generator
+    work = layer_work(g, batch=8, up="folded")
+    assert len(work) == 17 and work[15]["resolution"] == 1024 and work[15]["in_channels"] == 64
+    rgb = sum(r * r * c * 3 for i, (r, c) in enumerate(zip(g.layer_resolutions(),
+              g.layer_channels())) if i % 2 == 0)  # fmt: skip
+    per_edit = (synthesis_flops(g) - 2 * rgb) * 2  # two streams
+    assert sum(w["bound_gflop"] for w in work) == pytest.approx(8 * per_edit / 1e9)
+    assert work[15]["gflop"] == pytest.approx(4 * work[15]["bound_gflop"])  # folded: 4x taps
+    assert work[16]["gflop"] == work[16]["bound_gflop"]
+    # layer 16: conv output read (16 x 1024^2 x 32 FP16), no next input, 8 masks (FP16), the
+    # new skips (16 x 3 x 1024^2 FP32), the previous ones (at 512 px)
+    mb = lambda n: n / 1e6  # noqa: E731
+    rest = mb(8 * 2**20 * 2 + 16 * 3 * 2**20 * 4 + 16 * 3 * 2**18 * 4)
+    assert work[16]["epilogue_mb"] == pytest.approx(mb(16 * 2**20 * 32 * 2) + rest)
+    assert work[16]["fused_mb"] == work[16]["epilogue_mb"]  # a 3x3 conv: input as big as output
+    # layer 15 (the up-sampling conv): its input is the 512 px map, 64 channels; no skip
+    next_input = mb(16 * 2**20 * 32 * 2)
+    assert work[15]["fused_mb"] == pytest.approx(
+        mb(16 * 2**18 * 64 * 2) + next_input + mb(8 * 2**20 * 2)
+    )
+
+
+def test_layer_times_split_a_profile_at_the_epilogues():
+    """A call's kernels in launch order, split into layers after each epilogue launch: the
+    prelude before the first conv, convs, epilogue and the rest per layer, a layer without a
+    conv kernel (the conv in the epilogue), and the rates from each layer's work."""
+    from benchmarks.gpu_check import layer_times
+
+    work = [
+        {"layer": i, "resolution": 4 << i, "channels": 8, "gflop": g, "bound_gflop": b,
+         "epilogue_mb": mb, "fused_mb": f}
+        for i, (g, b, mb, f) in enumerate([(2.0, 2.0, 100.0, 100.0), (8.0, 2.0, 200.0, 50.0),
+                                           (6.0, 6.0, 300.0, 90.0)])
+    ]  # fmt: skip
+    conv = "sm90_xmma_fprop_implicit_gemm_f16f16_f16f32_f32_nhwckrsc_nhwc"
+    epi = "triton_layer_epilogue"
+    kernels = [
+        ("void gemmSN_TN_kernel<float, 128, cublasGemvTensorStridedBatched>", 0.25),  # prelude
+        ("void at::native::vectorized_elementwise_kernel<4, conversion_op>", 0.25),
+        (conv, 1.0), (epi, 0.5),  # layer 0
+        ("void gemmSN_TN_kernel<float, 128, cublasGemvTensorStridedBatched>", 0.125),
+        (conv, 2.0), (conv + "_splitk_reduction", 0.5), (epi, 1.0),  # layer 1
+        (epi, 3.0),  # layer 2: the conv in the epilogue kernel
+        ("void at::native::elementwise_kernel<direct_copy_kernel_cuda>", 0.75),  # after
+    ]  # fmt: skip
+    t = layer_times(kernels, work, peak_tflops=500.0, copy_gbs=400.0)
+    assert t["prelude_ms"] == 0.5 and t["after_ms"] == 0.75
+    assert t["total_ms"] == pytest.approx(9.375) and t["layers_ms"] == pytest.approx(8.125)
+    l0, l1, l2 = t["rows"]
+    assert (l0["conv_ms"], l0["epilogue_ms"], l0["other_ms"]) == (1.0, 0.5, 0.0)
+    assert (l1["conv_ms"], l1["epilogue_ms"], l1["other_ms"]) == (2.5, 1.0, 0.125)
+    assert l1["conv_tflops"] == pytest.approx(8.0 / 2.5) and l1["epilogue_gbs"] == 200.0
+    assert l1["x_lower_bound"] == pytest.approx(3.625 / (2.0 / 500.0))
+    assert l2["conv_in_epilogue"] and l2["conv_ms"] == 0 and l2["conv_tflops"] is None
+    assert l2["epilogue_tflops"] == 2.0 and l2["epilogue_gbs"] == 30.0  # the input's traffic
+    assert l2["epilogue_over_copy_bandwidth"] == pytest.approx(30.0 / 400.0)
+    assert t["x_lower_bound"] == pytest.approx(9.375 / (10.0 / 500.0))
+    # no epilogue launches (the PyTorch form), or not one per layer: no split
+    assert layer_times([k for k in kernels if k[0] != epi], work) is None
+    assert layer_times(kernels[:-3], work) is None
+
+
 def test_dry_run_writes_every_step(tmp_path):
     out = tmp_path / "check.json"
     assert main(["--dry-run", "--out", str(out), "--work", str(tmp_path / "work")]) == 0
