@@ -364,8 +364,10 @@ def test_triton_convs_on_cuda(tiny_bundle, monkeypatch):
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("flag", ["triton_masks", "triton_epilogues"])
+@pytest.mark.parametrize("flag", ["triton_masks", "triton_epilogues", "triton_convs"])
 def test_triton_switches_need_fp16_nhwc(tiny_bundle, flag):
+    """Refused in FP32 or NCHW, naming the flag typed (--triton-convs, not the Triton
+    epilogues it turns on)."""
     from mcaclip.runtime.backends.torch import TorchEditor
 
     word = "--" + flag.replace("_", "-")

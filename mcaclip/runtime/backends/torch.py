@@ -276,7 +276,8 @@ class TorchEditor(DeviceEditor):
         # on an H100 and on an H200, compiled or not (the sub-pixel up-sampling convs; FP16
         # NHWC), on a GPU they compile for (compute capability 8.0 or newer) with Triton there;
         # not where a switch they replace is asked for (it would run for nothing)
-        if triton_convs and triton_epilogues is None:  # the convs run in that kernel
+        implied = bool(triton_convs) and triton_epilogues is None
+        if implied:  # the convs run in that kernel
             triton_epilogues = True
         if triton_epilogues is None:
             triton_epilogues = (
@@ -298,9 +299,9 @@ class TorchEditor(DeviceEditor):
             stack_streams = fast and not compile and not epilogues
         self.stack_streams = stack_streams and self.editor.use_masks
         self.cudnn_benchmark = bool(cudnn_benchmark)
-        for flag, on in (
+        for flag, on in (  # a refusal or warning names the flag typed, not one it implies
             ("--triton-masks", triton_masks),
-            ("--triton-epilogues", triton_epilogues),
+            ("--triton-epilogues", triton_epilogues and not implied),
             ("--triton-convs", triton_convs),
         ):
             if on and not (precision == "fp16" and self.channels_last):
