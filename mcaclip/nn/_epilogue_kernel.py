@@ -210,6 +210,7 @@ def triton_layer_epilogue(
     raw_e_ptr,  # edited stream's, [B * prompts, H, W, C]; PHASES: both are the sub-pixel
     #             conv's [N, H/2, W/2, 4C], read through the pixel shuffle; CONV: both are
     #             the conv's input [N, hp, wp, cin] (modulated), the conv is computed here
+    #             (the original's too where CONV_O, else its output is read as without CONV)
     d_o_ptr,  # [B, row] float32: demodulation coefficients times the gain, original (the
     #           first C of each row of ``row`` elements; so are the styles and ToRGB's)
     d_e_ptr,  # [B * prompts, row] float32: edited
@@ -264,6 +265,8 @@ def triton_layer_epilogue(
     BLOCK_C: tl.constexpr,
     ONE_STEP: tl.constexpr,  # (PHASE_BLUR or CONV) and C <= BLOCK_C (with_options)
     CONV: tl.constexpr,  # the conv itself in the kernel (needs ONE_STEP)
+    CONV_O: tl.constexpr,  # CONV for the original stream too (one prompt per latent: with
+    #                        several, each prompt's program would compute it again)
     BLOCK_K: tl.constexpr,  # CONV: input channels per product
 ):
     # programs in (original sample, pixel block, prompt) order: the prompts' programs of one
@@ -289,8 +292,11 @@ def triton_layer_epilogue(
         x = 2 * b + px
         pix = y * width + x  # pixels within the map
         if CONV:  # the sample's input
-            off_o = so * (hp * wp) * cin
             off_e = se * (hp * wp) * cin
+            if CONV_O:
+                off_o = so * (hp * wp) * cin
+            else:  # the original's sub-pixel conv output, phase (py, px) of pixel (a, b)
+                off_o = (so * (hp * wp) + a * wp + b) * (4 * C) + (py * 2 + px) * C
         else:
             off_o = (so * (hp * wp) + a * wp + b) * (4 * C)
             off_e = (se * (hp * wp) + a * wp + b) * (4 * C)
@@ -301,7 +307,7 @@ def triton_layer_epilogue(
         y = pix // width
         x = pix - y * width
         if CONV:
-            off_o = so * hw * cin
+            off_o = so * hw * cin if CONV_O else (so * hw + pix) * C
             off_e = se * hw * cin
         elif PHASES:  # output (y, x) of channel c: phase (y % 2, x % 2) of input (y // 2, x // 2)
             src = (y // 2) * (width // 2) + x // 2
@@ -333,7 +339,7 @@ def triton_layer_epilogue(
         ok = cols < C
         f = _features(raw_o_ptr, off_o, d_o_ptr + so * row, bias_ptr, noise, cols, ok, a, b, py,
                       px, taps_ptr, hp, wp, C, conv_w_ptr, cin, CLAMP, PHASE_BLUR, TAPS, PAD0,
-                      BLOCK_P, BLOCK_C, ONE_STEP, CONV, PHASES, BLOCK_K)  # fmt: skip
+                      BLOCK_P, BLOCK_C, ONE_STEP, CONV_O, PHASES, BLOCK_K)  # fmt: skip
         if ONE_STEP:  # the only step: pass 2 takes these features, not a second read
             kept = f
         w1 = tl.load(
@@ -369,7 +375,7 @@ def triton_layer_epilogue(
         else:
             f = _features(raw_o_ptr, off_o, d_o_ptr + so * row, bias_ptr, noise, cols, ok, a, b,
                           py, px, taps_ptr, hp, wp, C, conv_w_ptr, cin, CLAMP, PHASE_BLUR, TAPS,
-                          PAD0, BLOCK_P, BLOCK_C, ONE_STEP, CONV, PHASES, BLOCK_K)  # fmt: skip
+                          PAD0, BLOCK_P, BLOCK_C, ONE_STEP, CONV_O, PHASES, BLOCK_K)  # fmt: skip
         e = _features(raw_e_ptr, off_e, d_e_ptr + se * row, bias_ptr, noise, cols, ok, a, b, py,
                       px, taps_ptr, hp, wp, C, conv_w_ptr, cin, CLAMP, PHASE_BLUR, TAPS, PAD0,
                       BLOCK_P, BLOCK_C, ONE_STEP, CONV, PHASES, BLOCK_K)  # fmt: skip

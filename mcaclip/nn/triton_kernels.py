@@ -258,6 +258,7 @@ def layer_epilogue(
     rgb: tuple | None,
     prompts: int,
     conv_w: torch.Tensor | None = None,
+    raw_original: torch.Tensor | None = None,
 ) -> tuple:
     """One styled conv's epilogue for both streams (module docstring), FP16 NHWC in and out.
 
@@ -279,6 +280,11 @@ def layer_epilogue(
     ``conv_w`` [9 Cin, C] FP16 (``phases``: [9 Cin, 4C]), the conv's weight K-major (row (3 ky +
     kx) Cin + i): the kernel computes the 3x3 conv itself (padding 1), ``raw`` being its input
     [N, Cin, H', W'] (NHWC, modulated) and no conv output ever stored; C <= 64 channels.
+    ``raw_original``: with ``conv_w``, the original stream's conv output [B, C (``phases``:
+    4C), H', W'] (NHWC) computed outside, read as without ``conv_w``: with several prompts per
+    latent each prompt's program would otherwise compute the original's conv again; the
+    kernel then computes the edited stream's only (its rows of ``raw``; the original's rows
+    there are not read).
 
     Returns (the next conv's input [N, C, H, W] NHWC, both streams stacked as ``raw``, or None
     after the last conv; mask [B*P, 1, H, W]; new skips [N, 3, H, W] float32 or None).
@@ -290,7 +296,7 @@ def layer_epilogue(
         if t is not None and (t.shape[-1] != row or not t.is_contiguous()):
             raise ConfigError("layer epilogue: demodulation, styles and ToRGB rows differ")
     out = _epilogue_op(raw, batch, phases, taps, pad0, d, bias, noise, *head, term, s, *rgb,
-                       prompts, conv_w)  # fmt: skip
+                       prompts, conv_w, raw_original)  # fmt: skip
     return tuple(None if t.numel() == 0 else t for t in out)
 
 
@@ -343,10 +349,11 @@ def _epilogue_op(
     up_pad0: int,
     prompts: int,
     conv_w: torch.Tensor | None,
+    raw_original: torch.Tensor | None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     out, grid, args, meta = _epilogue_launch(
         raw, batch, phases, taps, pad0, d, bias, noise, w1t, b1, w2, b2, term, s, rgb, rgb_b,
-        up, up_taps, up_pad0, prompts, conv_w,
+        up, up_taps, up_pad0, prompts, conv_w, raw_original,
     )  # fmt: skip
     if _EPILOGUE is None:
         load()
@@ -356,7 +363,8 @@ def _epilogue_op(
 
 
 def _epilogue_launch(raw, batch, phases, taps, pad0, d, bias, noise, w1t, b1, w2, b2, term, s,
-                     rgb, rgb_b, up, up_taps, up_pad0, prompts, conv_w=None) -> tuple:  # fmt: skip
+                     rgb, rgb_b, up, up_taps, up_pad0, prompts, conv_w=None,
+                     raw_original=None) -> tuple:  # fmt: skip
     """The custom op's outputs, allocated, and the (grid, arguments, constexprs and launch
     options) of the layer-epilogue kernel's launch that writes them (also what
     :mod:`benchmarks.triton_aot` compiles for GPUs it does not have). Each stacked tensor goes
@@ -381,8 +389,17 @@ def _epilogue_launch(raw, batch, phases, taps, pad0, d, bias, noise, w1t, b1, w2
         )
     if conv and cin * raw.shape[2] * raw.shape[3] >= 2**31:  # the kernel's 32-bit offsets
         raise ConfigError(f"layer epilogue: a conv input of {tuple(raw.shape[1:])} per sample")
+    if raw_original is not None:
+        want = (batch, 4 * c if phases else c, *raw.shape[2:])
+        if not conv or tuple(raw_original.shape) != want:
+            raise ConfigError(
+                f"layer epilogue: the original's conv output {tuple(raw_original.shape)}, "
+                f"expected {want} with the conv in the kernel"
+            )
+        raw_original = raw_original.contiguous(memory_format=torch.channels_last)
     block_p, block_c, warps, stages = epilogue_blocks(c, hw, taps is not None, conv,
-                                                      conv and phases)  # fmt: skip
+                                                      conv and phases,
+                                                      raw_original is not None)  # fmt: skip
     raw = raw.contiguous(memory_format=torch.channels_last)  # as cuDNN gives it (else a copy)
     spare = b1  # what an unused pointer argument points at (never read)
 
@@ -392,8 +409,10 @@ def _epilogue_launch(raw, batch, phases, taps, pad0, d, bias, noise, w1t, b1, w2
     def parts(t: torch.Tensor | None) -> tuple:  # (original's, edited's) rows of a stacked one
         return (spare, spare) if t is None or t.numel() == 0 else (t[:batch], t[batch:])
 
+    raw_o, raw_e = parts(raw)
     args = (
-        *parts(raw),
+        raw_o if raw_original is None else raw_original,
+        raw_e,
         *parts(arg(d)),
         arg(bias),
         arg(noise),
@@ -437,6 +456,7 @@ def _epilogue_launch(raw, batch, phases, taps, pad0, d, bias, noise, w1t, b1, w2
         "CLAMP": raw.dtype == torch.float16,
         "HIDDEN": _dot_width(b1.shape[0]),
         "CONV": conv,
+        "CONV_O": conv and raw_original is None,
         "BLOCK_K": min(64, _dot_width(cin)),
         "num_warps": warps,
         "num_stages": stages,
@@ -476,7 +496,8 @@ def launch_pixels(meta: dict, hw: int) -> int:
 
 
 def epilogue_blocks(c: int, hw: int, phase_blur: bool, conv: bool = False,
-                    parity: bool = False) -> tuple[int, int, int, int]:  # fmt: skip
+                    parity: bool = False, edited_conv_only: bool = False,
+                    ) -> tuple[int, int, int, int]:  # fmt: skip
     """(pixels per program, channels per step, warps, pipeline stages) of the layer epilogue on
     ``c`` channels and ``hw`` pixels per map (:func:`epilogue_pixels`).
 
@@ -506,15 +527,17 @@ def epilogue_blocks(c: int, hw: int, phase_blur: bool, conv: bool = False,
         block_p = min(pixels, CONV_PIXELS.get(block_c, 128) if conv else 32)
     if pixels % block_p or block_p < MIN_DOT:
         raise ConfigError(f"layer epilogue: {hw} pixels per map do not make blocks of {block_p}")
-    if conv:
-        return block_p, block_c, CONV_WARPS, 2
+    if conv:  # the edited stream's conv only (several prompts per latent): with 2 stages
+        # ptxas spilled 4-44 bytes on an RTX 50 (sm_120) in three of the four 1024 and 512 px
+        # launches, with 3 none on any of the five (more shared memory: 31-61 kB on an H100)
+        return block_p, block_c, CONV_WARPS, 3 if edited_conv_only else 2
     warps = 8 if block_c >= 64 else 4
     return block_p, block_c, warps, 1 if phase_blur else 2
 
 
 @_epilogue_op.register_fake
 def _(raw, batch, phases, taps, pad0, d, bias, noise, w1t, b1, w2, b2, term, s, rgb, rgb_b, up,
-      up_taps, up_pad0, prompts, conv_w):  # fmt: skip
+      up_taps, up_pad0, prompts, conv_w, raw_original):  # fmt: skip
     return _epilogue_out(raw, batch, phases, taps, pad0, s is not None, rgb is not None, conv_w)
 
 

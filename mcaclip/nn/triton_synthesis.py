@@ -201,6 +201,11 @@ def run(masked, w, w_edit, cond, noise, prompts):
         conv = module.conv
         conv_w = plan.conv_w[j]  # the kernel convolves x itself, or cuDNN does here
         raw = x if conv_w is not None else conv.raw_conv(x, shuffle=False)
+        # with several prompts per latent, the original's conv once here, not in each prompt's
+        # program (the kernel convolves the edited rows only)
+        raw_o = (
+            conv.raw_conv(x[:batch], shuffle=False) if conv_w is not None and prompts > 1 else None
+        )
         noise_l = noise[layer]
         if noise_l is not None:  # the module's own constant noise: times the gain already
             buffer, scaled = plan.noise[j]
@@ -224,6 +229,7 @@ def run(masked, w, w_edit, cond, noise, prompts):
             rgb,
             prompts,
             conv_w,
+            raw_o,
         )
         masks.append(mask)
         if rgb is not None:

@@ -86,18 +86,22 @@ def test_mask_head_launches_fit():
         assert r["spill_store_bytes"] == 0 and r["occupancy"] > 0, (cap, r)
 
 
-def test_conv_launches_of_a_1024_edit_compile_without_spills():
+@pytest.mark.parametrize("prompts", [1, 2])
+def test_conv_launches_of_a_1024_edit_compile_without_spills(prompts):
     """--triton-convs: the four launches of a 1024 px edit that compute their conv in the
     kernel (512 and 1024 px: the sub-pixel up-sampling conv and the 3x3 conv after it, 64 and
     32 channels) compile for an H100, an RTX 40 and an RTX 50 without spills, every channel in
-    one step, and can launch (their occupancy is lower than the other launches': 1/8 to 1/3)."""
+    one step, and can launch (their occupancy is lower than the other launches': 1/8 to 1/3);
+    with two prompts per latent, the launches that compute the edited stream's conv only
+    (the original's read from cuDNN's output) too."""
     _compiler()
     from mcaclip.nn import triton_kernels
 
-    epilogues, _ = launches("ffhq-1024", 8, 1, "convs", None)
+    epilogues, _ = launches("ffhq-1024", 8, prompts, "convs", None)
     conv = [(layer, args, meta) for layer, _, args, meta in epilogues if meta["CONV"]]
     assert [layer for layer, *_ in conv] == [13, 14, 15, 16]
     assert [meta["PHASES"] for *_, meta in conv] == [True, False, True, False]
+    assert all(meta["CONV_O"] == (prompts == 1) for *_, meta in conv)
     for layer, args, meta in conv:
         k = named(triton_kernels._EPILOGUE, args)
         assert meta["ONE_STEP"] and k["C"] <= meta["BLOCK_C"]

@@ -130,7 +130,13 @@ CONV_CHECK = (
         # the conv after it, where they have at most 64 channels (tiny-32: 32 at every size)
         "        cs = channels or (32,) * 4\n"
         "        ups = 2 if form == 'subpixel' else 1\n"
-        "        assert fused == (cs[0] <= 64) + sum((c <= 64) * ups for c in cs[1:]), fused\n",
+        "        assert fused == (cs[0] <= 64) + sum((c <= 64) * ups for c in cs[1:]), fused\n"
+        # several prompts: the original's conv outside, once (the kernel's edited rows only)
+        "        assert sum(c[2] for c in calls) == (fused if prompts > 1 else 0), calls\n",
+    )
+    .replace(
+        "calls.append((a[2], a[3] is not None))",
+        "calls.append((a[2], a[3] is not None, len(a) > 13 and a[13] is not None))",
     )
     .replace(  # four of the seven cases: every form and width, both conditions, 1-2 prompts
         "for condition, form, prompts, channels, hidden in cases:",
@@ -144,8 +150,10 @@ def test_triton_convs_match_the_pytorch_form(triton_interpret):
     """--triton-convs: the epilogue kernel also computes the 3x3 and sub-pixel convs of up to
     64 output channels (an implicit GEMM on its input) and gives the PyTorch form's images,
     originals and masks, in every up-sampling form (the others' up-sampling convs stay
-    cuDNN's), with prompts per latent (the original's conv once per prompt program). ~35 s."""
+    cuDNN's), with one prompt per latent (both streams' convs in the kernel) and two (the
+    original's conv outside, once, the edited stream's in the kernel). ~35 s."""
     assert "convs=True" in CONV_CHECK and "fused ==" in CONV_CHECK and "(1, 2, 4, 5)" in CONV_CHECK
+    assert "a[13] is not None" in CONV_CHECK
     assert triton_interpret(CONV_CHECK).strip().endswith("ok")
 
 

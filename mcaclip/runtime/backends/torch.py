@@ -72,9 +72,10 @@ On a CUDA GPU it is also a fast path:
   ffhq-1024) as an implicit GEMM on the tensor cores, from the modulated input the previous
   epilogue wrote, so that those convs' outputs never go through memory (at batch 8, 1.07 GB
   per 1024 px layer written and read back otherwise); it also keeps them in FP32 (59 instead
-  of 55.5 dB against FP32 on the tiny preset, in the interpreter). Compiles without spills
-  on sm_80/86/89/90/120 by ptxas; **not yet timed on a GPU** (the GPU check's bench and
-  compile variants do).
+  of 55.5 dB against FP32 on the tiny preset, in the interpreter). With several prompts per
+  latent, cuDNN computes the original stream's conv once and the kernel the edited
+  stream's. Compiles without spills on sm_80/86/89/90/120 by ptxas; **not yet timed on a
+  GPU** (the GPU check's bench and compile variants do).
 * ``cuda_graphs``: each graph (and the whole edit) is captured once per input shape and replayed,
   which removes the launch overhead of the ~300 kernels of a 1024 px edit.
 * ``compile``: ``torch.compile`` of the masked generator (fuses the element-wise tails); its
