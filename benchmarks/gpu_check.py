@@ -628,7 +628,10 @@ def profile_kernels(
         }
         if gpu and generator is not None:
             work = layer_work(generator, batch, 1, up_form(editor.mode))
-            result[name]["layers"] = layer_times(kernel_sequence(prof), work, peak_tflops, copy_gbs)
+            fused = "tritonconv" in editor.mode
+            result[name]["layers"] = layer_times(
+                kernel_sequence(prof), work, peak_tflops, copy_gbs, fused
+            )
         if gpu:
             torch.cuda.empty_cache()
     return result
@@ -668,7 +671,11 @@ def _top_events(prof, gpu: bool, top: int) -> dict:
 
     events = [ev for ev in prof.key_averages() if self_us(ev) > 0]
     if gpu:  # kernels only (CPU activity is recorded too, for the operators' shapes)
-        events = [ev for ev in events if ev.device_type != torch.autograd.DeviceType.CPU]
+        events = [
+            ev
+            for ev in events
+            if ev.device_type != torch.autograd.DeviceType.CPU and not _annotation(ev)
+        ]
     events.sort(key=self_us, reverse=True)
     total = sum(self_us(ev) for ev in events)
     by_kind: dict[str, float] = {}
@@ -696,7 +703,7 @@ def kernel_kind(name: str) -> str:
     low = name.lower()
     if low.startswith("triton"):
         return "triton"
-    if re.search(r"conv(?!er)|implicit_gemm|fprop|dgrad|wgrad", low):
+    if re.search(r"conv(?!er)|implicit_gemm|fprop|dgrad|wgrad|winograd|cudnn", low):
         return "conv"
     if "gemm" in low or "gemv" in low or "cublas" in low or "cutlass" in low:
         return "matmul"
@@ -714,7 +721,8 @@ def layer_work(generator, batch: int, prompts: int = 1, up: str = "folded") -> l
     (``UP_TAPS``) and at the lower bound's count (``bound_gflop``), and the MB its layer
     epilogue moves at least: the conv's output read (or, ``fused_mb``, with the conv in the
     kernel, the conv's input), the next conv's input written, the masks, the new RGB skips
-    written and the previous ones read (FP32)."""
+    written and the previous ones read (FP32). ``fused_mb`` is for one prompt per latent: with
+    several, the original stream's conv runs in cuDNN and its output is read instead."""
     res, ch = generator.layer_resolutions(), generator.layer_channels()
     samples = batch * (1 + prompts)
     rows = []
@@ -745,12 +753,20 @@ def layer_work(generator, batch: int, prompts: int = 1, up: str = "folded") -> l
     return rows
 
 
+def _annotation(ev) -> bool:
+    """Whether a profiler event is a GPU-side span of a ``record_function`` range (compiled
+    code makes some: "Torch-Compiled Region", "## Call CompiledFxGraph"), not a kernel."""
+    return bool(getattr(ev, "is_user_annotation", False))
+
+
 def kernel_sequence(prof) -> list[tuple[str, float]]:
     """The GPU kernels of a torch.profiler run in launch order: (name, ms)."""
     events = [
         ev
         for ev in prof.events()
-        if ev.device_type != torch.autograd.DeviceType.CPU and ev.time_range.elapsed_us() > 0
+        if ev.device_type != torch.autograd.DeviceType.CPU
+        and not _annotation(ev)
+        and ev.time_range.elapsed_us() > 0
     ]
     events.sort(key=lambda ev: ev.time_range.start)
     return [(ev.name, ev.time_range.elapsed_us() / 1e3) for ev in events]
@@ -761,10 +777,12 @@ def layer_times(
     work: list[dict],
     peak_tflops: float | None = None,
     copy_gbs: float | None = None,
+    convs_in_kernel: bool = False,
 ) -> dict | None:
     """One profiled call's GPU time per synthesis layer, from its ``kernels`` (name, ms) in
     launch order: a layer ends with its layer-epilogue launch; before it, its convolutions
-    (``kernel_kind`` conv: cuDNN's; none where the epilogue computes the conv) and the rest
+    (``kernel_kind`` conv: cuDNN's; with ``convs_in_kernel``, i.e. ``--triton-convs``, a layer
+    without one is a layer whose epilogue computes its conv) and the rest
     (``other_ms``); the kernels before the first layer's first conv (text, fusion, mapper,
     styles) are ``prelude_ms``, those after the last epilogue ``after_ms``. With the layers'
     ``work`` (:func:`layer_work`): the conv's TFLOP/s, the epilogue's GB/s over its least
@@ -785,7 +803,7 @@ def layer_times(
         conv = sum(ms for name, ms in segment if kernel_kind(name) == "conv")
         other = sum(ms for name, ms in segment if kernel_kind(name) != "conv")
         epilogue = kernels[end][1]
-        fused = conv == 0  # the conv computed in the epilogue kernel
+        fused = convs_in_kernel and conv == 0  # the conv computed in the epilogue kernel
         moved = w["fused_mb"] if fused else w["epilogue_mb"]
         row = {
             "layer": w["layer"],

@@ -391,10 +391,11 @@ def _epilogue_launch(raw, batch, phases, taps, pad0, d, bias, noise, w1t, b1, w2
         raise ConfigError(f"layer epilogue: a conv input of {tuple(raw.shape[1:])} per sample")
     if raw_original is not None:
         want = (batch, 4 * c if phases else c, *raw.shape[2:])
-        if not conv or tuple(raw_original.shape) != want:
+        same = raw_original.dtype == raw.dtype and raw_original.device == raw.device
+        if not conv or tuple(raw_original.shape) != want or not same:
             raise ConfigError(
-                f"layer epilogue: the original's conv output {tuple(raw_original.shape)}, "
-                f"expected {want} with the conv in the kernel"
+                f"layer epilogue: the original's conv output {tuple(raw_original.shape)} "
+                f"{raw_original.dtype}, expected {want} {raw.dtype} with the conv in the kernel"
             )
         raw_original = raw_original.contiguous(memory_format=torch.channels_last)
     block_p, block_c, warps, stages = epilogue_blocks(c, hw, taps is not None, conv,
@@ -509,7 +510,8 @@ def epilogue_blocks(c: int, hw: int, phase_blur: bool, conv: bool = False,
     (occupancy 1/8 on an H100) and, with the in-kernel blur, 255 registers, 1.5 kB of spills
     per thread and 292 kB of shared memory: more than an H100 gives a block, so it could not
     have launched. Three pipeline stages buy little in a loop of plain loads and cost shared
-    memory: two (one with the blur's 16 gathered taps, which are a loop of their own).
+    memory: two (one with the blur's 16 gathered taps, which are a loop of their own; three
+    where the kernel computes the edited stream's conv only, see the code).
     Timed on an H100 and an H200 (the GPU check's ``epilogue_tuning``, 1024 px layers only),
     these were the fastest options tried except at the 32-channel launches without ToRGB: 128
     pixels, 4 warps, 3 stages were 1.26x (H100) and 1.30x (H200) faster in place, at 168-174

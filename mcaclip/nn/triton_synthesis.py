@@ -65,7 +65,8 @@ class Plan:
     cond_weight: torch.Tensor | None  # [J, D_text, hidden] the heads' text terms' weights
     cond_bias: torch.Tensor | None  # [J, 1, hidden]
     conv_w: list  # per styled conv: its weight K-major [9 in, out] FP16 where the kernel
-    #               computes the conv itself (convs=True, :func:`fits_kernel`), else None
+    #               computes the conv itself (convs=True, :func:`fits_kernel`; the edited
+    #               stream's only with several prompts per latent), else None
 
 
 def fits_kernel(conv) -> bool:

@@ -122,7 +122,7 @@ def test_layer_times_split_a_profile_at_the_epilogues():
         (epi, 3.0),  # layer 2: the conv in the epilogue kernel
         ("void at::native::elementwise_kernel<direct_copy_kernel_cuda>", 0.75),  # after
     ]  # fmt: skip
-    t = layer_times(kernels, work, peak_tflops=500.0, copy_gbs=400.0)
+    t = layer_times(kernels, work, peak_tflops=500.0, copy_gbs=400.0, convs_in_kernel=True)
     assert t["prelude_ms"] == 0.5 and t["after_ms"] == 0.75
     assert t["total_ms"] == pytest.approx(9.375) and t["layers_ms"] == pytest.approx(8.125)
     l0, l1, l2 = t["rows"]
@@ -134,6 +134,10 @@ def test_layer_times_split_a_profile_at_the_epilogues():
     assert l2["epilogue_tflops"] == 2.0 and l2["epilogue_gbs"] == 30.0  # the input's traffic
     assert l2["epilogue_over_copy_bandwidth"] == pytest.approx(30.0 / 400.0)
     assert t["x_lower_bound"] == pytest.approx(9.375 / (10.0 / 500.0))
+    # without --triton-convs a layer with no conv kernel is not one whose conv is in the kernel
+    plain = layer_times(kernels, work)["rows"][2]
+    assert not plain["conv_in_epilogue"] and plain["epilogue_tflops"] is None
+    assert plain["epilogue_gbs"] == 100.0  # the conv output's traffic
     # no epilogue launches (the PyTorch form), or not one per layer: no split
     assert layer_times([k for k in kernels if k[0] != epi], work) is None
     assert layer_times(kernels[:-3], work) is None
@@ -239,6 +243,7 @@ def test_kernel_kinds():
         "sm90_xmma_fprop_implicit_gemm_f16f16_f16f32_f32_nhwckrsc_nhwc_tilesize128x128x64": "conv",
         "sm90_xmma_dgrad_implicit_gemm_indexed_f16f16_f16f32_f32_nhwckrsc_nhwc_tiles": "conv",
         "void at::native::(anonymous namespace)::conv_depthwise2d_forward_kernel_generic": "conv",
+        "void cudnn::winograd_nonfused::winogradForwardData4x4<float, __half>": "conv",
         "void gemmSN_TN_kernel<float, 128, 16, 2, 4, 8, 9, false, cublasGemvTensor": "matmul",
         "void at::native::unrolled_elementwise_kernel<convert_float_half>": "elementwise",
         "void at::native::vectorized_elementwise_kernel<4, conversion_op>": "elementwise",

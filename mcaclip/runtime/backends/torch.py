@@ -73,7 +73,8 @@ On a CUDA GPU it is also a fast path:
   epilogue wrote, so that those convs' outputs never go through memory (at batch 8, 1.07 GB
   per 1024 px layer written and read back otherwise); it also keeps them in FP32 (59 instead
   of 55.5 dB against FP32 on the tiny preset, in the interpreter). With several prompts per
-  latent, cuDNN computes the original stream's conv once and the kernel the edited
+  latent, cuDNN computes the original stream's conv once (in FP16, as without the switch:
+  the originals then differ from one prompt's by rounding) and the kernel the edited
   stream's. Compiles without spills on sm_80/86/89/90/120 by ptxas; **not yet timed on a
   GPU** (the GPU check's bench and compile variants do).
 * ``cuda_graphs``: each graph (and the whole edit) is captured once per input shape and replayed,
