@@ -351,7 +351,7 @@ def epilogue_tuning(preset: str, batch: int, dry: bool, copy_gbs: float | None =
         result["chosen_over_copy_bandwidth"] = {
             f"{r['form']} layer {r['layer']}": round(r["gbs"] / copy_gbs, 3)
             for r in result["rows"]
-            if r["chosen"]
+            if r["chosen"] and "gbs" in r  # (not where it failed: result["failed"])
         }
     return result
 

@@ -158,25 +158,32 @@ def tune(preset, batch: int, forms: list[str], device: str, iters: int, smallest
                 grid = (k["raw_e_ptr"].shape[0] * k["hw"] // option["BLOCK_P"],)
                 for t in _outputs(args):
                     t.fill_(float("nan"))
-                ms = time_launch(grid, args, tried, iters, warmup)
+                row = {"form": form, "layer": layer, "size": k["width"], "channels": k["C"],
+                       "phase_blur": bool(meta["PHASE_BLUR"]), "rgb": bool(meta["HAS_RGB"]),
+                       **option, "chosen": index == 0}  # fmt: skip
+                try:  # an option this GPU cannot run (too much shared memory, say): recorded
+                    ms = time_launch(grid, args, tried, iters, warmup)
+                except Exception as exc:  # noqa: BLE001 - Triton's errors have no common base
+                    rows.append({**row, "error": f"{type(exc).__name__}: {exc}"[:300]})
+                    continue
                 if index == 0:
                     reference = [t.clone() for t in _outputs(args)]
                     check = "unwritten" if any(t.isnan().any() for t in reference) else 0.0
+                elif reference is None:
+                    check = "no reference (the chosen options failed)"
                 else:
                     check = _difference(_outputs(args), reference)
-                rows.append({"form": form, "layer": layer, "size": k["width"],
-                             "channels": k["C"], "phase_blur": bool(meta["PHASE_BLUR"]),
-                             "rgb": bool(meta["HAS_RGB"]), **option, "chosen": index == 0,
-                             "ms": round(ms, 4), "mb_moved": round(moved / 1e6, 3),
+                rows.append({**row, "ms": round(ms, 4), "mb_moved": round(moved / 1e6, 3),
                              "gbs": round(moved / ms / 1e6, 1),
                              "max_abs_diff_vs_chosen": check})  # fmt: skip
             del args, k, reference
+    timed = [r for r in rows if "ms" in r]
     best = {}
-    for r in rows:
+    for r in timed:
         key = (r["form"], r["layer"])
         if key not in best or r["ms"] < best[key]["ms"]:
             best[key] = r
-    chosen = {(r["form"], r["layer"]): r for r in rows if r["chosen"]}
+    chosen = {(r["form"], r["layer"]): r for r in timed if r["chosen"]}
     return {
         "batch": batch,
         "device": device,
@@ -190,9 +197,10 @@ def tune(preset, batch: int, forms: list[str], device: str, iters: int, smallest
         "best": {f"{f} layer {layer}": _options(b) for (f, layer), b in best.items()},
         "unequal": [
             r
-            for r in rows
-            if r["max_abs_diff_vs_chosen"] == "unwritten" or r["max_abs_diff_vs_chosen"] > 0.05
+            for r in timed
+            if isinstance(r["max_abs_diff_vs_chosen"], str) or r["max_abs_diff_vs_chosen"] > 0.05
         ],  # fmt: skip
+        "failed": [r for r in rows if "error" in r],
         "left_out_for_time": left_out,
     }
 
