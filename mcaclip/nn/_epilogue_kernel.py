@@ -21,9 +21,10 @@ def _raw(raw_ptr, off, cols, ok, a, b, py, px, taps_ptr, hp, wp, C, conv_w_ptr, 
     j - PAD0, x + i - PAD0), zero outside: with y = 2a + py that is row a + ry, phase fy of
     the raw map, where 2 ry + fy = py + j - PAD0; both the same for every pixel of the block,
     so each tap reads at ``off`` plus one scalar."""
-    if CONV:
-        return _conv(raw_ptr, off, cols, ok, a, b, py, px, hp, wp, C, conv_w_ptr, cin, PHASES,
-                     BLOCK_P, BLOCK_C, BLOCK_K)  # fmt: skip
+    if CONV:  # one stream's (both streams': the kernel calls _conv itself)
+        acc, _ = _conv(raw_ptr, off, raw_ptr, off, cols, ok, a, b, py, px, hp, wp, C, conv_w_ptr,
+                       cin, PHASES, BLOCK_P, BLOCK_C, BLOCK_K, False)  # fmt: skip
+        return acc
     elif BLUR:
         acc = tl.zeros((BLOCK_P, BLOCK_C), dtype=tl.float32)
         if ONE_STEP:  # the big maps (every channel in one step), where the time goes: UNROLL
@@ -45,15 +46,19 @@ def _raw(raw_ptr, off, cols, ok, a, b, py, px, taps_ptr, hp, wp, C, conv_w_ptr, 
 
 
 @triton.jit
-def _conv(x_ptr, base, cols, ok, a, b, py, px, hp, wp, C, w_ptr, cin, PHASES: tl.constexpr,
-          BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_K: tl.constexpr):  # fmt: skip
+def _conv(x_ptr, base, x2_ptr, base2, cols, ok, a, b, py, px, hp, wp, C, w_ptr, cin,
+          PHASES: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr,
+          BLOCK_K: tl.constexpr, TWO: tl.constexpr):  # fmt: skip
     """The 3x3 conv (padding 1) of the NHWC input [hp, wp, cin] at ``x_ptr + base`` (one
     sample, already modulated) on the block's pixels (a, b) of the conv's output, channels
     ``cols``, as float32: an implicit GEMM, 9 taps x ``cin`` / BLOCK_K products of the shifted
     input [BLOCK_P, BLOCK_K] with the K-major weight [9 cin, C or 4C] on the tensor cores.
     PHASES: the sub-pixel conv, whose output phase (py, px) (the block's parity class) is
-    columns (2 py + px) C + cols."""
+    columns (2 py + px) C + cols. TWO: also the conv of the input at ``x2_ptr + base2`` (the
+    other stream, same pixels), in the same loop: each weight tile is read once for both.
+    Returns (the conv, the second one or zeros)."""
     acc = tl.zeros((BLOCK_P, BLOCK_C), dtype=tl.float32)
+    acc2 = tl.zeros((BLOCK_P, BLOCK_C), dtype=tl.float32)
     if PHASES:
         n_cols = 4 * C
         col = (py * 2 + px).to(tl.int32) * C + cols
@@ -61,7 +66,8 @@ def _conv(x_ptr, base, cols, ok, a, b, py, px, hp, wp, C, w_ptr, cin, PHASES: tl
         n_cols = C
         col = cols
     x_ptr += base  # the sample's input; within it 32-bit offsets (the launch checks they fit:
-    a = a.to(tl.int32)  # a block of 64-bit [pixels, channels] offsets costs registers)
+    x2_ptr += base2  # a block of 64-bit [pixels, channels] offsets costs registers)
+    a = a.to(tl.int32)
     b = b.to(tl.int32)
     chunks = tl.cdiv(cin, BLOCK_K)
     # one loop over (tap, channel chunk), not two nested ones: Triton pipelines the innermost
@@ -77,12 +83,14 @@ def _conv(x_ptr, base, cols, ok, a, b, py, px, hp, wp, C, w_ptr, cin, PHASES: tl
         inside = (ya >= 0) & (ya < hp) & (xb >= 0) & (xb < wp)
         kk = k0 + tl.arange(0, BLOCK_K)
         k_ok = kk < cin
-        xa = tl.load(x_ptr + ((ya * wp + xb) * cin)[:, None] + kk[None, :],
-                     mask=inside[:, None] & k_ok[None, :], other=0.0)  # fmt: skip
+        at = ((ya * wp + xb) * cin)[:, None] + kk[None, :]
+        where = inside[:, None] & k_ok[None, :]
         wt = tl.load(w_ptr + (t * cin + kk)[:, None] * n_cols + col[None, :],
                      mask=k_ok[:, None] & ok[None, :], other=0.0)  # fmt: skip
-        acc += tl.dot(xa, wt)
-    return acc
+        acc += tl.dot(tl.load(x_ptr + at, mask=where, other=0.0), wt)
+        if TWO:
+            acc2 += tl.dot(tl.load(x2_ptr + at, mask=where, other=0.0), wt)
+    return acc, acc2
 
 
 @triton.jit
@@ -326,6 +334,11 @@ def triton_layer_epilogue(
     else:
         noise = tl.zeros((BLOCK_P,), dtype=tl.float32)
     every = pix >= 0  # all true: the row mask of the stores
+    if CONV and CONV_O:  # both streams' convs in one loop (ONE_STEP: every channel at once)
+        cols0 = tl.arange(0, BLOCK_C)
+        conv_o, conv_e = _conv(raw_o_ptr, off_o, raw_e_ptr, off_e, cols0, cols0 < C, a, b, py,
+                               px, hp, wp, C, conv_w_ptr, cin, PHASES, BLOCK_P, BLOCK_C,
+                               BLOCK_K, True)  # fmt: skip
     hid = tl.arange(0, HIDDEN)
     hid_ok = hid < hidden
     # pass 1, the original stream: mask head, ToRGB, the next conv's input
@@ -337,9 +350,12 @@ def triton_layer_epilogue(
     for c0 in range(0, C, BLOCK_C):
         cols = c0 + tl.arange(0, BLOCK_C)
         ok = cols < C
-        f = _features(raw_o_ptr, off_o, d_o_ptr + so * row, bias_ptr, noise, cols, ok, a, b, py,
-                      px, taps_ptr, hp, wp, C, conv_w_ptr, cin, CLAMP, PHASE_BLUR, TAPS, PAD0,
-                      BLOCK_P, BLOCK_C, ONE_STEP, CONV_O, PHASES, BLOCK_K)  # fmt: skip
+        if CONV and CONV_O:
+            f = _activate(conv_o, d_o_ptr + so * row, bias_ptr, noise, cols, ok, CLAMP)
+        else:
+            f = _features(raw_o_ptr, off_o, d_o_ptr + so * row, bias_ptr, noise, cols, ok, a, b,
+                          py, px, taps_ptr, hp, wp, C, conv_w_ptr, cin, CLAMP, PHASE_BLUR, TAPS,
+                          PAD0, BLOCK_P, BLOCK_C, ONE_STEP, False, PHASES, BLOCK_K)  # fmt: skip
         if ONE_STEP:  # the only step: pass 2 takes these features, not a second read
             kept = f
         w1 = tl.load(
@@ -376,9 +392,12 @@ def triton_layer_epilogue(
             f = _features(raw_o_ptr, off_o, d_o_ptr + so * row, bias_ptr, noise, cols, ok, a, b,
                           py, px, taps_ptr, hp, wp, C, conv_w_ptr, cin, CLAMP, PHASE_BLUR, TAPS,
                           PAD0, BLOCK_P, BLOCK_C, ONE_STEP, CONV_O, PHASES, BLOCK_K)  # fmt: skip
-        e = _features(raw_e_ptr, off_e, d_e_ptr + se * row, bias_ptr, noise, cols, ok, a, b, py,
-                      px, taps_ptr, hp, wp, C, conv_w_ptr, cin, CLAMP, PHASE_BLUR, TAPS, PAD0,
-                      BLOCK_P, BLOCK_C, ONE_STEP, CONV, PHASES, BLOCK_K)  # fmt: skip
+        if CONV and CONV_O:
+            e = _activate(conv_e, d_e_ptr + se * row, bias_ptr, noise, cols, ok, CLAMP)
+        else:
+            e = _features(raw_e_ptr, off_e, d_e_ptr + se * row, bias_ptr, noise, cols, ok, a, b,
+                          py, px, taps_ptr, hp, wp, C, conv_w_ptr, cin, CLAMP, PHASE_BLUR, TAPS,
+                          PAD0, BLOCK_P, BLOCK_C, ONE_STEP, CONV, PHASES, BLOCK_K)  # fmt: skip
         v = f + mf[:, None] * (e - f)
         if HAS_NEXT:
             _store_scaled(x_e_ptr, out_e, s_e_ptr + se * row, v, cols, ok, every)

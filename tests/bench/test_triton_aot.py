@@ -109,4 +109,6 @@ def test_conv_launches_of_a_1024_edit_compile_without_spills(prompts):
             r = compile_launch(triton_kernels._EPILOGUE, args, meta, cap)
             where = f"conv layer {layer} on {TARGETS[cap][0]}: {r}"
             assert r["spill_store_bytes"] == 0 and r["spill_load_bytes"] == 0, where
-            assert r["shared_bytes"] < 64 * 1024 and r["occupancy"] >= 0.125, where
+            # within a block's shared memory there (an H100 gives a block 227 kB, the RTX
+            # cards 99); both streams' input tiles in flight take 37-74 kB
+            assert r["shared_bytes"] <= TARGETS[cap][4] and r["occupancy"] >= 0.125, where
