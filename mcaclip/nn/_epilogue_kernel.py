@@ -388,10 +388,10 @@ def triton_layer_epilogue(
         ok = cols < C
         if ONE_STEP:
             f = kept
-        else:
+        else:  # (never with the conv in the kernel: that needs ONE_STEP)
             f = _features(raw_o_ptr, off_o, d_o_ptr + so * row, bias_ptr, noise, cols, ok, a, b,
                           py, px, taps_ptr, hp, wp, C, conv_w_ptr, cin, CLAMP, PHASE_BLUR, TAPS,
-                          PAD0, BLOCK_P, BLOCK_C, ONE_STEP, CONV_O, PHASES, BLOCK_K)  # fmt: skip
+                          PAD0, BLOCK_P, BLOCK_C, ONE_STEP, False, PHASES, BLOCK_K)  # fmt: skip
         if CONV and CONV_O:
             e = _activate(conv_e, d_e_ptr + se * row, bias_ptr, noise, cols, ok, CLAMP)
         else:
