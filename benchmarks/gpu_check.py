@@ -28,7 +28,8 @@ Steps (each one's outcome is recorded; a failing step does not stop the next):
    (both up-sampling forms, and ``--triton-convs``' launches), with the options chosen from
    ptxas's reports and with others
    (``benchmarks/triton_tuning.py``): the chosen options' time over the fastest, and GB/s
-   (at most ``TUNING_SECONDS``; ``--no-tuning`` leaves it out).
+   (at most ``TUNING_SECONDS``; ``--no-tuning`` leaves it out); options the GPU refuses for
+   its resources are listed (``failed``), and the step fails if the chosen ones are.
 7. ``profile``: the top GPU kernels, the GPU time per kind of kernel (convolutions, Triton,
    element-wise, copies), the top operators with their input shapes, and (``layers``, where
    the Triton epilogues run) the time per synthesis layer (its convs, its epilogue, the rest,
@@ -1015,6 +1016,11 @@ def main(argv: list[str] | None = None) -> int:
                 (report.get("environment") or {}).get("measured_copy_gbs"),
             ),
         )
+        refused = (report["epilogue_tuning"] or {}).get("chosen_failed")
+        if refused:  # what the app launches would fail on this GPU: the step fails, rows kept
+            report["steps"]["epilogue_tuning"].update(
+                ok=False, error=f"the chosen launch options failed here: {refused} (see failed)"
+            )
     if args.profile and not (dry or remaining() > 90):
         report["left_out_for_time"].append("profile")
     if args.profile and (dry or remaining() > 90):

@@ -7,7 +7,11 @@ Each kind of launch of the largest maps of an edit (1024 px: the up-sampling lay
 ToRGB layer, per up-sampling form) runs on random tensors of its real shapes with each option
 set of :data:`CANDIDATES` that fits it: ``iters`` launches back to back between two CUDA events,
 after a warm-up (which compiles). Every option's outputs are checked against the chosen
-options' outputs (all outputs are NaN-filled first, so an element left unwritten shows). The GPU
+options' outputs (all outputs are NaN-filled first, so an element left unwritten shows). An
+option the GPU refuses for its resources (shared memory, threads, registers) is recorded with
+its error (``failed``) and the rest go on; where that is the chosen options (``chosen_failed``:
+what the app launches would fail there), the first option that ran is the reference. Any other
+error ends the run. The GPU
 check runs it as its ``epilogue_tuning`` step, in a process of its own; on a CPU it runs in
 Triton's interpreter (tests), where the times mean nothing.
 
@@ -101,6 +105,16 @@ def bytes_moved(args: tuple) -> int:
     return total
 
 
+def cannot_run(exc: BaseException) -> bool:
+    """Whether a launch failed for this GPU's resources, refused before it ran (the context
+    stays usable): Triton's OutOfResources when it loads the kernel (shared memory, threads),
+    or the driver's "too many resources requested for launch" (registers). A kernel bug, or
+    an illegal address that poisons the context, is not one."""
+    from triton.runtime.errors import OutOfResources
+
+    return isinstance(exc, OutOfResources) or "too many resources requested" in str(exc)
+
+
 def time_launch(grid, args, meta, iters: int, warmup: int) -> float:
     """Milliseconds per launch: ``iters`` launches back to back between two CUDA events (wall
     clock off a GPU), after ``warmup`` launches."""
@@ -149,7 +163,9 @@ def tune(preset, batch: int, forms: list[str], device: str, iters: int, smallest
             args = materialize(meta_args, device)
             k = named(triton_kernels._EPILOGUE, args)
             moved = bytes_moved(args)
-            reference = None  # the chosen options' outputs: every other option must give them
+            # the chosen options' outputs (or, where the GPU refused them, the first option's
+            # that ran): every other option must give them
+            reference = None
             for index, option in enumerate(options_for(args, meta)):  # the chosen ones first
                 if time.perf_counter() > deadline:
                     left_out.append(f"{form} layer {layer} {option}")
@@ -161,16 +177,17 @@ def tune(preset, batch: int, forms: list[str], device: str, iters: int, smallest
                 row = {"form": form, "layer": layer, "size": k["width"], "channels": k["C"],
                        "phase_blur": bool(meta["PHASE_BLUR"]), "rgb": bool(meta["HAS_RGB"]),
                        **option, "chosen": index == 0}  # fmt: skip
-                try:  # an option this GPU cannot run (too much shared memory, say): recorded
+                try:
                     ms = time_launch(grid, args, tried, iters, warmup)
-                except Exception as exc:  # noqa: BLE001 - Triton's errors have no common base
+                except Exception as exc:
+                    if not cannot_run(exc):
+                        raise
                     rows.append({**row, "error": f"{type(exc).__name__}: {exc}"[:300]})
                     continue
-                if index == 0:
+                if reference is None:
                     reference = [t.clone() for t in _outputs(args)]
                     check = "unwritten" if any(t.isnan().any() for t in reference) else 0.0
-                elif reference is None:
-                    check = "no reference (the chosen options failed)"
+                    row["reference"] = True
                 else:
                     check = _difference(_outputs(args), reference)
                 rows.append({**row, "ms": round(ms, 4), "mb_moved": round(moved / 1e6, 3),
@@ -201,6 +218,9 @@ def tune(preset, batch: int, forms: list[str], device: str, iters: int, smallest
             if isinstance(r["max_abs_diff_vs_chosen"], str) or r["max_abs_diff_vs_chosen"] > 0.05
         ],  # fmt: skip
         "failed": [r for r in rows if "error" in r],
+        "chosen_failed": [
+            f"{r['form']} layer {r['layer']}" for r in rows if "error" in r and r["chosen"]
+        ],  # fmt: skip
         "left_out_for_time": left_out,
     }
 

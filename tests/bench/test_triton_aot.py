@@ -109,6 +109,7 @@ def test_conv_launches_of_a_1024_edit_compile_without_spills(prompts):
             r = compile_launch(triton_kernels._EPILOGUE, args, meta, cap)
             where = f"conv layer {layer} on {TARGETS[cap][0]}: {r}"
             assert r["spill_store_bytes"] == 0 and r["spill_load_bytes"] == 0, where
-            # within a block's shared memory there (an H100 gives a block 227 kB, the RTX
-            # cards 99); both streams' input tiles in flight take 37-74 kB
-            assert r["shared_bytes"] <= TARGETS[cap][4] and r["occupancy"] >= 0.125, where
+            # both streams' input tiles in flight take 18-72 KiB (the most on sm_90): within
+            # the smallest block limit of the five targets (99 KiB, the RTX cards')
+            smallest = min(t[4] for t in TARGETS.values())
+            assert r["shared_bytes"] <= smallest and r["occupancy"] >= 0.125, where

@@ -69,10 +69,10 @@ On a CUDA GPU it is also a fast path:
   ``phase_conv`` slower (3.34 ms, H200): its in-kernel blur gathers 16 taps per element.
 * ``triton_convs`` (off; implies ``triton_epilogues``): the epilogue kernel also computes the
   3x3 and sub-pixel convs of at most 64 output channels (the 512 and 1024 px layers of
-  ffhq-1024) as an implicit GEMM on the tensor cores (both streams in one loop, each weight
-  tile read once for the two), from the modulated input the previous epilogue wrote, so
-  that those convs' outputs never go through memory (at batch 8, 1.07 GB per 1024 px layer
-  written and read back otherwise); it also keeps them in FP32 (59 instead
+  ffhq-1024) as an implicit GEMM on the tensor cores (with one prompt per latent both streams
+  in one loop, each weight tile read once for the two), from the modulated input the previous
+  epilogue wrote, so that those convs' outputs never go through memory (at batch 8, 1.07 GB
+  per 1024 px layer written and read back otherwise); it also keeps them in FP32 (59 instead
   of 55.5 dB against FP32 on the tiny preset, in the interpreter). With several prompts per
   latent, cuDNN computes the original stream's conv once (in FP16, as without the switch:
   the originals then differ from one prompt's by rounding) and the kernel the edited
