@@ -127,14 +127,19 @@ def _activate(raw, d_ptr, bias_ptr, noise, cols, ok, CLAMP: tl.constexpr):
 
 
 @triton.jit
-def _features(raw_ptr, off, d_ptr, bias_ptr, noise, cols, ok, a, b, py, px, taps_ptr, hp, wp, C,
-              conv_w_ptr, cin, CLAMP: tl.constexpr, BLUR: tl.constexpr, TAPS: tl.constexpr,
-              PAD0: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr,
-              ONE_STEP: tl.constexpr, CONV: tl.constexpr, PHASES: tl.constexpr,
-              BLOCK_K: tl.constexpr):  # fmt: skip
-    """A stream's features on the block: its conv output (:func:`_raw`) through the tail."""
-    raw = _raw(raw_ptr, off, cols, ok, a, b, py, px, taps_ptr, hp, wp, C, conv_w_ptr, cin, BLUR,
-               TAPS, PAD0, BLOCK_P, BLOCK_C, ONE_STEP, CONV, PHASES, BLOCK_K)  # fmt: skip
+def _features(conv, raw_ptr, off, d_ptr, bias_ptr, noise, cols, ok, a, b, py, px, taps_ptr, hp,
+              wp, C, conv_w_ptr, cin, CLAMP: tl.constexpr, BLUR: tl.constexpr,
+              TAPS: tl.constexpr, PAD0: tl.constexpr, BLOCK_P: tl.constexpr,
+              BLOCK_C: tl.constexpr, ONE_STEP: tl.constexpr, CONV: tl.constexpr,
+              PHASES: tl.constexpr, BLOCK_K: tl.constexpr, COMPUTED: tl.constexpr):  # fmt: skip
+    """A stream's features on the block: its conv output through the tail; the output is
+    ``conv`` (COMPUTED: both streams' convs computed before the passes) or :func:`_raw`'s."""
+    if COMPUTED:
+        raw = conv
+    else:
+        raw = _raw(raw_ptr, off, cols, ok, a, b, py, px, taps_ptr, hp, wp, C, conv_w_ptr, cin,
+                   BLUR, TAPS, PAD0, BLOCK_P, BLOCK_C, ONE_STEP, CONV, PHASES,
+                   BLOCK_K)  # fmt: skip
     return _activate(raw, d_ptr, bias_ptr, noise, cols, ok, CLAMP)
 
 
@@ -334,11 +339,15 @@ def triton_layer_epilogue(
     else:
         noise = tl.zeros((BLOCK_P,), dtype=tl.float32)
     every = pix >= 0  # all true: the row mask of the stores
-    if CONV and CONV_O:  # both streams' convs in one loop (ONE_STEP: every channel at once)
+    BOTH: tl.constexpr = CONV and CONV_O  # both streams' convs in one loop, before the passes
+    if BOTH:  # (ONE_STEP: every channel at once)
         cols0 = tl.arange(0, BLOCK_C)
         conv_o, conv_e = _conv(raw_o_ptr, off_o, raw_e_ptr, off_e, cols0, cols0 < C, a, b, py,
                                px, hp, wp, C, conv_w_ptr, cin, PHASES, BLOCK_P, BLOCK_C,
                                BLOCK_K, True)  # fmt: skip
+    else:  # each stream's conv output read (or the edited one's computed) in its pass
+        conv_o = tl.zeros((BLOCK_P, BLOCK_C), dtype=tl.float32)  # (not read)
+        conv_e = conv_o
     hid = tl.arange(0, HIDDEN)
     hid_ok = hid < hidden
     # pass 1, the original stream: mask head, ToRGB, the next conv's input
@@ -350,12 +359,10 @@ def triton_layer_epilogue(
     for c0 in range(0, C, BLOCK_C):
         cols = c0 + tl.arange(0, BLOCK_C)
         ok = cols < C
-        if CONV and CONV_O:
-            f = _activate(conv_o, d_o_ptr + so * row, bias_ptr, noise, cols, ok, CLAMP)
-        else:
-            f = _features(raw_o_ptr, off_o, d_o_ptr + so * row, bias_ptr, noise, cols, ok, a, b,
-                          py, px, taps_ptr, hp, wp, C, conv_w_ptr, cin, CLAMP, PHASE_BLUR, TAPS,
-                          PAD0, BLOCK_P, BLOCK_C, ONE_STEP, False, PHASES, BLOCK_K)  # fmt: skip
+        f = _features(conv_o, raw_o_ptr, off_o, d_o_ptr + so * row, bias_ptr, noise, cols, ok,
+                      a, b, py, px, taps_ptr, hp, wp, C, conv_w_ptr, cin, CLAMP, PHASE_BLUR,
+                      TAPS, PAD0, BLOCK_P, BLOCK_C, ONE_STEP, False, PHASES, BLOCK_K,
+                      BOTH)  # fmt: skip
         if ONE_STEP:  # the only step: pass 2 takes these features, not a second read
             kept = f
         w1 = tl.load(
@@ -389,15 +396,14 @@ def triton_layer_epilogue(
         if ONE_STEP:
             f = kept
         else:  # (never with the conv in the kernel: that needs ONE_STEP)
-            f = _features(raw_o_ptr, off_o, d_o_ptr + so * row, bias_ptr, noise, cols, ok, a, b,
-                          py, px, taps_ptr, hp, wp, C, conv_w_ptr, cin, CLAMP, PHASE_BLUR, TAPS,
-                          PAD0, BLOCK_P, BLOCK_C, ONE_STEP, False, PHASES, BLOCK_K)  # fmt: skip
-        if CONV and CONV_O:
-            e = _activate(conv_e, d_e_ptr + se * row, bias_ptr, noise, cols, ok, CLAMP)
-        else:
-            e = _features(raw_e_ptr, off_e, d_e_ptr + se * row, bias_ptr, noise, cols, ok, a, b,
-                          py, px, taps_ptr, hp, wp, C, conv_w_ptr, cin, CLAMP, PHASE_BLUR, TAPS,
-                          PAD0, BLOCK_P, BLOCK_C, ONE_STEP, CONV, PHASES, BLOCK_K)  # fmt: skip
+            f = _features(conv_o, raw_o_ptr, off_o, d_o_ptr + so * row, bias_ptr, noise, cols,
+                          ok, a, b, py, px, taps_ptr, hp, wp, C, conv_w_ptr, cin, CLAMP,
+                          PHASE_BLUR, TAPS, PAD0, BLOCK_P, BLOCK_C, ONE_STEP, False, PHASES,
+                          BLOCK_K, False)  # fmt: skip
+        e = _features(conv_e, raw_e_ptr, off_e, d_e_ptr + se * row, bias_ptr, noise, cols, ok,
+                      a, b, py, px, taps_ptr, hp, wp, C, conv_w_ptr, cin, CLAMP, PHASE_BLUR,
+                      TAPS, PAD0, BLOCK_P, BLOCK_C, ONE_STEP, CONV, PHASES, BLOCK_K,
+                      BOTH)  # fmt: skip
         v = f + mf[:, None] * (e - f)
         if HAS_NEXT:
             _store_scaled(x_e_ptr, out_e, s_e_ptr + se * row, v, cols, ok, every)
