@@ -338,27 +338,37 @@ def test_triton_epilogues_on_cuda(tiny_bundle, monkeypatch, subpixel):
 @pytest.mark.gpu
 def test_triton_convs_on_cuda(tiny_bundle, monkeypatch):
     """--triton-convs: the epilogue kernel computes the convs of up to 64 channels (all of the
-    tiny preset's) itself: cuDNN runs none of them, and the edits match the default's; it
-    needs the Triton epilogues."""
+    tiny preset's) itself: with one prompt per latent cuDNN runs none of them, with two only
+    the original stream's (3 rows, not 3 + 6), and the edits match the default's; it needs the
+    Triton epilogues."""
     from mcaclip.runtime.backends.torch import TorchEditor
 
-    convs = []
+    rows = []  # the batch of every cuDNN conv's input
     real = torch.nn.functional.conv2d
     monkeypatch.setattr(
-        torch.nn.functional, "conv2d", lambda *a, **k: convs.append(1) or real(*a, **k)
+        torch.nn.functional,
+        "conv2d",
+        lambda x, *a, **k: rows.append(x.shape[0]) or real(x, *a, **k),
     )
-    runs = []
-    for on in (False, True):
-        convs.clear()
-        with EditPipeline(tiny_bundle, backend="torch", device="cuda", precision="fp16",
-                          cuda_graphs=False, triton_convs=on) as p:  # fmt: skip
-            assert ("tritonepi-tritonconv" in p.device_editor.mode) == on, p.device_editor.mode
-            runs.append(p.edit_batch(_latents(p, 3), p.embed(["red hair", "blue goatee"])))
-        assert bool(convs) != on, len(convs)  # the styled convs: cuDNN's, or none at all
-    plain, fused = runs
-    assert psnr(fused[0], plain[0]) > 40 and psnr(fused[1], plain[1]) > 40
-    for a, b in zip(fused[2], plain[2]):
-        assert np.abs(a - b).max() < 3e-3
+    for prompts in (["red hair"], ["red hair", "blue goatee"]):
+        runs = []
+        for on in (False, True):
+            rows.clear()
+            with EditPipeline(tiny_bundle, backend="torch", device="cuda", precision="fp16",
+                              cuda_graphs=False, triton_convs=on) as p:  # fmt: skip
+                mode = p.device_editor.mode
+                assert ("tritonepi-tritonconv" in mode) == on, mode
+                runs.append(p.edit_batch(_latents(p, 3), p.embed(prompts)))
+            if not on:  # the styled convs: cuDNN's, both streams as one batch
+                assert rows and set(rows) == {3 + 3 * len(prompts)}, rows
+            elif len(prompts) == 1:
+                assert not rows, rows  # none at all
+            else:  # the original's once (not in each prompt's program), the edited in the kernel
+                assert rows and set(rows) == {3}, rows
+        plain, fused = runs
+        assert psnr(fused[0], plain[0]) > 40 and psnr(fused[1], plain[1]) > 40
+        for a, b in zip(fused[2], plain[2]):
+            assert np.abs(a - b).max() < 3e-3
     with pytest.raises(BackendError, match="--triton-convs computes convs in the Triton"):
         TorchEditor(tiny_bundle, True, "cuda", "fp16", triton_epilogues=False, triton_convs=True)
 
