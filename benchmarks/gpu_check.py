@@ -952,6 +952,9 @@ def main(argv: list[str] | None = None) -> int:
             "measured_copy_gbs": None if dry else measure_copy_bandwidth(),
         },
     )
+    env = report["environment"] or {}  # the measured rate and bandwidth (None in a dry run)
+    peak, bandwidth = env.get("measured_fp16_tflops"), env.get("measured_copy_gbs")
+    generator = load_preset(args.preset).generator
     if args.tests:
         report["gpu_tests"] = step(report, "gpu_tests", lambda: run_tests(dry, timeout=240))
     bundle = work / f"{args.preset}-torch"
@@ -1009,12 +1012,7 @@ def main(argv: list[str] | None = None) -> int:
         report["epilogue_tuning"] = step(
             report,
             "epilogue_tuning",
-            lambda: epilogue_tuning(
-                args.preset,
-                max(sizes),
-                dry,
-                (report.get("environment") or {}).get("measured_copy_gbs"),
-            ),
+            lambda: epilogue_tuning(args.preset, max(sizes), dry, bandwidth),
         )
         refused = (report["epilogue_tuning"] or {}).get("chosen_failed")
         if refused:  # what the app launches would fail on this GPU: the step fails, rows kept
@@ -1027,7 +1025,6 @@ def main(argv: list[str] | None = None) -> int:
         compiled = args.compile and not dry and remaining() > 240
         if args.compile and not dry and not compiled:
             report["left_out_for_time"].append("profile.compiled")
-        measured = report.get("environment") or {}
         report["profile"] = step(
             report,
             "profile",
@@ -1036,9 +1033,9 @@ def main(argv: list[str] | None = None) -> int:
                 device,
                 max(sizes),
                 compiled=compiled,
-                generator=load_preset(args.preset).generator,
-                peak_tflops=measured.get("measured_fp16_tflops"),
-                copy_gbs=measured.get("measured_copy_gbs"),
+                generator=generator,
+                peak_tflops=peak,
+                copy_gbs=bandwidth,
             ),
         )
     if args.edit and not (dry or remaining() > 60):
@@ -1050,12 +1047,9 @@ def main(argv: list[str] | None = None) -> int:
         )
     for name in variants[BEFORE_TABLES:]:
         compile_bench(name, first=False)
-    generator = load_preset(args.preset).generator
     flops = 2 * synthesis_flops(generator)  # two streams per edit
     executed = {form: 2 * synthesis_flops(generator, form) for form in UP_TAPS}
     moved = 2 * feature_bytes(generator)
-    env = report.get("environment") or {}
-    peak, bandwidth = env.get("measured_fp16_tflops"), env.get("measured_copy_gbs")
     if report["bench"]:
         report["summary"] = step(
             report,
