@@ -12,13 +12,15 @@ Steps (each one's outcome is recorded; a failing step does not stop the next):
    epilogues where they are the default), its plain form (``PLAIN_FP16``: no sub-pixel convs,
    fused tails, stacked streams or Triton epilogues), its PyTorch form (no Triton epilogues),
    ``phase_conv``, ``triton_masks``, ``triton_convs`` (the big maps' convs in the epilogue
-   kernel) and the 2x2 phases with the Triton epilogues (the kernel's in-kernel blur; a
+   kernel), ``triton_convs_auto`` (there only where the layer was faster that way) and the
+   2x2 phases with the Triton epilogues (the kernel's in-kernel blur; a
    failure is recorded per form), and the registers and spills of every Triton kernel
    specialization compiled on the way.
 5. ``bench``: ``mcarun bench --all-backends`` at batch 1 and 8 (CUDA-event timing): FP32 eager,
    FP16 + CUDA graphs as default, in the plain form (``PLAIN_FP16``), in the PyTorch form
-   (``--no-triton-epilogues``: the default before the Triton epilogues) and with
-   ``--triton-convs``.
+   (``--no-triton-epilogues``: the default before the Triton epilogues), with
+   ``--triton-convs`` and with ``--triton-convs-auto`` (its variant's ``conv_tuning``: per
+   batch, each layer's ms with its conv in cuDNN and in the kernel, and the choice).
 6. ``bench_compile``, ``bench_compile_<name>``: the first three of ``--compile-variants``
    (default ``default,tritonconv,pytorch,phaseconv-tritonepi,phaseconv-tritonmask,phaseconv,
    tritonmask``; see ``COMPILE_VARIANTS``), each in its own process (with time left; so are the
@@ -262,6 +264,7 @@ def parity(bundle: Path, device: str, n: int) -> dict:
         ("phase_conv", {"phase_conv": True}),
         ("triton_masks", {"triton_masks": True}),
         ("triton_convs", {"triton_convs": True}),  # the big maps' convs in the kernel
+        ("triton_convs_auto", {"triton_convs": "auto"}),  # there where that was faster
         # the epilogue kernel's in-kernel blur runs only with the 2x2 phase convs
         ("phase_conv+triton_epilogues", {"phase_conv": True, "triton_epilogues": True}),
     ]

@@ -105,16 +105,6 @@ def bytes_moved(args: tuple) -> int:
     return total
 
 
-def cannot_run(exc: BaseException) -> bool:
-    """Whether a launch failed for this GPU's resources, refused before it ran (the context
-    stays usable): Triton's OutOfResources when it loads the kernel (shared memory, threads),
-    or the driver's "too many resources requested for launch" (registers). A kernel bug, or
-    an illegal address that poisons the context, is not one."""
-    from triton.runtime.errors import OutOfResources
-
-    return isinstance(exc, OutOfResources) or "too many resources requested" in str(exc)
-
-
 def time_launch(grid, args, meta, iters: int, warmup: int) -> float:
     """Milliseconds per launch: ``iters`` launches back to back between two CUDA events (wall
     clock off a GPU), after ``warmup`` launches."""
@@ -180,7 +170,7 @@ def tune(preset, batch: int, forms: list[str], device: str, iters: int, smallest
                 try:
                     ms = time_launch(grid, args, tried, iters, warmup)
                 except Exception as exc:
-                    if not cannot_run(exc):
+                    if not triton_kernels.refused(exc):
                         raise
                     rows.append({**row, "error": f"{type(exc).__name__}: {exc}"[:300]})
                     continue

@@ -175,12 +175,13 @@ def stack_streams(module: nn.Module, on: bool = True) -> nn.Module:
     return set_switch(module, "stacked", on)
 
 
-def triton_epilogues(module: nn.Module, on: bool = True, convs: bool = False) -> nn.Module:
+def triton_epilogues(module: nn.Module, on: bool = True, convs: bool | str = False) -> nn.Module:
     """Run every MaskedSynthesis with a mask net in ``module`` with one Triton kernel between
     two styled convs (:mod:`mcaclip.nn.triton_synthesis`) where it can (FP16 NHWC inference on a
     GPU); elsewhere the PyTorch form runs. ``convs``: the kernel computes the convs of the big
-    maps too (:func:`mcaclip.nn.triton_synthesis.fits_kernel`). Call it after the module's
-    last cast or move."""
+    maps too (:func:`mcaclip.nn.triton_synthesis.fits_kernel`); ``"auto"``: at the layers where
+    :func:`mcaclip.nn.triton_synthesis.tune` found that faster (cuDNN until it has timed a batch
+    shape). Call it after the module's last cast or move."""
     for m in module.modules():
         if isinstance(m, MaskedSynthesis) and m.masknet is not None:
             m.triton_epilogues = on
@@ -189,6 +190,16 @@ def triton_epilogues(module: nn.Module, on: bool = True, convs: bool = False) ->
             else:
                 m.epilogue_plan = None
     return module
+
+
+def epilogue_plans(module: nn.Module) -> list:
+    """The Triton epilogue plans of the MaskedSynthesis modules in ``module`` (see
+    :func:`triton_epilogues`)."""
+    return [
+        m.epilogue_plan
+        for m in module.modules()
+        if isinstance(m, MaskedSynthesis) and m.epilogue_plan is not None
+    ]
 
 
 class EditOutput(NamedTuple):

@@ -67,6 +67,16 @@ def interpreting() -> bool:
     return _INTERPRET
 
 
+def refused(exc: BaseException) -> bool:
+    """Whether a launch failed for this GPU's resources, refused before it ran (the context
+    stays usable): Triton's OutOfResources when it loads the kernel (shared memory, threads),
+    or the driver's "too many resources requested for launch" (registers). A kernel bug, or
+    an illegal address that poisons the context, is not one."""
+    from triton.runtime.errors import OutOfResources
+
+    return isinstance(exc, OutOfResources) or "too many resources requested" in str(exc)
+
+
 def load():
     """Import Triton and build the kernel (once). Called when the switch is turned on, so that
     ``torch.compile`` later sees a ready kernel, not its construction."""

@@ -22,6 +22,12 @@ A 1024 px call is 45 kernels: 17 convs, 17 epilogues, 11 small ones (617 before,
 small: ``python -m benchmarks.synthesis_ops``; run 4's H200 profile put those at about 3.3
 ms of a 20 ms batch-8 call).
 
+With ``convs`` the kernel also computes the convs of the big maps (:func:`fits_kernel`), so
+that their outputs never go through memory; ``convs="auto"`` keeps that only at the layers
+where it was faster on this GPU: :func:`tune` times each layer both ways at the first call of
+each batch shape (as cuDNN's benchmark mode times its algorithms) and :meth:`Plan.in_kernel`
+gives the choice to every later call.
+
 Same function as the PyTorch form up to rounding (the kernel works in float32 where the FP16
 PyTorch form rounds each step to FP16). Inference on FP16 NHWC features only, with the mask net
 (not masks passed in) and constant or no noise; where :func:`usable` says no, the caller takes
@@ -31,12 +37,17 @@ the PyTorch form.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
+import statistics
+import time
+from collections.abc import Callable
 
 import torch
 
 from mcaclip.nn import triton_kernels
 
+log = logging.getLogger(__name__)
 GAIN = math.sqrt(2.0)  # the leaky ReLU's gain, folded into the tail's terms (it is positive)
 EPS = 1e-8  # under the demodulation's square root, as ModulatedConv2d.convolve adds it
 
@@ -65,8 +76,23 @@ class Plan:
     cond_weight: torch.Tensor | None  # [J, D_text, hidden] the heads' text terms' weights
     cond_bias: torch.Tensor | None  # [J, 1, hidden]
     conv_w: list  # per styled conv: its weight K-major [9 in, out] FP16 where the kernel
-    #               computes the conv itself (convs=True, :func:`fits_kernel`; the edited
-    #               stream's only with several prompts per latent), else None
+    #               may compute the conv itself (convs True or "auto", :func:`fits_kernel`;
+    #               the edited stream's only with several prompts per latent), else None
+    auto: bool = False  # convs="auto": which of those the kernel computes, :func:`tune` times
+    chosen: dict = dataclasses.field(default_factory=dict)  # (B, P) -> per conv: in kernel
+    timings: dict = dataclasses.field(default_factory=dict)  # (B, P) -> what tune measured
+    override: tuple | None = None  # while tune times one form: per conv, in the kernel
+    clock: Callable | None = None  # while tune times: called at each conv's start, and after
+
+    def in_kernel(self, batch: int, prompts: int) -> tuple:
+        """Per styled conv, whether the kernel computes it at this batch: every conv with a
+        weight here, or, with ``auto``, those :func:`tune` found faster that way at this
+        batch (none before it has timed it: cuDNN, the form timed most)."""
+        if self.override is not None:
+            return self.override
+        if not self.auto:
+            return tuple(w is not None for w in self.conv_w)
+        return self.chosen.get((batch, prompts), (False,) * len(self.conv_w))
 
 
 def fits_kernel(conv) -> bool:
@@ -82,12 +108,16 @@ def fits_kernel(conv) -> bool:
     )
 
 
-def prepare(masked, convs: bool = False) -> None:
+def prepare(masked, convs: bool | str = False) -> None:
     """Load the kernels and compute the :class:`Plan` (call after the module's last cast or
     move, like :func:`mcaclip.nn.masknet.triton_masks`; later weight changes are not seen).
-    ``convs``: the kernel also computes the convs that :func:`fits_kernel` (the big maps')."""
+    ``convs``: the kernel also computes the convs that :func:`fits_kernel` (the big maps');
+    ``"auto"``: those of them that :func:`tune` finds faster in the kernel than in cuDNN."""
+    if convs not in (False, True, "auto"):
+        raise ValueError(f"convs={convs!r}: False, True or 'auto'")
     triton_kernels.load()
-    masked.epilogue_plan = _plan(masked, convs)
+    masked.epilogue_plan = _plan(masked, bool(convs))
+    masked.epilogue_plan.auto = convs == "auto"
 
 
 def _plan(masked, convs_in_kernel: bool) -> Plan:
@@ -184,6 +214,10 @@ def run(masked, w, w_edit, cond, noise, prompts):
     batch = w.shape[0]
     convs = [(module, layer) for kind, module, layer in synth.steps() if kind == "conv"]
     n_conv = len(convs)
+    in_kernel = plan.in_kernel(batch, prompts)
+    clock = plan.clock  # set only while tune() times this call (eager, never traced)
+    if clock is not None:
+        clock.key = (batch, prompts)
     # every style of both streams in one batched product: [K, N, row]
     ws = torch.cat([w, w_edit]).float()[:, plan.latents].transpose(0, 1)
     styles = torch.baddbmm(plan.affine_bias, ws, plan.affine)
@@ -199,8 +233,10 @@ def run(masked, w, w_edit, cond, noise, prompts):
     skip = None
     masks: list[torch.Tensor] = []
     for j, (module, layer) in enumerate(convs):
+        if clock is not None:
+            clock(j)
         conv = module.conv
-        conv_w = plan.conv_w[j]  # the kernel convolves x itself, or cuDNN does here
+        conv_w = plan.conv_w[j] if in_kernel[j] else None  # the kernel convolves x, or cuDNN
         raw = x if conv_w is not None else conv.raw_conv(x, shuffle=False)
         # with several prompts per latent, the original's conv once here, not in each prompt's
         # program (the kernel convolves the edited rows only)
@@ -235,4 +271,110 @@ def run(masked, w, w_edit, cond, noise, prompts):
         masks.append(mask)
         if rgb is not None:
             skip = new_skip
+    if clock is not None:
+        clock(n_conv)
     return skip[batch:], masks, skip[:batch]
+
+
+class LayerClock:
+    """Marks taken at each styled conv's start and after the last (:func:`run` calls it while
+    :func:`tune` times); :meth:`layers` gives the milliseconds between them, per styled conv.
+    On a GPU: CUDA events, with the GPU held busy while the call is queued (so that the marks
+    time the GPU's work, not the launches' Python); elsewhere (Triton's interpreter) the wall
+    clock."""
+
+    HOLD_CYCLES = 50_000_000  # ~30 ms at 1.5-2 GHz: longer than queuing an eager call
+
+    def __init__(self, cuda: bool):
+        self.cuda = cuda
+        self.marks: list = []
+        self.key = None  # (batch, prompts) of the call timed, set by run()
+
+    def start(self) -> None:
+        self.marks = []
+        if self.cuda and hasattr(torch.cuda, "_sleep"):
+            torch.cuda._sleep(self.HOLD_CYCLES)
+
+    def __call__(self, j: int) -> None:
+        if self.cuda:
+            event = torch.cuda.Event(enable_timing=True)
+            event.record()
+            self.marks.append(event)
+        else:
+            self.marks.append(time.perf_counter())
+
+    def layers(self) -> list[float]:
+        if self.cuda:
+            torch.cuda.current_stream().synchronize()
+            return [a.elapsed_time(b) for a, b in zip(self.marks, self.marks[1:])]
+        return [(b - a) * 1e3 for a, b in zip(self.marks, self.marks[1:])]
+
+
+def tune(plans: list, call: Callable[[], object], repeats: int = 3, clock=None) -> None:
+    """For each ``"auto"`` plan in ``plans``: time every styled conv's layer (its conv and its
+    epilogue) with the conv in cuDNN and, where it fits, in the kernel, over ``repeats`` calls
+    each after one call that warms up (Triton compiles, cuDNN picks), and keep per layer the
+    form with the lower median (``plan.chosen`` at the call's (batch, prompts), what was timed
+    in ``plan.timings``). ``call()`` runs the module eagerly on the real inputs (not compiled,
+    not inside a CUDA graph capture). A kernel form this GPU refuses for its resources (see
+    :func:`mcaclip.nn.triton_kernels.refused`) leaves every conv in cuDNN, with a warning;
+    any other error propagates. ``clock``: a :class:`LayerClock` (default: for the plan's
+    device)."""
+    for plan in plans:
+        fits = tuple(w is not None for w in plan.conv_w)
+        if not plan.auto or not any(fits):
+            continue
+        timer = clock or LayerClock(plan.affine.is_cuda)
+        timer.key = None
+        medians, refusal = {}, None
+        for form, override in (("cudnn", (False,) * len(fits)), ("kernel", fits)):
+            try:
+                runs = _timed_calls(plan, override, call, repeats, timer)
+            except Exception as exc:
+                if form != "kernel" or not triton_kernels.refused(exc):
+                    raise
+                refusal = f"{type(exc).__name__}: {str(exc).strip()[:200]}"
+                break
+            if timer.key is None or any(len(r) != len(fits) for r in runs):
+                break  # the call did not take the kernel's path (see usable()): nothing timed
+            medians[form] = [statistics.median(t) for t in zip(*runs)]
+        if "cudnn" not in medians or (refusal is None and "kernel" not in medians):
+            continue
+        if refusal is not None:
+            log.warning("--triton-convs-auto: this GPU refused the kernel with the convs (%s); "
+                        "every conv stays in cuDNN", refusal)  # fmt: skip
+            chosen = (False,) * len(fits)
+        else:
+            chosen = tuple(
+                f and k < c for f, c, k in zip(fits, medians["cudnn"], medians["kernel"])
+            )
+        plan.chosen[timer.key] = chosen
+        plan.timings[timer.key] = {
+            "cudnn_ms": medians["cudnn"],
+            "kernel_ms": medians.get("kernel"),
+            "fits": list(fits),
+            "in_kernel": list(chosen),
+            "refused": refusal,
+        }
+        log.info("--triton-convs-auto at batch %s x %s prompts: the kernel computes the convs "
+                 "of layers %s", *timer.key, [j for j, c in enumerate(chosen) if c])  # fmt: skip
+
+
+def _timed_calls(plan: Plan, override: tuple, call: Callable, repeats: int, timer) -> list:
+    """``repeats`` calls with the convs in the kernel as ``override`` says, after one that
+    warms up: the per-layer milliseconds of each."""
+    plan.override = override
+    try:
+        call()
+        runs = []
+        for _ in range(repeats):
+            timer.start()
+            plan.clock = timer
+            try:
+                call()
+            finally:
+                plan.clock = None
+            runs.append(timer.layers())
+        return runs
+    finally:
+        plan.override = None

@@ -252,7 +252,7 @@ def variant_name(v: dict) -> str:
         if v.get("triton_masks"):
             parts.append("tritonmask")
         if v.get("triton_convs"):
-            parts.append("tritonconv")
+            parts.append("tritonconvauto" if v["triton_convs"] == "auto" else "tritonconv")
         words = {"subpixel": "subpixel", "fuse_tails": "fused", "stack_streams": "stacked"}
         plain = all(v.get(key) is False for key in words) and not v.get("triton_epilogues")
         if v.get("triton_epilogues"):
@@ -304,6 +304,7 @@ def plan_variants(engine, providers: list[str] | None = None, compile_: bool | s
         if "masknet" in bundle.graphs and importlib.util.find_spec("triton") is not None:
             variants.append({**fp16, "triton_epilogues": False})  # the default's PyTorch form
             variants.append({**fp16, "triton_convs": True})  # the convs in the kernel too
+            variants.append({**fp16, "triton_convs": "auto"})  # there where that was faster
         if compile_:  # True / "default", or "max-autotune"
             variants.append({**fp16, "compile": compile_})
     if any(g.get("onnx") for g in bundle.graphs.values()):
@@ -342,6 +343,8 @@ def bench_variants(
                 editor = pipeline.device_editor
                 if editor is not None:  # what actually ran, defaults resolved
                     info["mode"] = editor.mode
+                    if getattr(editor, "conv_tuning", None):  # --triton-convs-auto's timings
+                        info["conv_tuning"] = editor.conv_tuning
                 if v["backend"] == "onnxruntime":
                     info["providers"] = pipeline.runner("fusion").providers
                 results[name] = {**info, "rows": rows}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 from pathlib import Path
@@ -90,20 +91,44 @@ SWITCH_OPTIONS = (
         "their outputs never go through memory (default: off; not yet timed on a GPU).",
     ),
 )
+TRITON_CONVS_AUTO = (
+    "torch backend, with the Triton epilogues: as --triton-convs, but only at the layers "
+    "where that was faster on this GPU: at the first call of each batch shape every such layer "
+    "is timed with its conv in the kernel and in cuDNN (a few calls each, before the CUDA "
+    "graph is captured; default: off)."
+)
 
 
-def switch_flags(names) -> list[str]:
+def switch_flags(names, values: dict | None = None) -> list[str]:
     """The options of these torch switches as users type them: ``--fuse-tails``, and both
-    spellings where the negative is not ``--no-...`` (``--nhwc/--nchw``)."""
+    spellings where the negative is not ``--no-...`` (``--nhwc/--nchw``); with ``values``
+    (the switches given), ``--triton-convs-auto`` where that was the one."""
     flags = {name: spelled for name, spelled, _ in SWITCH_OPTIONS}
     texts = []
     for name in names:
+        if values and name == "triton_convs" and values.get(name) == "auto":
+            texts.append("--triton-convs-auto")
+            continue
         positive, negative = flags[name].split("/")
         texts.append(positive if negative.startswith("--no-") else flags[name])
     return texts
 
 
-def backend_options(f):
+def backend_options(inner):
+    @functools.wraps(inner)
+    def command(*args, triton_convs_auto: bool | None = None, **kwargs):
+        if triton_convs_auto:  # one switch for the backend: triton_convs="auto"
+            if kwargs.get("triton_convs") is not None:
+                raise click.UsageError(
+                    "--triton-convs-auto chooses per layer: drop --triton-convs/--no-triton-convs"
+                )
+            kwargs["triton_convs"] = "auto"
+        return inner(*args, **kwargs)
+
+    f = click.option(
+        "--triton-convs-auto", "triton_convs_auto", is_flag=True, default=None,
+        help=TRITON_CONVS_AUTO,
+    )(command)  # fmt: skip
     for name, flags, text in reversed(SWITCH_OPTIONS):
         f = click.option(flags, name, default=None, help=text)(f)
     f = click.option(
@@ -174,7 +199,7 @@ def _open(
         backend = "torch" if torch_only else "onnxruntime"
     given = [k for k, v in switches.items() if v is not None]
     if given and backend != "torch":
-        flags = ", ".join(switch_flags(given))
+        flags = ", ".join(switch_flags(given, switches))
         raise McaError(
             f"{flags}: options of the torch backend, not {backend} (add --backend torch)"
         )

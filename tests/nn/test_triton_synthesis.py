@@ -204,3 +204,131 @@ def test_triton_epilogues_trace_and_compile(triton_interpret):
     generator with the kernels (PyTorch custom ops) traces as one graph, compiles (Inductor on
     the CPU, the kernels in Triton's interpreter) and gives the eager result. ~40 s."""
     assert triton_interpret(COMPILE_CHECK).strip().endswith("ok")
+
+
+AUTO_CHECK = """
+import dataclasses
+import logging
+import torch
+from triton.runtime.errors import OutOfResources
+from mcaclip.nn import triton_kernels, triton_synthesis
+from mcaclip.nn.editor import MCAEditor, epilogue_plans, triton_epilogues
+from mcaclip.nn.graphs import Fp16Graph, build_graph
+from mcaclip.nn.stylegan2 import fold_blur, freeze_weights, subpixel
+
+calls = []
+real = triton_kernels.layer_epilogue
+triton_kernels.layer_epilogue = lambda *a: calls.append(a[12] is not None) or real(*a)
+torch.manual_seed(0)
+editor = MCAEditor.from_preset("tiny-32", random_weights=True).eval()
+b, L, D = 2, editor.generator.n_latent, editor.generator.style_dim
+w = torch.randn(b, L, D)
+args = (w, w[:, None] + 0.3 * torch.randn(b, 1, L, D), torch.randn(b, 1, 64))
+
+def graph(convs):
+    g = Fp16Graph(build_graph(editor, "masked_generator"), channels_last=True).eval()
+    subpixel(fold_blur(g))
+    freeze_weights(g, channels_last=True)
+    return triton_epilogues(g, convs=convs)
+
+class FakeClock:  # the kernel faster at even layers, slower at odd ones, cuDNN 1 ms
+    def __init__(self, plan):
+        self.plan, self.key, self.marks = plan, None, []
+    def start(self):
+        self.marks = []
+    def __call__(self, j):
+        self.marks.append(j)
+    def layers(self):
+        inside = self.plan.override
+        return [(0.5 if j % 2 == 0 else 2.0) if inside[j] else 1.0 for j in self.marks[:-1]]
+
+with torch.inference_mode():
+    reference = graph(False)(*args)  # the epilogue kernel, every conv in cuDNN
+    g = graph("auto")
+    plan, = epilogue_plans(g)
+    fits = [c is not None for c in plan.conv_w]
+    n = len(fits)
+    assert plan.auto and sum(fits) == 7, fits  # tiny-32: 32 channels, sub-pixel: every conv
+    calls.clear()
+    untuned = g(*args)
+    assert calls == [False] * n  # not timed at this shape yet: cuDNN everywhere
+    assert all(torch.equal(a, r) for a, r in zip(untuned, reference))
+
+    calls.clear()
+    triton_synthesis.tune([plan], lambda: g(*args), repeats=2, clock=FakeClock(plan))
+    # cuDNN: a warm-up and two timed calls; the kernel: the same with every fitting conv inside
+    assert calls == ([False] * n) * 3 + fits * 3, calls
+    want = [f and j % 2 == 0 for j, f in enumerate(fits)]
+    assert list(plan.chosen[(b, 1)]) == want
+    t = plan.timings[(b, 1)]
+    assert t["in_kernel"] == want and t["fits"] == fits and t["refused"] is None
+    assert t["cudnn_ms"] == [1.0] * n and t["kernel_ms"][:2] == [0.5, 2.0], t
+    calls.clear()
+    mixed = g(*args)
+    assert calls == want, calls  # the choice, at this shape
+    for a, r in zip(mixed, reference):
+        assert a.shape == r.shape and torch.isfinite(a).all()
+        assert (a.float() - r.float()).abs().max() < 0.02, (a.float() - r.float()).abs().max()
+    calls.clear()
+    other = (w[:1], args[1][:1], args[2][:1])
+    g(*other)
+    assert calls == [False] * n  # another batch shape: not timed, cuDNN
+
+    # the wall clock (Triton's interpreter): times every layer, both ways
+    g = graph("auto")
+    plan, = epilogue_plans(g)
+    triton_synthesis.tune([plan], lambda: g(*other), repeats=1)
+    t = plan.timings[(1, 1)]
+    assert len(t["cudnn_ms"]) == len(t["kernel_ms"]) == n and min(t["cudnn_ms"]) > 0, t
+    assert plan.chosen[(1, 1)] == tuple(t["in_kernel"])
+
+    # a GPU that refuses the kernel with the conv (its resources): cuDNN everywhere, a warning
+    def refusing(*a):
+        if a[12] is not None:
+            raise OutOfResources(300000, 232448, "shared memory")
+        return real(*a)
+    triton_kernels.layer_epilogue = refusing
+    g = graph("auto")
+    plan, = epilogue_plans(g)
+    warned = []
+    handler = logging.Handler()
+    handler.emit = lambda record: warned.append(record.getMessage())
+    logging.getLogger("mcaclip.nn.triton_synthesis").addHandler(handler)
+    triton_synthesis.tune([plan], lambda: g(*args), repeats=1)
+    assert plan.chosen[(b, 1)] == (False,) * n
+    assert "OutOfResources" in plan.timings[(b, 1)]["refused"]
+    assert any("refused" in m for m in warned), warned
+    # any other error is not a choice: it propagates
+    def broken(*a):
+        if a[12] is not None:
+            raise RuntimeError("illegal memory access")
+        return real(*a)
+    triton_kernels.layer_epilogue = broken
+    g = graph("auto")
+    plan, = epilogue_plans(g)
+    try:
+        triton_synthesis.tune([plan], lambda: g(*args), repeats=1)
+    except RuntimeError as exc:
+        assert "illegal" in str(exc) and not plan.chosen and plan.override is None
+    else:
+        raise AssertionError("a kernel error was taken for a choice")
+    # convs=True: every fitting conv in the kernel, nothing timed; tune leaves it alone
+    triton_kernels.layer_epilogue = lambda *a: calls.append(a[12] is not None) or real(*a)
+    g = graph(True)
+    plan, = epilogue_plans(g)
+    triton_synthesis.tune([plan], lambda: 1 / 0)
+    calls.clear()
+    g(*args)
+    assert calls == fits and not plan.timings
+print("ok")
+"""
+
+
+def test_triton_convs_auto_chooses_per_layer(triton_interpret):
+    """--triton-convs-auto: until a batch shape is timed every conv stays in cuDNN; tune()
+    times each layer both ways (a warm-up call, then the timed ones) and keeps the kernel's
+    conv only where it was faster (a fake clock makes that every other layer), per batch
+    shape; the mixed choice gives the same images; the wall clock in the interpreter times
+    every layer; a GPU's resource refusal leaves cuDNN with a warning, any other error
+    propagates; convs=True is not timed. ~40 s."""
+    assert triton_interpret(AUTO_CHECK).strip().endswith("ok")

@@ -2,6 +2,7 @@
 refusals that CPU machines see."""
 
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -72,6 +73,7 @@ def test_switch_refusals_on_cpu(tiny_bundle, cli):
         (["--phase-conv", "--fold-blur"], "--phase-conv is a form of the unfolded up-sampling"),
         (["--triton-epilogues"], "--triton-epilogues on the torch backend need a CUDA GPU"),
         (["--triton-convs"], "--triton-convs on the torch backend need a CUDA GPU"),
+        (["--triton-convs-auto"], "--triton-convs-auto on the torch backend need a CUDA GPU"),
     ):
         code, _, err = cli(
             mcarun, "edit", "--engine", tiny_bundle, "--backend", "torch", "--device", "cpu",
@@ -84,6 +86,41 @@ def test_switch_refusals_on_cpu(tiny_bundle, cli):
         "--seeds", "0", "--prompt", "red hair", "--out", "unused",
     )  # fmt: skip
     assert code == 2 and "--subpixel: options of the torch backend" in err
+    for args, msg in (
+        (["--triton-convs-auto", "--no-triton-convs"], "chooses per layer: drop --triton-convs"),
+        (["--triton-convs", "--triton-convs-auto"], "chooses per layer: drop --triton-convs"),
+        (["--triton-convs-auto"], "--triton-convs-auto: options of the torch backend"),
+    ):
+        code, _, err = cli(
+            mcarun, "edit", "--engine", tiny_bundle, "--backend", "onnxruntime", *args,
+            "--seeds", "0", "--prompt", "red hair", "--out", "unused",
+        )  # fmt: skip
+        assert code == 2 and msg in err and "Traceback" not in err, err
+
+
+def test_conv_tuner_times_each_batch_shape_once(monkeypatch):
+    """--triton-convs-auto: the layers are timed (through the uncompiled module) before the
+    first call of each input signature, then every call runs the module as it is."""
+    from mcaclip.nn import triton_synthesis
+    from mcaclip.runtime.backends.torch import ConvTuner, TorchEditor
+
+    timed, ran, eager = [], [], []
+    plans = [object()]
+
+    def tune(plans_given, call):
+        assert plans_given is plans
+        call()
+        timed.append(len(eager))
+
+    monkeypatch.setattr(triton_synthesis, "tune", tune)
+    tuner = ConvTuner(lambda *a: ran.append(a[0].shape) or (a[0] + 1,),
+                      lambda *a: eager.append(a[0].shape), plans)  # fmt: skip
+    for shape in ((2, 3), (2, 3), (4, 3), (2, 3), (4, 3)):
+        out = tuner(torch.ones(shape), torch.zeros(1))
+        assert out[0].shape == shape and out[0][0, 0].item() == 2
+    assert timed == [1, 2] and eager == [(2, 3), (4, 3)] and len(ran) == 5
+    with pytest.raises(BackendError, match="triton_convs='fast': use None, False, True or 'auto'"):
+        TorchEditor(Path("unused"), True, triton_convs="fast")
 
 
 def test_compile_modes(tiny_bundle):
@@ -108,6 +145,8 @@ def test_compile_modes(tiny_bundle):
         variant_name({**base, "triton_epilogues": True}) == "torch-cuda-fp16-tritonepi-cudagraphs"
     )
     assert variant_name({**base, "triton_convs": True}) == "torch-cuda-fp16-tritonconv-cudagraphs"
+    named = variant_name({**base, "triton_convs": "auto"})
+    assert named == "torch-cuda-fp16-tritonconvauto-cudagraphs"
     plain = {"subpixel": False, "fuse_tails": False, "stack_streams": False}
     for epilogues in (None, False):
         named = variant_name({**base, **plain, "triton_epilogues": epilogues})
@@ -155,6 +194,9 @@ def test_a_triton_failure_is_one_actionable_line():
     both = ["--triton-convs", "--triton-epilogues"]  # what TorchEditor names with the convs on
     with pytest.raises(BackendError, match="run with --no-triton-convs --no-triton-epilogues"):
         TritonGuard(fails(launch), both)(torch.ones(1))
+    auto = ["--triton-convs-auto", "--triton-epilogues"]  # its negative: --no-triton-convs
+    with pytest.raises(BackendError, match="run with --no-triton-convs --no-triton-epilogues"):
+        TritonGuard(fails(launch), auto)(torch.ones(1))
     with pytest.raises(ValueError, match="not ours"):  # anything else passes through
         TritonGuard(fails(ValueError("not ours")), ["--triton-epilogues"])(torch.ones(1))
     assert TritonGuard(lambda x: (x + 1,), ["--triton-masks"])(torch.ones(1))[0].item() == 2
@@ -371,6 +413,32 @@ def test_triton_convs_on_cuda(tiny_bundle, monkeypatch):
             assert np.abs(a - b).max() < 3e-3
     with pytest.raises(BackendError, match="--triton-convs computes convs in the Triton"):
         TorchEditor(tiny_bundle, True, "cuda", "fp16", triton_epilogues=False, triton_convs=True)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("cuda_graphs", [False, True])
+def test_triton_convs_auto_on_cuda(tiny_bundle, cuda_graphs):
+    """--triton-convs-auto: each batch shape's layers are timed both ways on the GPU (CUDA
+    events, before the graph is captured), the choice is kept per layer, and the edits match
+    the default's."""
+    runs, tunings = [], []
+    for convs in (None, "auto"):
+        with EditPipeline(tiny_bundle, backend="torch", device="cuda", precision="fp16",
+                          cuda_graphs=cuda_graphs, triton_convs=convs) as p:  # fmt: skip
+            editor = p.device_editor
+            assert ("tritonconvauto" in editor.mode) == (convs == "auto"), editor.mode
+            w, e = _latents(p, 3), p.embed(["red hair"])
+            runs.append(p.edit_batch(w, e))
+            again = p.edit_batch(w, e)  # the same shape: the choice, not timed again
+            tunings.append(editor.conv_tuning)
+    assert tunings[0] == {}
+    ((key, t),) = tunings[1].items()
+    assert key == "b3p1" and len(t["cudnn_ms"]) == len(t["kernel_ms"]) == len(t["in_kernel"])
+    assert all(ms > 0 for ms in t["cudnn_ms"] + t["kernel_ms"]) and t["refused"] is None
+    assert all(f or not k for f, k in zip(t["fits"], t["in_kernel"])) and any(t["fits"])
+    plain, auto = runs
+    assert psnr(auto[0], plain[0]) > 40 and psnr(auto[1], plain[1]) > 40
+    assert np.array_equal(again[0], auto[0])
 
 
 @pytest.mark.gpu

@@ -77,7 +77,10 @@ On a CUDA GPU it is also a fast path:
   latent, cuDNN computes the original stream's conv once (in FP16, as without the switch:
   the originals then differ from one prompt's by rounding) and the kernel the edited
   stream's. Compiles without spills on sm_80/86/89/90/120 by ptxas; **not yet timed on a
-  GPU** (the GPU check's bench and compile variants do).
+  GPU** (the GPU check's bench and compile variants do). ``triton_convs="auto"``
+  (``--triton-convs-auto``): only at the layers where that was faster on this GPU, timed per
+  layer both ways at the first call of each batch shape (:class:`ConvTuner`,
+  :func:`mcaclip.nn.triton_synthesis.tune`; ``conv_tuning`` has the times and the choice).
 * ``cuda_graphs``: each graph (and the whole edit) is captured once per input shape and replayed,
   which removes the launch overhead of the ~300 kernels of a 1024 px edit.
 * ``compile``: ``torch.compile`` of the masked generator (fuses the element-wise tails); its
@@ -204,10 +207,13 @@ class TorchEditor(DeviceEditor):
         cudnn_benchmark: bool | None = None,
         triton_masks: bool | None = None,
         triton_epilogues: bool | None = None,
-        triton_convs: bool | None = None,
+        triton_convs: bool | str | None = None,
     ):
         from mcaclip.nn.editor import MCAEditor
 
+        if triton_convs not in (None, False, True, "auto"):
+            raise BackendError(f"triton_convs={triton_convs!r}: use None, False, True or 'auto'")
+        convs_flag = "--triton-convs-auto" if triton_convs == "auto" else "--triton-convs"
         if precision not in PRECISIONS:
             raise BackendError(f"precision {precision!r}: choose fp32 or fp16")
         if compile not in COMPILE_MODES:
@@ -225,7 +231,7 @@ class TorchEditor(DeviceEditor):
                 ("--cudnn-benchmark", cudnn_benchmark),
                 ("--triton-masks", triton_masks),
                 ("--triton-epilogues", triton_epilogues),
-                ("--triton-convs", triton_convs),
+                (convs_flag, triton_convs),
             )
             if on
         ]
@@ -305,7 +311,7 @@ class TorchEditor(DeviceEditor):
         for flag, on in (  # a refusal or warning names the flag typed, not one it implies
             ("--triton-masks", triton_masks),
             ("--triton-epilogues", triton_epilogues and not implied),
-            ("--triton-convs", triton_convs),
+            (convs_flag, triton_convs),
         ):
             if on and not (precision == "fp16" and self.channels_last):
                 raise BackendError(
@@ -318,11 +324,14 @@ class TorchEditor(DeviceEditor):
         self.triton_epilogues = epilogues
         if triton_convs and not triton_epilogues:
             raise BackendError(
-                "--triton-convs computes convs in the Triton epilogue kernel: drop "
+                f"{convs_flag} computes convs in the Triton epilogue kernel: drop "
                 "--no-triton-epilogues"
             )
-        self.triton_convs = bool(triton_convs) and epilogues
+        # False, True (every conv that fits in the kernel) or "auto" (where it was faster)
+        self.triton_convs = (triton_convs if triton_convs == "auto" else True) if (
+            triton_convs and epilogues) else False  # fmt: skip
         self._modules: dict[str, Callable] = {}
+        self._plans: list = []  # the masked generator's epilogue plans (conv_tuning)
 
     @property
     def mode(self) -> str:
@@ -338,7 +347,7 @@ class TorchEditor(DeviceEditor):
             (self.stack_streams, "stacked"),
             (self.triton_masks, "tritonmask"),
             (self.triton_epilogues, "tritonepi"),
-            (self.triton_convs, "tritonconv"),
+            (self.triton_convs, "tritonconvauto" if self.triton_convs == "auto" else "tritonconv"),
         ):
             if on:
                 parts.append(word)
@@ -347,9 +356,20 @@ class TorchEditor(DeviceEditor):
         parts.append("cudagraphs" if self.cuda_graphs else "eager")
         return "-".join(parts)
 
+    @property
+    def conv_tuning(self) -> dict:
+        """With ``triton_convs="auto"``: per batch shape timed ("b8p1": batch 8, one prompt per
+        latent), what :func:`mcaclip.nn.triton_synthesis.tune` measured per styled conv's
+        layer (ms with the conv in cuDNN and in the kernel) and chose; empty otherwise."""
+        return {
+            f"b{batch}p{prompts}": timing
+            for plan in self._plans
+            for (batch, prompts), timing in plan.timings.items()
+        }
+
     def _module(self, name: str, graphed: bool) -> Callable:
         """The graph module at this backend's precision (cached)."""
-        from mcaclip.nn.editor import stack_streams, triton_epilogues
+        from mcaclip.nn.editor import epilogue_plans, stack_streams, triton_epilogues
         from mcaclip.nn.graphs import Fp16Graph, build_graph
         from mcaclip.nn.masknet import triton_masks
         from mcaclip.nn.stylegan2 import (
@@ -382,15 +402,22 @@ class TorchEditor(DeviceEditor):
                 triton_epilogues(module, convs=self.triton_convs)
             if name == "masked_generator":  # the only graph that runs modulated convs
                 freeze_weights(module, channels_last=self.channels_last)  # after every switch
+            eager = module
             if self.compile and name == "masked_generator":
                 # our own CUDA graphs wrap the whole edit: Inductor must not capture its own
                 mode = None if self.compile == "default" else "max-autotune-no-cudagraphs"
                 module = torch.compile(stencil_blur(module), dynamic=False, mode=mode)
             if self.cudnn_benchmark:
                 module = CudnnBenchmark(module)
+            if self.triton_convs == "auto" and name == "masked_generator":
+                self._plans += epilogue_plans(eager)
+                # timed as it runs: with cuDNN's algorithm timing where that is on
+                timed = CudnnBenchmark(eager) if self.cudnn_benchmark else eager
+                module = ConvTuner(module, timed, self._plans)
             if graphed:
                 module = CudaGraphed(module)
-            kernels = [f for f, on in (("--triton-convs", self.triton_convs),
+            convs = "--triton-convs-auto" if self.triton_convs == "auto" else "--triton-convs"
+            kernels = [f for f, on in ((convs, self.triton_convs),
                                        ("--triton-epilogues", self.triton_epilogues),
                                        ("--triton-masks", self.triton_masks)) if on]  # fmt: skip
             if kernels and name == "masked_generator":
@@ -430,6 +457,30 @@ class CudnnBenchmark:
             torch.backends.cudnn.benchmark = before
 
 
+class ConvTuner:
+    """Calls ``fn``; before its first call with a new input signature, times each layer whose
+    conv the epilogue kernel can compute, that way and with cuDNN's conv, on these inputs,
+    through ``eager`` (the same module uncompiled), and keeps the faster per layer
+    (``--triton-convs-auto``, :func:`mcaclip.nn.triton_synthesis.tune`). Under CUDA graphs it
+    runs in the first warm-up call, before the capture."""
+
+    def __init__(self, fn: Callable, eager: Callable, plans: list):
+        self.fn = fn
+        self.eager = eager
+        self.plans = plans
+        self._tuned: set[tuple] = set()
+
+    def __call__(self, *args: torch.Tensor):
+        from mcaclip.nn import triton_synthesis
+
+        key = CudaGraphed.signature(args)
+        if key not in self._tuned:
+            with torch.inference_mode():
+                triton_synthesis.tune(self.plans, lambda: self.eager(*args))
+            self._tuned.add(key)
+        return self.fn(*args)
+
+
 class TritonGuard:
     """Calls ``fn``; an error Triton raises compiling or launching our kernels on this GPU (a
     GPU they have not run on) becomes a one-line :class:`BackendError` naming the switch that
@@ -445,13 +496,18 @@ class TritonGuard:
         except Exception as exc:
             if not _raised_by_triton(exc):
                 raise
-            off = " ".join(f.replace("--", "--no-", 1) for f in self.flags)
+            off = " ".join(_negative(f) for f in self.flags)
             line = (str(exc).strip().splitlines() or [""])[0][:300]
             raise BackendError(
                 f"our Triton kernels ({', '.join(self.flags)}) failed on this GPU "
                 f"({type(exc).__name__}: {line}); run with {off} (the PyTorch form) and "
                 "please report it"
             ) from exc
+
+
+def _negative(flag: str) -> str:
+    """The option that turns ``flag`` off: ``--no-triton-convs`` for ``--triton-convs-auto``."""
+    return "--no-triton-convs" if flag == "--triton-convs-auto" else flag.replace("--", "--no-", 1)
 
 
 def _raised_by_triton(exc: BaseException) -> bool:
