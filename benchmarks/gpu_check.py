@@ -277,6 +277,8 @@ def parity(bundle: Path, device: str, n: int) -> dict:
                               cuda_graphs=True, **switches) as p16:  # fmt: skip
                 got = p16.edit_batch(w, e)
                 result[name] = {"mode": p16.device_editor.mode, **_compare(got, ref)}
+                if p16.device_editor.conv_tuning:  # which layers ran their conv in the kernel
+                    result[name]["conv_tuning"] = p16.device_editor.conv_tuning
         except Exception as exc:  # noqa: BLE001 - recorded, the check goes on
             if name in ("default", "plain"):
                 raise

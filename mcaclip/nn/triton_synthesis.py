@@ -36,6 +36,7 @@ the PyTorch form.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import math
@@ -314,12 +315,12 @@ def tune(plans: list, call: Callable[[], object], repeats: int = 3, clock=None) 
     """For each ``"auto"`` plan in ``plans``: time every styled conv's layer (its conv and its
     epilogue) with the conv in cuDNN and, where it fits, in the kernel, over ``repeats`` calls
     each after one call that warms up (Triton compiles, cuDNN picks), and keep per layer the
-    form with the lower median (``plan.chosen`` at the call's (batch, prompts), what was timed
-    in ``plan.timings``). ``call()`` runs the module eagerly on the real inputs (not compiled,
-    not inside a CUDA graph capture). A kernel form this GPU refuses for its resources (see
-    :func:`mcaclip.nn.triton_kernels.refused`) leaves every conv in cuDNN, with a warning;
-    any other error propagates. ``clock``: a :class:`LayerClock` (default: for the plan's
-    device)."""
+    form with the lower median (``plan.chosen`` at the call's (batch, prompts); what was timed
+    in ``plan.timings``, keyed by (batch, prompts)). ``call()`` runs the module eagerly on the
+    real inputs (not compiled, not inside a CUDA graph capture). A kernel form this GPU
+    refuses for its resources (see :func:`mcaclip.nn.triton_kernels.refused`) leaves every
+    conv in cuDNN, with a warning; any other error propagates. ``clock``: a
+    :class:`LayerClock` (default: for the plan's device)."""
     for plan in plans:
         fits = tuple(w is not None for w in plan.conv_w)
         if not plan.auto or not any(fits):
@@ -329,7 +330,8 @@ def tune(plans: list, call: Callable[[], object], repeats: int = 3, clock=None) 
         medians, refusal = {}, None
         for form, override in (("cudnn", (False,) * len(fits)), ("kernel", fits)):
             try:
-                runs = _timed_calls(plan, override, call, repeats, timer)
+                with _on(plan.affine.device):  # the events and the hold on the plan's GPU
+                    runs = _timed_calls(plan, override, call, repeats, timer)
             except Exception as exc:
                 if form != "kernel" or not triton_kernels.refused(exc):
                     raise
@@ -358,6 +360,11 @@ def tune(plans: list, call: Callable[[], object], repeats: int = 3, clock=None) 
         }
         log.info("--triton-convs-auto at batch %s x %s prompts: the kernel computes the convs "
                  "of layers %s", *timer.key, [j for j, c in enumerate(chosen) if c])  # fmt: skip
+
+
+def _on(device: torch.device):
+    """The context that makes ``device`` current (a GPU; nothing for the CPU)."""
+    return torch.cuda.device(device) if device.type == "cuda" else contextlib.nullcontext()
 
 
 def _timed_calls(plan: Plan, override: tuple, call: Callable, repeats: int, timer) -> list:

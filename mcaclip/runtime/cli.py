@@ -391,7 +391,8 @@ def bench(
         if any(v is not None for v in switches.values()):
             raise McaError(
                 "--all-backends times its own set of configurations; drop "
-                f"{'/'.join(switch_flags(TORCH_SWITCHES))}, or time one configuration with "
+                f"{'/'.join(switch_flags(TORCH_SWITCHES, switches))}, or time one configuration "
+                "with "
                 "--backend torch and those options"
             )
         variants = plan_variants(engine, providers=_providers(providers), compile_=compile_)

@@ -53,7 +53,7 @@ class EditPipeline:
         cudnn_benchmark: bool | None = None,
         triton_masks: bool | None = None,
         triton_epilogues: bool | None = None,
-        triton_convs: bool | None = None,
+        triton_convs: bool | str | None = None,
         pad_batches: bool | None = None,
     ):
         """``device``: torch/TensorRT device (default: cuda when PyTorch sees a GPU, else cpu);
@@ -62,7 +62,7 @@ class EditPipeline:
         the FP16 engines of the tensorrt backend;
         ``channels_last``/``fold_blur``/``fuse_tails``/``stack_streams``/``subpixel``/
         ``phase_conv``/``cudnn_benchmark``/``triton_masks``/``triton_epilogues``/
-        ``triton_convs`` are the torch backend's speed switches (see
+        ``triton_convs`` (or ``"auto"``) are the torch backend's speed switches (see
         :mod:`mcaclip.runtime.backends.torch`). ``pad_batches`` (default: with CUDA graphs or
         ``compile``): :meth:`edit` fills a last, smaller batch up to the batch size, so that it
         replays the same CUDA graph instead of capturing (and

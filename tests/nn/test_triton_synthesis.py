@@ -190,6 +190,36 @@ for form in ("subpixel", "convs", "phases"):
     for a, b in zip(compiled, eager):  # the kernels are the same calls; the batched style
         # products are Inductor's (other sums: 1e-3 of the images, 5 FP16 steps of a mask)
         torch.testing.assert_close(a.float(), b.float(), atol=5e-3, rtol=2e-3)
+# --triton-convs-auto: the choice at this shape (every other fitting conv) traced as one graph;
+# a choice made later for another shape does not recompile this one
+from torch._dynamo.testing import CompileCounter
+from mcaclip.nn.editor import epilogue_plans
+g = Fp16Graph(build_graph(editor, "masked_generator"), channels_last=True).eval()
+stencil_blur(subpixel(fold_blur(g)))
+freeze_weights(g, channels_last=True)
+triton_epilogues(g, convs="auto")
+plan, = epilogue_plans(g)
+fits = [c is not None for c in plan.conv_w]
+mixed = tuple(f and j % 2 == 0 for j, f in enumerate(fits))
+plan.chosen[(2, 2)] = mixed
+seen = []
+triton_kernels.layer_epilogue = lambda *a: seen.append(a[12] is not None) or real(*a)
+with torch.inference_mode():
+    eager = g(*args)
+    assert tuple(seen) == mixed, seen
+    triton_kernels.layer_epilogue = real  # (a list appended to while traced is guarded)
+    explained = torch._dynamo.explain(g)(*args)
+    assert explained.graph_count == 1 and explained.graph_break_count == 0
+    torch._dynamo.reset()
+    counter = CompileCounter()
+    compiled = torch.compile(g, backend=counter, dynamic=False)
+    first = compiled(*args)
+    plan.chosen[(1, 2)] = fits  # tuned at another batch size
+    again = compiled(*args)
+    assert counter.frame_count == 1, counter.frame_count
+    torch._dynamo.reset()
+for a, b, c in zip(first, again, eager):
+    assert torch.equal(a, b) and torch.equal(a, c)
 print("ok")
 """
 
@@ -200,9 +230,10 @@ print("ok")
 )
 def test_triton_epilogues_trace_and_compile(triton_interpret):
     """--compile --triton-epilogues (sub-pixel or 2x2-phase up-sampling convs, and with
-    --triton-convs): the masked
+    --triton-convs, and --triton-convs-auto's mixed choice): the masked
     generator with the kernels (PyTorch custom ops) traces as one graph, compiles (Inductor on
-    the CPU, the kernels in Triton's interpreter) and gives the eager result. ~40 s."""
+    the CPU, the kernels in Triton's interpreter) and gives the eager result; a choice made
+    for another batch shape does not recompile the one compiled. ~45 s."""
     assert triton_interpret(COMPILE_CHECK).strip().endswith("ok")
 
 
@@ -295,7 +326,7 @@ with torch.inference_mode():
     handler.emit = lambda record: warned.append(record.getMessage())
     logging.getLogger("mcaclip.nn.triton_synthesis").addHandler(handler)
     triton_synthesis.tune([plan], lambda: g(*args), repeats=1)
-    assert plan.chosen[(b, 1)] == (False,) * n
+    assert plan.chosen[(b, 1)] == (False,) * n and plan.timings
     assert "OutOfResources" in plan.timings[(b, 1)]["refused"]
     assert any("refused" in m for m in warned), warned
     # any other error is not a choice: it propagates
@@ -309,7 +340,7 @@ with torch.inference_mode():
     try:
         triton_synthesis.tune([plan], lambda: g(*args), repeats=1)
     except RuntimeError as exc:
-        assert "illegal" in str(exc) and not plan.chosen and plan.override is None
+        assert "illegal" in str(exc) and not plan.timings and plan.override is None
     else:
         raise AssertionError("a kernel error was taken for a choice")
     # convs=True: every fitting conv in the kernel, nothing timed; tune leaves it alone

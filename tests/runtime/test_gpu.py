@@ -119,6 +119,15 @@ def test_conv_tuner_times_each_batch_shape_once(monkeypatch):
         out = tuner(torch.ones(shape), torch.zeros(1))
         assert out[0].shape == shape and out[0][0, 0].item() == 2
     assert timed == [1, 2] and eager == [(2, 3), (4, 3)] and len(ran) == 5
+    # tuners of one editor (its graphed module and its stages') share what they timed
+    shared = set()
+    first = ConvTuner(lambda *a: a, lambda *a: eager.append(a[0].shape), plans, shared)
+    second = ConvTuner(lambda *a: a, lambda *a: eager.append(a[0].shape), plans, shared)
+    eager.clear()
+    first(torch.ones(8, 3))
+    second(torch.ones(8, 3))
+    second(torch.ones(1, 3))
+    assert eager == [(8, 3), (1, 3)]
     with pytest.raises(BackendError, match="triton_convs='fast': use None, False, True or 'auto'"):
         TorchEditor(Path("unused"), True, triton_convs="fast")
 
@@ -417,10 +426,12 @@ def test_triton_convs_on_cuda(tiny_bundle, monkeypatch):
 
 @pytest.mark.gpu
 @pytest.mark.parametrize("cuda_graphs", [False, True])
-def test_triton_convs_auto_on_cuda(tiny_bundle, cuda_graphs):
+def test_triton_convs_auto_on_cuda(tiny_bundle, cuda_graphs, monkeypatch):
     """--triton-convs-auto: each batch shape's layers are timed both ways on the GPU (CUDA
     events, before the graph is captured), the choice is kept per layer, and the edits match
     the default's."""
+    from mcaclip.nn import triton_synthesis
+
     runs, tunings = [], []
     for convs in (None, "auto"):
         with EditPipeline(tiny_bundle, backend="torch", device="cuda", precision="fp16",
@@ -439,6 +450,27 @@ def test_triton_convs_auto_on_cuda(tiny_bundle, cuda_graphs):
     plain, auto = runs
     assert psnr(auto[0], plain[0]) > 40 and psnr(auto[1], plain[1]) > 40
     assert np.array_equal(again[0], auto[0])
+
+    class Alternate(triton_synthesis.LayerClock):  # the kernel "faster" at every other layer
+        def __init__(self, plan):
+            super().__init__(True)
+            self.plan = plan
+
+        def layers(self):
+            real = super().layers()
+            inside = self.plan.override
+            return [(1.0 if j % 2 else 3.0) if inside[j] else 2.0 for j in range(len(real))]
+
+    real_tune = triton_synthesis.tune
+    monkeypatch.setattr(triton_synthesis, "tune", lambda plans, call: real_tune(
+        plans, call, clock=Alternate(plans[0])))  # fmt: skip
+    with EditPipeline(tiny_bundle, backend="torch", device="cuda", precision="fp16",
+                      cuda_graphs=cuda_graphs, triton_convs="auto") as p:  # fmt: skip
+        mixed = p.edit_batch(_latents(p, 3), p.embed(["red hair"]))
+        (t,) = p.device_editor.conv_tuning.values()
+    assert t["in_kernel"] == [f and j % 2 == 1 for j, f in enumerate(t["fits"])]
+    assert any(t["in_kernel"]) and not all(t["in_kernel"])  # a mix of the two
+    assert psnr(mixed[0], plain[0]) > 40 and psnr(mixed[1], plain[1]) > 40
 
 
 @pytest.mark.gpu

@@ -331,7 +331,11 @@ class TorchEditor(DeviceEditor):
         self.triton_convs = (triton_convs if triton_convs == "auto" else True) if (
             triton_convs and epilogues) else False  # fmt: skip
         self._modules: dict[str, Callable] = {}
-        self._plans: list = []  # the masked generator's epilogue plans (conv_tuning)
+        # --triton-convs-auto: the batch signatures timed and what was chosen, shared by
+        # every module this editor builds (the graphed one and the stages': the same network)
+        self._tuned: set[tuple] = set()
+        self._conv_chosen: dict = {}
+        self._conv_timings: dict = {}
 
     @property
     def mode(self) -> str:
@@ -361,11 +365,7 @@ class TorchEditor(DeviceEditor):
         """With ``triton_convs="auto"``: per batch shape timed ("b8p1": batch 8, one prompt per
         latent), what :func:`mcaclip.nn.triton_synthesis.tune` measured per styled conv's
         layer (ms with the conv in cuDNN and in the kernel) and chose; empty otherwise."""
-        return {
-            f"b{batch}p{prompts}": timing
-            for plan in self._plans
-            for (batch, prompts), timing in plan.timings.items()
-        }
+        return {f"b{batch}p{prompts}": t for (batch, prompts), t in self._conv_timings.items()}
 
     def _module(self, name: str, graphed: bool) -> Callable:
         """The graph module at this backend's precision (cached)."""
@@ -410,10 +410,12 @@ class TorchEditor(DeviceEditor):
             if self.cudnn_benchmark:
                 module = CudnnBenchmark(module)
             if self.triton_convs == "auto" and name == "masked_generator":
-                self._plans += epilogue_plans(eager)
+                plans = epilogue_plans(eager)
+                for plan in plans:  # one choice per batch shape for all of this editor's
+                    plan.chosen, plan.timings = self._conv_chosen, self._conv_timings
                 # timed as it runs: with cuDNN's algorithm timing where that is on
                 timed = CudnnBenchmark(eager) if self.cudnn_benchmark else eager
-                module = ConvTuner(module, timed, self._plans)
+                module = ConvTuner(module, timed, plans, self._tuned)
             if graphed:
                 module = CudaGraphed(module)
             convs = "--triton-convs-auto" if self.triton_convs == "auto" else "--triton-convs"
@@ -464,11 +466,12 @@ class ConvTuner:
     (``--triton-convs-auto``, :func:`mcaclip.nn.triton_synthesis.tune`). Under CUDA graphs it
     runs in the first warm-up call, before the capture."""
 
-    def __init__(self, fn: Callable, eager: Callable, plans: list):
+    def __init__(self, fn: Callable, eager: Callable, plans: list, tuned: set | None = None):
         self.fn = fn
         self.eager = eager
         self.plans = plans
-        self._tuned: set[tuple] = set()
+        # the signatures timed: shared by tuners whose plans share their choices (``chosen``)
+        self._tuned: set[tuple] = set() if tuned is None else tuned
 
     def __call__(self, *args: torch.Tensor):
         from mcaclip.nn import triton_synthesis
