@@ -95,6 +95,30 @@ def count(preset_name: str, batch: int, prompts: int, condition: str | None) -> 
     return out
 
 
+def count_prelude(preset_name: str, batch: int, prompts: int) -> dict:
+    """The same count for what runs before the masked generator in an edit (the torch backend's
+    fusion and mapper graphs, FP32, weights frozen as it freezes them): {graph: {"total",
+    "ops"}}."""
+    from mcaclip.nn.stylegan2 import freeze_weights
+
+    preset = load_preset(preset_name)
+    with torch.device("meta"), contextlib.redirect_stderr(io.StringIO()):
+        editor = MCAEditor.from_preset(preset, random_weights=True).eval()
+    gen = preset.generator
+    n = batch * prompts
+    w = torch.empty(n, gen.n_latent, gen.style_dim, device="meta")
+    e = torch.empty(n, preset.clip.embed_dim, device="meta")
+    out = {}
+    for name in ("fusion", "mapper"):
+        graph = freeze_weights(build_graph(editor, name).eval())
+        mode = Count()
+        with torch.inference_mode(), mode:
+            graph(w, e if name == "fusion" else w)
+        ops = dict(mode.ops.most_common())
+        out[name] = {"total": sum(ops.values()), "ops": ops}
+    return out
+
+
 def _commit() -> str | None:
     """The checkout's commit (with "+changes" if its tracked files differ), or None."""
     import subprocess
@@ -119,11 +143,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--name", default="synthesis_ops", help="results/NAME.json")
     args = parser.parse_args(argv)
     counts = count(args.preset, args.batch, args.prompts, args.condition)
+    prelude = count_prelude(args.preset, args.batch, args.prompts)
     payload = {"commit": _commit(), "preset": args.preset, "batch": args.batch,
                "prompts": args.prompts,
                "precision": "fp16", "device": "meta (counted, not run)", "forms": counts,
                "triton_over_pytorch": round(counts["triton_epilogues"]["total"]
-                                            / counts["pytorch"]["total"], 3)}  # fmt: skip
+                                            / counts["pytorch"]["total"], 3),
+               "prelude": prelude}  # fmt: skip
+    for name, c in prelude.items():
+        print(f"{name:18s} {c['total']:4d} kernels  "
+              + ", ".join(f"{k} {v}" for k, v in list(c["ops"].items())[:8]))  # fmt: skip
     for form, c in counts.items():
         print(
             f"{form:18s} {c['total']:4d} kernels ({c['triton']} Triton)  "

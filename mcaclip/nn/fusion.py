@@ -29,7 +29,22 @@ class CrossAttention(nn.Module):
         self.out = nn.Linear(dim, dim)
 
     def forward(self, q: torch.Tensor, kv: torch.Tensor) -> torch.Tensor:
-        """q [B, T, d], kv [B, S, d] -> [B, T, d]."""
+        """q [B, T, d], kv [B, S, d] -> [B, T, d].
+
+        With one key (S = 1, FF's paper form) softmax gives it weight 1, exactly, whatever the
+        query: the output is that key's value, projected, the same numbers as
+        :meth:`attend` computes (bit for bit, tests/nn/test_fusion.py) without the query and
+        key projections, the scores and the softmax (7 of FF's 14 kernels per layer). The
+        query and key weights then get no gradient (they had zeros)."""
+        if kv.shape[1] == 1:
+            value = self.v(kv)  # [B, 1, d], every query's
+            if q.shape[1] > 1:
+                value = value.expand(q.shape[0], q.shape[1], -1).contiguous()
+            return self.out(value)
+        return self.attend(q, kv)
+
+    def attend(self, q: torch.Tensor, kv: torch.Tensor) -> torch.Tensor:
+        """The attention as written: scores, softmax over the keys, weighted values."""
         b, t, d = q.shape
         h, dh = self.heads, d // self.heads
         qh = self.q(q).reshape(b, t, h, dh).transpose(1, 2)

@@ -107,13 +107,24 @@ class EqualLinear(nn.Module):
         self.scale = lr_mul / math.sqrt(in_dim)
         self.lr_mul = lr_mul
         self.activation = activation
+        self.frozen = False  # weight and bias scaled once (freeze), not on every call
+
+    def freeze(self) -> None:
+        """Scale the weight and the bias once (inference: later parameter changes are not
+        seen; freeze again): two kernels fewer per call, the same numbers."""
+        self.register_buffer("frozen_weight", (self.weight * self.scale).detach(), False)
+        self.register_buffer("frozen_bias", (self.bias * self.lr_mul).detach(), False)
+        self.frozen = True
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        bias = self.bias * self.lr_mul
+        if self.frozen:
+            weight, bias = self.frozen_weight, self.frozen_bias
+        else:
+            weight, bias = self.weight * self.scale, self.bias * self.lr_mul
         if self.activation:
-            out = F.linear(x, self.weight * self.scale)
+            out = F.linear(x, weight)
             return F.leaky_relu(out + bias, 0.2) * math.sqrt(2.0)
-        return F.linear(x, self.weight * self.scale, bias)
+        return F.linear(x, weight, bias)
 
 
 def separable_taps(blur_kernel: Sequence[int], gain: float) -> tuple[float, ...]:
@@ -413,13 +424,18 @@ def phase_conv(module: nn.Module, on: bool = True) -> nn.Module:
 
 def freeze_weights(module: nn.Module, channels_last: bool = False) -> nn.Module:
     """Compute every modulated conv's weight (scaled; folded, in phases, as switched) and its
-    demodulation sums once, instead of on every call: for inference copies whose parameters do
-    not change (call it after the other switches; a conv whose switches change afterwards goes
-    back to computing them). Up-sampling convs otherwise fold their kernels on every call (a
-    GPU kernel each) and NHWC runs re-lay-out every kernel."""
+    demodulation sums once, instead of on every call, and every equalized-lr linear layer's
+    scaled weight and bias: for inference copies whose parameters do
+    not change (call it after the other switches and casts; a conv whose switches change
+    afterwards goes back to computing them). Up-sampling convs otherwise fold their kernels on
+    every call (a GPU kernel each), NHWC runs re-lay-out every kernel, and every linear layer
+    of the mapper, the mapping network and the style affines scales its weight and bias (two
+    kernels each)."""
     for m in module.modules():
         if isinstance(m, ModulatedConv2d):
             m.freeze(channels_last)
+        elif isinstance(m, EqualLinear):
+            m.freeze()
     return module
 
 

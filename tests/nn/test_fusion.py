@@ -44,6 +44,36 @@ def test_single_token_attention_ignores_the_query():
     assert not torch.allclose(attn4(torch.randn(2, 4, 8), kv4), attn4(torch.randn(2, 4, 8), kv4))
 
 
+def test_single_key_attention_skips_query_and_key_exactly():
+    """With one key the attention is that key's value projected: the same numbers, bit for
+    bit, as the attention written out (scores, softmax, weighted values), in FP32 and FP16,
+    for one query or several; gradients reach the value and output projections."""
+    torch.manual_seed(0)
+    attn = CrossAttention(32, heads=4)
+    calls = []
+    attn.q.register_forward_hook(lambda *a: calls.append("q"))
+    for t in (1, 3):
+        q, kv = torch.randn(5, t, 32), torch.randn(5, 1, 32)
+        calls.clear()
+        short = attn(q, kv)
+        assert not calls  # no query projection
+        assert short.shape == (5, t, 32) and torch.equal(short, attn.attend(q, kv))
+        assert calls == ["q"]  # the written-out form does project the query
+    if torch.backends.mkldnn.is_available():  # FP16 linear on the CPU
+        half = CrossAttention(32, heads=4).half()
+        q, kv = torch.randn(5, 1, 32).half(), torch.randn(5, 1, 32).half()
+        assert torch.equal(half(q, kv), half.attend(q, kv))
+    kv = torch.randn(2, 1, 32, requires_grad=True)
+    attn(torch.randn(2, 1, 32), kv).sum().backward()
+    assert attn.v.weight.grad.abs().sum() > 0 and attn.out.weight.grad.abs().sum() > 0
+    assert attn.q.weight.grad is None and kv.grad.abs().sum() > 0
+    # several keys: the attention as written (the query matters)
+    kv4 = torch.randn(2, 4, 8)
+    attn4 = CrossAttention(8, heads=2)
+    q4 = torch.randn(2, 4, 8)
+    assert torch.equal(attn4(q4, kv4), attn4.attend(q4, kv4))
+
+
 def test_tem_text_branch_does_not_see_w(inputs):
     torch.manual_seed(0)
     tem = TextEmbeddingMapping(6, 32, 16)

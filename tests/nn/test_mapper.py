@@ -46,3 +46,37 @@ def test_equalized_lr_parameters():
     assert len(linears) == 4 and all(layer.lr_mul == 0.01 for layer in linears)
     # stored weights are N(0, 1/lr_mul^2): effective weights stay unit-variance / sqrt(fan_in)
     assert 50 < linears[0].weight.std() < 200
+
+
+def test_frozen_linear_layers_give_the_same_numbers():
+    """freeze_weights scales every equalized-lr layer's weight and bias once (two kernels fewer
+    per layer and call): the mapper's output is the same, bit for bit, with and without the
+    activation."""
+    from mcaclip.nn.stylegan2 import EqualLinear, freeze_weights
+
+    torch.manual_seed(0)
+    mapper = LevelsMapper(6, 32, level_bounds=(2, 4)).eval()
+    plain = EqualLinear(32, 16, bias_init=1.0, lr_mul=0.01)
+    t_w = torch.randn(3, 6, 32)
+    x = torch.randn(3, 32)
+    with torch.no_grad():
+        for p in mapper.parameters():
+            p.add_(torch.randn_like(p))
+        before, before_plain = mapper(t_w), plain(x)
+        freeze_weights(mapper)
+        freeze_weights(plain)
+        layers = [m for m in mapper.modules() if isinstance(m, EqualLinear)]
+        assert len(layers) == 12 and all(m.frozen for m in layers) and plain.frozen
+        assert torch.equal(mapper(t_w), before) and torch.equal(plain(x), before_plain)
+        calls = []
+        mul = torch.Tensor.__mul__
+        try:  # a frozen layer scales nothing on the call
+            torch.Tensor.__mul__ = lambda a, b: calls.append(1) or mul(a, b)
+            plain(x)
+            frozen_muls = len(calls)
+            plain.frozen = False
+            calls.clear()
+            plain(x)
+        finally:
+            torch.Tensor.__mul__ = mul
+        assert len(calls) == frozen_muls + 2

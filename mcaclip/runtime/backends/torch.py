@@ -400,8 +400,9 @@ class TorchEditor(DeviceEditor):
                 triton_masks(module)
             if self.triton_epilogues:
                 triton_epilogues(module, convs=self.triton_convs)
-            if name == "masked_generator":  # the only graph that runs modulated convs
-                freeze_weights(module, channels_last=self.channels_last)  # after every switch
+            # the modulated convs' weights (masked generator), and the equalized-lr linear
+            # layers' (mapper, mapping network, style affines): once, after every switch
+            freeze_weights(module, channels_last=self.channels_last)
             eager = module
             if self.compile and name == "masked_generator":
                 # our own CUDA graphs wrap the whole edit: Inductor must not capture its own
