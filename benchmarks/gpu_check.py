@@ -19,8 +19,9 @@ Steps (each one's outcome is recorded; a failing step does not stop the next):
 5. ``bench``: ``mcarun bench --all-backends`` at batch 1 and 8 (CUDA-event timing): FP32 eager,
    FP16 + CUDA graphs as default, in the plain form (``PLAIN_FP16``), in the PyTorch form
    (``--no-triton-epilogues``: the default before the Triton epilogues), with
-   ``--triton-convs`` and with ``--triton-convs-auto`` (its variant's ``conv_tuning``: per
-   batch, each layer's ms with its conv in cuDNN and in the kernel, and the choice).
+   ``--triton-convs``, with ``--triton-convs-auto`` (its variant's ``conv_tuning``: per
+   batch, each layer's ms with its conv in cuDNN and in the kernel, and the choice) and with
+   ``--cudnn-benchmark``.
 6. ``bench_compile``, ``bench_compile_<name>``: the first three of ``--compile-variants``
    (default ``default,tritonconv,pytorch,phaseconv-tritonepi,phaseconv-tritonmask,phaseconv,
    tritonmask``; see ``COMPILE_VARIANTS``), each in its own process (with time left; so are the

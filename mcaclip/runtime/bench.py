@@ -275,8 +275,10 @@ def variant_name(v: dict) -> str:
 # (no Triton epilogues: the default before they were measured) and the plain form of the same
 # folded-blur NHWC graphs (the default before the sub-pixel form, the fused tails and the
 # stacked streams were measured on a GPU) to show what they gain on this one. NCHW, slower
-# with the folded blur on an H100, is not timed (--nchw still runs it); nor is
-# --cudnn-benchmark, which changed nothing there.
+# with the folded blur on an H100, is not timed (--nchw still runs it). --cudnn-benchmark
+# changed nothing on an H100 with the folded transposed convs; it is timed again with the
+# default's convs (sub-pixel, both streams in one batch: run 4's H200 profile had the 32 ->
+# 64 px one at 330 TFLOP/s, in an sm_80 kernel, where the others reached 690-770).
 PLAIN_FP16 = {"subpixel": False, "fuse_tails": False, "stack_streams": False,
               "triton_epilogues": False}  # fmt: skip
 
@@ -305,6 +307,7 @@ def plan_variants(engine, providers: list[str] | None = None, compile_: bool | s
             variants.append({**fp16, "triton_epilogues": False})  # the default's PyTorch form
             variants.append({**fp16, "triton_convs": True})  # the convs in the kernel too
             variants.append({**fp16, "triton_convs": "auto"})  # there where that was faster
+        variants.append({**fp16, "cudnn_benchmark": True})  # cuDNN times its algorithms
         if compile_:  # True / "default", or "max-autotune"
             variants.append({**fp16, "compile": compile_})
     if any(g.get("onnx") for g in bundle.graphs.values()):

@@ -537,14 +537,20 @@ def test_bench_all_backends_on_gpu(tiny_bundle, cli, tmp_path):
     assert data["machine"]["gpu"] and data["machine"]["compute_capability"]
     timed = {n: v["mode"] for n, v in data["variants"].items() if n.startswith("torch-cuda-fp16")}
     prefix = "cuda-fp16-nhwc-foldblur"
-    assert timed == {  # the default (Triton epilogues), its plain form, its PyTorch form, and
-        # the convs in the kernel
+    assert timed == {  # the default (Triton epilogues), its plain form, its PyTorch form, the
+        # convs in the kernel (all, or where faster), cuDNN's algorithm timing
         "torch-cuda-fp16-cudagraphs": f"{prefix}-subpixel-tritonepi-cudagraphs",
         "torch-cuda-fp16-plain-cudagraphs": f"{prefix}-cudagraphs",
         "torch-cuda-fp16-notritonepi-cudagraphs": f"{prefix}-subpixel-fused-stacked-cudagraphs",
         "torch-cuda-fp16-tritonconv-cudagraphs": f"{prefix}-subpixel-tritonepi-tritonconv"
         "-cudagraphs",
+        "torch-cuda-fp16-tritonconvauto-cudagraphs": f"{prefix}-subpixel-tritonepi"
+        "-tritonconvauto-cudagraphs",
+        "torch-cuda-fp16-cudnnbench-cudagraphs": f"{prefix}-subpixel-cudnnbench-tritonepi"
+        "-cudagraphs",
     }, data.get("skipped")
+    tuning = data["variants"]["torch-cuda-fp16-tritonconvauto-cudagraphs"]["conv_tuning"]
+    assert set(tuning) == {"b1p1", "b2p1"}, tuning  # each batch size timed, once
 
 
 def test_fp16_graph_channels_last_matches_fp32_on_cpu(tiny_editor, tiny_w):
