@@ -34,9 +34,10 @@ class CrossAttention(nn.Module):
         With one key (S = 1, FF's paper form) softmax gives it weight 1, exactly, whatever the
         query: the output is that key's value, projected, the same numbers as
         :meth:`attend` computes (bit for bit, tests/nn/test_fusion.py) without the query and
-        key projections, the scores and the softmax (7 of FF's 14 kernels per layer). The
-        query and key weights then get no gradient (they had zeros)."""
-        if kv.shape[1] == 1:
+        key projections, the scores and the softmax (7 of FF's 14 kernels per layer). Only
+        where no gradient is wanted: in training every parameter must get its gradient, zero
+        for the query and key weights here (DistributedDataParallel waits for all of them)."""
+        if kv.shape[1] == 1 and not (torch.is_grad_enabled() and self.q.weight.requires_grad):
             value = self.v(kv)  # [B, 1, d], every query's
             if q.shape[1] > 1:
                 value = value.expand(q.shape[0], q.shape[1], -1).contiguous()

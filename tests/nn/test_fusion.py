@@ -47,7 +47,8 @@ def test_single_token_attention_ignores_the_query():
 def test_single_key_attention_skips_query_and_key_exactly():
     """With one key the attention is that key's value projected: the same numbers, bit for
     bit, as the attention written out (scores, softmax, weighted values), in FP32 and FP16,
-    for one query or several; gradients reach the value and output projections."""
+    for one query or several. Where gradients are wanted the attention runs as written, so
+    that every parameter gets one (zero for the query's: DDP expects them all)."""
     torch.manual_seed(0)
     attn = CrossAttention(32, heads=4)
     calls = []
@@ -55,18 +56,25 @@ def test_single_key_attention_skips_query_and_key_exactly():
     for t in (1, 3):
         q, kv = torch.randn(5, t, 32), torch.randn(5, 1, 32)
         calls.clear()
-        short = attn(q, kv)
+        with torch.no_grad():
+            short = attn(q, kv)
         assert not calls  # no query projection
         assert short.shape == (5, t, 32) and torch.equal(short, attn.attend(q, kv))
         assert calls == ["q"]  # the written-out form does project the query
-    if torch.backends.mkldnn.is_available():  # FP16 linear on the CPU
+    with torch.inference_mode():
         half = CrossAttention(32, heads=4).half()
         q, kv = torch.randn(5, 1, 32).half(), torch.randn(5, 1, 32).half()
         assert torch.equal(half(q, kv), half.attend(q, kv))
+    calls.clear()
     kv = torch.randn(2, 1, 32, requires_grad=True)
     attn(torch.randn(2, 1, 32), kv).sum().backward()
+    assert calls == ["q"]  # training: as written
     assert attn.v.weight.grad.abs().sum() > 0 and attn.out.weight.grad.abs().sum() > 0
-    assert attn.q.weight.grad is None and kv.grad.abs().sum() > 0
+    assert attn.q.weight.grad is not None and attn.q.weight.grad.abs().sum() == 0
+    attn.requires_grad_(False)  # frozen weights, a gradient for the input only: short
+    calls.clear()
+    attn(torch.randn(2, 1, 32), kv).sum().backward()
+    assert not calls and kv.grad.abs().sum() > 0
     # several keys: the attention as written (the query matters)
     kv4 = torch.randn(2, 4, 8)
     attn4 = CrossAttention(8, heads=2)
