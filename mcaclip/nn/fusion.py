@@ -33,11 +33,13 @@ class CrossAttention(nn.Module):
 
         With one key (S = 1, FF's paper form) softmax gives it weight 1, exactly, whatever the
         query: the output is that key's value, projected, the same numbers as
-        :meth:`attend` computes (bit for bit, tests/nn/test_fusion.py) without the query and
-        key projections, the scores and the softmax (7 of FF's 14 kernels per layer). Only
-        where no gradient is wanted: in training every parameter must get its gradient, zero
-        for the query and key weights here (DistributedDataParallel waits for all of them)."""
-        if kv.shape[1] == 1 and not (torch.is_grad_enabled() and self.q.weight.requires_grad):
+        :meth:`attend` computes for finite scores without TF32 matrix products (bit for bit,
+        tests/nn/test_fusion.py) without the query and key projections, the scores and the
+        softmax (6 of FF's 14 kernels per layer). Only where no gradient is wanted: in training
+        every parameter must get its gradient, zero for the query's and the key's here
+        (DistributedDataParallel waits for all of them)."""
+        training = torch.is_grad_enabled() and any(p.requires_grad for p in self.parameters())
+        if kv.shape[1] == 1 and not training:
             value = self.v(kv)  # [B, 1, d], every query's
             if q.shape[1] > 1:
                 value = value.expand(q.shape[0], q.shape[1], -1).contiguous()
