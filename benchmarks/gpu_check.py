@@ -101,17 +101,23 @@ def synthesis_flops(config, up: str = "transposed") -> float:
     resolution as a transposed conv computes them, gives the lower bound; the others what the
     GPU executes in that form. Modulation, blur, noise and activations are left out
     (memory-bound, no tensor cores)."""
-    res = config.layer_resolutions()
-    ch = config.layer_channels()
-    macs = 0
-    prev_c = ch[0]
+    rgb = sum(  # a ToRGB after conv1 and after each resolution's 2nd conv
+        r * r * c * 3
+        for i, (r, c) in enumerate(zip(config.layer_resolutions(), config.layer_channels()))
+        if i == 0 or i % 2 == 0
+    )
+    return 2.0 * (sum(conv_macs(config, up)) + rgb)
+
+
+def conv_macs(config, up: str = "transposed") -> list[float]:
+    """Multiply-adds per output sample of each styled 3x3 conv, in order; the up-sampling ones
+    (the first of each resolution) counted as form ``up`` does them (``UP_TAPS``)."""
+    res, ch = config.layer_resolutions(), config.layer_channels()
+    macs = []
     for i, (r, c) in enumerate(zip(res, ch)):
-        upsampling = i > 0 and i % 2 == 1  # the first conv of each resolution
-        macs += r * r * prev_c * c * (UP_TAPS[up] if upsampling else 9)
-        prev_c = c
-        if i == 0 or i % 2 == 0:  # a ToRGB after conv1 and after each resolution's 2nd conv
-            macs += r * r * c * 3
-    return 2.0 * macs
+        upsampling = i > 0 and i % 2 == 1
+        macs.append(r * r * ch[max(i - 1, 0)] * c * (UP_TAPS[up] if upsampling else 9))
+    return macs
 
 
 def up_form(mode: str | None) -> str:
@@ -678,11 +684,7 @@ def _top_events(prof, gpu: bool, top: int) -> dict:
 
     events = [ev for ev in prof.key_averages() if self_us(ev) > 0]
     if gpu:  # kernels only (CPU activity is recorded too, for the operators' shapes)
-        events = [
-            ev
-            for ev in events
-            if ev.device_type != torch.autograd.DeviceType.CPU and not _annotation(ev)
-        ]
+        events = [ev for ev in events if _is_kernel(ev)]
     events.sort(key=self_us, reverse=True)
     total = sum(self_us(ev) for ev in events)
     by_kind: dict[str, float] = {}
@@ -733,12 +735,10 @@ def layer_work(generator, batch: int, prompts: int = 1, up: str = "folded") -> l
     res, ch = generator.layer_resolutions(), generator.layer_channels()
     samples = batch * (1 + prompts)
     rows = []
-    prev_c = ch[0]
+    executed, bound = conv_macs(generator, up), conv_macs(generator, "transposed")
     for i, (r, c) in enumerate(zip(res, ch)):
-        upsampling = i > 0 and i % 2 == 1
-        r_in = r // 2 if upsampling else r
-        macs = r * r * prev_c * c * (UP_TAPS[up] if upsampling else 9)
-        bound = r * r * prev_c * c * (UP_TAPS["transposed"] if upsampling else 9)
+        prev_c = ch[max(i - 1, 0)]
+        r_in = r // 2 if i > 0 and i % 2 == 1 else r  # an up-sampling conv reads half size
         feature = samples * r * r * c * 2  # FP16
         rest = feature if i < len(res) - 1 else 0  # the next conv's input
         rest += batch * prompts * r * r * 2  # the masks
@@ -750,31 +750,27 @@ def layer_work(generator, batch: int, prompts: int = 1, up: str = "folded") -> l
                 "resolution": r,
                 "in_channels": prev_c,
                 "channels": c,
-                "gflop": 2 * samples * macs / 1e9,
-                "bound_gflop": 2 * samples * bound / 1e9,
+                "gflop": 2 * samples * executed[i] / 1e9,
+                "bound_gflop": 2 * samples * bound[i] / 1e9,
                 "epilogue_mb": (feature + rest) / 1e6,
                 "fused_mb": (samples * r_in * r_in * prev_c * 2 + rest) / 1e6,
             }
         )
-        prev_c = c
     return rows
 
 
-def _annotation(ev) -> bool:
-    """Whether a profiler event is a GPU-side span of a ``record_function`` range (compiled
-    code makes some: "Torch-Compiled Region", "## Call CompiledFxGraph"), not a kernel."""
-    return bool(getattr(ev, "is_user_annotation", False))
+def _is_kernel(ev) -> bool:
+    """Whether a profiler event is a GPU kernel: on the device, and not a GPU-side span of a
+    ``record_function`` range (compiled code makes some: "Torch-Compiled Region", "## Call
+    CompiledFxGraph")."""
+    return ev.device_type != torch.autograd.DeviceType.CPU and not getattr(
+        ev, "is_user_annotation", False
+    )
 
 
 def kernel_sequence(prof) -> list[tuple[str, float]]:
     """The GPU kernels of a torch.profiler run in launch order: (name, ms)."""
-    events = [
-        ev
-        for ev in prof.events()
-        if ev.device_type != torch.autograd.DeviceType.CPU
-        and not _annotation(ev)
-        and ev.time_range.elapsed_us() > 0
-    ]
+    events = [ev for ev in prof.events() if _is_kernel(ev) and ev.time_range.elapsed_us() > 0]
     events.sort(key=lambda ev: ev.time_range.start)
     return [(ev.name, ev.time_range.elapsed_us() / 1e3) for ev in events]
 
