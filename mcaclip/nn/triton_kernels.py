@@ -408,8 +408,7 @@ def _epilogue_launch(raw, batch, phases, taps, pad0, d, bias, noise, w1t, b1, w2
                 f"{raw_original.dtype}, expected {want} {raw.dtype} with the conv in the kernel"
             )
         raw_original = raw_original.contiguous(memory_format=torch.channels_last)
-    block_p, block_c, warps, stages = epilogue_blocks(c, hw, taps is not None, conv,
-                                                      conv and phases,
+    block_p, block_c, warps, stages = epilogue_blocks(c, hw, taps is not None, conv, phases,
                                                       raw_original is not None)  # fmt: skip
     raw = raw.contiguous(memory_format=torch.channels_last)  # as cuDNN gives it (else a copy)
     spare = b1  # what an unused pointer argument points at (never read)
@@ -493,21 +492,20 @@ def with_options(meta: dict, channels: int, **options) -> dict:
     return meta
 
 
-def epilogue_pixels(hw: int, phase_blur: bool, parity: bool = False) -> int:
+def epilogue_pixels(hw: int, phase_blur: bool, conv: bool = False, phases: bool = False) -> int:
     """The pixels a layer-epilogue block's pixels are cut from: the map's ``hw``, or with the
-    in-kernel blur (or the sub-pixel conv in the kernel: ``parity``) one parity class of it,
-    ``hw / 4`` (every block divides it)."""
-    return hw // 4 if phase_blur or parity else hw
+    in-kernel blur (or the sub-pixel conv, ``phases``, computed in the kernel, ``conv``) one
+    parity class of it, ``hw / 4`` (every block divides it)."""
+    return hw // 4 if phase_blur or (conv and phases) else hw
 
 
 def launch_pixels(meta: dict, hw: int) -> int:
-    """:func:`epilogue_pixels` of a launch with constexprs ``meta`` on maps of ``hw`` pixels
-    (parity classes with the in-kernel blur, or with the sub-pixel conv in the kernel)."""
-    return epilogue_pixels(hw, meta["PHASE_BLUR"], bool(meta["CONV"] and meta["PHASES"]))
+    """:func:`epilogue_pixels` of a launch with constexprs ``meta`` on maps of ``hw`` pixels."""
+    return epilogue_pixels(hw, meta["PHASE_BLUR"], meta["CONV"], meta["PHASES"])
 
 
 def epilogue_blocks(c: int, hw: int, phase_blur: bool, conv: bool = False,
-                    parity: bool = False, edited_conv_only: bool = False,
+                    phases: bool = False, edited_conv_only: bool = False,
                     ) -> tuple[int, int, int, int]:  # fmt: skip
     """(pixels per program, channels per step, warps, pipeline stages) of the layer epilogue on
     ``c`` channels and ``hw`` pixels per map (:func:`epilogue_pixels`).
@@ -529,7 +527,7 @@ def epilogue_blocks(c: int, hw: int, phase_blur: bool, conv: bool = False,
     place they spill 4-8 bytes on an RTX 50, by ptxas. Not taken: 0.04 ms of a 2.4 ms edit,
     for a choice per GPU architecture."""
     block_c = min(64, _dot_width(c))
-    pixels = epilogue_pixels(hw, phase_blur, parity)
+    pixels = epilogue_pixels(hw, phase_blur, conv, phases)
     # Triton's CPU interpreter runs each program as a series of numpy calls: there, 4096
     # elements a block make tests 3-5x faster (results do not depend on the blocks:
     # tests/bench/test_triton_tuning.py runs this kernel with every candidate block on one input)

@@ -85,6 +85,11 @@ class Plan:
     override: tuple | None = None  # while tune times one form: per conv, in the kernel
     clock: Callable | None = None  # while tune times: called at each conv's start, and after
 
+    @property
+    def fits(self) -> tuple:
+        """Per styled conv, whether the kernel may compute it (a weight is here)."""
+        return tuple(w is not None for w in self.conv_w)
+
     def in_kernel(self, batch: int, prompts: int) -> tuple:
         """Per styled conv, whether the kernel computes it at this batch: every conv with a
         weight here, or, with ``auto``, those :func:`tune` found faster that way at this
@@ -92,7 +97,7 @@ class Plan:
         if self.override is not None:
             return self.override
         if not self.auto:
-            return tuple(w is not None for w in self.conv_w)
+            return self.fits
         return self.chosen.get((batch, prompts), (False,) * len(self.conv_w))
 
 
@@ -322,7 +327,7 @@ def tune(plans: list, call: Callable[[], object], repeats: int = 3, clock=None) 
     conv in cuDNN, with a warning; any other error propagates. ``clock``: a
     :class:`LayerClock` (default: for the plan's device)."""
     for plan in plans:
-        fits = tuple(w is not None for w in plan.conv_w)
+        fits = plan.fits
         if not plan.auto or not any(fits):
             continue
         timer = clock or LayerClock(plan.affine.is_cuda)

@@ -392,8 +392,7 @@ def bench(
             raise McaError(
                 "--all-backends times its own set of configurations; drop "
                 f"{'/'.join(switch_flags(TORCH_SWITCHES, switches))}, or time one configuration "
-                "with "
-                "--backend torch and those options"
+                "with --backend torch and those options"
             )
         variants = plan_variants(engine, providers=_providers(providers), compile_=compile_)
     else:

@@ -213,7 +213,10 @@ class TorchEditor(DeviceEditor):
 
         if triton_convs not in (None, False, True, "auto"):
             raise BackendError(f"triton_convs={triton_convs!r}: use None, False, True or 'auto'")
-        convs_flag = "--triton-convs-auto" if triton_convs == "auto" else "--triton-convs"
+        # the flag typed (refusals, warnings and TritonGuard's line name it)
+        self.convs_flag = convs_flag = (
+            "--triton-convs-auto" if triton_convs == "auto" else "--triton-convs"
+        )
         if precision not in PRECISIONS:
             raise BackendError(f"precision {precision!r}: choose fp32 or fp16")
         if compile not in COMPILE_MODES:
@@ -419,8 +422,7 @@ class TorchEditor(DeviceEditor):
                 module = ConvTuner(module, timed, plans, self._tuned)
             if graphed:
                 module = CudaGraphed(module)
-            convs = "--triton-convs-auto" if self.triton_convs == "auto" else "--triton-convs"
-            kernels = [f for f, on in ((convs, self.triton_convs),
+            kernels = [f for f, on in ((self.convs_flag, self.triton_convs),
                                        ("--triton-epilogues", self.triton_epilogues),
                                        ("--triton-masks", self.triton_masks)) if on]  # fmt: skip
             if kernels and name == "masked_generator":
