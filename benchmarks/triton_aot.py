@@ -10,7 +10,11 @@ the way Triton's JIT specializes it (integer and pointer alignment, ints equal t
 for each target. ptxas's report (``-v``) gives registers per thread, spill stores and loads,
 and the stack frame; occupancy is worked out from registers, shared memory and warps.
 
-What it cannot say: how fast a kernel runs. Spills and occupancy only bound it.
+What it cannot say: how fast a kernel runs. Spills and occupancy only bound it, and so does
+the machine code's size (nvdisasm, also in the wheel): a kernel without loops issues each of its
+instructions once per warp, so programs x warps x instructions over the GPU's issue rate is a
+lower bound on its time (``issue_ms``, for an H100/H200), which the layer epilogue, bound by its
+instructions at 32 pixels a block, came within 1.4x of on an H200.
 
     python -m benchmarks.triton_aot                # ffhq-1024, batch 8, sm 90/89/86/80/120
     python -m benchmarks.triton_aot --targets 90 --forms subpixel --quick
@@ -152,8 +156,44 @@ def compile_launch(kernel, args: tuple, meta: dict, capability: int) -> dict:
         num_warps=warps,
         shared_bytes=compiled.metadata.shared,
         occupancy=occupancy(capability, report["registers"], warps, compiled.metadata.shared),
+        **sass_counts(compiled),
     )
     return report
+
+
+def sass_counts(compiled) -> dict:
+    """The kernel's machine code (SASS, by the nvdisasm in Triton's wheel), counted: its
+    instructions and its branches (a kernel without loops has one or two, and runs each
+    instruction once per warp: then programs x warps x instructions is what the GPU issues);
+    empty where nvdisasm is missing."""
+    try:
+        sass = compiled.asm["sass"]
+    except Exception:  # noqa: BLE001 (no nvdisasm: the counts are left out)
+        return {}
+    ops = [line.split("\t", 1)[1] for line in sass.splitlines() if "\t" in line]
+    return {
+        "sass_instructions": len(ops),
+        "sass_branches": sum(1 for op in ops if re.search(r"\bBRA\b", op)),
+    }
+
+
+# the GPUs whose issue rate issue_ms assumes (SMs, boost clock): the ones the GPU check ran on
+ISSUE_GPUS = {90: ("H100 SXM / H200", 132, 1.98e9)}
+
+
+def issue_ms(row: dict, sms: int | None = None, clock: float | None = None) -> float | None:
+    """A launch's issue-bound time on ``ISSUE_GPUS``' GPU of its target, in milliseconds:
+    every warp issues every instruction once (``sass_branches`` <= 2: no loops), at one
+    instruction per cycle from each of an SM's four schedulers; None elsewhere. A lower bound
+    for a kernel bound by its instructions (the layer epilogue at 1024 px, batch 8: the
+    H200's timings of its first version were 1.36-1.44x this bound at 32 pixels a block,
+    1.9-2.8x at occupancy 1/8); not a timing."""
+    gpu = ISSUE_GPUS.get(row["target"])
+    if gpu is None or "sass_instructions" not in row or row["sass_branches"] > 2:
+        return None
+    sms, clock = sms or gpu[1], clock or gpu[2]  # (the GPU's own SM count where known)
+    return round(row["programs"] * row["num_warps"] * row["sass_instructions"]
+                 / (sms * 4 * clock) * 1e3, 4)  # fmt: skip
 
 
 def ptxas_report(ptx: str, capability: int) -> dict:
@@ -261,6 +301,7 @@ def main() -> None:
                 row = {"kernel": name, "form": form if name == "layer_epilogue" else None,
                        "layer": layer, "target": cap, "programs": grid[0], **what,
                        **report}  # fmt: skip
+                row["issue_ms"] = issue_ms(row)
                 rows.append(row)
                 print(_line(row), flush=True)
     spilled = [r for r in rows if r["spill_store_bytes"] or r["spill_load_bytes"]]
@@ -274,6 +315,8 @@ def main() -> None:
                 "spilling": len(spilled),
                 "max_registers": max(r["registers"] for r in rows),
                 "min_occupancy": min(r["occupancy"] for r in rows),
+                # per form: the epilogue launches' issue-bound ms (issue_ms) on the H100/H200
+                "epilogue_issue_ms": _issue_totals(rows),
             },
             "rows": rows,
         },
@@ -386,12 +429,25 @@ def _span(rows: list[dict]) -> dict:
     return out
 
 
+def _issue_totals(rows: list[dict]) -> dict:
+    """Per form, the sum of the layer-epilogue launches' ``issue_ms`` where every launch has
+    one (none with loops), and how many launches that is."""
+    out = {}
+    for form in sorted({r["form"] for r in rows if r["kernel"] == "layer_epilogue"}):
+        mine = [r for r in rows if r["form"] == form and r["target"] in ISSUE_GPUS]
+        known = [r["issue_ms"] for r in mine if r["issue_ms"] is not None]
+        if mine:
+            out[form] = {"ms": round(sum(known), 3), "launches": len(known), "of": len(mine)}
+    return out
+
+
 def _line(row: dict) -> str:
     where = f"{row['kernel']} {row['form'] or ''} layer {row['layer']} sm_{row['target']}"
     return (
         f"{where}: {row['pixels']} px x {row['channels']} ch, {row['registers']} regs, "
         f"spills {row['spill_store_bytes']}/{row['spill_load_bytes']} B, "
-        f"{row['num_warps']} warps, occupancy {row['occupancy']}, {row['compile_s']} s"
+        f"{row['num_warps']} warps, occupancy {row['occupancy']}, "
+        f"{row.get('sass_instructions', '?')} instructions, {row['compile_s']} s"
     )
 
 

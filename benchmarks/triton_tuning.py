@@ -125,6 +125,30 @@ def time_launch(grid, args, meta, iters: int, warmup: int) -> float:
     return (time.perf_counter() - t0) * 1e3 / iters
 
 
+def issue_bound(grid, args, meta) -> dict:
+    """The launch's machine code as this GPU's Triton compiled it, counted
+    (:func:`benchmarks.triton_aot.sass_counts`), and on an H100/H200 its issue-bound
+    milliseconds (:func:`benchmarks.triton_aot.issue_ms`, with this GPU's SM count): what
+    the timing is to be read against. Empty off a GPU (the interpreter compiles nothing) or
+    where the compiled kernel is not at hand."""
+    from benchmarks.triton_aot import ISSUE_GPUS, issue_ms, sass_counts
+
+    if not args[0].is_cuda:
+        return {}
+    compiled = triton_kernels._EPILOGUE[grid](*args, **meta)  # the cached kernel, launched
+    counts = sass_counts(compiled) if compiled is not None else {}
+    if not counts:
+        return {}
+    major, minor = torch.cuda.get_device_capability(args[0].device)
+    target = major * 10 + minor
+    row = {"target": target, "programs": grid[0], "num_warps": meta["num_warps"], **counts}
+    if target in ISSUE_GPUS:
+        _, _, clock = ISSUE_GPUS[target]
+        sms = torch.cuda.get_device_properties(args[0].device).multi_processor_count
+        row["issue_ms"] = issue_ms(row, sms=sms, clock=clock)
+    return {k: row[k] for k in ("sass_instructions", "sass_branches", "issue_ms") if k in row}
+
+
 def _outputs(args: tuple) -> list[torch.Tensor]:
     """The output tensors a launch writes (one it does not write is the spare argument, an
     input: left out)."""
@@ -180,9 +204,12 @@ def tune(preset, batch: int, forms: list[str], device: str, iters: int, smallest
                     row["reference"] = True
                 else:
                     check = _difference(_outputs(args), reference)
+                bound = issue_bound(grid, args, tried)
+                if bound.get("issue_ms"):
+                    bound["ms_over_issue_ms"] = round(ms / bound["issue_ms"], 3)
                 rows.append({**row, "ms": round(ms, 4), "mb_moved": round(moved / 1e6, 3),
                              "gbs": round(moved / ms / 1e6, 1),
-                             "max_abs_diff_vs_chosen": check})  # fmt: skip
+                             "max_abs_diff_vs_chosen": check, **bound})  # fmt: skip
             del args, k, reference
     timed = [r for r in rows if "ms" in r]
     best = {}

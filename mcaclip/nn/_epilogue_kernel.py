@@ -159,12 +159,12 @@ def _rgb(acc, v, rgb_ptr, cols, ok):
 
 
 @triton.jit
-def _rgb3(r0, r1, r2, v, rgb_ptr, sample, row, cols, ok):
+def _rgb3(r0, r1, r2, v, rgb_ptr, row, cols, ok):
     """The three ToRGB accumulators [pixels] of one stream plus v's channels ``cols`` dotted
-    with the rows of the stream's [N, 3, row] ToRGB matrices at ``rgb_ptr`` for ``sample``."""
-    r0 = _rgb(r0, v, rgb_ptr + (sample * 3 + 0) * row, cols, ok)
-    r1 = _rgb(r1, v, rgb_ptr + (sample * 3 + 1) * row, cols, ok)
-    r2 = _rgb(r2, v, rgb_ptr + (sample * 3 + 2) * row, cols, ok)
+    with the rows of the sample's [3, row] ToRGB matrix at ``rgb_ptr``."""
+    r0 = _rgb(r0, v, rgb_ptr, cols, ok)
+    r1 = _rgb(r1, v, rgb_ptr + row, cols, ok)
+    r2 = _rgb(r2, v, rgb_ptr + 2 * row, cols, ok)
     return r0, r1, r2
 
 
@@ -197,24 +197,24 @@ def _upsampled(prev_o_ptr, prev_e_ptr, y, x, hq, wq, taps_ptr, TAPS: tl.constexp
 
 
 @triton.jit
-def _skip(r, e, mf, k, so, se, pix, hw, first, rgb_b_ptr, up_o_ptr, up_e_ptr, sk_o_ptr,
-          sk_e_ptr, y, x, width, up_taps_ptr, HAS_SKIP: tl.constexpr, UP_TAPS: tl.constexpr,
+def _skip(r, e, mf, k, pix, hw, first, rgb_b_ptr, up_o_ptr, up_e_ptr, sk_o_ptr, sk_e_ptr, y, x,
+          width, up_taps_ptr, HAS_SKIP: tl.constexpr, UP_TAPS: tl.constexpr,
           UP_PAD0: tl.constexpr, BLOCK_P: tl.constexpr):  # fmt: skip
     """RGB channel k: ToRGB + bias + the previous skip up-sampled here, per stream, the edited
-    one blended with the original through the mask; stored as the new skips."""
+    one blended with the original through the mask; stored as the new skips (the pointers at
+    the program's samples' [3, ...] skips)."""
     bias = tl.load(rgb_b_ptr + k)
     o = r + bias
     ed = e + bias
     if HAS_SKIP:
         hq = hw // width // 2  # the previous skip's rows and columns
         wq = width // 2
-        up_o, up_e = _upsampled(up_o_ptr + (so * 3 + k) * (hq * wq),
-                                up_e_ptr + (se * 3 + k) * (hq * wq), y, x, hq, wq, up_taps_ptr,
-                                UP_TAPS, UP_PAD0, BLOCK_P)  # fmt: skip
+        up_o, up_e = _upsampled(up_o_ptr + k * (hq * wq), up_e_ptr + k * (hq * wq), y, x, hq,
+                                wq, up_taps_ptr, UP_TAPS, UP_PAD0, BLOCK_P)  # fmt: skip
         o += up_o
         ed += up_e
-    tl.store(sk_o_ptr + (so * 3 + k) * hw + pix, o, mask=(pix >= 0) & first)
-    tl.store(sk_e_ptr + (se * 3 + k) * hw + pix, o + mf * (ed - o))
+    tl.store(sk_o_ptr + k * hw + pix, o, mask=(pix >= 0) & first)
+    tl.store(sk_e_ptr + k * hw + pix, o + mf * (ed - o))
 
 
 @triton.jit
@@ -250,9 +250,9 @@ def triton_layer_epilogue(
     sk_o_ptr,  # out [B, 3, H * W] float32: the new RGB skip, original (HAS_RGB)
     sk_e_ptr,  # out [B * prompts, 3, H * W] float32: edited, blended with the mask
     hw,  # pixels per map
-    width,  # pixels per row
-    C,
-    hidden,
+    width: tl.constexpr,  # pixels per row (a constant: divisions by it are shifts)
+    C,  # channels; a constant where one block holds them all (FULL_C)
+    hidden: tl.constexpr,
     prompts,  # edited samples per original sample (latent-major)
     row,  # elements per row of the demodulation, style and ToRGB matrices (>= C); a runtime
     #       value: as a constant (tl.constexpr) ptxas took 101 registers instead of 80 at 512
@@ -281,10 +281,19 @@ def triton_layer_epilogue(
     CONV_O: tl.constexpr,  # CONV for the original stream too (one prompt per latent: with
     #                        several, each prompt's program would compute it again)
     BLOCK_K: tl.constexpr,  # CONV: input channels per product
+    FULL_C: tl.constexpr,  # C == BLOCK_C (with_options): C a constant here, the channel masks
+    #                        and loops fold away (with width and hidden constants too, a sixth
+    #                        to a third fewer instructions at 512 and 1024 px, by ptxas; C a
+    #                        constant in the wider maps' loops, ptxas spilled on an RTX 40)
 ):
     # programs in (original sample, pixel block, prompt) order: the prompts' programs of one
-    # block run side by side and read the original's block from cache, not once per prompt
-    pid = tl.program_id(0).to(tl.int64)
+    # block run side by side and read the original's block from cache, not once per prompt.
+    # Offsets within a sample are 32-bit (the launch checks they fit), the samples' 64-bit
+    # ones are added to the pointers once per program (64-bit offsets per element took a
+    # sixth of the 1024 px launches' instructions, by ptxas)
+    if FULL_C:
+        C = BLOCK_C
+    pid = tl.program_id(0)
     prompt = pid % prompts
     rest = pid // prompts
     blocks = hw // BLOCK_P
@@ -292,6 +301,29 @@ def triton_layer_epilogue(
     se = so * prompts + prompt  # the edited sample (latent-major)
     block = rest - so * blocks
     first = prompt == 0  # its program writes the original stream's outputs
+    so_l = so.to(tl.int64)
+    se_l = se.to(tl.int64)
+    if CONV:  # the conv's inputs; without CONV_O, the original's conv output read as below
+        raw_e_ptr += se_l * (hp * wp * cin)
+        raw_o_ptr += so_l * (hp * wp * (cin if CONV_O else (4 * C if PHASES else C)))
+    else:  # [hp, wp] pixels of C channels, or of 4C: the phases of the sub-pixel or 2x2 conv
+        per_sample = hp * wp * (4 * C if PHASES or PHASE_BLUR else C)
+        raw_o_ptr += so_l * per_sample
+        raw_e_ptr += se_l * per_sample
+    x_o_ptr += so_l * (hw * C)
+    x_e_ptr += se_l * (hw * C)
+    m_ptr += se_l * hw
+    sk_o_ptr += so_l * (3 * hw)
+    sk_e_ptr += se_l * (3 * hw)
+    up_o_ptr += so_l * (3 * (hw // 4))
+    up_e_ptr += se_l * (3 * (hw // 4))
+    d_o_ptr += so * row  # the samples' rows of the per-sample tables
+    d_e_ptr += se * row
+    s_o_ptr += so * row
+    s_e_ptr += se * row
+    rgb_o_ptr += so * (3 * row)
+    rgb_e_ptr += se * (3 * row)
+    term_ptr += se * hidden
     if PHASE_BLUR or (CONV and PHASES):  # a block of one parity class (py, px): pixels
         # (2a + py, 2b + px), (a, b) a pixel of the 2x2-phase or sub-pixel conv's output
         per_class = blocks // 4
@@ -304,15 +336,12 @@ def triton_layer_epilogue(
         y = 2 * a + py
         x = 2 * b + px
         pix = y * width + x  # pixels within the map
-        if CONV:  # the sample's input
-            off_e = se * (hp * wp) * cin
-            if CONV_O:
-                off_o = so * (hp * wp) * cin
-            else:  # the original's sub-pixel conv output, phase (py, px) of pixel (a, b)
-                off_o = (so * (hp * wp) + a * wp + b) * (4 * C) + (py * 2 + px) * C
+        if CONV:  # the samples' inputs (pointers), or the original's sub-pixel conv output,
+            off_e = 0  # phase (py, px) of pixel (a, b)
+            off_o = 0 if CONV_O else (a * wp + b) * (4 * C) + (py * 2 + px) * C
         else:
-            off_o = (so * (hp * wp) + a * wp + b) * (4 * C)
-            off_e = (se * (hp * wp) + a * wp + b) * (4 * C)
+            off_o = (a * wp + b) * (4 * C)
+            off_e = off_o
     else:
         py = 0  # a, b, py, px: read by _raw with the blur or the conv only
         px = 0
@@ -320,20 +349,18 @@ def triton_layer_epilogue(
         y = pix // width
         x = pix - y * width
         if CONV:
-            off_o = so * hw * cin if CONV_O else (so * hw + pix) * C
-            off_e = se * hw * cin
+            off_o = 0 if CONV_O else pix * C
+            off_e = 0
         elif PHASES:  # output (y, x) of channel c: phase (y % 2, x % 2) of input (y // 2, x // 2)
             src = (y // 2) * (width // 2) + x // 2
-            phase = ((y % 2) * 2 + x % 2) * C
-            off_o = (so * (hw // 4) + src) * (4 * C) + phase
-            off_e = (se * (hw // 4) + src) * (4 * C) + phase
+            off_o = src * (4 * C) + ((y % 2) * 2 + x % 2) * C
+            off_e = off_o
         else:
-            off_o = (so * hw + pix) * C
-            off_e = (se * hw + pix) * C
+            off_o = pix * C
+            off_e = off_o
         a = y
         b = x
-    out_o = (so * hw + pix) * C
-    out_e = (se * hw + pix) * C
+    out = pix * C  # both streams' outputs
     if HAS_NOISE:
         noise = tl.load(noise_ptr + pix).to(tl.float32)
     else:
@@ -359,7 +386,7 @@ def triton_layer_epilogue(
     for c0 in range(0, C, BLOCK_C):
         cols = c0 + tl.arange(0, BLOCK_C)
         ok = cols < C
-        f = _features(conv_o, raw_o_ptr, off_o, d_o_ptr + so * row, bias_ptr, noise, cols, ok,
+        f = _features(conv_o, raw_o_ptr, off_o, d_o_ptr, bias_ptr, noise, cols, ok,
                       a, b, py, px, taps_ptr, hp, wp, C, conv_w_ptr, cin, CLAMP, PHASE_BLUR,
                       TAPS, PAD0, BLOCK_P, BLOCK_C, ONE_STEP, False, PHASES, BLOCK_K,
                       BOTH)  # fmt: skip
@@ -372,18 +399,18 @@ def triton_layer_epilogue(
         )
         acc += tl.dot(f.to(w1.dtype), w1)
         if HAS_NEXT:
-            _store_scaled(x_o_ptr, out_o, s_o_ptr + so * row, f, cols, ok, every & first)
+            _store_scaled(x_o_ptr, out, s_o_ptr, f, cols, ok, every & first)
         if HAS_RGB:
-            r0, r1, r2 = _rgb3(r0, r1, r2, f, rgb_o_ptr, so, row, cols, ok)
+            r0, r1, r2 = _rgb3(r0, r1, r2, f, rgb_o_ptr, row, cols, ok)
     h = acc + tl.load(b1_ptr + hid, mask=hid_ok, other=0.0)[None, :]
     if HAS_TERM:
-        term = tl.load(term_ptr + se * hidden + hid, mask=hid_ok, other=0.0)
+        term = tl.load(term_ptr + hid, mask=hid_ok, other=0.0)
         h += term.to(tl.float32)[None, :]
     h = tl.maximum(h, 0.0)
     w2 = tl.load(w2_ptr + hid, mask=hid_ok, other=0.0)
     logit = tl.sum(h * w2[None, :], axis=1) + tl.load(b2_ptr)
     m = (1.0 / (1.0 + tl.exp(-logit))).to(m_ptr.dtype.element_ty)
-    tl.store(m_ptr + se * hw + pix, m)
+    tl.store(m_ptr + pix, m)
     mf = m.to(tl.float32)  # the blends use the stored (FP16) mask, as the PyTorch form does
     # pass 2, the edited stream blended with the original (the original's features kept
     # from pass 1 when one step holds every channel, else its tail again, from cache)
@@ -396,26 +423,23 @@ def triton_layer_epilogue(
         if ONE_STEP:
             f = kept
         else:  # (never with the conv in the kernel: that needs ONE_STEP)
-            f = _features(conv_o, raw_o_ptr, off_o, d_o_ptr + so * row, bias_ptr, noise, cols,
+            f = _features(conv_o, raw_o_ptr, off_o, d_o_ptr, bias_ptr, noise, cols,
                           ok, a, b, py, px, taps_ptr, hp, wp, C, conv_w_ptr, cin, CLAMP,
                           PHASE_BLUR, TAPS, PAD0, BLOCK_P, BLOCK_C, ONE_STEP, False, PHASES,
                           BLOCK_K, False)  # fmt: skip
-        e = _features(conv_e, raw_e_ptr, off_e, d_e_ptr + se * row, bias_ptr, noise, cols, ok,
+        e = _features(conv_e, raw_e_ptr, off_e, d_e_ptr, bias_ptr, noise, cols, ok,
                       a, b, py, px, taps_ptr, hp, wp, C, conv_w_ptr, cin, CLAMP, PHASE_BLUR,
                       TAPS, PAD0, BLOCK_P, BLOCK_C, ONE_STEP, CONV, PHASES, BLOCK_K,
                       BOTH)  # fmt: skip
         v = f + mf[:, None] * (e - f)
         if HAS_NEXT:
-            _store_scaled(x_e_ptr, out_e, s_e_ptr + se * row, v, cols, ok, every)
+            _store_scaled(x_e_ptr, out, s_e_ptr, v, cols, ok, every)
         if HAS_RGB:
-            e0, e1, e2 = _rgb3(e0, e1, e2, v, rgb_e_ptr, se, row, cols, ok)
+            e0, e1, e2 = _rgb3(e0, e1, e2, v, rgb_e_ptr, row, cols, ok)
     if HAS_RGB:
-        _skip(r0, e0, mf, 0, so, se, pix, hw, first, rgb_b_ptr, up_o_ptr, up_e_ptr,
-              sk_o_ptr, sk_e_ptr, y, x, width, up_taps_ptr, HAS_SKIP, UP_TAPS, UP_PAD0,
-              BLOCK_P)  # fmt: skip
-        _skip(r1, e1, mf, 1, so, se, pix, hw, first, rgb_b_ptr, up_o_ptr, up_e_ptr,
-              sk_o_ptr, sk_e_ptr, y, x, width, up_taps_ptr, HAS_SKIP, UP_TAPS, UP_PAD0,
-              BLOCK_P)  # fmt: skip
-        _skip(r2, e2, mf, 2, so, se, pix, hw, first, rgb_b_ptr, up_o_ptr, up_e_ptr,
-              sk_o_ptr, sk_e_ptr, y, x, width, up_taps_ptr, HAS_SKIP, UP_TAPS, UP_PAD0,
-              BLOCK_P)  # fmt: skip
+        _skip(r0, e0, mf, 0, pix, hw, first, rgb_b_ptr, up_o_ptr, up_e_ptr, sk_o_ptr,
+              sk_e_ptr, y, x, width, up_taps_ptr, HAS_SKIP, UP_TAPS, UP_PAD0, BLOCK_P)  # fmt: skip
+        _skip(r1, e1, mf, 1, pix, hw, first, rgb_b_ptr, up_o_ptr, up_e_ptr, sk_o_ptr,
+              sk_e_ptr, y, x, width, up_taps_ptr, HAS_SKIP, UP_TAPS, UP_PAD0, BLOCK_P)  # fmt: skip
+        _skip(r2, e2, mf, 2, pix, hw, first, rgb_b_ptr, up_o_ptr, up_e_ptr, sk_o_ptr,
+              sk_e_ptr, y, x, width, up_taps_ptr, HAS_SKIP, UP_TAPS, UP_PAD0, BLOCK_P)  # fmt: skip

@@ -40,6 +40,12 @@ MAX_CONV_CHANNELS = 64  # the conv in the epilogue kernel: output channels in on
 # spilled on sm_80/89, 32 pixels took fewer registers but read the weights 4x as often)
 CONV_PIXELS = {32: 128, 64: 64}
 CONV_WARPS = 8
+# the layer epilogue with 8 warps, 8 elements a thread, no conv: at most 80 registers, three
+# blocks (24 warps) an SM. Uncapped, ptxas took 106-108 at 512 px (64 channels) and at the
+# ToRGB layers of the wider maps on an H100 (two blocks, occupancy 1/4, where the H200's
+# timings of the first kernel were 1.9x their issue bound against 1.4x at 7/16); capped, it
+# spills 4 bytes at one 512 px launch on an H100, 8-20 at three on an RTX 50 (by ptxas)
+MAX_REGISTERS_8_WARPS = 80
 _KERNEL = None  # the jitted mask-head kernel, built by load() (outside any torch.compile trace)
 _EPILOGUE = None  # the jitted layer-epilogue kernel, built by load() too
 _INTERPRET = False  # Triton's CPU interpreter was asked for when load() ran
@@ -397,8 +403,8 @@ def _epilogue_launch(raw, batch, phases, taps, pad0, d, bias, noise, w1t, b1, w2
             f"layer epilogue: a {tuple(conv_w.shape)} conv weight for {cin} input channels "
             f"(3x3, at most {MAX_CONV_CHANNELS} out, no blur)"
         )
-    if conv and cin * raw.shape[2] * raw.shape[3] >= 2**31:  # the kernel's 32-bit offsets
-        raise ConfigError(f"layer epilogue: a conv input of {tuple(raw.shape[1:])} per sample")
+    if max(raw[0].numel(), c * hw) >= 2**31:  # the kernel's 32-bit offsets within a sample
+        raise ConfigError(f"layer epilogue: maps of {tuple(raw.shape[1:])} per sample")
     if raw_original is not None:
         want = (batch, 4 * c if phases else c, *raw.shape[2:])
         same = raw_original.dtype == raw.dtype and raw_original.device == raw.device
@@ -482,13 +488,20 @@ def with_options(meta: dict, channels: int, **options) -> dict:
     the first's features of the original stream instead of gathering its 16 taps again (not
     without the blur: there the second read is one load from cache, and keeping the features
     costs 2-8 registers and, at 64 channels, 8 bytes of spills on an H100, by ptxas). The conv
-    in the kernel (CONV) needs every channel in one step: a narrower block is refused."""
+    in the kernel (CONV) needs every channel in one step: a narrower block is refused. And
+    FULL_C: the block holds the channels exactly, which the kernel then takes as a constant;
+    and with 8 warps on at most 32 x 64 elements (8 a thread), no conv in the kernel, ptxas's
+    register cap (``maxnreg``) that keeps three blocks an SM (:data:`MAX_REGISTERS_8_WARPS`)."""
     meta = {**meta, **options}
     one = bool(meta["PHASE_BLUR"] or meta["CONV"]) and channels <= meta["BLOCK_C"]
     if meta["CONV"] and not one:
         raise ConfigError(f"layer epilogue: the conv in the kernel needs all {channels} "
                           f"channels in one step, not {meta['BLOCK_C']}")  # fmt: skip
     meta["ONE_STEP"] = one
+    meta["FULL_C"] = channels == meta["BLOCK_C"]
+    meta.pop("maxnreg", None)
+    if not meta["CONV"] and meta["num_warps"] == 8 and meta["BLOCK_P"] * meta["BLOCK_C"] <= 2048:
+        meta["maxnreg"] = MAX_REGISTERS_8_WARPS
     return meta
 
 

@@ -68,10 +68,37 @@ def test_epilogue_launches_of_a_1024_edit_fit(form):
         for cap in (90, 89, 120):
             r = compile_launch(triton_kernels._EPILOGUE, args, meta, cap)
             where = f"{form} layer {layer} on {TARGETS[cap][0]}: {r}"
-            assert r["spill_store_bytes"] == 0 and r["spill_load_bytes"] == 0, where
+            # under the register cap of 8 warps (three blocks an SM) a few bytes spill
+            spill = 32 if "maxnreg" in meta else 0
+            assert r["spill_store_bytes"] <= spill and r["spill_load_bytes"] <= spill, where
+            assert r["registers"] <= meta.get("maxnreg", 255), where
             assert r["shared_bytes"] < 64 * 1024, where
-            assert r["occupancy"] >= 0.25, where
+            assert r["occupancy"] >= (0.375 if cap == 90 else 0.25), where
     assert len(seen) >= 4
+
+
+def test_the_1024_px_epilogues_issue_few_instructions():
+    """The 1024 px layer epilogues of the GPU default (sub-pixel form, batch 8) compile for an
+    H100 without loops into at most 720 and 1100 instructions (the second one with ToRGB and
+    the skip): the kernel is bound by the instructions it issues there (H200: within 1.4x of
+    programs x warps x instructions at the issue rate). The version timed on the H200 had
+    1016 and 1376 and loops, with 64-bit offsets per element, the channel count, the row
+    width and the mask heads' width as run-time values."""
+    _compiler()
+    from benchmarks.triton_aot import issue_ms
+    from mcaclip.nn import triton_kernels
+
+    epilogues, _ = launches("ffhq-1024", 8, 1, "subpixel", None)
+    for (layer, grid, args, meta), most in zip(epilogues[-2:], (720, 1100)):
+        r = compile_launch(triton_kernels._EPILOGUE, args, meta, 90)
+        if "sass_instructions" not in r:
+            pytest.skip("Triton's nvdisasm is missing: no machine code to count")
+        assert r["sass_branches"] <= 2 and r["sass_instructions"] <= most, (layer, r)
+        row = {"target": 90, "programs": grid[0], **r}
+        assert issue_ms(row) == pytest.approx(
+            grid[0] * meta["num_warps"] * r["sass_instructions"] / (132 * 4 * 1.98e9) * 1e3,
+            abs=1e-4,
+        )
 
 
 def test_mask_head_launches_fit():
