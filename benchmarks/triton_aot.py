@@ -163,18 +163,26 @@ def compile_launch(kernel, args: tuple, meta: dict, capability: int) -> dict:
 
 def sass_counts(compiled) -> dict:
     """The kernel's machine code (SASS, by the nvdisasm in Triton's wheel), counted: its
-    instructions and its branches (a kernel without loops has one or two, and runs each
-    instruction once per warp: then programs x warps x instructions is what the GPU issues);
-    empty where nvdisasm is missing."""
+    instructions and its loops (branches back to an earlier label, the trap's one-instruction
+    loop after the exit not counted). A kernel without loops runs each instruction at most once
+    per warp: then programs x warps x instructions bounds what the GPU issues. Empty where
+    nvdisasm is missing."""
     try:
         sass = compiled.asm["sass"]
     except Exception:  # noqa: BLE001 (no nvdisasm: the counts are left out)
         return {}
-    ops = [line.split("\t", 1)[1] for line in sass.splitlines() if "\t" in line]
-    return {
-        "sass_instructions": len(ops),
-        "sass_branches": sum(1 for op in ops if re.search(r"\bBRA\b", op)),
-    }
+    labels, ops, loops = {}, [], 0
+    for line in sass.splitlines():
+        label = re.fullmatch(r"\.?([A-Za-z_][\w.$]*):", line.strip())
+        if label:
+            labels[label.group(1)] = len(ops)
+        elif "\t" in line:
+            op = line.split("\t", 1)[1]
+            target = re.search(r"\bBRA\s+`?\(?\.?([A-Za-z_][\w.$]*)", op)
+            if target and labels.get(target.group(1), len(ops)) < len(ops):
+                loops += 1
+            ops.append(op)
+    return {"sass_instructions": len(ops), "sass_loops": loops}
 
 
 # the GPUs whose issue rate issue_ms assumes (SMs, boost clock): the ones the GPU check ran on
@@ -183,13 +191,13 @@ ISSUE_GPUS = {90: ("H100 SXM / H200", 132, 1.98e9)}
 
 def issue_ms(row: dict, sms: int | None = None, clock: float | None = None) -> float | None:
     """A launch's issue-bound time on ``ISSUE_GPUS``' GPU of its target, in milliseconds:
-    every warp issues every instruction once (``sass_branches`` <= 2: no loops), at one
+    every warp issues every instruction once (no ``sass_loops``), at one
     instruction per cycle from each of an SM's four schedulers; None elsewhere. A lower bound
     for a kernel bound by its instructions (the layer epilogue at 1024 px, batch 8: the
     H200's timings of its first version were 1.36-1.44x this bound at 32 pixels a block,
     1.9-2.8x at occupancy 1/8); not a timing."""
     gpu = ISSUE_GPUS.get(row["target"])
-    if gpu is None or "sass_instructions" not in row or row["sass_branches"] > 2:
+    if gpu is None or "sass_instructions" not in row or row["sass_loops"]:
         return None
     sms, clock = sms or gpu[1], clock or gpu[2]  # (the GPU's own SM count where known)
     return round(row["programs"] * row["num_warps"] * row["sass_instructions"]

@@ -36,6 +36,7 @@ from mcaclip.nn import triton_kernels
 CANDIDATES = (
     (32, 64, 8, 2),
     (32, 32, 4, 2),
+    (64, 32, 4, 2),
     (32, 32, 8, 2),
     (64, 64, 8, 2),
     (64, 32, 8, 2),
@@ -146,7 +147,7 @@ def issue_bound(grid, args, meta) -> dict:
         _, _, clock = ISSUE_GPUS[target]
         sms = torch.cuda.get_device_properties(args[0].device).multi_processor_count
         row["issue_ms"] = issue_ms(row, sms=sms, clock=clock)
-    return {k: row[k] for k in ("sass_instructions", "sass_branches", "issue_ms") if k in row}
+    return {k: row[k] for k in ("sass_instructions", "sass_loops", "issue_ms") if k in row}
 
 
 def _outputs(args: tuple) -> list[torch.Tensor]:

@@ -259,7 +259,10 @@ def triton_layer_epilogue(
     #       px on an H100, 72 instead of 64 at 1024 px on an RTX 50 (benchmarks/triton_aot.py)
     hp,  # PHASE_BLUR: rows and columns of the 2x2-phase conv's output; CONV: of its input
     wp,
-    cin,  # CONV: the conv's input channels
+    cin: tl.constexpr,  # CONV: the conv's input channels, a constant: its loop of 9 taps x
+    #                     channel chunks unrolls where one chunk holds them (a fifth to a
+    #                     third fewer instructions, fewer registers, by ptxas); 0 without
+    #                     CONV (one kernel for every width)
     HAS_NOISE: tl.constexpr,
     HAS_TERM: tl.constexpr,
     HAS_NEXT: tl.constexpr,

@@ -415,7 +415,8 @@ def _epilogue_launch(raw, batch, phases, taps, pad0, d, bias, noise, w1t, b1, w2
             )
         raw_original = raw_original.contiguous(memory_format=torch.channels_last)
     block_p, block_c, warps, stages = epilogue_blocks(c, hw, taps is not None, conv, phases,
-                                                      raw_original is not None)  # fmt: skip
+                                                      raw_original is not None,
+                                                      has_rgb)  # fmt: skip
     raw = raw.contiguous(memory_format=torch.channels_last)  # as cuDNN gives it (else a copy)
     spare = b1  # what an unused pointer argument points at (never read)
 
@@ -455,7 +456,7 @@ def _epilogue_launch(raw, batch, phases, taps, pad0, d, bias, noise, w1t, b1, w2
         d.shape[-1],
         raw.shape[2],
         raw.shape[3],
-        cin,
+        cin if conv else 0,
     )
     meta = {
         "HAS_NOISE": noise is not None,
@@ -518,7 +519,7 @@ def launch_pixels(meta: dict, hw: int) -> int:
 
 
 def epilogue_blocks(c: int, hw: int, phase_blur: bool, conv: bool = False,
-                    phases: bool = False, edited_conv_only: bool = False,
+                    phases: bool = False, edited_conv_only: bool = False, rgb: bool = True,
                     ) -> tuple[int, int, int, int]:  # fmt: skip
     """(pixels per program, channels per step, warps, pipeline stages) of the layer epilogue on
     ``c`` channels and ``hw`` pixels per map (:func:`epilogue_pixels`).
@@ -538,7 +539,13 @@ def epilogue_blocks(c: int, hw: int, phase_blur: bool, conv: bool = False,
     pixels, 4 warps, 3 stages were 1.26x (H100) and 1.30x (H200) faster in place, at 168-174
     registers (occupancy 1/8), and 1.14x with the blur (H200), at 255 registers and spills; in
     place they spill 4-8 bytes on an RTX 50, by ptxas. Not taken: 0.04 ms of a 2.4 ms edit,
-    for a choice per GPU architecture."""
+    for a choice per GPU architecture. Those timings were of a kernel bound by the
+    instructions it issues (see :mod:`benchmarks.triton_aot`); since the kernel issues fewer,
+    the 32-channel launches without ToRGB or blur (``rgb`` False) take 64 pixels with 4 warps:
+    952 instructions a program, 78 registers, occupancy 3/8 on an H100, where 32 pixels are
+    704 (so 1.48x as many per pixel) at 64 registers and 1/2, by ptxas, no spills on the five
+    architectures; with ToRGB, 64 pixels took 128 registers (1/4) and stay at 32. Chosen by
+    those counts, not timed yet."""
     block_c = min(64, _dot_width(c))
     pixels = epilogue_pixels(hw, phase_blur, conv, phases)
     # Triton's CPU interpreter runs each program as a series of numpy calls: there, 4096
@@ -546,8 +553,10 @@ def epilogue_blocks(c: int, hw: int, phase_blur: bool, conv: bool = False,
     # tests/bench/test_triton_tuning.py runs this kernel with every candidate block on one input)
     if _INTERPRET:
         block_p = min(pixels, 4096 // block_c)
+    elif conv:
+        block_p = min(pixels, CONV_PIXELS.get(block_c, 128))
     else:
-        block_p = min(pixels, CONV_PIXELS.get(block_c, 128) if conv else 32)
+        block_p = min(pixels, 64 if block_c == 32 and not (rgb or phase_blur) else 32)
     if pixels % block_p or block_p < MIN_DOT:
         raise ConfigError(f"layer epilogue: {hw} pixels per map do not make blocks of {block_p}")
     if conv:  # the edited stream's conv only (several prompts per latent): with 2 stages
