@@ -212,7 +212,11 @@ def ptxas_report(ptx: str, capability: int) -> dict:
         src = os.path.join(tmp, "k.ptx")
         with open(src, "w") as f:
             f.write(ptx)
-        cmd = [get_ptxas(capability).path, "-lineinfo", "-v", "--regAllocOptLevel=2",
+        try:
+            ptxas = get_ptxas(capability)
+        except TypeError:  # Triton before 3.6: one ptxas for every architecture
+            ptxas = get_ptxas()
+        cmd = [ptxas.path, "-lineinfo", "-v", "--regAllocOptLevel=2",
                f"--gpu-name={sm_arch_from_capability(capability)}", src, "-o",
                os.path.join(tmp, "k.cubin")]  # fmt: skip
         log = subprocess.run(cmd, check=True, capture_output=True, text=True).stderr

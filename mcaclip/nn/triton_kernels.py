@@ -44,7 +44,8 @@ CONV_WARPS = 8
 # blocks (24 warps) an SM. Uncapped, ptxas took 106-108 at 512 px (64 channels) and at the
 # ToRGB layers of the wider maps on an H100 (two blocks, occupancy 1/4, where the H200's
 # timings of the first kernel were 1.9x their issue bound against 1.4x at 7/16); capped, it
-# spills 4 bytes at one 512 px launch on an H100, 8-20 at three on an RTX 50 (by ptxas)
+# spills 0-16 bytes, by ptxas with Triton 3.5, 3.7 and 3.8 on sm_89/90/120, except at the 512
+# px launch with ToRGB (every channel in the block), 216-244 bytes with Triton 3.7: not capped
 MAX_REGISTERS_8_WARPS = 80
 _KERNEL = None  # the jitted mask-head kernel, built by load() (outside any torch.compile trace)
 _EPILOGUE = None  # the jitted layer-epilogue kernel, built by load() too
@@ -501,7 +502,8 @@ def with_options(meta: dict, channels: int, **options) -> dict:
     meta["ONE_STEP"] = one
     meta["FULL_C"] = channels == meta["BLOCK_C"]
     meta.pop("maxnreg", None)
-    if not meta["CONV"] and meta["num_warps"] == 8 and meta["BLOCK_P"] * meta["BLOCK_C"] <= 2048:
+    small = meta["num_warps"] == 8 and meta["BLOCK_P"] * meta["BLOCK_C"] <= 2048
+    if small and not meta["CONV"] and not (meta["FULL_C"] and meta["HAS_RGB"]):
         meta["maxnreg"] = MAX_REGISTERS_8_WARPS
     return meta
 

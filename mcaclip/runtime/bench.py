@@ -55,7 +55,18 @@ def machine_info() -> dict:
         "mcaclip": mcaclip.__version__,
         "torch": torch.__version__,
         "onnxruntime": onnxruntime.__version__,
+        "triton": _version_of("triton"),
     }
+
+
+def _version_of(package: str) -> str | None:
+    """An installed package's version, without importing it (None where it is missing)."""
+    from importlib import metadata
+
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return None
 
 
 def gpu_info() -> dict:
