@@ -193,9 +193,9 @@ def issue_ms(row: dict, sms: int | None = None, clock: float | None = None) -> f
     """A launch's issue-bound time on ``ISSUE_GPUS``' GPU of its target, in milliseconds:
     every warp issues every instruction once (no ``sass_loops``), at one
     instruction per cycle from each of an SM's four schedulers; None elsewhere. A lower bound
-    for a kernel bound by its instructions (the layer epilogue at 1024 px, batch 8: the
-    H200's timings of its first version were 1.36-1.44x this bound at 32 pixels a block,
-    1.9-2.8x at occupancy 1/8); not a timing."""
+    for a kernel bound by its instructions (the layer epilogue at 1024 px, batch 8: run 4
+    timed the version of then on an H200 at 1.27-1.44x this bound with 32 or 64 pixels a
+    block, 1.9-2.8x at occupancy 1/8); not a timing."""
     gpu = ISSUE_GPUS.get(row["target"])
     if gpu is None or "sass_instructions" not in row or row["sass_loops"]:
         return None

@@ -42,8 +42,8 @@ CONV_PIXELS = {32: 128, 64: 64}
 CONV_WARPS = 8
 # the layer epilogue with 8 warps, 8 elements a thread, no conv: at most 80 registers, three
 # blocks (24 warps) an SM. Uncapped, ptxas took 106-108 at 512 px (64 channels) and at the
-# ToRGB layers of the wider maps on an H100 (two blocks, occupancy 1/4, where the H200's
-# timings of the first kernel were 1.9x their issue bound against 1.4x at 7/16); capped, it
+# ToRGB layers of the wider maps on an H100 (two blocks, occupancy 1/4: run 4 timed the
+# kernel of then at 1.9-2.8x its issue bound at occupancy 1/8, 1.4x at 7/16); capped, it
 # spills 0-16 bytes, by ptxas with Triton 3.5, 3.7 and 3.8 on sm_89/90/120, except at the 512
 # px launch with ToRGB (every channel in the block), 216-244 bytes with Triton 3.7: not capped
 MAX_REGISTERS_8_WARPS = 80
