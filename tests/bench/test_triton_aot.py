@@ -81,10 +81,10 @@ def test_the_1024_px_epilogues_issue_few_instructions():
     """The 1024 px layer epilogues of the GPU default (sub-pixel form, batch 8) compile for an
     H100 without loops into few enough instructions that every warp issuing each once takes at
     most 0.55 and 1.15 ms on an H100 (the second one with ToRGB and the skip): the kernel is
-    bound by the instructions it issues there (H200: within 1.4x of that bound). The version
-    timed on the H200 issued about 1.0 and over 1.4 ms (1016 and 1376 instructions and a
-    loop, 32 pixels a program), with 64-bit offsets per element, the channel count, the row
-    width and the mask heads' width as run-time values."""
+    bound by the instructions it issues there (run 4 timed the kernel of then on an H200 at
+    1.36-1.44x that bound). The previous version (fd5b5f0) had 1016 and 1376 instructions and
+    loops (at least 1.02 and 1.38 ms), with 64-bit offsets per element, the channel count,
+    the row width and the mask heads' width as run-time values."""
     _compiler()
     from benchmarks.triton_aot import issue_ms
     from mcaclip.nn import triton_kernels

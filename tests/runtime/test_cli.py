@@ -1,3 +1,4 @@
+import importlib.util
 import json
 
 import numpy as np
@@ -102,8 +103,6 @@ def test_bench_writes_json(cli, tiny_bundle, tmp_path):
     ratios = data["speedup_vs_baseline"]["onnxruntime"]
     assert len(ratios) == 12 and all(v > 0 for v in ratios.values())
     assert data["machine"]["cpu_count"] >= 1
-    import importlib.util
-
     # the Triton the GPU kernels were compiled with, where it is installed (None elsewhere)
     has_triton = importlib.util.find_spec("triton") is not None
     assert (data["machine"]["triton"] is not None) == has_triton
