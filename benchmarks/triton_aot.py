@@ -194,8 +194,9 @@ def issue_ms(row: dict, sms: int | None = None, clock: float | None = None) -> f
     every warp issues every instruction once (no ``sass_loops``), at one
     instruction per cycle from each of an SM's four schedulers; None elsewhere. A lower bound
     for a kernel bound by its instructions (the layer epilogue at 1024 px, batch 8: run 4
-    timed the version of then on an H200 at 1.27-1.44x this bound with 32 or 64 pixels a
-    block, 1.9-2.8x at occupancy 1/8); not a timing."""
+    timed the version of then on an H200 at 1.36 and 1.44x this bound as launched, 1.27-1.76x
+    with other 32 or 64 pixel blocks, 1.85-2.8x with 128 at occupancy 1/8 to 1/4); not a
+    timing."""
     gpu = ISSUE_GPUS.get(row["target"])
     if gpu is None or "sass_instructions" not in row or row["sass_loops"]:
         return None

@@ -43,7 +43,7 @@ CONV_WARPS = 8
 # the layer epilogue with 8 warps, 8 elements a thread, no conv: at most 80 registers, three
 # blocks (24 warps) an SM. Uncapped, ptxas took 106-108 at 512 px (64 channels) and at the
 # ToRGB layers of the wider maps on an H100 (two blocks, occupancy 1/4: run 4 timed the
-# kernel of then at 1.9-2.8x its issue bound at occupancy 1/8, 1.4x at 7/16); capped, it
+# kernel of then at 1.9-2.1x its issue bound at 1/4, 1.36-1.44x at 7/16 and 1/2); capped, it
 # spills 0-16 bytes, by ptxas with Triton 3.5, 3.7 and 3.8 on sm_89/90/120, except at the 512
 # px launch with ToRGB (every channel in the block), 216-244 bytes with Triton 3.7: not capped
 MAX_REGISTERS_8_WARPS = 80
