@@ -189,7 +189,7 @@ def sass_counts(compiled) -> dict:
 ISSUE_GPUS = {90: ("H100 SXM / H200", 132, 1.98e9)}
 
 
-def issue_ms(row: dict, sms: int | None = None, clock: float | None = None) -> float | None:
+def issue_ms(row: dict, sms: int | None = None) -> float | None:
     """A launch's issue-bound time on ``ISSUE_GPUS``' GPU of its target, in milliseconds:
     every warp issues every instruction once (no ``sass_loops``), at one
     instruction per cycle from each of an SM's four schedulers; None elsewhere. A lower bound
@@ -200,7 +200,8 @@ def issue_ms(row: dict, sms: int | None = None, clock: float | None = None) -> f
     gpu = ISSUE_GPUS.get(row["target"])
     if gpu is None or "sass_instructions" not in row or row["sass_loops"]:
         return None
-    sms, clock = sms or gpu[1], clock or gpu[2]  # (the GPU's own SM count where known)
+    _, default_sms, clock = gpu
+    sms = sms or default_sms  # the GPU's own SM count where known
     return round(row["programs"] * row["num_warps"] * row["sass_instructions"]
                  / (sms * 4 * clock) * 1e3, 4)  # fmt: skip
 

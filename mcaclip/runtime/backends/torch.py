@@ -331,8 +331,7 @@ class TorchEditor(DeviceEditor):
                 "--no-triton-epilogues"
             )
         # False, True (every conv that fits in the kernel) or "auto" (where it was faster)
-        self.triton_convs = (triton_convs if triton_convs == "auto" else True) if (
-            triton_convs and epilogues) else False  # fmt: skip
+        self.triton_convs = triton_convs if triton_convs and epilogues else False
         self._modules: dict[str, Callable] = {}
         # --triton-convs-auto: the batch signatures timed and what was chosen, shared by
         # every module this editor builds (the graphed one and the stages': the same network)
