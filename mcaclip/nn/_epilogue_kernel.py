@@ -13,14 +13,14 @@ def _raw(raw_ptr, off, cols, ok, a, b, py, px, taps_ptr, hp, wp, C, conv_w_ptr, 
          BLUR: tl.constexpr, TAPS: tl.constexpr, PAD0: tl.constexpr, BLOCK_P: tl.constexpr,
          BLOCK_C: tl.constexpr, ONE_STEP: tl.constexpr, CONV: tl.constexpr,
          PHASES: tl.constexpr, BLOCK_K: tl.constexpr):  # fmt: skip
-    """A conv output on the block's pixels (rows) and channels ``cols``, as float32: (CONV)
-    computed here (:func:`_conv`); read at the pixel offsets ``off``; or (BLUR) from the
-    2x2-phase conv's [hp, wp, 4C] output, pixel-shuffled and FIR-filtered here, on output
-    pixels (2a + py, 2b + px) of one parity class (py, px scalars), ``off`` the offsets of
-    their source pixels (a, b). Output (y, x) sums taps (j, i) times the shuffled map at (y +
-    j - PAD0, x + i - PAD0), zero outside: with y = 2a + py that is row a + ry, phase fy of
-    the raw map, where 2 ry + fy = py + j - PAD0; both the same for every pixel of the block,
-    so each tap reads at ``off`` plus one scalar."""
+    """A conv output on the block's pixels (rows) and channels ``cols``: (CONV, float32)
+    computed here (:func:`_conv`); read at the pixel offsets ``off`` (FP16); or (BLUR,
+    float32) from the 2x2-phase conv's [hp, wp, 4C] output, pixel-shuffled and FIR-filtered
+    here, on output pixels (2a + py, 2b + px) of one parity class (py, px scalars), ``off`` the
+    offsets of their source pixels (a, b). Output (y, x) sums taps (j, i) times the shuffled
+    map at (y + j - PAD0, x + i - PAD0), zero outside: with y = 2a + py that is row a + ry,
+    phase fy of the raw map, where 2 ry + fy = py + j - PAD0; both the same for every pixel of
+    the block, so each tap reads at ``off`` plus one scalar."""
     if CONV:  # one stream's (both streams': the kernel calls _conv itself)
         acc, _ = _conv(raw_ptr, off, raw_ptr, off, cols, ok, a, b, py, px, hp, wp, C, conv_w_ptr,
                        cin, PHASES, BLOCK_P, BLOCK_C, BLOCK_K, False)  # fmt: skip
@@ -41,8 +41,7 @@ def _raw(raw_ptr, off, cols, ok, a, b, py, px, taps_ptr, hp, wp, C, conv_w_ptr, 
                            TAPS, PAD0)  # fmt: skip
         return acc
     else:
-        v = tl.load(raw_ptr + off[:, None] + cols[None, :], mask=ok[None, :], other=0.0)
-        return v.to(tl.float32)
+        return tl.load(raw_ptr + off[:, None] + cols[None, :], mask=ok[None, :], other=0.0)
 
 
 @triton.jit
@@ -115,14 +114,16 @@ def _tap(acc, raw_ptr, off, cols, ok, a, b, py, px, t, taps_ptr, hp, wp, C,
 
 @triton.jit
 def _activate(raw, d_ptr, bias_ptr, noise, cols, ok, CLAMP: tl.constexpr):
-    """A styled conv's tail on a [pixels, channels] block of its output, in float32:
-    demodulation (with the gain), noise and bias (with the gain), leaky ReLU, FP16 clamp."""
-    d = tl.load(d_ptr + cols, mask=ok, other=0.0)
-    b = tl.load(bias_ptr + cols, mask=ok, other=0.0)
-    v = raw * d[None, :] + b[None, :] + noise[:, None]
-    v = tl.where(v >= 0.0, v, v * 0.2)
-    if CLAMP:
-        v = tl.minimum(tl.maximum(v, -256.0), 256.0)
+    """A styled conv's tail on a [pixels, channels] FP16 block of its output, in FP16 (as the
+    PyTorch form computes it; two elements per instruction, half float32's instructions, by
+    ptxas): demodulation (with the gain), noise and bias (with the gain), leaky ReLU, clamp."""
+    d = tl.load(d_ptr + cols, mask=ok, other=0.0).to(raw.dtype)
+    b = tl.load(bias_ptr + cols, mask=ok, other=0.0).to(raw.dtype)
+    v = raw * d[None, :] + (b[None, :] + noise[:, None])
+    v = tl.maximum(v, v * 0.2)  # leaky ReLU (slope < 1)
+    if CLAMP:  # (bounds of v's type: float ones would make the clamp float32's)
+        bound = tl.full((), 256.0, v.dtype)
+        v = tl.minimum(tl.maximum(v, -bound), bound)
     return v
 
 
@@ -132,30 +133,33 @@ def _features(conv, raw_ptr, off, d_ptr, bias_ptr, noise, cols, ok, a, b, py, px
               TAPS: tl.constexpr, PAD0: tl.constexpr, BLOCK_P: tl.constexpr,
               BLOCK_C: tl.constexpr, ONE_STEP: tl.constexpr, CONV: tl.constexpr,
               PHASES: tl.constexpr, BLOCK_K: tl.constexpr, COMPUTED: tl.constexpr):  # fmt: skip
-    """A stream's features on the block: its conv output through the tail; the output is
-    ``conv`` (COMPUTED: both streams' convs computed before the passes) or :func:`_raw`'s."""
+    """A stream's features on the block, FP16: its conv output (FP16, as cuDNN's) through the
+    tail; the output is ``conv`` (COMPUTED: both streams' convs computed before the passes) or
+    :func:`_raw`'s."""
     if COMPUTED:
         raw = conv
     else:
         raw = _raw(raw_ptr, off, cols, ok, a, b, py, px, taps_ptr, hp, wp, C, conv_w_ptr, cin,
                    BLUR, TAPS, PAD0, BLOCK_P, BLOCK_C, ONE_STEP, CONV, PHASES,
                    BLOCK_K)  # fmt: skip
-    return _activate(raw, d_ptr, bias_ptr, noise, cols, ok, CLAMP)
+    return _activate(raw.to(tl.float16), d_ptr, bias_ptr, noise, cols, ok, CLAMP)
 
 
 @triton.jit
 def _store_scaled(x_ptr, out, s_ptr, v, cols, ok, rows):
     """Store v [pixels, channels] times the styles at ``s_ptr`` (the next conv's input
     modulation) at pixel offsets ``out``, where ``rows`` (and ``ok``)."""
-    s = tl.load(s_ptr + cols, mask=ok, other=0.0)
+    s = tl.load(s_ptr + cols, mask=ok, other=0.0).to(v.dtype)
     value = (v * s[None, :]).to(x_ptr.dtype.element_ty)
     tl.store(x_ptr + out[:, None] + cols[None, :], value, mask=rows[:, None] & ok[None, :])
 
 
 @triton.jit
 def _rgb(acc, v, rgb_ptr, cols, ok):
-    """acc [pixels] + the ToRGB row at ``rgb_ptr`` (channels ``cols``) dotted with v."""
-    return acc + tl.sum(v * tl.load(rgb_ptr + cols, mask=ok, other=0.0)[None, :], axis=1)
+    """acc [pixels] + the ToRGB row at ``rgb_ptr`` (channels ``cols``) dotted with v, in
+    float32."""
+    w = tl.load(rgb_ptr + cols, mask=ok, other=0.0)
+    return acc + tl.sum(v.to(tl.float32) * w[None, :], axis=1)
 
 
 @triton.jit
@@ -169,16 +173,17 @@ def _rgb3(r0, r1, r2, v, rgb_ptr, row, cols, ok):
 
 
 @triton.jit
-def _upsampled(prev_o_ptr, prev_e_ptr, y, x, hq, wq, taps_ptr, TAPS: tl.constexpr,
-               PAD0: tl.constexpr, BLOCK_P: tl.constexpr):  # fmt: skip
-    """One channel plane of the previous RGB skip [hq, wq] of each stream (at ``prev_o_ptr``,
-    ``prev_e_ptr``), 2x up-sampled and FIR-filtered, at output pixels (y, x): taps (j, i) of the
+def _upsampled(prev_o_ptr, prev_e_ptr, y, x, hq, wq, taps_ptr, zero, live, TAPS: tl.constexpr,
+               PAD0: tl.constexpr):  # fmt: skip
+    """The previous RGB skip [hq, wq] planes of each stream (at ``prev_o_ptr``, ``prev_e_ptr``:
+    pointers that broadcast against the pixels y, x, as ``zero`` is shaped, read where
+    ``live``), 2x up-sampled and FIR-filtered, at output pixels (y, x): taps (j, i) of the
     [TAPS, TAPS] filter (correlation order, the gain of the up-sampling in it) times the
     zero-inserted map at (y + j - PAD0, x + i - PAD0), which is the source pixel ((y + j -
     PAD0) / 2, ...) where that is even: j = (y + PAD0) mod 2 + 2u, 2x2 of the 16 taps per pixel
     for a 4-tap filter. Both streams read the same taps at the same places."""
-    acc_o = tl.zeros((BLOCK_P,), dtype=tl.float32)
-    acc_e = tl.zeros((BLOCK_P,), dtype=tl.float32)
+    acc_o = zero
+    acc_e = zero
     y = y.to(tl.int32)  # within one plane: 32-bit index arithmetic (64-bit spilled on an RTX 50)
     x = x.to(tl.int32)
     j0 = (y + PAD0) % 2
@@ -191,6 +196,7 @@ def _upsampled(prev_o_ptr, prev_e_ptr, y, x, hq, wq, taps_ptr, TAPS: tl.constexp
         b = (x + i + PAD0) // 2 - PAD0
         ok = (j < TAPS) & (i < TAPS) & (a >= 0) & (a < hq) & (b >= 0) & (b < wq)
         tap = tl.load(taps_ptr + j * TAPS + i, mask=ok, other=0.0)
+        ok = ok & live
         acc_o += tap * tl.load(prev_o_ptr + a * wq + b, mask=ok, other=0.0)
         acc_e += tap * tl.load(prev_e_ptr + a * wq + b, mask=ok, other=0.0)
     return acc_o, acc_e
@@ -199,22 +205,28 @@ def _upsampled(prev_o_ptr, prev_e_ptr, y, x, hq, wq, taps_ptr, TAPS: tl.constexp
 @triton.jit
 def _skip(r, e, mf, k, pix, hw, first, rgb_b_ptr, up_o_ptr, up_e_ptr, sk_o_ptr, sk_e_ptr, y, x,
           width, up_taps_ptr, HAS_SKIP: tl.constexpr, UP_TAPS: tl.constexpr,
-          UP_PAD0: tl.constexpr, BLOCK_P: tl.constexpr):  # fmt: skip
+          UP_PAD0: tl.constexpr):  # fmt: skip
     """RGB channel k: ToRGB + bias + the previous skip up-sampled here, per stream, the edited
     one blended with the original through the mask; stored as the new skips (the pointers at
-    the program's samples' [3, ...] skips)."""
-    bias = tl.load(rgb_b_ptr + k)
+    the program's samples' [3, ...] skips). With k = [[0, 1, 2, 3]] and r, e, mf, y, x, pix
+    [pixels, 1]: the three channels as one [pixels, 4] tile (the fourth masked): every
+    thread a pixel's channel, where [pixels] vectors repeat each pixel on several threads (4 at
+    32 pixels and 4 warps), so does their arithmetic."""
+    live = k < 3
+    bias = tl.load(rgb_b_ptr + k, mask=live, other=0.0)
     o = r + bias
     ed = e + bias
     if HAS_SKIP:
         hq = hw // width // 2  # the previous skip's rows and columns
         wq = width // 2
-        up_o, up_e = _upsampled(up_o_ptr + k * (hq * wq), up_e_ptr + k * (hq * wq), y, x, hq,
-                                wq, up_taps_ptr, UP_TAPS, UP_PAD0, BLOCK_P)  # fmt: skip
+        plane = k * (hq * wq)
+        up_o, up_e = _upsampled(up_o_ptr + plane, up_e_ptr + plane, y, x, hq, wq, up_taps_ptr,
+                                tl.zeros_like(o), live, UP_TAPS, UP_PAD0)  # fmt: skip
         o += up_o
         ed += up_e
-    tl.store(sk_o_ptr + k * hw + pix, o, mask=(pix >= 0) & first)
-    tl.store(sk_e_ptr + k * hw + pix, o + mf * (ed - o))
+    at = k * hw + pix
+    tl.store(sk_o_ptr + at, o, mask=live & first)
+    tl.store(sk_e_ptr + at, o + mf.to(tl.float32) * (ed - o), mask=live)
 
 
 @triton.jit
@@ -284,6 +296,8 @@ def triton_layer_epilogue(
     CONV_O: tl.constexpr,  # CONV for the original stream too (one prompt per latent: with
     #                        several, each prompt's program would compute it again)
     BLOCK_K: tl.constexpr,  # CONV: input channels per product
+    RGB_TILE: tl.constexpr,  # HAS_RGB: the skips' three channels as one [pixels, 4] tile
+    #                          (with_options), not one [pixels] vector each
     FULL_C: tl.constexpr,  # C == BLOCK_C (with_options): C a constant here, the channel masks
     #                        and loops fold away (with width and hidden constants too, a sixth
     #                        to a third fewer instructions at 512 and 1024 px, by ptxas; C a
@@ -365,9 +379,9 @@ def triton_layer_epilogue(
         b = x
     out = pix * C  # both streams' outputs
     if HAS_NOISE:
-        noise = tl.load(noise_ptr + pix).to(tl.float32)
+        noise = tl.load(noise_ptr + pix)
     else:
-        noise = tl.zeros((BLOCK_P,), dtype=tl.float32)
+        noise = tl.zeros((BLOCK_P,), dtype=tl.float16)
     every = pix >= 0  # all true: the row mask of the stores
     BOTH: tl.constexpr = CONV and CONV_O  # both streams' convs in one loop, before the passes
     if BOTH:  # (ONE_STEP: every channel at once)
@@ -382,7 +396,7 @@ def triton_layer_epilogue(
     hid_ok = hid < hidden
     # pass 1, the original stream: mask head, ToRGB, the next conv's input
     acc = tl.zeros((BLOCK_P, HIDDEN), dtype=tl.float32)
-    kept = tl.zeros((BLOCK_P, BLOCK_C), dtype=tl.float32)  # ONE_STEP: pass 1's features
+    kept = tl.zeros((BLOCK_P, BLOCK_C), dtype=tl.float16)  # ONE_STEP: pass 1's features
     r0 = tl.zeros((BLOCK_P,), dtype=tl.float32)
     r1 = tl.zeros((BLOCK_P,), dtype=tl.float32)
     r2 = tl.zeros((BLOCK_P,), dtype=tl.float32)
@@ -414,7 +428,7 @@ def triton_layer_epilogue(
     logit = tl.sum(h * w2[None, :], axis=1) + tl.load(b2_ptr)
     m = (1.0 / (1.0 + tl.exp(-logit))).to(m_ptr.dtype.element_ty)
     tl.store(m_ptr + pix, m)
-    mf = m.to(tl.float32)  # the blends use the stored (FP16) mask, as the PyTorch form does
+    mf = m  # the blends use the stored (FP16) mask, in FP16, as the PyTorch form does
     # pass 2, the edited stream blended with the original (the original's features kept
     # from pass 1 when one step holds every channel, else its tail again, from cache)
     e0 = tl.zeros((BLOCK_P,), dtype=tl.float32)
@@ -439,10 +453,17 @@ def triton_layer_epilogue(
             _store_scaled(x_e_ptr, out, s_e_ptr, v, cols, ok, every)
         if HAS_RGB:
             e0, e1, e2 = _rgb3(e0, e1, e2, v, rgb_e_ptr, row, cols, ok)
-    if HAS_RGB:
+    if HAS_RGB and RGB_TILE:  # the three channels as one [pixels, 4] tile
+        k = tl.arange(0, 4)[None, :]
+        r = tl.where(k == 0, r0[:, None], tl.where(k == 1, r1[:, None], r2[:, None]))
+        e = tl.where(k == 0, e0[:, None], tl.where(k == 1, e1[:, None], e2[:, None]))
+        _skip(r, e, mf[:, None], k, pix[:, None], hw, first, rgb_b_ptr, up_o_ptr, up_e_ptr,
+              sk_o_ptr, sk_e_ptr, y[:, None], x[:, None], width, up_taps_ptr, HAS_SKIP,
+              UP_TAPS, UP_PAD0)  # fmt: skip
+    elif HAS_RGB:  # channel by channel
         _skip(r0, e0, mf, 0, pix, hw, first, rgb_b_ptr, up_o_ptr, up_e_ptr, sk_o_ptr,
-              sk_e_ptr, y, x, width, up_taps_ptr, HAS_SKIP, UP_TAPS, UP_PAD0, BLOCK_P)  # fmt: skip
+              sk_e_ptr, y, x, width, up_taps_ptr, HAS_SKIP, UP_TAPS, UP_PAD0)  # fmt: skip
         _skip(r1, e1, mf, 1, pix, hw, first, rgb_b_ptr, up_o_ptr, up_e_ptr, sk_o_ptr,
-              sk_e_ptr, y, x, width, up_taps_ptr, HAS_SKIP, UP_TAPS, UP_PAD0, BLOCK_P)  # fmt: skip
+              sk_e_ptr, y, x, width, up_taps_ptr, HAS_SKIP, UP_TAPS, UP_PAD0)  # fmt: skip
         _skip(r2, e2, mf, 2, pix, hw, first, rgb_b_ptr, up_o_ptr, up_e_ptr, sk_o_ptr,
-              sk_e_ptr, y, x, width, up_taps_ptr, HAS_SKIP, UP_TAPS, UP_PAD0, BLOCK_P)  # fmt: skip
+              sk_e_ptr, y, x, width, up_taps_ptr, HAS_SKIP, UP_TAPS, UP_PAD0)  # fmt: skip

@@ -28,10 +28,11 @@ where it was faster on this GPU: :func:`tune` times each layer both ways at the 
 each batch shape (as cuDNN's benchmark mode times its algorithms) and :meth:`Plan.in_kernel`
 gives the choice to every later call.
 
-Same function as the PyTorch form up to rounding (the kernel works in float32 where the FP16
-PyTorch form rounds each step to FP16). Inference on FP16 NHWC features only, with the mask net
-(not masks passed in) and constant or no noise; where :func:`usable` says no, the caller takes
-the PyTorch form.
+Same function as the PyTorch form up to rounding (the kernel computes the tails and the blend
+in FP16 as the PyTorch form does, the mask head's and ToRGB's sums and the skips in float32,
+without the PyTorch form's roundings between steps). Inference on FP16 NHWC features only,
+with the mask net (not masks passed in) and constant or no noise; where :func:`usable` says
+no, the caller takes the PyTorch form.
 """
 
 from __future__ import annotations

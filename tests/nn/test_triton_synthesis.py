@@ -40,8 +40,9 @@ def psnr(a, b):
 
 # (mask condition, up-sampling form, prompts per latent, channels per resolution, hidden):
 # the tiny preset's 32 channels and 8 hidden (padded to 16), and wider maps whose channels
-# take two blocks of 64, the second one partial, with 32 hidden
-wide = (96, 80, 48, 32)
+# take two blocks of 64, the second one partial, or fill one block of 64 (8 warps: the skips
+# channel by channel, not as one tile), with 32 hidden
+wide = (96, 64, 48, 32)
 cases = [("text", "transposed", 3, None, 8), ("text", "subpixel", 1, None, 8),
          ("none", "phases", 2, None, 8), ("none", "subpixel", 3, None, 8),
          ("text", "subpixel", 2, wide, 32), ("none", "transposed", 1, wide, 32),
