@@ -341,7 +341,8 @@ def epilogue_tuning(preset: str, batch: int, dry: bool, copy_gbs: float | None =
 
     forms = ["subpixel", "convs", "phases"]  # convs: --triton-convs' launches
     size = load_preset_size(preset)
-    smallest = size * size  # the full-size maps' launches: 3/4 of an edit's pixels
+    smallest = (size // 2) ** 2  # the full- and half-size maps' launches (15/16 of an edit's
+    #                              pixels), the full-size ones first
     if dry:
         plan = {}
         for form in forms:

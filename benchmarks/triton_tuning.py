@@ -3,17 +3,18 @@ chosen from ptxas's reports (:func:`mcaclip.nn.triton_kernels.epilogue_blocks`, 
 ``benchmarks/triton_aot.py``) are from the fastest, and the kernel's GB/s (the GPU check puts it
 next to the copy bandwidth it measures).
 
-Each kind of launch of the largest maps of an edit (1024 px: the up-sampling layer and the
-ToRGB layer, per up-sampling form) runs on random tensors of its real shapes with each option
-set of :data:`CANDIDATES` that fits it: ``iters`` launches back to back between two CUDA events,
-after a warm-up (which compiles). Every option's outputs are checked against the chosen
-options' outputs (all outputs are NaN-filled first, so an element left unwritten shows). An
-option the GPU refuses for its resources (shared memory, threads, registers) is recorded with
-its error (``failed``) and the rest go on; where that is the chosen options (``chosen_failed``:
-what the app launches would fail there), the first option that ran is the reference. Any other
-error ends the run. The GPU
-check runs it as its ``epilogue_tuning`` step, in a process of its own; on a CPU it runs in
-Triton's interpreter (tests), where the times mean nothing.
+Each kind of launch of the largest maps of an edit (1024 px, then 512 px, as the GPU check
+asks: the up-sampling layer and the ToRGB layer, per up-sampling form; the largest maps first,
+so that a deadline leaves out the smaller ones) runs on random tensors of its real shapes with
+each option set of :data:`CANDIDATES` that fits it: ``iters`` launches back to back between two
+CUDA events, after a warm-up (which compiles). Every option's outputs are checked against the
+chosen options' outputs (all outputs are NaN-filled first, so an element left unwritten shows).
+An option the GPU refuses for its resources (shared memory, threads, registers) is recorded
+with its error (``failed``) and the rest go on; where that is the chosen options
+(``chosen_failed``: what the app launches would fail there), the first option that ran is the
+reference. Any other error ends the run. The GPU check runs it as its ``epilogue_tuning`` step,
+in a process of its own; on a CPU it runs in Triton's interpreter (tests), where the times mean
+nothing.
 
     python -m benchmarks.triton_tuning               # on a GPU: ffhq-1024, batch 8
 """
@@ -37,6 +38,7 @@ CANDIDATES = (
     (32, 64, 8, 2),
     (32, 32, 4, 2),
     (64, 32, 4, 2),
+    (32, 64, 4, 2),
     (32, 32, 8, 2),
     (64, 64, 8, 2),
     (64, 32, 8, 2),
@@ -175,45 +177,46 @@ def tune(preset, batch: int, forms: list[str], device: str, iters: int, smallest
     candidate option, timed on ``device``; stops (and says so) at ``deadline`` (perf_counter)."""
     triton_kernels.load()
     rows, left_out = [], []
-    for form in forms:
-        for layer, _, meta_args, meta in largest(preset, batch, form, smallest):
-            args = materialize(meta_args, device)
-            k = named(triton_kernels._EPILOGUE, args)
-            moved = bytes_moved(args)
-            # the chosen options' outputs (or, where the GPU refused them, the first option's
-            # that ran): every other option must give them
-            reference = None
-            for index, option in enumerate(options_for(args, meta)):  # the chosen ones first
-                if time.perf_counter() > deadline:
-                    left_out.append(f"{form} layer {layer} {option}")
-                    continue
-                tried = triton_kernels.with_options(meta, k["C"], **option)
-                grid = (k["raw_e_ptr"].shape[0] * k["hw"] // option["BLOCK_P"],)
-                for t in _outputs(args):
-                    t.fill_(float("nan"))
-                row = {"form": form, "layer": layer, "size": k["width"], "channels": k["C"],
-                       "phase_blur": bool(meta["PHASE_BLUR"]), "rgb": bool(meta["HAS_RGB"]),
-                       **option, "chosen": index == 0}  # fmt: skip
-                try:
-                    ms = time_launch(grid, args, tried, iters, warmup)
-                except Exception as exc:
-                    if not triton_kernels.refused(exc):
-                        raise
-                    rows.append({**row, "error": f"{type(exc).__name__}: {exc}"[:300]})
-                    continue
-                if reference is None:
-                    reference = [t.clone() for t in _outputs(args)]
-                    check = "unwritten" if any(t.isnan().any() for t in reference) else 0.0
-                    row["reference"] = True
-                else:
-                    check = _difference(_outputs(args), reference)
-                bound = issue_bound(grid, args, tried)
-                if bound.get("issue_ms"):
-                    bound["ms_over_issue_ms"] = round(ms / bound["issue_ms"], 3)
-                rows.append({**row, "ms": round(ms, 4), "mb_moved": round(moved / 1e6, 3),
-                             "gbs": round(moved / ms / 1e6, 1),
-                             "max_abs_diff_vs_chosen": check, **bound})  # fmt: skip
-            del args, k, reference
+    todo = [(form, *launch) for form in forms for launch in largest(preset, batch, form, smallest)]
+    todo.sort(key=lambda t: -named(triton_kernels._EPILOGUE, t[3])["hw"])  # stable: forms' order
+    for form, layer, _, meta_args, meta in todo:
+        args = materialize(meta_args, device)
+        k = named(triton_kernels._EPILOGUE, args)
+        moved = bytes_moved(args)
+        # the chosen options' outputs (or, where the GPU refused them, the first option's
+        # that ran): every other option must give them
+        reference = None
+        for index, option in enumerate(options_for(args, meta)):  # the chosen ones first
+            if time.perf_counter() > deadline:
+                left_out.append(f"{form} layer {layer} {option}")
+                continue
+            tried = triton_kernels.with_options(meta, k["C"], **option)
+            grid = (k["raw_e_ptr"].shape[0] * k["hw"] // option["BLOCK_P"],)
+            for t in _outputs(args):
+                t.fill_(float("nan"))
+            row = {"form": form, "layer": layer, "size": k["width"], "channels": k["C"],
+                   "phase_blur": bool(meta["PHASE_BLUR"]), "rgb": bool(meta["HAS_RGB"]),
+                   **option, "chosen": index == 0}  # fmt: skip
+            try:
+                ms = time_launch(grid, args, tried, iters, warmup)
+            except Exception as exc:
+                if not triton_kernels.refused(exc):
+                    raise
+                rows.append({**row, "error": f"{type(exc).__name__}: {exc}"[:300]})
+                continue
+            if reference is None:
+                reference = [t.clone() for t in _outputs(args)]
+                check = "unwritten" if any(t.isnan().any() for t in reference) else 0.0
+                row["reference"] = True
+            else:
+                check = _difference(_outputs(args), reference)
+            bound = issue_bound(grid, args, tried)
+            if bound.get("issue_ms"):
+                bound["ms_over_issue_ms"] = round(ms / bound["issue_ms"], 3)
+            rows.append({**row, "ms": round(ms, 4), "mb_moved": round(moved / 1e6, 3),
+                         "gbs": round(moved / ms / 1e6, 1),
+                         "max_abs_diff_vs_chosen": check, **bound})  # fmt: skip
+        del args, k, reference
     timed = [r for r in rows if "ms" in r]
     best = {}
     for r in timed:

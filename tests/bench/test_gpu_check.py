@@ -151,15 +151,11 @@ def test_dry_run_writes_every_step(tmp_path):
     assert report["left_out_for_time"] == []  # the dry run fits its budget
     assert set(report["steps"]) == {"environment", "gpu_tests", "bundle", "parity", "bench",
                                     "epilogue_tuning", "profile", "edit", "summary"}  # fmt: skip
-    tuning = report["epilogue_tuning"]  # the plan: the 32 px launches of both up-sampling
-    if "skipped" not in tuning:  # forms and of --triton-convs (Triton missing: said so)
+    tuning = report["epilogue_tuning"]  # the plan: the 32 and 16 px launches of both
+    if "skipped" not in tuning:  # up-sampling forms and of --triton-convs (Triton missing:
+        forms = ("subpixel", "convs", "phases")  # said so)
         assert tuning["dry_run"] and set(tuning["options_per_launch"]) == {
-            "subpixel layer 5",
-            "subpixel layer 6",
-            "convs layer 5",
-            "convs layer 6",
-            "phases layer 5",
-            "phases layer 6",
+            f"{form} layer {layer}" for form in forms for layer in (3, 4, 5, 6)
         }
         assert all(n >= 1 for n in tuning["options_per_launch"].values())
     edit = report["edit"]  # mcarun edit into PNG files, timed per output form
@@ -298,7 +294,7 @@ def test_epilogue_tuning_runs_in_its_own_process(monkeypatch):
     got = gpu_check.epilogue_tuning("ffhq-1024", 8, dry=False, copy_gbs=3000.0)
     cmd, kw = calls[0]
     assert cmd[1:3] == ["-m", "benchmarks.triton_tuning"] and kw["timeout"] > 60
-    assert cmd[cmd.index("--smallest") + 1] == str(1024 * 1024)
+    assert cmd[cmd.index("--smallest") + 1] == str(512 * 512)
     assert got["chosen_over_copy_bandwidth"] == {"subpixel layer 16": 0.5}
 
     def failing(cmd, **kw):
