@@ -555,7 +555,9 @@ def epilogue_blocks(c: int, hw: int, phase_blur: bool, conv: bool = False,
     952 instructions a program, 78 registers, occupancy 3/8 on an H100, where 32 pixels are
     704 (so 1.48x as many per pixel) at 64 registers and 1/2, by ptxas, no spills on the five
     architectures; with ToRGB, 64 pixels took 128 registers (1/4) and stay at 32. Chosen by
-    those counts, not timed yet."""
+    those counts, not timed yet. With the tails in FP16 since: 632 instructions, 68 registers,
+    7/16; the ToRGB launch 888 at 32 pixels (64 registers, 1/2) and 1208 at 64 (89, 5/16;
+    0.61 instead of 0.89 ms of issue at batch 8), which the GPU check's tuning times."""
     block_c = min(64, _dot_width(c))
     pixels = epilogue_pixels(hw, phase_blur, conv, phases)
     # Triton's CPU interpreter runs each program as a series of numpy calls: there, 4096
