@@ -298,6 +298,7 @@ def triton_layer_epilogue(
     BLOCK_K: tl.constexpr,  # CONV: input channels per product
     RGB_TILE: tl.constexpr,  # HAS_RGB: the skips' three channels as one [pixels, 4] tile
     #                          (with_options), not one [pixels] vector each
+    RELOAD_MASK: tl.constexpr,  # the blends read the mask back from memory (with_options)
     FULL_C: tl.constexpr,  # C == BLOCK_C (with_options): C a constant here, the channel masks
     #                        and loops fold away (with width and hidden constants too, a sixth
     #                        to a third fewer instructions at 512 and 1024 px, by ptxas; C a
@@ -428,7 +429,15 @@ def triton_layer_epilogue(
     logit = tl.sum(h * w2[None, :], axis=1) + tl.load(b2_ptr)
     m = (1.0 / (1.0 + tl.exp(-logit))).to(m_ptr.dtype.element_ty)
     tl.store(m_ptr + pix, m)
-    mf = m  # the blends use the stored (FP16) mask, in FP16, as the PyTorch form does
+    # the blends use the stored (FP16) mask, in FP16, as the PyTorch form does. RELOAD_MASK:
+    # read back from memory (after a barrier: every thread's stores seen), it comes in the
+    # features' layout, where m, in the mask head's product's, would have the features and
+    # ToRGB's products moved to that layout instead, through shared memory
+    if RELOAD_MASK:
+        tl.debug_barrier()
+        mf = tl.load(m_ptr + pix)
+    else:
+        mf = m
     # pass 2, the edited stream blended with the original (the original's features kept
     # from pass 1 when one step holds every channel, else its tail again, from cache)
     e0 = tl.zeros((BLOCK_P,), dtype=tl.float32)

@@ -498,7 +498,13 @@ def with_options(meta: dict, channels: int, **options) -> dict:
     And RGB_TILE: the RGB skips as one [pixels, 4] tile, 72-96 fewer instructions than channel
     by channel on an H100 (by ptxas: 888 instead of 960 at 1024 px), except at 8 warps with
     every channel in the block (the 512 px ToRGB layer), where it took 104 registers instead of
-    80 (occupancy 1/4 instead of 3/8) uncapped and spilled capped."""
+    80 (occupancy 1/4 instead of 3/8) uncapped and spilled capped. And RELOAD_MASK, at the
+    4-warp ToRGB launches with every channel in the block (the 1024 px one): the blends read the
+    mask back from memory in the features' layout, instead of the features and ToRGB's
+    products going to the mask's through shared memory: 776 instead of 888 instructions on an
+    H100, registers within 2 on the five architectures. At the 512 px ToRGB launch it saved
+    7 % but took an A100 from 80 to 88 registers (occupancy 3/8 to 1/4), and at the smaller
+    maps' (several channel blocks) 8 % with 12 bytes of spills on an RTX 50: not there."""
     meta = {**meta, **options}
     one = bool(meta["PHASE_BLUR"] or meta["CONV"]) and channels <= meta["BLOCK_C"]
     if meta["CONV"] and not one:
@@ -512,6 +518,7 @@ def with_options(meta: dict, channels: int, **options) -> dict:
     if small and not meta["CONV"] and not wide_rgb:
         meta["maxnreg"] = MAX_REGISTERS_8_WARPS
     meta["RGB_TILE"] = not wide_rgb
+    meta["RELOAD_MASK"] = meta["HAS_RGB"] and meta["FULL_C"] and meta["num_warps"] == 4
     return meta
     return meta
 
@@ -556,8 +563,9 @@ def epilogue_blocks(c: int, hw: int, phase_blur: bool, conv: bool = False,
     704 (so 1.48x as many per pixel) at 64 registers and 1/2, by ptxas, no spills on the five
     architectures; with ToRGB, 64 pixels took 128 registers (1/4) and stay at 32. Chosen by
     those counts, not timed yet. With the tails in FP16 since: 632 instructions, 68 registers,
-    7/16; the ToRGB launch 888 at 32 pixels (64 registers, 1/2) and 1208 at 64 (89, 5/16;
-    0.61 instead of 0.89 ms of issue at batch 8), which the GPU check's tuning times."""
+    7/16; the ToRGB launch (with RELOAD_MASK) 776 at 32 pixels (62 registers, 1/2) and 1120
+    at 64 (78, 3/8; 0.56 instead of 0.78 ms of issue at batch 8), which the GPU check's
+    tuning times."""
     block_c = min(64, _dot_width(c))
     pixels = epilogue_pixels(hw, phase_blur, conv, phases)
     # Triton's CPU interpreter runs each program as a series of numpy calls: there, 4096
