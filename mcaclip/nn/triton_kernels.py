@@ -520,7 +520,6 @@ def with_options(meta: dict, channels: int, **options) -> dict:
     meta["RGB_TILE"] = not wide_rgb
     meta["RELOAD_MASK"] = meta["HAS_RGB"] and meta["FULL_C"] and meta["num_warps"] == 4
     return meta
-    return meta
 
 
 def epilogue_pixels(hw: int, phase_blur: bool, conv: bool = False, phases: bool = False) -> int:
