@@ -20,8 +20,9 @@ Steps (each one's outcome is recorded; a failing step does not stop the next):
    FP16 + CUDA graphs as default, in the plain form (``PLAIN_FP16``), in the PyTorch form
    (``--no-triton-epilogues``: the default before the Triton epilogues), with
    ``--triton-convs``, with ``--triton-convs-auto`` (its variant's ``conv_tuning``: per
-   batch, each layer's ms with its conv in cuDNN and in the kernel, and the choice) and with
-   ``--cudnn-benchmark``.
+   batch, each layer's ms with its conv in cuDNN and in the kernel, and the choice), in the
+   2x2 phase form with the Triton epilogues (``--phase-conv --triton-epilogues``: fewer conv
+   FLOPs, the blur's 3x3 taps in the kernel) and with ``--cudnn-benchmark``.
 6. ``bench_compile``, ``bench_compile_<name>``: the first three of ``--compile-variants``
    (default ``default,tritonconv,pytorch,phaseconv-tritonepi,phaseconv-tritonmask,phaseconv,
    tritonmask``; see ``COMPILE_VARIANTS``), each in its own process (with time left; so are the
@@ -91,7 +92,8 @@ RESULTS = ROOT / "benchmarks" / "results"
 # multiply-adds per output pixel and channel pair of an up-sampling 3x3 conv, in each form the
 # torch backend can run it: the transposed conv (the lower bound's count); the blur folded in
 # (a 6x6 transposed kernel, or its sub-pixel phases: 36 taps per four output pixels); the 2x2
-# phase form (--phase-conv: 16 taps per four, 7 of them zero)
+# phase form (--phase-conv: 16 taps per four, every one doing work with StyleGAN2's blur,
+# whose (1, 1) factor it folds in; 7 of them zero with a blur that has none)
 UP_TAPS = {"transposed": 9 / 4, "folded": 9.0, "phases": 4.0}
 
 

@@ -14,28 +14,31 @@ def _raw(raw_ptr, off, cols, ok, a, b, py, px, taps_ptr, hp, wp, C, conv_w_ptr, 
          BLOCK_C: tl.constexpr, ONE_STEP: tl.constexpr, CONV: tl.constexpr,
          PHASES: tl.constexpr, BLOCK_K: tl.constexpr):  # fmt: skip
     """A conv output on the block's pixels (rows) and channels ``cols``: (CONV, float32)
-    computed here (:func:`_conv`); read at the pixel offsets ``off`` (FP16); or (BLUR,
-    float32) from the 2x2-phase conv's [hp, wp, 4C] output, pixel-shuffled and FIR-filtered
-    here, on output pixels (2a + py, 2b + px) of one parity class (py, px scalars), ``off`` the
-    offsets of their source pixels (a, b). Output (y, x) sums taps (j, i) times the shuffled
-    map at (y + j - PAD0, x + i - PAD0), zero outside: with y = 2a + py that is row a + ry,
-    phase fy of the raw map, where 2 ry + fy = py + j - PAD0; both the same for every pixel of
-    the block, so each tap reads at ``off`` plus one scalar."""
+    computed here (:func:`_conv`); read at the pixel offsets ``off`` (FP16); or (BLUR, FP16, summed
+    in FP16: two elements an instruction) from the 2x2-phase conv's [hp, wp, 4C] output,
+    pixel-shuffled and FIR-filtered here, on output pixels (2a + py, 2b + px) of one parity class
+    (py, px scalars), ``off`` the offsets of their source pixels (a, b). Output (y, x) sums taps (j,
+    i) times the shuffled map at (y + j - PAD0, x + i - PAD0), zero outside: with y = 2a + py that
+    is row a + ry, phase fy of the raw map, where 2 ry + fy = py + j - PAD0; both the same for every
+    pixel of the block, so each tap reads at ``off`` plus one scalar."""
     if CONV:  # one stream's (both streams': the kernel calls _conv itself)
         acc, _ = _conv(raw_ptr, off, raw_ptr, off, cols, ok, a, b, py, px, hp, wp, C, conv_w_ptr,
                        cin, PHASES, BLOCK_P, BLOCK_C, BLOCK_K, False)  # fmt: skip
         return acc
     elif BLUR:
-        acc = tl.zeros((BLOCK_P, BLOCK_C), dtype=tl.float32)
+        acc = tl.zeros((BLOCK_P, BLOCK_C), dtype=tl.float16)
+        # (StyleGAN2's blur leaves 3x3 taps after the phase conv, ModulatedConv2d.phase_blur:
+        # Triton unrolls their constant loop, nine loads in flight, by ptxas)
         if ONE_STEP:  # the big maps (every channel in one step), where the time goes: UNROLL
             # taps' loads in flight at once, as many as keep an H100 at 1/4 occupancy or more
-            # (by ptxas: 4 at 32 channels; at 64, 4 took an RTX 50 to 1/6; all 16, spills)
+            # (by ptxas, 4x4 taps: 4 at 32 channels; at 64, 4 took an RTX 50 to 1/6; all 16,
+            # spills)
             UNROLL: tl.constexpr = (4 if BLOCK_C <= 32 else 2) if TAPS % 2 == 0 else 1
             for t0 in range(0, TAPS * TAPS, UNROLL):
                 for i in tl.static_range(UNROLL):
                     acc = _tap(acc, raw_ptr, off, cols, ok, a, b, py, px, t0 + i, taps_ptr, hp,
                                wp, C, TAPS, PAD0)  # fmt: skip
-        else:  # one tap at a time, each waiting for its load (the small maps)
+        else:  # the small maps (a loop over channel blocks)
             for t in range(TAPS * TAPS):
                 acc = _tap(acc, raw_ptr, off, cols, ok, a, b, py, px, t, taps_ptr, hp, wp, C,
                            TAPS, PAD0)  # fmt: skip
@@ -102,14 +105,16 @@ def _tap(acc, raw_ptr, off, cols, ok, a, b, py, px, t, taps_ptr, hp, wp, C,
     ry = (dy + 2 * PAD0) // 2 - PAD0  # floor(dy / 2): dy >= -PAD0, the // of a
     dx = px + (i - PAD0)  # non-negative number (Triton's // truncates, as C's)
     rx = (dx + 2 * PAD0) // 2 - PAD0
-    q_ok = (a + ry >= 0) & (a + ry < hp) & (b + rx >= 0) & (b + rx < wp)
     shift = (ry * wp + rx) * (4 * C) + ((dy - 2 * ry) * 2 + dx - 2 * rx) * C
-    v = tl.load(
-        raw_ptr + (off + shift)[:, None] + cols[None, :],
-        mask=q_ok[:, None] & ok[None, :],
-        other=0.0,
-    )
-    return acc + tl.load(taps_ptr + t) * v.to(tl.float32)
+    at = raw_ptr + (off + shift)[:, None] + cols[None, :]
+    if PAD0 == 0 and TAPS <= 3:  # every tap inside: rows a..a + 1 of the hp = H + 1 rows
+        # (the 3x3 taps after the blur's (1, 1) factor: no bounds, 712 instead of 832 a
+        # program at 512 px on an H100, by ptxas)
+        v = tl.load(at, mask=ok[None, :], other=0.0)
+    else:
+        q_ok = (a + ry >= 0) & (a + ry < hp) & (b + rx >= 0) & (b + rx < wp)
+        v = tl.load(at, mask=q_ok[:, None] & ok[None, :], other=0.0)
+    return tl.fma(tl.load(taps_ptr + t).to(v.dtype), v, acc)
 
 
 @triton.jit
@@ -257,7 +262,7 @@ def triton_layer_epilogue(
     up_o_ptr,  # [B, 3, H/2 * W/2] float32: the previous RGB skip, original (HAS_SKIP)
     up_e_ptr,  # [B * prompts, 3, H/2 * W/2] float32: edited
     up_taps_ptr,  # [UP_TAPS * UP_TAPS] float32: the skip's up-sampling FIR (HAS_SKIP)
-    taps_ptr,  # [TAPS * TAPS] float32: the FIR filter, correlation order (PHASE_BLUR)
+    taps_ptr,  # [TAPS * TAPS] FP16: the FIR filter, correlation order (PHASE_BLUR)
     conv_w_ptr,  # [9 cin, C or 4C] FP16: the conv's weight, K-major (CONV)
     sk_o_ptr,  # out [B, 3, H * W] float32: the new RGB skip, original (HAS_RGB)
     sk_e_ptr,  # out [B * prompts, 3, H * W] float32: edited, blended with the mask

@@ -14,7 +14,8 @@ Inference switches change how, not what, is computed (same function up to roundi
 :func:`fold_blur` (one transposed conv per up-sampling conv and its blur), :func:`subpixel`
 (that folded conv as a plain conv with four output phases and a pixel shuffle),
 :func:`phase_conv` (the up-sampling conv, not folded, as a 2x2 conv with four output phases and a
-pixel shuffle, then the blur: the least multiply-adds of the forward-conv forms),
+pixel shuffle, then the blur, or what is left of it after its (1, 1) factor, which the 2x2
+phases take: the least multiply-adds of the forward-conv forms),
 :func:`fuse_tails` (fewer full-resolution element-wise passes, for uncompiled runs; ToRGB as a
 per-sample matrix product), :func:`stencil_blur` (FIR filters as element-wise sums that
 ``torch.compile`` can fuse) and :func:`freeze_weights` (the weights each conv runs with computed
@@ -127,6 +128,16 @@ class EqualLinear(nn.Module):
         return F.linear(x, weight, bias)
 
 
+def box_quotient(blur_kernel: Sequence[int]) -> tuple[float, ...] | None:
+    """The 1-D FIR kernel q with ``blur_kernel`` = q convolved with (1, 1), or None where (1, 1)
+    does not divide it (its alternating sum is not zero). Every symmetric kernel of even length
+    has that factor: StyleGAN2's (1, 3, 3, 1) is (1, 2, 1) after (1, 1)."""
+    q = [float(blur_kernel[0])]
+    for k in blur_kernel[1:-1]:
+        q.append(float(k) - q[-1])
+    return tuple(q) if q[-1] == float(blur_kernel[-1]) else None
+
+
 def separable_taps(blur_kernel: Sequence[int], gain: float) -> tuple[float, ...]:
     """The flipped 1-D factor of ``make_kernel(blur_kernel) * gain**2``."""
     total = float(sum(blur_kernel))
@@ -151,9 +162,11 @@ class Upsample(nn.Module):
 
 
 class Blur(nn.Module):
-    def __init__(self, blur_kernel: Sequence[int], pad: tuple[int, int], upsample_factor: int = 1):
+    def __init__(self, blur_kernel: Sequence[int], pad: tuple[int, int], upsample_factor: int = 1,
+                 persistent: bool = True):  # fmt: skip
         super().__init__()
-        self.register_buffer("kernel", make_kernel(blur_kernel) * upsample_factor**2)
+        kernel = make_kernel(blur_kernel) * upsample_factor**2
+        self.register_buffer("kernel", kernel, persistent=persistent)
         self.pad = pad
         self.taps = separable_taps(blur_kernel, upsample_factor)
         self.stencil = False  # set by stencil_blur()
@@ -203,9 +216,20 @@ class ModulatedConv2d(nn.Module):
             # convolution of the two kernels, cropped by what the blur's padding leaves out
             self.crop = len(blur_kernel) - 1 - pad0
             self.phases_fit = self.crop == 2 and kernel_size == 3 and len(blur_kernel) == 4
-            # the 2x2 phases give one zero row and column past the transposed conv's output,
-            # which stand in for one of the blur's trailing padding rows (so it needs one)
+            # the 2x2 phases have one tap per axis more than the 3x3 transposed conv needs:
+            # where the blur has a (1, 1) factor (box_quotient: StyleGAN2's (1, 3, 3, 1) is
+            # (1, 1) then (1, 2, 1)) that factor fills it, and the filter after the conv is the
+            # rest, 3x3 taps instead of 4x4; elsewhere that tap is zero, its row and column past
+            # the transposed conv's output stand in for one of the blur's trailing padding rows
+            # (so it needs one), and the filter is the blur. Not in the state dict (derived).
             self.phase_conv_fits = kernel_size == 3 and pad1 >= 1
+            rest = box_quotient(blur_kernel) if pad0 >= 1 else None
+            self.phase_box = rest is not None
+            self.phase_blur = (
+                Blur(rest, pad=(pad0 - 1, pad1 - 1), persistent=False)  # x the box's 4: 2**2
+                if rest is not None
+                else Blur(blur_kernel, pad=(pad0, pad1 - 1), upsample_factor=2, persistent=False)
+            )
 
     def upsample_weight(self, weight: torch.Tensor) -> torch.Tensor:
         """[out, in, k, k] -> the [in, out, k + 3, k + 3] transposed-conv kernel that up-samples
@@ -233,17 +257,29 @@ class ModulatedConv2d(nn.Module):
         stacked = torch.stack(phases)  # [4, in, out, 3, 3]
         return stacked.permute(0, 2, 1, 3, 4).reshape(-1, folded.shape[0], 3, 3)
 
+    def box_weight(self, transposed: torch.Tensor) -> torch.Tensor:
+        """The [in, out, 3, 3] stride-2 transposed-conv kernel -> the [in, out, 4, 4] one that
+        also applies the blur's (1, 1) x (1, 1) factor (where :attr:`phase_box`; a full
+        convolution, as :meth:`upsample_weight` folds the whole blur), else unchanged."""
+        if not self.phase_box:
+            return transposed
+        box = transposed.new_ones(1, 1, 2, 2)
+        full = F.conv_transpose2d(transposed.reshape(-1, 1, 3, 3), box)
+        return full.reshape(*transposed.shape[:2], 4, 4)
+
     @staticmethod
     def phase_conv_weight(transposed: torch.Tensor) -> torch.Tensor:
-        """The [in, out, 3, 3] stride-2 transposed-conv kernel (not folded) -> [4*out, in, 2,
-        2]: a plain 2x2 conv (padding 1) on the low-resolution input whose output channel
-        (2*ry + rx)*out + o holds pixels (2a + ry, 2b + rx) of channel o of the transposed
-        conv's [2H + 1, 2W + 1] output, plus one zero row and column after it. Output pixel
-        2a + r sums input a + u - 1 times tap r + 2 - 2u for u in 0..1 (tap 3 does not exist:
-        a zero tap). 16 taps per four output pixels, of which 9 are non-zero: the transposed
-        conv's multiply-adds plus 7/9, where the folded phases (:meth:`phase_weight`) have 36;
-        the blur then runs as its own FIR filter (fused into the tail under torch.compile)."""
-        cin, cout = transposed.shape[:2]
+        """The [in, out, k, k] stride-2 transposed-conv kernel (k = 3, or 4 with the blur's
+        (1, 1) factor folded in, :meth:`box_weight`) -> [4*out, in, 2, 2]: a plain 2x2 conv
+        (padding 1) on the low-resolution input whose output channel (2*ry + rx)*out + o holds
+        pixels (2a + ry, 2b + rx) of channel o of the transposed conv's [2H + k - 2, 2W + k - 2]
+        output (k = 3: plus one zero row and column after it). Output pixel 2a + r sums input
+        a + u - 1 times tap r + 2 - 2u for u in 0..1 (at k = 3, tap 3 does not exist: a zero
+        tap). 16 taps per four output pixels, every one of them doing work at k = 4 (9 at k =
+        3), where the folded phases (:meth:`phase_weight`) have 36; the rest of the blur
+        (:attr:`phase_blur`: 3x3 taps after the (1, 1) factor, 4x4 without) then runs as its
+        own FIR filter (fused into the tail under torch.compile, or in the Triton epilogue)."""
+        cin, cout, k = *transposed.shape[:2], transposed.shape[-1]
         taps = transposed.transpose(0, 1)  # [out, in, 3, 3]
         zero = taps.new_zeros(cout, cin)
         phases = []
@@ -255,7 +291,7 @@ class ModulatedConv2d(nn.Module):
                     cols = []
                     for v in (0, 1):
                         kx = rx + 2 - 2 * v
-                        cols.append(taps[:, :, ky, kx] if ky < 3 and kx < 3 else zero)
+                        cols.append(taps[:, :, ky, kx] if ky < k and kx < k else zero)
                     rows.append(torch.stack(cols, -1))
                 phases.append(torch.stack(rows, -2))  # [out, in, 2, 2]
         return torch.cat(phases)
@@ -271,7 +307,9 @@ class ModulatedConv2d(nn.Module):
             return weight
         if not self.fold_blur:
             transposed = weight.transpose(0, 1).contiguous()
-            return self.phase_conv_weight(transposed) if self.use_phase_conv else transposed
+            if self.use_phase_conv:
+                return self.phase_conv_weight(self.box_weight(transposed))
+            return transposed
         folded = self.upsample_weight(weight)
         return self.phase_weight(folded) if self.use_phases else folded
 
@@ -364,13 +402,10 @@ class ModulatedConv2d(nn.Module):
             out = pixel_shuffle2(out) if shuffle else out
         elif self.upsample and self.fold_blur:
             out = F.conv_transpose2d(x, weight, stride=2, padding=self.crop)
-        elif self.use_phase_conv:  # [B, out, 2H + 2, 2W + 2], its last row and column zero
-            out = F.conv2d(x, weight, padding=1)
+        elif self.use_phase_conv:  # [B, out, 2H + 2, 2W + 2] (without phase_box: last row and
+            out = F.conv2d(x, weight, padding=1)  # column zero), then the rest of the blur
             if shuffle:
-                pad0, pad1 = self.blur.pad
-                taps = self.blur.taps if self.blur.stencil else None
-                out = pixel_shuffle2(out)
-                out = upfirdn2d(out, self.blur.kernel, pad=(pad0, pad1 - 1), taps=taps)
+                out = self.phase_blur(pixel_shuffle2(out))
         elif self.upsample:
             out = self.blur(F.conv_transpose2d(x, weight, stride=2))
         else:
@@ -416,9 +451,11 @@ def phase_conv(module: nn.Module, on: bool = True) -> nn.Module:
     """Switch every up-sampling modulated conv in ``module`` whose blur is not folded to its
     2x2 phase form: a plain conv with four output phases, a pixel shuffle, then the blur
     (:meth:`ModulatedConv2d.phase_conv_weight`). A forward conv with 4/9 of the folded phases'
-    multiply-adds (16 instead of 36 taps per four output pixels); the FIR blur is one
-    more pass in eager mode, and fused into the styled conv's tail under ``torch.compile``
-    (with :func:`stencil_blur`)."""
+    multiply-adds (16 instead of 36 taps per four output pixels); with StyleGAN2's (1, 3, 3, 1)
+    blur the conv takes its (1, 1) factor (:meth:`ModulatedConv2d.box_weight`) and the filter
+    after it is (1, 2, 1): 3x3 taps instead of 4x4. The filter is one more pass in eager mode,
+    fused into the styled conv's tail under ``torch.compile`` (with :func:`stencil_blur`) and
+    into the Triton layer epilogue (:mod:`mcaclip.nn.triton_synthesis`)."""
     return set_switch(module, "phase_conv", on)
 
 

@@ -282,10 +282,11 @@ def layer_epilogue(
 
     ``raw`` [B + B*P, C, H, W]: both streams' conv outputs before demodulation, the ``batch``
     = B original samples first, NHWC (``phases``: the sub-pixel conv's [N, 4C, H/2, W/2], read
-    through the shuffle; ``blur`` = (FIR taps [L, L] in correlation order, leading padding):
-    the 2x2-phase conv's [N, 4C, H'+1, W'+1], shuffled and filtered in the kernel to [H, W] =
-    [2H'+2+2pad-L]); ``d`` [N, row] float32 demodulation times the gain in each row's first C
-    (``row`` >= C, the same for ``s`` and the ToRGB matrices: rows of padded tables);
+    through the shuffle; ``blur`` = (FIR taps [L, L] FP16, correlation order, leading padding): the
+    2x2-phase conv's [N, 4C, H'+1, W'+1], shuffled and filtered in the kernel to [H, W] = [2H',
+    2W'], :attr:`ModulatedConv2d.phase_blur`); ``d`` [N, row] float32 demodulation times the gain in
+    each row's first C (``row`` >= C, the same for ``s`` and the ToRGB matrices: rows of padded
+    tables);
     ``bias`` [C] float32 times the gain; ``noise`` [H, W] float32 noise times weight times
     gain, or None; ``head`` from :func:`prepare`, ``term`` [B*P,
     hidden] or None; ``s`` the next conv's styles [N, row] float32, None after the last conv;
@@ -325,9 +326,8 @@ def _epilogue_shape(raw, phases: bool, taps, pad0: int, conv_w=None) -> tuple[in
         c = conv_w.shape[1]
     if phases:
         return c // 4, 2 * h, 2 * w
-    if taps is not None:  # 2x2 phases, then the filter: 2h' + 2 rows, padded, filtered
-        edge = 2 * pad0 - taps.shape[0]
-        return c // 4, 2 * h + edge, 2 * w + edge
+    if taps is not None:  # 2x2 phases [h, w] = [H + 1, W + 1], shuffled, padded and filtered
+        return c // 4, 2 * h - 2, 2 * w - 2  # back to [2H, 2W] (ModulatedConv2d.phase_blur)
     return c, h, w
 
 
@@ -488,13 +488,16 @@ def with_options(meta: dict, channels: int, **options) -> dict:
     """The layer epilogue's constexprs and launch options ``meta`` with ``options`` (blocks,
     warps, stages) in their place, and ONE_STEP, which follows from the channel block: with
     the in-kernel blur and every one of the ``channels`` in one step, the second pass reuses
-    the first's features of the original stream instead of gathering its 16 taps again (not
+    the first's features of the original stream instead of gathering its taps again (not
     without the blur: there the second read is one load from cache, and keeping the features
     costs 2-8 registers and, at 64 channels, 8 bytes of spills on an H100, by ptxas). The conv
     in the kernel (CONV) needs every channel in one step: a narrower block is refused. And
     FULL_C: the block holds the channels exactly, which the kernel then takes as a constant;
     and with 8 warps on at most 32 x 64 elements (8 a thread), no conv in the kernel, ptxas's
-    register cap (``maxnreg``) that keeps three blocks an SM (:data:`MAX_REGISTERS_8_WARPS`).
+    register cap (``maxnreg``) that keeps three blocks an SM (:data:`MAX_REGISTERS_8_WARPS`);
+    not with the in-kernel blur, whose 3x3 taps spilled 4-32 bytes under it at the small maps
+    (all five targets) and 4 at 512 px (A100), and without it take 54-90 registers, no spills
+    (occupancy 1/4 on an A100 at the small maps, 3/8 or more elsewhere), by ptxas.
     And RGB_TILE: the RGB skips as one [pixels, 4] tile, 72-96 fewer instructions than channel
     by channel on an H100 (by ptxas: 888 instead of 960 at 1024 px), except at 8 warps with
     every channel in the block (the 512 px ToRGB layer), where it took 104 registers instead of
@@ -515,7 +518,7 @@ def with_options(meta: dict, channels: int, **options) -> dict:
     meta.pop("maxnreg", None)
     small = meta["num_warps"] == 8 and meta["BLOCK_P"] * meta["BLOCK_C"] <= 2048
     wide_rgb = meta["FULL_C"] and meta["HAS_RGB"] and meta["num_warps"] == 8
-    if small and not meta["CONV"] and not wide_rgb:
+    if small and not meta["CONV"] and not wide_rgb and not meta["PHASE_BLUR"]:
         meta["maxnreg"] = MAX_REGISTERS_8_WARPS
     meta["RGB_TILE"] = not wide_rgb
     meta["RELOAD_MASK"] = meta["HAS_RGB"] and meta["FULL_C"] and meta["num_warps"] == 4
@@ -548,7 +551,7 @@ def epilogue_blocks(c: int, hw: int, phase_blur: bool, conv: bool = False,
     (occupancy 1/8 on an H100) and, with the in-kernel blur, 255 registers, 1.5 kB of spills
     per thread and 292 kB of shared memory: more than an H100 gives a block, so it could not
     have launched. Three pipeline stages buy little in a loop of plain loads and cost shared
-    memory: two (one with the blur's 16 gathered taps, which are a loop of their own; three
+    memory: two (one with the blur's gathered taps, which are loads of their own; three
     where the kernel computes the edited stream's conv only, see the code).
     Timed on an H100 and an H200 (the GPU check's ``epilogue_tuning``, 1024 px layers only),
     these were the fastest options tried except at the 32-channel launches without ToRGB: 128
@@ -564,7 +567,10 @@ def epilogue_blocks(c: int, hw: int, phase_blur: bool, conv: bool = False,
     those counts, not timed yet. With the tails in FP16 since: 632 instructions, 68 registers,
     7/16; the ToRGB launch (with RELOAD_MASK) 776 at 32 pixels (62 registers, 1/2) and 1120
     at 64 (78, 3/8; 0.56 instead of 0.78 ms of issue at batch 8), which the GPU check's
-    tuning times."""
+    tuning times. The 2x2 phases' 1024 px launch (the blur's 3x3 taps summed in FP16, no
+    ToRGB) takes 64 pixels too: 944 instructions a program instead of 712 at 32 (0.47 instead
+    of 0.71 ms of issue at batch 8), 80 registers (3/8) on an H100, 104-108 (1/4-1/3) on the
+    A100 and RTX cards, no spills, by ptxas; not timed yet."""
     block_c = min(64, _dot_width(c))
     pixels = epilogue_pixels(hw, phase_blur, conv, phases)
     # Triton's CPU interpreter runs each program as a series of numpy calls: there, 4096
@@ -575,7 +581,7 @@ def epilogue_blocks(c: int, hw: int, phase_blur: bool, conv: bool = False,
     elif conv:
         block_p = min(pixels, CONV_PIXELS.get(block_c, 128))
     else:
-        block_p = min(pixels, 64 if block_c == 32 and not (rgb or phase_blur) else 32)
+        block_p = min(pixels, 64 if block_c == 32 and not rgb else 32)  # (blur or not)
     if pixels % block_p or block_p < MIN_DOT:
         raise ConfigError(f"layer epilogue: {hw} pixels per map do not make blocks of {block_p}")
     if conv:  # the edited stream's conv only (several prompts per latent): with 2 stages

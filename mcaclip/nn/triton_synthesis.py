@@ -11,7 +11,8 @@ everything between two of them is :func:`mcaclip.nn.triton_kernels.layer_epilogu
 two conv outputs and writes the next convs' inputs already modulated, the mask and the two
 3-channel skips; nothing else goes through memory. Up-sampling convs hand it their raw
 phases: the sub-pixel form's, read through the pixel shuffle, or the 2x2 phase form's
-(``phase_conv``), shuffled and blurred in the kernel; the previous RGB skips it up-samples
+(``phase_conv``), shuffled and blurred in the kernel (3x3 taps summed in FP16, what is left of
+StyleGAN2's blur after the conv took its (1, 1) factor); the previous RGB skips it up-samples
 itself (2x2 of the FIR's 16 taps per pixel), where PyTorch would write and read them back.
 
 Between the big kernels little else runs: both streams go through each conv as one batch
@@ -166,8 +167,10 @@ def _plan(masked, convs_in_kernel: bool) -> Plan:
             weight = conv._weights()[0]
             return weight.permute(2, 3, 1, 0).reshape(-1, weight.shape[0]).half().contiguous()
 
-        def fir(module) -> tuple:  # taps in correlation order (float32), leading padding
-            return torch.flip(module.kernel, [0, 1]).float().contiguous(), module.pad[0]
+        def fir(module, half: bool = False) -> tuple:  # taps in correlation order (float32;
+            # FP16 for the phases' blur, which the kernel sums in FP16), leading padding
+            taps = torch.flip(module.kernel, [0, 1])
+            return (taps.half() if half else taps.float()).contiguous(), module.pad[0]
 
         return Plan(
             heads=[triton_kernels.prepare(h.conv1, h.conv2, h.conv1.weight.dtype) for h in heads],
@@ -182,7 +185,9 @@ def _plan(masked, convs_in_kernel: bool) -> Plan:
                 (n, (n[0, 0].float() * g).half())
                 for n, g in zip(synth.make_noise(1, "const"), gains)
             ],
-            blur=[fir(m.conv.blur) if m.conv.use_phase_conv else None for m, _ in convs],
+            blur=[
+                fir(m.conv.phase_blur, True) if m.conv.use_phase_conv else None for m, _ in convs
+            ],
             rgb_of={layer: r for r, (_, layer) in enumerate(rgbs)},  # ("rgb", m, l) follows conv l
             rgb_bias=[m.bias.reshape(3).float().contiguous() for m, _ in rgbs],
             rgb_up=[fir(m.upsample) if hasattr(m, "upsample") else None for m, _ in rgbs],

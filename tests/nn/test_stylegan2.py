@@ -324,9 +324,10 @@ def test_subpixel_upsampling_conv_matches_the_transposed_forms(channels_last):
 @pytest.mark.parametrize("blur", [(1, 3, 3, 1), (1, 2, 4, 3, 2, 1)])
 def test_phase_conv_matches_the_transposed_conv_and_blur(channels_last, blur):
     """The up-sampling conv as four 2x2 output phases + pixel shuffle + blur == transposed 3x3
-    conv then blur: the default blur and a longer, asymmetric one (padding 2, a flipped kernel
-    would differ), odd channel counts, a non-square map; with the blur as shifted slices (the
-    compiled form) too. It is a form of the unfolded conv: the folded blur wins."""
+    conv then blur: the default blur (its (1, 1) factor in the conv, (1, 2, 1) after it) and a
+    longer, asymmetric one without that factor (padding 2, a flipped kernel would differ), odd
+    channel counts, a non-square map; with the blur as shifted slices (the compiled form) too. It is
+    a form of the unfolded conv: the folded blur wins."""
     from mcaclip.nn.stylegan2 import fold_blur, phase_conv, stencil_blur
 
     conv, x, style = _upsampling_case(channels_last, blur)
@@ -343,6 +344,34 @@ def test_phase_conv_matches_the_transposed_conv_and_blur(channels_last, blur):
         torch.testing.assert_close(conv(x, style), ref, atol=1e-6, rtol=1e-6)
         fold_blur(conv)
         assert not conv.use_phase_conv and conv.conv_weight().shape[2:] == (len(blur) + 2,) * 2
+
+
+def test_phase_conv_takes_the_blurs_box_factor():
+    """StyleGAN2's (1, 3, 3, 1) blur is (1, 1) then (1, 2, 1): the 2x2 phase conv takes the
+    (1, 1) x (1, 1) factor, each of its 16 taps a different sum of the 3x3 kernel's (none zero),
+    and the filter left after it has 3x3 taps; a blur without that factor keeps its own. The
+    derived filter is not in the state dict (rosinality's checkpoints load strictly)."""
+    from mcaclip.nn.stylegan2 import box_quotient
+
+    assert box_quotient((1, 3, 3, 1)) == (1.0, 2.0, 1.0)
+    assert box_quotient((2, 5, 5, 2)) == (2.0, 3.0, 2.0)
+    assert box_quotient((1, 2, 4, 3, 2, 1)) is None  # alternating sum 1, not 0
+    conv = ModulatedConv2d(2, 3, 3, 8, upsample=True)
+    assert conv.phase_box and conv.phase_blur.pad == (0, 0)
+    assert conv.phase_blur.kernel.shape == (3, 3)
+    torch.testing.assert_close(conv.phase_blur.kernel.sum(), torch.tensor(1.0))
+    assert not any("phase_blur" in key for key in conv.state_dict())
+    w = torch.randn(2, 3, 3, 3, dtype=torch.float64)  # [in, out, 3, 3]
+    w4 = conv.box_weight(w)
+    assert w4.shape == (2, 3, 4, 4)
+    corner = w[..., 0, 1] + w[..., 0, 2] + w[..., 1, 1] + w[..., 1, 2]  # the 2x2 window's sum
+    torch.testing.assert_close(w4[..., 1, 2], corner)
+    phases = ModulatedConv2d.phase_conv_weight(w4)
+    assert phases.shape == (4 * 3, 2, 2, 2) and (phases != 0).all()
+    assert sorted(phases.flatten().tolist()) == sorted(w4.flatten().tolist())  # each tap once
+    long = ModulatedConv2d(2, 3, 3, 8, upsample=True, blur_kernel=(1, 2, 4, 3, 2, 1))
+    assert not long.phase_box and long.phase_blur.kernel.shape == (6, 6)
+    assert long.box_weight(w) is w
 
 
 def test_phase_conv_weight_holds_each_tap_once():

@@ -156,6 +156,8 @@ def test_compile_modes(tiny_bundle):
     assert variant_name({**base, "triton_convs": True}) == "torch-cuda-fp16-tritonconv-cudagraphs"
     named = variant_name({**base, "triton_convs": "auto"})
     assert named == "torch-cuda-fp16-tritonconvauto-cudagraphs"
+    named = variant_name({**base, "phase_conv": True, "triton_epilogues": True})
+    assert named == "torch-cuda-fp16-phaseconv-tritonepi-cudagraphs"
     plain = {"subpixel": False, "fuse_tails": False, "stack_streams": False}
     for epilogues in (None, False):
         named = variant_name({**base, **plain, "triton_epilogues": epilogues})

@@ -20,14 +20,15 @@ On a CUDA GPU it is also a fast path:
   four output phases and a pixel shuffle, then the FIR blur
   (:func:`mcaclip.nn.stylegan2.phase_conv`): the forward-conv rate of the sub-pixel form at 16
   instead of 36 taps per four output pixels (the folded 6x6 kernel has 36 per four; the
-  transposed 3x3 conv 9). The blur is a pass of its own in eager mode and fused into the tail
-  under ``compile``. The sub-pixel form runs 1.9x the multiply-adds of the transposed convs in
-  a 1024 px synthesis, this one 1.24x. On an H200 its convs took 5.6 instead of 8.2 ms per
-  batch-8 call at 1024 px, but with the Triton epilogues its blur costs more than that
-  (``triton_epilogues``); compiled, with ``triton_masks``, 2.40 ms per edit on an H100, as
-  fast as the compiled default (2.39). On the CPU (where the 7 zero taps of 16 cost their full
-  price) 0.86x / 0.88x the speed of the CPU default (transposed convs, fused tails) at batch 1
-  / 4.
+  transposed 3x3 conv 9; with StyleGAN2's blur all 16 do work: the conv takes the blur's (1, 1)
+  factor, and the filter after it is the (1, 2, 1) rest, 3x3 taps instead of 4x4). The blur is
+  a pass of its own in eager mode and fused into the tail under ``compile``. The sub-pixel form
+  runs 1.9x the multiply-adds of the transposed convs in a 1024 px synthesis, this one 1.24x.
+  On an H200 its convs took 5.6 instead of 8.2 ms per batch-8 call at 1024 px, but with the
+  Triton epilogues its 4x4 blur cost more than that (``triton_epilogues``); compiled, with
+  ``triton_masks``, 2.40 ms per edit on an H100, as fast as the compiled default (2.39). On the
+  CPU (4x4 taps then, the 7 zero taps of 16 at their full price) 0.86x / 0.88x the speed of
+  the CPU default (transposed convs, fused tails) at batch 1 / 4.
 * ``channels_last`` (FP16 only; default with the folded blur or the 2x2 phases): NHWC
   activations for cuDNN's tensor cores.
 * ``fuse_tails`` (default on the CPU and for FP16 on a GPU without ``compile`` or the Triton
@@ -66,7 +67,10 @@ On a CUDA GPU it is also a fast path:
   tests and at 1024 px (55.1 dB against FP32, the closest of all forms). Batch 8, ms per
   1024 px edit on the device: 2.64 instead of 5.54 (H100) and 2.58 instead of 5.05 (H200)
   with CUDA graphs, 2.39 instead of 2.61 compiled (H100); batch 1 not yet timed. With
-  ``phase_conv`` slower (3.34 ms, H200): its in-kernel blur gathers 16 taps per element.
+  ``phase_conv`` slower (3.34 ms, H200) when its in-kernel blur gathered 4x4 taps per element
+  in float32; now 3x3 in FP16, which by ptxas (not timed) puts the epilogues at 2.9 instead of
+  2.5 ms of issue per batch-8 call against 2.5 ms less in cuDNN's convs (run 4's H200): the
+  GPU check's bench times it (``phaseconv-tritonepi``).
 * ``triton_convs`` (off; implies ``triton_epilogues``): the epilogue kernel also computes the
   3x3 and sub-pixel convs of at most 64 output channels (the 512 and 1024 px layers of
   ffhq-1024) as an implicit GEMM on the tensor cores (with one prompt per latent both streams
