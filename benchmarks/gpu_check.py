@@ -9,25 +9,28 @@ Steps (each one's outcome is recorded; a failing step does not stop the next):
 3. ``bundle``: an ffhq-1024 bundle with random weights for the torch backend (no ONNX export).
 4. ``parity``: FP16 + CUDA graphs vs FP32 eager on the same latents: PSNR of edited and
    original images, largest mask difference; for the default fast path (the Triton
-   epilogues where they are the default), its plain form (``PLAIN_FP16``: no sub-pixel convs,
-   fused tails, stacked streams or Triton epilogues), its PyTorch form (no Triton epilogues),
-   ``phase_conv``, ``triton_masks``, ``triton_convs`` (the big maps' convs in the epilogue
-   kernel), ``triton_convs_auto`` (there only where the layer was faster that way) and the
-   2x2 phases with the Triton epilogues (the kernel's in-kernel blur; a
-   failure is recorded per form), and the registers and spills of every Triton kernel
-   specialization compiled on the way.
+   epilogues with the 2x2 phase convs, blurred in the kernel, where they are the default),
+   its plain form (``PLAIN_FP16``: folded blur, no sub-pixel convs, fused tails, stacked
+   streams or Triton epilogues), the PyTorch form (no Triton epilogues: sub-pixel), the
+   sub-pixel convs with the epilogues (``subpixel``, the default before), ``triton_masks``,
+   ``triton_convs`` (the big maps' convs in the epilogue kernel), ``triton_convs_auto``
+   (there only where the layer was faster that way) and the 2x2 phases in PyTorch
+   (``phase_conv_pytorch``; a failure is recorded per form), and the registers and spills of
+   every Triton kernel specialization compiled on the way.
 5. ``bench``: ``mcarun bench --all-backends`` at batch 1 and 8 (CUDA-event timing): FP32 eager,
    FP16 + CUDA graphs as default, in the plain form (``PLAIN_FP16``), in the PyTorch form
    (``--no-triton-epilogues``: the default before the Triton epilogues), with
    ``--triton-convs``, with ``--triton-convs-auto`` (its variant's ``conv_tuning``: per
-   batch, each layer's ms with its conv in cuDNN and in the kernel, and the choice), in the
-   2x2 phase form with the Triton epilogues (``--phase-conv --triton-epilogues``: fewer conv
-   FLOPs, the blur's 3x3 taps in the kernel) and with ``--cudnn-benchmark``.
+   batch, each layer's ms with its conv in cuDNN and in the kernel, and the choice), with the
+   sub-pixel convs instead of the 2x2 phases (``--no-phase-conv``: the default before, 2.5 ms
+   more in cuDNN per 1024 px batch-8 call on an H200, no blur in the kernel) and with
+   ``--cudnn-benchmark``.
 6. ``bench_compile``, ``bench_compile_<name>``: the first three of ``--compile-variants``
-   (default ``default,tritonconv,pytorch,phaseconv-tritonepi,phaseconv-tritonmask,phaseconv,
+   (default ``default,tritonconv,subpixel,pytorch,phaseconv-tritonmask,phaseconv,
    tritonmask``; see ``COMPILE_VARIANTS``), each in its own process (with time left; so are the
    next steps): the compiled default at every batch size, then at the largest
-   ``--triton-convs`` (the candidate for the 4x target) and the default's PyTorch form.
+   ``--triton-convs`` and the sub-pixel form with the epilogues (the compiled default
+   before).
    ``epilogue_tuning``: the layer-epilogue Triton kernel alone on the 1024 px layers' launches
    (both up-sampling forms, and ``--triton-convs``' launches), with the options chosen from
    ptxas's reports and with others
@@ -47,16 +50,15 @@ Steps (each one's outcome is recorded; a failing step does not stop the next):
    (``--format jpg``), and level-6 PNGs in the main thread (the old way of writing); and the
    peak GPU memory all that took (what a card needs for ``mcarun edit`` at that batch).
 9. ``bench_compile_<name>``: the other variants, at the largest batch, as time allows (by
-   default the 2x2 phases blurred in the Triton epilogue, the phase convs with Triton mask
-   heads, then each alone; ``stacked``, ``nofold``,
-   ``autotune``, ``fused`` and the uncompiled ``eager-phaseconv-tritonepi``, as
-   ``bench_eager-phaseconv-tritonepi``, on request).
+   default the PyTorch form, the phase convs with Triton mask heads, then each alone;
+   ``stacked``, ``nofold``, ``autotune``, ``fused`` and the uncompiled ``eager-subpixel``, as
+   ``bench_eager-subpixel``, on request).
    ``nofold`` measured as fast as the folded blur on an H100; ``stacked`` (off by default
    under compile: its one compiled measurement ran with graph breaks, fixed since),
    ``autotune`` (max-autotune: Triton conv templates with fused tails), ``fused`` (the fused
    tails compiled: ToRGB as a matrix product), ``tritonmask`` (each mask head as one Triton
-   kernel) and ``phaseconv`` (up-sampling convs as 2x2 phase convs, then the blur) have not
-   run alone yet.
+   kernel) and ``phaseconv`` (up-sampling convs as 2x2 phase convs, then the blur, in
+   PyTorch) have not run alone yet.
 10. ``summary``: ms per edit of every variant next to the lower bound and the memory floor,
     speed-ups vs FP32 eager, which variants meet the targets; the GFLOP each variant's convs
     execute (the folded up-sampling convs run 1.9x the lower bound's count, the 2x2 phases
@@ -263,22 +265,23 @@ def parity(bundle: Path, device: str, n: int) -> dict:
     if device == "cpu":  # FP16 fast path is GPU-only: the dry run compares FP32 with itself
         return {"latents": n, "compared": "fp32 vs fp32 (dry)", **_compare(ref, ref)}
     result = {"latents": n, "compared": "fp16+cudagraphs vs fp32 eager"}
-    # the default (with the Triton epilogues where they are the default) and plain forms,
-    # then the other forms (a failure of one of those is recorded under its name, not lost
-    # with the others): the default's PyTorch form, the 2x2 phase convs, the Triton mask heads
+    # the default (with the Triton epilogues where they are the default: the 2x2 phase convs,
+    # blurred in the kernel) and plain forms, then the other forms (a failure of one of those
+    # is recorded under its name, not lost with the others): the PyTorch form (sub-pixel), the
+    # sub-pixel convs with the epilogues (the default before), the 2x2 phase convs in PyTorch,
+    # the Triton mask heads, the convs in the kernel
     configs = [
         ("default", {}),
         ("plain", PLAIN_FP16),
         ("pytorch", {"triton_epilogues": False}),
-        ("phase_conv", {"phase_conv": True}),
+        ("subpixel", {"phase_conv": False}),
         ("triton_masks", {"triton_masks": True}),
         ("triton_convs", {"triton_convs": True}),  # the big maps' convs in the kernel
         ("triton_convs_auto", {"triton_convs": "auto"}),  # there where that was faster
-        # the epilogue kernel's in-kernel blur runs only with the 2x2 phase convs
-        ("phase_conv+triton_epilogues", {"phase_conv": True, "triton_epilogues": True}),
+        ("phase_conv_pytorch", {"phase_conv": True, "triton_epilogues": False}),
     ]
     for name, switches in configs:
-        if name == "phase_conv+triton_epilogues" and remaining() < 300:
+        if name == "phase_conv_pytorch" and remaining() < 300:
             result[name] = {"left_out_for_time": True}  # the later steps come first
             continue
         try:
@@ -594,8 +597,9 @@ def profile_kernels(
     copy_gbs: float | None = None,
 ) -> dict:
     """torch.profiler of one edit (``batch`` latents, one prompt) per configuration, uncompiled
-    plain and default, on a GPU also the default's PyTorch form (no Triton epilogues) and the
-    convs in the epilogue kernel (``--triton-convs``), and (``compiled``, GPU only) the
+    plain and default, on a GPU also the PyTorch form (no Triton epilogues), the convs in the
+    epilogue kernel (``--triton-convs``) and the sub-pixel convs with the epilogues
+    (``--no-phase-conv``), and (``compiled``, GPU only) the
     default with ``--compile``: the ``top`` kernels by GPU time, their calls, the total (CPU
     ops in the dry run) and the time per kind of kernel (``by_kind``: convolutions, matrix
     products, Triton-fused, element-wise, copies); the ``top`` operators by GPU time with their
@@ -614,9 +618,11 @@ def profile_kernels(
         "plain": PLAIN_FP16 if gpu else {"fuse_tails": False},
         "default": {} if gpu else on_cpu,
     }
-    if gpu:  # the default's PyTorch form; the big maps' convs in the epilogue kernel
+    if gpu:  # the PyTorch form; the big maps' convs in the epilogue kernel; the sub-pixel
+        # convs with the epilogues (the default before the 2x2 phases)
         configs["pytorch"] = {"triton_epilogues": False}
         configs["tritonconv"] = {"triton_convs": True}
+        configs["subpixel"] = {"phase_conv": False}
     if gpu and compiled:  # where the best time so far goes (compiles for about a minute)
         configs["compiled"] = {"compile": True}
     result = {}
@@ -861,14 +867,15 @@ COMPILE_VARIANTS = {
     "tritonmask": ("--compile", "--triton-masks"),
     # up-sampling convs as 2x2 phase convs + blur: 367 instead of 567 GFLOP per edit (the
     # Triton epilogues are on by default only in the sub-pixel form)
-    "phaseconv": ("--compile", "--phase-conv"),
+    "phaseconv": ("--compile", "--phase-conv", "--no-triton-epilogues"),
     # both: fewer FLOPs and 0.7 GB less traffic per edit (2.40 ms on an H100)
     "phaseconv-tritonmask": ("--compile", "--phase-conv", "--triton-masks"),
-    # the 2x2 phases shuffled and blurred in the Triton epilogue (3.85 ms on an H100 before
-    # its blur kept 2-4 taps' loads in flight and stopped gathering the original's twice)
-    "phaseconv-tritonepi": ("--compile", "--phase-conv", "--triton-epilogues"),
-    # the same, uncompiled (CUDA graphs only): the blur's cost in seconds, not a minute
-    "eager-phaseconv-tritonepi": ("--phase-conv", "--triton-epilogues"),
+    # the sub-pixel convs with the Triton epilogues: the compiled default before the 2x2
+    # phases (2.39 ms on an H100; the phases blurred in the kernel then, 4x4 taps in float32,
+    # 3.85 ms)
+    "subpixel": ("--compile", "--no-phase-conv"),
+    # the same, uncompiled (CUDA graphs only; the bench step times it too)
+    "eager-subpixel": ("--no-phase-conv",),
     # the 512 and 1024 px layers' convs computed in the epilogue kernel (their outputs never
     # stored); uncompiled it is in the bench step
     "tritonconv": ("--compile", "--triton-convs"),
@@ -876,9 +883,9 @@ COMPILE_VARIANTS = {
 # the default list: the compiled default and the candidates (timed before the profile and edit
 # steps), then the others if time is left
 DEFAULT_COMPILE_VARIANTS = (
-    "default,tritonconv,pytorch,phaseconv-tritonepi,phaseconv-tritonmask,phaseconv,tritonmask"
+    "default,tritonconv,subpixel,pytorch,phaseconv-tritonmask,phaseconv,tritonmask"
 )
-BEFORE_TABLES = 3  # the default, the convs in the kernel and the PyTorch form first
+BEFORE_TABLES = 3  # the default, the convs in the kernel and the sub-pixel form first
 
 
 def _compile_variants(text: str) -> str:

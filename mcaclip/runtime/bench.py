@@ -260,6 +260,8 @@ def variant_name(v: dict) -> str:
             parts.append("cudnnbench")
         if v.get("phase_conv"):
             parts.append("phaseconv")
+        elif v.get("phase_conv") is False:  # the sub-pixel form where the phases are default
+            parts.append("nophaseconv")
         if v.get("triton_masks"):
             parts.append("tritonmask")
         if v.get("triton_convs"):
@@ -288,8 +290,9 @@ def variant_name(v: dict) -> str:
 # stacked streams were measured on a GPU) to show what they gain on this one. NCHW, slower
 # with the folded blur on an H100, is not timed (--nchw still runs it). --cudnn-benchmark
 # changed nothing on an H100 with the folded transposed convs; it is timed again with the
-# default's convs (sub-pixel, both streams in one batch: run 4's H200 profile had the 32 ->
-# 64 px one at 330 TFLOP/s, in an sm_80 kernel, where the others reached 690-770).
+# default's convs (both streams in one batch; run 4's H200 profile had the sub-pixel 32 -> 64
+# px one at 330 TFLOP/s, in an sm_80 kernel, where the others reached 690-770; the default's
+# are the 2x2 phase convs now).
 PLAIN_FP16 = {"subpixel": False, "fuse_tails": False, "stack_streams": False,
               "triton_epilogues": False}  # fmt: skip
 
@@ -298,9 +301,9 @@ def plan_variants(engine, providers: list[str] | None = None, compile_: bool | s
     """Every backend configuration worth timing on this machine for the bundle ``engine``:
     torch FP32 eager first (the baseline), then torch FP16 + CUDA graphs on a GPU (the default, its
     plain form, where Triton is installed and the editor has masks without the Triton epilogues,
-    with the convs in them (all, or where faster) and in the 2x2 phase form, with cuDNN's algorithm
-    timing, and with torch.compile when asked), ONNX Runtime when the bundle has ONNX graphs,
-    TensorRT when it has engines."""
+    with the convs in them (all, or where faster) and in the sub-pixel form instead of the 2x2
+    phases, with cuDNN's algorithm timing, and with torch.compile when asked), ONNX Runtime when
+    the bundle has ONNX graphs, TensorRT when it has engines."""
     import importlib.util
 
     import torch
@@ -319,9 +322,10 @@ def plan_variants(engine, providers: list[str] | None = None, compile_: bool | s
             variants.append({**fp16, "triton_epilogues": False})  # the default's PyTorch form
             variants.append({**fp16, "triton_convs": True})  # the convs in the kernel too
             variants.append({**fp16, "triton_convs": "auto"})  # there where that was faster
-            # the 2x2 phase convs (2.5 ms less in cuDNN per 1024 px batch-8 call on an H200),
-            # their blur's 3x3 taps in the kernel: the candidate for the default
-            variants.append({**fp16, "phase_conv": True, "triton_epilogues": True})
+            # the sub-pixel convs with the epilogues: the default before the 2x2 phase convs
+            # (2.5 ms less in cuDNN per 1024 px batch-8 call on an H200, their blur's 3x3 taps
+            # in the kernel), chosen by counts
+            variants.append({**fp16, "phase_conv": False})
         variants.append({**fp16, "cudnn_benchmark": True})  # cuDNN times its algorithms
         if compile_:  # True / "default", or "max-autotune"
             variants.append({**fp16, "compile": compile_})

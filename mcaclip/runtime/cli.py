@@ -31,7 +31,7 @@ SWITCH_OPTIONS = (
         "fold_blur",
         "--fold-blur/--no-fold-blur",
         "torch backend: up-sampling conv and blur as one transposed conv "
-        "(default: on for fp16 on a GPU).",
+        "(default: on for fp16 on a GPU, unless the 2x2 phase convs are: see --phase-conv).",
     ),
     (
         "channels_last",
@@ -48,8 +48,9 @@ SWITCH_OPTIONS = (
         "phase_conv",
         "--phase-conv/--no-phase-conv",
         "torch backend: up-sampling convs as 2x2 convs with four output phases, then the blur "
-        "(4/9 of the sub-pixel form's multiply-adds; replaces --fold-blur; default: off, not "
-        "yet measured on a GPU).",
+        "(4/9 of the sub-pixel form's multiply-adds; replaces --fold-blur; default: on with "
+        "the Triton epilogues, which blur in their kernel, unless --fold-blur, --subpixel or "
+        "--triton-convs is given; chosen by instruction counts, not yet timed as a whole).",
     ),
     (
         "fuse_tails",
@@ -79,9 +80,10 @@ SWITCH_OPTIONS = (
         "--triton-epilogues/--no-triton-epilogues",
         "torch backend, fp16 on a GPU: everything between two styled convs (both streams' "
         "tails, the mask head, the blend, ToRGB, the next conv's modulation) as one Triton "
-        "kernel (default: on for fp16 on a GPU of compute capability 8.0+ with Triton, in the "
-        "default sub-pixel form, unless a switch it replaces is given: --fuse-tails, "
-        "--stack-streams, --triton-masks; 2.1x faster per edit on an H100 and an H200).",
+        "kernel (default: on for fp16 on a GPU of compute capability 8.0+ with Triton, with "
+        "the 2x2 phase or the sub-pixel convs, unless a switch it replaces is given: "
+        "--fuse-tails, --stack-streams, --triton-masks; 2.1x faster per edit on an H100 and "
+        "an H200).",
     ),
     (
         "triton_convs",

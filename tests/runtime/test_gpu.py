@@ -158,10 +158,27 @@ def test_compile_modes(tiny_bundle):
     assert named == "torch-cuda-fp16-tritonconvauto-cudagraphs"
     named = variant_name({**base, "phase_conv": True, "triton_epilogues": True})
     assert named == "torch-cuda-fp16-phaseconv-tritonepi-cudagraphs"
+    named = variant_name({**base, "phase_conv": False})
+    assert named == "torch-cuda-fp16-nophaseconv-cudagraphs"
     plain = {"subpixel": False, "fuse_tails": False, "stack_streams": False}
     for epilogues in (None, False):
         named = variant_name({**base, **plain, "triton_epilogues": epilogues})
         assert named == "torch-cuda-fp16-plain-cudagraphs"
+
+
+def test_phase_convs_are_the_default_with_the_triton_epilogues():
+    """The 2x2 phase convs by default only where the Triton epilogues are, and not with
+    another up-sampling form or the convs in the kernel asked for, either way."""
+    from mcaclip.runtime.backends.torch import _phase_conv_default
+
+    assert _phase_conv_default(True, None, None, None, None)
+    assert _phase_conv_default(True, None, None, True, False)  # --triton-epilogues
+    assert not _phase_conv_default(False, None, None, None, None)  # CPU, FP32, no Triton...
+    assert not _phase_conv_default(True, None, None, False, None)  # --no-triton-epilogues
+    for fold, sub in ((True, None), (False, None), (None, True), (None, False), (True, True)):
+        assert not _phase_conv_default(True, fold, sub, None, None), (fold, sub)
+    for convs in (True, "auto"):
+        assert not _phase_conv_default(True, None, None, None, convs)
 
 
 def test_triton_epilogues_default_needs_triton_and_an_sm80_gpu(monkeypatch):
@@ -215,20 +232,29 @@ def test_a_triton_failure_is_one_actionable_line():
 
 @pytest.mark.gpu
 def test_triton_epilogues_are_the_default_on_cuda(tiny_bundle):
-    """FP16 on a GPU of compute capability 8.0+: the Triton epilogues by default, in the
-    sub-pixel form only and unless a switch they replace is asked for; --no-triton-epilogues
-    gives the PyTorch form (fused, stacked)."""
+    """FP16 on a GPU of compute capability 8.0+: the Triton epilogues by default, with the 2x2
+    phase convs (sub-pixel ones where another up-sampling form or the convs in the kernel are
+    asked for), unless a switch they replace is asked for; --no-triton-epilogues gives the
+    PyTorch form (sub-pixel, fused, stacked)."""
     from mcaclip.runtime.backends.torch import _triton_compiles_for
 
     expected = _triton_compiles_for(torch.device("cuda"))
-    for switches, on in (({}, expected), ({"triton_epilogues": False}, False),
-                         ({"phase_conv": True}, False), ({"stack_streams": True}, False),
-                         ({"fuse_tails": True}, False),
-                         ({"triton_masks": True}, False)):  # fmt: skip
+    for switches, on, phases in (({}, expected, expected),
+                                 ({"triton_epilogues": False}, False, False),
+                                 ({"phase_conv": True}, expected, True),
+                                 ({"phase_conv": False}, expected, False),
+                                 ({"subpixel": True}, expected, False),
+                                 ({"fold_blur": False}, False, False),
+                                 ({"stack_streams": True}, False, False),
+                                 ({"fuse_tails": True}, False, False),
+                                 ({"triton_masks": True}, False, False)):  # fmt: skip
         with EditPipeline(tiny_bundle, backend="torch", device="cuda", precision="fp16",
                           cuda_graphs=True, **switches) as p:  # fmt: skip
             mode = p.device_editor.mode
         assert ("tritonepi" in mode) == on, (switches, mode)
+        assert ("phaseconv" in mode) == phases, (switches, mode)
+        folded = not phases and switches.get("fold_blur") is not False
+        assert ("subpixel" in mode) == ("foldblur" in mode) == folded, (switches, mode)
         assert ("stacked" in mode) == ("fused" in mode) == (not on), mode
 
 
@@ -365,10 +391,11 @@ def test_triton_masks_on_cuda(tiny_bundle, monkeypatch):
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("subpixel", [True, False])
-def test_triton_epilogues_on_cuda(tiny_bundle, monkeypatch, subpixel):
+@pytest.mark.parametrize("form", [{"subpixel": True}, {"subpixel": False}, {"phase_conv": True}])
+def test_triton_epilogues_on_cuda(tiny_bundle, monkeypatch, form):
     """One Triton kernel between two styled convs (FP16, NHWC, CUDA graphs; the sub-pixel
-    phases read in place, or the folded transposed conv's output) against the default."""
+    phases read in place, the folded transposed conv's output, or the 2x2 phases shuffled and
+    blurred in the kernel) against the PyTorch form of the same convs."""
     from mcaclip.nn import triton_kernels
 
     calls = []
@@ -376,7 +403,7 @@ def test_triton_epilogues_on_cuda(tiny_bundle, monkeypatch, subpixel):
     monkeypatch.setattr(triton_kernels, "layer_epilogue", lambda *a: calls.append(1) or real(*a))
     runs = []
     for on in (False, True):
-        switches = {"subpixel": subpixel, "triton_epilogues": on}
+        switches = {**form, "triton_epilogues": on}
         with EditPipeline(tiny_bundle, backend="torch", device="cuda", precision="fp16",
                           cuda_graphs=True, **switches) as p:  # fmt: skip
             assert ("tritonepi" in p.device_editor.mode) == on
@@ -490,12 +517,13 @@ def test_triton_switches_need_fp16_nhwc(tiny_bundle, flag):
 
 @pytest.mark.gpu
 def test_phase_conv_on_cuda(tiny_bundle):
-    """Up-sampling convs as 2x2 phases + blur (FP16, NHWC by default, CUDA graphs) against the
-    default folded sub-pixel form."""
+    """Up-sampling convs as 2x2 phases + blur (FP16, NHWC by default, CUDA graphs; the PyTorch
+    forms) against the folded sub-pixel form."""
     runs = []
-    for on in (None, True):
+    for on in (False, True):
         with EditPipeline(tiny_bundle, backend="torch", device="cuda", precision="fp16",
-                          cuda_graphs=True, phase_conv=on) as p:  # fmt: skip
+                          cuda_graphs=True, phase_conv=on,
+                          triton_epilogues=False) as p:  # fmt: skip
             mode = p.device_editor.mode
             assert ("phaseconv" in mode) == bool(on) and ("foldblur" in mode) != bool(on)
             assert "nhwc" in mode
@@ -538,18 +566,19 @@ def test_bench_all_backends_on_gpu(tiny_bundle, cli, tmp_path):
     assert all(r["timer"] == "cuda-events" for r in rows)
     assert data["machine"]["gpu"] and data["machine"]["compute_capability"]
     timed = {n: v["mode"] for n, v in data["variants"].items() if n.startswith("torch-cuda-fp16")}
-    prefix = "cuda-fp16-nhwc-foldblur"
-    assert timed == {  # the default (Triton epilogues), its plain form, its PyTorch form, the
-        # convs in the kernel (all, or where faster), cuDNN's algorithm timing
-        "torch-cuda-fp16-cudagraphs": f"{prefix}-subpixel-tritonepi-cudagraphs",
+    prefix, phases = "cuda-fp16-nhwc-foldblur", "cuda-fp16-nhwc-phaseconv"
+    assert timed == {  # the default (Triton epilogues, 2x2 phase convs), its plain form, the
+        # PyTorch form, the convs in the kernel (all, or where faster), the sub-pixel convs
+        # with the epilogues, cuDNN's algorithm timing
+        "torch-cuda-fp16-cudagraphs": f"{phases}-tritonepi-cudagraphs",
         "torch-cuda-fp16-plain-cudagraphs": f"{prefix}-cudagraphs",
         "torch-cuda-fp16-notritonepi-cudagraphs": f"{prefix}-subpixel-fused-stacked-cudagraphs",
         "torch-cuda-fp16-tritonconv-cudagraphs": f"{prefix}-subpixel-tritonepi-tritonconv"
         "-cudagraphs",
         "torch-cuda-fp16-tritonconvauto-cudagraphs": f"{prefix}-subpixel-tritonepi"
         "-tritonconvauto-cudagraphs",
-        "torch-cuda-fp16-cudnnbench-cudagraphs": f"{prefix}-subpixel-cudnnbench-tritonepi"
-        "-cudagraphs",
+        "torch-cuda-fp16-nophaseconv-cudagraphs": f"{prefix}-subpixel-tritonepi-cudagraphs",
+        "torch-cuda-fp16-cudnnbench-cudagraphs": f"{phases}-cudnnbench-tritonepi-cudagraphs",
     }, data.get("skipped")
     tuning = data["variants"]["torch-cuda-fp16-tritonconvauto-cudagraphs"]["conv_tuning"]
     assert set(tuning) == {"b1p1", "b2p1"}, tuning  # each batch size timed, once

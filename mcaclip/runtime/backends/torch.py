@@ -8,16 +8,20 @@ On a CUDA GPU it is also a fast path:
 * ``precision="fp16"``: the generator side (masked generator, mask net, mapping) runs in half
   precision with FP32 inputs and outputs; the networks keep PixelNorm, demodulation and the RGB
   skip in FP32 and clamp FP16 activations at +-256. Fusion and mapper (a few MFLOP) stay FP32.
-* ``fold_blur`` (default with FP16 on a GPU): each up-sampling conv and its FIR blur run as one
-  transposed conv (:func:`mcaclip.nn.stylegan2.fold_blur`).
+* ``fold_blur`` (default with FP16 on a GPU, unless the 2x2 phase form is: see ``phase_conv``):
+  each up-sampling conv and its FIR blur run as one transposed conv
+  (:func:`mcaclip.nn.stylegan2.fold_blur`).
 * ``subpixel`` (default with the folded blur for FP16 on a GPU): each folded up-sampling conv as
   a plain 3x3 conv with four output phases and a pixel shuffle
   (:func:`mcaclip.nn.stylegan2.subpixel`): cuDNN ran the folded 6x6 kernels as transposed-conv
   (dgrad) kernels at 193 TFLOP/s on an H100 at 64 -> 32 channels, and the phases as a forward
   conv at 623 TFLOP/s; uncompiled, the shuffle's copy takes back most of that (same end to
   end).
-* ``phase_conv`` (off; instead of ``fold_blur``): each up-sampling conv as a plain 2x2 conv with
-  four output phases and a pixel shuffle, then the FIR blur
+* ``phase_conv`` (instead of ``fold_blur``; default where the Triton epilogues are, unless
+  ``fold_blur``, ``subpixel`` or ``triton_convs`` is given, and **chosen by counts, not timed
+  yet**: run 4's cuDNN timings of its convs and ptxas's of its epilogues, below; the GPU check
+  times it against the sub-pixel form, ``--no-phase-conv``): each up-sampling conv as a plain
+  2x2 conv with four output phases and a pixel shuffle, then the FIR blur
   (:func:`mcaclip.nn.stylegan2.phase_conv`): the forward-conv rate of the sub-pixel form at 16
   instead of 36 taps per four output pixels (the folded 6x6 kernel has 36 per four; the
   transposed 3x3 conv 9; with StyleGAN2's blur all 16 do work: the conv takes the blur's (1, 1)
@@ -53,9 +57,9 @@ On a CUDA GPU it is also a fast path:
   pass over a [B, 32, H, W] hidden map; estimated 0.24 ms less per 1024 px edit. Run on an
   H100 (the ``gpu`` tests; 54.1 dB against FP32, as the default), not timed alone.
 * ``triton_epilogues`` (default on a GPU of compute capability 8.0+ with Triton installed, in
-  the default FP16 NHWC sub-pixel form, unless ``fuse_tails``, ``stack_streams`` or
-  ``triton_masks``, which it replaces, is asked for; elsewhere off): everything between two
-  styled convs of the
+  FP16 NHWC with the 2x2 phase or the sub-pixel convs, unless ``fuse_tails``,
+  ``stack_streams`` or ``triton_masks``, which it replaces, is asked for; elsewhere off):
+  everything between two styled convs of the
   masked generator (both streams' tails, the mask head, the blend, ToRGB and the blended RGB
   skip, the next conv's input modulation) as one Triton kernel that reads the two conv outputs
   and writes only the next convs' inputs, the mask and the skips
@@ -69,8 +73,10 @@ On a CUDA GPU it is also a fast path:
   with CUDA graphs, 2.39 instead of 2.61 compiled (H100); batch 1 not yet timed. With
   ``phase_conv`` slower (3.34 ms, H200) when its in-kernel blur gathered 4x4 taps per element
   in float32; now 3x3 in FP16, which by ptxas (not timed) puts the epilogues at 2.9 instead of
-  2.5 ms of issue per batch-8 call against 2.5 ms less in cuDNN's convs (run 4's H200): the
-  GPU check's bench times it (``phaseconv-tritonepi``).
+  2.5 ms of issue per batch-8 call (sm_90), against 2.5 ms less in cuDNN's convs (5.6 instead
+  of 8.2 ms, run 4's H200): about 1.8 ms less per call (0.23 ms per edit) if the kernel runs
+  at run 4's 1.4-1.6x its issue time, hence the default. The GPU check's bench times both
+  (``--no-phase-conv``: the sub-pixel form with the epilogues, the default before).
 * ``triton_convs`` (off; implies ``triton_epilogues``): the epilogue kernel also computes the
   3x3 and sub-pixel convs of at most 64 output channels (the 512 and 1024 px layers of
   ffhq-1024) as an implicit GEMM on the tensor cores (with one prompt per latent both streams
@@ -276,6 +282,19 @@ class TorchEditor(DeviceEditor):
                 "--phase-conv is a form of the unfolded up-sampling conv (the blur runs after "
                 "it): drop --fold-blur"
             )
+        # the Triton epilogues' default needs FP16 NHWC on a GPU they compile for, masks, and
+        # none of the switches they replace; with them, the 2x2 phase convs
+        epilogue_default = (
+            fast
+            and channels_last is not False
+            and self.editor.use_masks
+            and not (fuse_tails or stack_streams or triton_masks)
+            and _triton_compiles_for(self.device)
+        )
+        if phase_conv is None:
+            phase_conv = _phase_conv_default(
+                epilogue_default, fold_blur, subpixel, triton_epilogues, triton_convs
+            )
         self.phase_conv = bool(phase_conv)
         self.fold_blur = fast and not self.phase_conv if fold_blur is None else fold_blur
         if channels_last is None:
@@ -288,21 +307,17 @@ class TorchEditor(DeviceEditor):
             )
         self.subpixel = fast and self.fold_blur if subpixel is None else subpixel
         # the Triton epilogues (they replace the tails, the blends and the stacking): on by
-        # default in the form they were measured in, 2.1x faster per 1024 px edit at batch 8
-        # on an H100 and on an H200, compiled or not (the sub-pixel up-sampling convs; FP16
-        # NHWC), on a GPU they compile for (compute capability 8.0 or newer) with Triton there;
-        # not where a switch they replace is asked for (it would run for nothing)
+        # default, 2.1x faster per 1024 px edit at batch 8 on an H100 and on an H200, compiled
+        # or not, in the sub-pixel form (FP16 NHWC), on a GPU they compile for (compute
+        # capability 8.0 or newer) with Triton there; not where a switch they replace is asked
+        # for (it would run for nothing). In the 2x2 phase form by default since its blur got
+        # cheap (see phase_conv in the module docstring: chosen by counts, not timed yet)
         implied = bool(triton_convs) and triton_epilogues is None
         if implied:  # the convs run in that kernel
             triton_epilogues = True
         if triton_epilogues is None:
             triton_epilogues = (
-                fast
-                and bool(channels_last)
-                and self.subpixel
-                and self.editor.use_masks
-                and not (fuse_tails or stack_streams or triton_masks)
-                and _triton_compiles_for(self.device)
+                epilogue_default and bool(channels_last) and (self.subpixel or self.phase_conv)
             )
         epilogues = bool(triton_epilogues) and self.editor.use_masks
         if fuse_tails is None:
@@ -522,6 +537,22 @@ def _negative(flag: str) -> str:
 def _raised_by_triton(exc: BaseException) -> bool:
     """Whether Triton raised ``exc`` (its compiler, its launcher, or a CUDA error it reports)."""
     return type(exc).__module__.split(".")[0] == "triton" or str(exc).startswith("Triton Error")
+
+
+def _phase_conv_default(
+    epilogue_default: bool, fold_blur, subpixel, triton_epilogues, triton_convs
+) -> bool:
+    """Whether the up-sampling convs default to the 2x2 phase form: where the Triton epilogues
+    are the default (``epilogue_default``) and not switched off, their kernel blurring the
+    phases, unless another up-sampling form (``fold_blur`` or ``subpixel``, given either way)
+    or the convs in the kernel (written for the sub-pixel convs) are asked for."""
+    return bool(
+        epilogue_default
+        and triton_epilogues is not False
+        and fold_blur is None
+        and subpixel is None
+        and not triton_convs
+    )
 
 
 def _triton_compiles_for(device: torch.device) -> bool:
