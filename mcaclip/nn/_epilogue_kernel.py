@@ -14,13 +14,14 @@ def _raw(raw_ptr, off, cols, ok, a, b, py, px, taps_ptr, hp, wp, C, conv_w_ptr, 
          BLOCK_C: tl.constexpr, ONE_STEP: tl.constexpr, CONV: tl.constexpr,
          PHASES: tl.constexpr, BLOCK_K: tl.constexpr):  # fmt: skip
     """A conv output on the block's pixels (rows) and channels ``cols``: (CONV, float32)
-    computed here (:func:`_conv`); read at the pixel offsets ``off`` (FP16); or (BLUR, FP16, summed
-    in FP16: two elements an instruction) from the 2x2-phase conv's [hp, wp, 4C] output,
-    pixel-shuffled and FIR-filtered here, on output pixels (2a + py, 2b + px) of one parity class
-    (py, px scalars), ``off`` the offsets of their source pixels (a, b). Output (y, x) sums taps (j,
-    i) times the shuffled map at (y + j - PAD0, x + i - PAD0), zero outside: with y = 2a + py that
-    is row a + ry, phase fy of the raw map, where 2 ry + fy = py + j - PAD0; both the same for every
-    pixel of the block, so each tap reads at ``off`` plus one scalar."""
+    computed here (:func:`_conv`); read at the pixel offsets ``off`` (FP16); or (BLUR, FP16,
+    summed in FP16: two elements an instruction) from the 2x2-phase conv's [hp, wp, 4C]
+    output, pixel-shuffled and FIR-filtered here, on output pixels (2a + py, 2b + px) of one
+    parity class (py, px scalars), ``off`` the offsets of their source pixels (a, b). Output
+    (y, x) sums taps (j, i) times the shuffled map at (y + j - PAD0, x + i - PAD0), zero
+    outside: with y = 2a + py that is row a + ry, phase fy of the raw map, where 2 ry + fy =
+    py + j - PAD0; both the same for every pixel of the block, so each tap reads at ``off``
+    plus one scalar."""
     if CONV:  # one stream's (both streams': the kernel calls _conv itself)
         acc, _ = _conv(raw_ptr, off, raw_ptr, off, cols, ok, a, b, py, px, hp, wp, C, conv_w_ptr,
                        cin, PHASES, BLOCK_P, BLOCK_C, BLOCK_K, False)  # fmt: skip
@@ -108,8 +109,8 @@ def _tap(acc, raw_ptr, off, cols, ok, a, b, py, px, t, taps_ptr, hp, wp, C,
     shift = (ry * wp + rx) * (4 * C) + ((dy - 2 * ry) * 2 + dx - 2 * rx) * C
     at = raw_ptr + (off + shift)[:, None] + cols[None, :]
     if PAD0 == 0 and TAPS <= 3:  # every tap inside: rows a..a + 1 of the hp = H + 1 rows
-        # (the 3x3 taps after the blur's (1, 1) factor: no bounds, 712 instead of 832 a
-        # program at 512 px on an H100, by ptxas)
+        # (the 3x3 taps after the blur's (1, 1) factor: no bounds checks, about 120 fewer
+        # instructions a program at 512 and 1024 px on an H100, by ptxas)
         v = tl.load(at, mask=ok[None, :], other=0.0)
     else:
         q_ok = (a + ry >= 0) & (a + ry < hp) & (b + rx >= 0) & (b + rx < wp)

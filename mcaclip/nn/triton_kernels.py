@@ -282,11 +282,11 @@ def layer_epilogue(
 
     ``raw`` [B + B*P, C, H, W]: both streams' conv outputs before demodulation, the ``batch``
     = B original samples first, NHWC (``phases``: the sub-pixel conv's [N, 4C, H/2, W/2], read
-    through the shuffle; ``blur`` = (FIR taps [L, L] FP16, correlation order, leading padding): the
-    2x2-phase conv's [N, 4C, H'+1, W'+1], shuffled and filtered in the kernel to [H, W] = [2H',
-    2W'], :attr:`ModulatedConv2d.phase_blur`); ``d`` [N, row] float32 demodulation times the gain in
-    each row's first C (``row`` >= C, the same for ``s`` and the ToRGB matrices: rows of padded
-    tables);
+    through the shuffle; ``blur`` = (FIR taps [L, L] FP16, correlation order, leading
+    padding): the 2x2-phase conv's [N, 4C, H'+1, W'+1], shuffled and filtered in the kernel
+    to [H, W] = [2H', 2W'], :attr:`ModulatedConv2d.phase_blur`); ``d`` [N, row] float32
+    demodulation times the gain in each row's first C (``row`` >= C, the same for ``s`` and
+    the ToRGB matrices: rows of padded tables);
     ``bias`` [C] float32 times the gain; ``noise`` [H, W] float32 noise times weight times
     gain, or None; ``head`` from :func:`prepare`, ``term`` [B*P,
     hidden] or None; ``s`` the next conv's styles [N, row] float32, None after the last conv;

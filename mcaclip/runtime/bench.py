@@ -299,11 +299,11 @@ PLAIN_FP16 = {"subpixel": False, "fuse_tails": False, "stack_streams": False,
 
 def plan_variants(engine, providers: list[str] | None = None, compile_: bool | str = False) -> list:
     """Every backend configuration worth timing on this machine for the bundle ``engine``:
-    torch FP32 eager first (the baseline), then torch FP16 + CUDA graphs on a GPU (the default, its
-    plain form, where Triton is installed and the editor has masks without the Triton epilogues,
-    with the convs in them (all, or where faster) and in the sub-pixel form instead of the 2x2
-    phases, with cuDNN's algorithm timing, and with torch.compile when asked), ONNX Runtime when
-    the bundle has ONNX graphs, TensorRT when it has engines."""
+    torch FP32 eager first (the baseline), then torch FP16 + CUDA graphs on a GPU (the
+    default, its plain form, where Triton is installed and the editor has masks without the
+    Triton epilogues, with the convs in them (all, or where faster) and in the sub-pixel form
+    instead of the 2x2 phases, with cuDNN's algorithm timing, and with torch.compile when
+    asked), ONNX Runtime when the bundle has ONNX graphs, TensorRT when it has engines."""
     import importlib.util
 
     import torch

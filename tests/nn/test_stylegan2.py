@@ -326,8 +326,8 @@ def test_phase_conv_matches_the_transposed_conv_and_blur(channels_last, blur):
     """The up-sampling conv as four 2x2 output phases + pixel shuffle + blur == transposed 3x3
     conv then blur: the default blur (its (1, 1) factor in the conv, (1, 2, 1) after it) and a
     longer, asymmetric one without that factor (padding 2, a flipped kernel would differ), odd
-    channel counts, a non-square map; with the blur as shifted slices (the compiled form) too. It is
-    a form of the unfolded conv: the folded blur wins."""
+    channel counts, a non-square map; with the blur as shifted slices (the compiled form) too.
+    It is a form of the unfolded conv: the folded blur wins."""
     from mcaclip.nn.stylegan2 import fold_blur, phase_conv, stencil_blur
 
     conv, x, style = _upsampling_case(channels_last, blur)
