@@ -496,7 +496,7 @@ def with_options(meta: dict, channels: int, **options) -> dict:
     and with 8 warps on at most 32 x 64 elements (8 a thread), no conv in the kernel, ptxas's
     register cap (``maxnreg``) that keeps three blocks an SM (:data:`MAX_REGISTERS_8_WARPS`);
     not with the in-kernel blur, whose 3x3 taps spilled 4-32 bytes under it at the small maps
-    (all five targets) and 4 at 512 px (A100), and without it take 54-90 registers, no spills
+    (all five targets) and 4 at 512 px (A100), and without it take 56-90 registers, no spills
     (occupancy 1/4 on an A100 at the small maps, 3/8 or more elsewhere), by ptxas.
     And RGB_TILE: the RGB skips as one [pixels, 4] tile, 72-96 fewer instructions than channel
     by channel on an H100 (by ptxas: 888 instead of 960 at 1024 px), except at 8 warps with
@@ -569,8 +569,9 @@ def epilogue_blocks(c: int, hw: int, phase_blur: bool, conv: bool = False,
     at 64 (78, 3/8; 0.56 instead of 0.78 ms of issue at batch 8), which the GPU check's
     tuning times. The 2x2 phases' 1024 px launch (the blur's 3x3 taps summed in FP16, no
     ToRGB) takes 64 pixels too: 944 instructions a program instead of 712 at 32 (0.47 instead
-    of 0.71 ms of issue at batch 8), 80 registers (3/8) on an H100, 104-108 (1/4-1/3) on the
-    A100 and RTX cards, no spills, by ptxas; not timed yet."""
+    of 0.71 ms of issue at batch 8), since both streams' taps are summed in one loop 792
+    (0.40 ms), 76 registers (3/8) on an H100, 80-82 (3/8-1/2) on the A100 and RTX cards, no
+    spills, by ptxas; not timed yet."""
     block_c = min(64, _dot_width(c))
     pixels = epilogue_pixels(hw, phase_blur, conv, phases)
     # Triton's CPU interpreter runs each program as a series of numpy calls: there, 4096

@@ -77,7 +77,7 @@ def test_epilogue_launches_of_a_1024_edit_fit(form):
     assert len(seen) >= 4
 
 
-@pytest.mark.parametrize("form, limits", [("subpixel", (0.40, 0.90)), ("phases", (0.55, 0.90))])
+@pytest.mark.parametrize("form, limits", [("subpixel", (0.40, 0.90)), ("phases", (0.45, 0.90))])
 def test_the_1024_px_epilogues_issue_few_instructions(form, limits):
     """The 1024 px layer epilogues (batch 8; the sub-pixel form, and the 2x2 phases blurred in
     the kernel, the GPU default) compile for an H100 without loops into few enough
@@ -90,7 +90,8 @@ def test_the_1024_px_epilogues_issue_few_instructions(form, limits):
     in float32, the skips channel by channel); 4c45f9f 632 and 888 (0.32 and 0.89 ms: the
     features and ToRGB's products moved to the mask's layout for the blend). The blurred
     launch, 9e75a71: 784 instructions a program of 32 pixels and two loops over the 4x4 taps
-    (1516 issued, 1.52 ms); since the 3x3 taps in FP16, 944 at 64 pixels (0.47 ms)."""
+    (1516 issued, 1.52 ms); with the 3x3 taps in FP16, 944 at 64 pixels (0.47 ms); with both
+    streams' taps in one loop, 792 (0.40 ms)."""
     _compiler()
     from benchmarks.triton_aot import issue_ms
     from mcaclip.nn import triton_kernels

@@ -72,10 +72,10 @@ On a CUDA GPU it is also a fast path:
   1024 px edit on the device: 2.64 instead of 5.54 (H100) and 2.58 instead of 5.05 (H200)
   with CUDA graphs, 2.39 instead of 2.61 compiled (H100); batch 1 not yet timed. With
   ``phase_conv`` slower (3.34 ms, H200) when its in-kernel blur gathered 4x4 taps per element
-  in float32; now 3x3 in FP16, which by ptxas (not timed) puts the epilogues at 2.9 instead of
+  in float32; now 3x3 in FP16, which by ptxas (not timed) puts the epilogues at 2.8 instead of
   2.5 ms of issue per batch-8 call (sm_90), against 2.5 ms less in cuDNN's convs (5.6 instead
-  of 8.2 ms, run 4's H200): about 1.8 ms less per call (0.23 ms per edit) if the kernel runs
-  at run 4's 1.4-1.6x its issue time, hence the default. The GPU check's bench times both
+  of 8.2 ms, run 4's H200): about 2 ms less per call (0.25 ms per edit) if the kernel runs at
+  run 4's 1.4-1.6x its issue time, hence the default. The GPU check's bench times both
   (``--no-phase-conv``: the sub-pixel form with the epilogues, the default before).
 * ``triton_convs`` (off; implies ``triton_epilogues``): the epilogue kernel also computes the
   3x3 and sub-pixel convs of at most 64 output channels (the 512 and 1024 px layers of
