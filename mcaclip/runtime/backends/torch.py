@@ -270,12 +270,13 @@ class TorchEditor(DeviceEditor):
         self.cuda_graphs = cuda_graphs
         self.compile = COMPILE_MODES[compile]  # None, "default" or "max-autotune"
         # Defaults are what the GPU check measured faster on an H100 (FP16, batch 1 and 8,
-        # benchmarks/results/gpu_check*.json) or, on the CPU, benchmarks/switches_cpu.py; any
-        # switch can be forced either way. Folding the blur into the up-sampling convs removes
-        # a depthwise FIR pass; NHWC is 1.6x slower with the separate blur and faster with the
-        # folded one; the sub-pixel form runs the folded convs 3.2x faster (same end to end
-        # without compile); fused tails 1.38x at batch 8 (compile fuses the plain form
-        # itself); stacked streams 1.22x at batch 1; cuDNN's algorithm timing changed nothing.
+        # benchmarks/results/gpu_check*.json; the 2x2 phase convs with the Triton epilogues: chosen
+        # by counts, see the module docstring) or, on the CPU, benchmarks/switches_cpu.py; any
+        # switch can be forced either way. Folding the blur into the up-sampling convs removes a
+        # depthwise FIR pass; NHWC is 1.6x slower with the separate blur and faster with the folded
+        # one; the sub-pixel form runs the folded convs 3.2x faster (same end to end without
+        # compile); fused tails 1.38x at batch 8 (compile fuses the plain form itself); stacked
+        # streams 1.22x at batch 1; cuDNN's algorithm timing changed nothing.
         fast = self.device.type == "cuda" and precision == "fp16"
         if phase_conv and fold_blur:
             raise BackendError(
