@@ -97,16 +97,24 @@ def _conv(x_ptr, base, x2_ptr, base2, cols, ok, a, b, py, px, hp, wp, C, w_ptr, 
 
 
 @triton.jit
-def _tap(acc, raw_ptr, off, cols, ok, a, b, py, px, t, taps_ptr, hp, wp, C,
-         TAPS: tl.constexpr, PAD0: tl.constexpr):  # fmt: skip
-    """acc plus the filter's tap t = (j, i) times the shuffled map under it (:func:`_raw`)."""
+def _tap_shift(py, px, t, wp, C, TAPS: tl.constexpr, PAD0: tl.constexpr):
+    """Where the filter's tap t = (j, i) reads the raw 2x2-phase map for the block's parity
+    class (py, px) (:func:`_raw`): (ry, rx), the source rows and columns past (a, b), and the
+    offset past ``off`` (a scalar: the same for every pixel of the block)."""
     j = t // TAPS
     i = t - j * TAPS
     dy = py + (j - PAD0)
     ry = (dy + 2 * PAD0) // 2 - PAD0  # floor(dy / 2): dy >= -PAD0, the // of a
     dx = px + (i - PAD0)  # non-negative number (Triton's // truncates, as C's)
     rx = (dx + 2 * PAD0) // 2 - PAD0
-    shift = (ry * wp + rx) * (4 * C) + ((dy - 2 * ry) * 2 + dx - 2 * rx) * C
+    return ry, rx, (ry * wp + rx) * (4 * C) + ((dy - 2 * ry) * 2 + dx - 2 * rx) * C
+
+
+@triton.jit
+def _tap(acc, raw_ptr, off, cols, ok, a, b, py, px, t, taps_ptr, hp, wp, C,
+         TAPS: tl.constexpr, PAD0: tl.constexpr):  # fmt: skip
+    """acc plus the filter's tap t = (j, i) times the shuffled map under it (:func:`_raw`)."""
+    ry, rx, shift = _tap_shift(py, px, t, wp, C, TAPS, PAD0)
     at = raw_ptr + (off + shift)[:, None] + cols[None, :]
     if PAD0 == 0 and TAPS <= 3:  # every tap inside: rows a..a + 1 of the hp = H + 1 rows
         # (the 3x3 taps after the blur's (1, 1) factor: no bounds checks, about 120 fewer
@@ -132,11 +140,7 @@ def _blur2(raw_o_ptr, raw_e_ptr, off, cols, ok, py, px, taps_ptr, wp, C, TAPS: t
     o_ptrs = raw_o_ptr + at
     e_ptrs = raw_e_ptr + at
     for t in tl.static_range(TAPS * TAPS):
-        dy = py + t // TAPS
-        dx = px + t % TAPS
-        ry = dy // 2
-        rx = dx // 2
-        shift = (ry * wp + rx) * (4 * C) + ((dy - 2 * ry) * 2 + dx - 2 * rx) * C  # a scalar
+        shift = _tap_shift(py, px, t, wp, C, TAPS, 0)[2]
         k = tl.load(taps_ptr + t)
         acc_o = tl.fma(k, tl.load(o_ptrs + shift, mask=ok[None, :], other=0.0), acc_o)
         acc_e = tl.fma(k, tl.load(e_ptrs + shift, mask=ok[None, :], other=0.0), acc_e)
