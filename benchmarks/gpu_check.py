@@ -21,7 +21,9 @@ Steps (each one's outcome is recorded; a failing step does not stop the next):
    FP16 + CUDA graphs as default, in the plain form (``PLAIN_FP16``), in the PyTorch form
    (``--no-triton-epilogues``: the default before the Triton epilogues), with
    ``--triton-convs``, with ``--triton-convs-auto`` (its variant's ``conv_tuning``: per
-   batch, each layer's ms with its conv in cuDNN and in the kernel, and the choice), with the
+   batch, each layer's ms with its conv in cuDNN and in the kernel, and the choice), with
+   ``--phase-conv --triton-convs-auto`` (the 2x2 phase up-sampling convs, the 512 and 1024 px
+   layers' other convs in the kernel where faster), with the
    sub-pixel convs instead of the 2x2 phases (``--no-phase-conv``: the default before, 2.5 ms
    more in cuDNN per 1024 px batch-8 call on an H200, no blur in the kernel) and with
    ``--cudnn-benchmark``.

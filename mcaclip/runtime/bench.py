@@ -301,9 +301,10 @@ def plan_variants(engine, providers: list[str] | None = None, compile_: bool | s
     """Every backend configuration worth timing on this machine for the bundle ``engine``:
     torch FP32 eager first (the baseline), then torch FP16 + CUDA graphs on a GPU (the
     default, its plain form, where Triton is installed and the editor has masks without the
-    Triton epilogues, with the convs in them (all, or where faster) and in the sub-pixel form
-    instead of the 2x2 phases, with cuDNN's algorithm timing, and with torch.compile when
-    asked), ONNX Runtime when the bundle has ONNX graphs, TensorRT when it has engines."""
+    Triton epilogues, with the convs in them (all, or where faster; and where faster with the
+    2x2 phase convs) and in the sub-pixel form instead of the 2x2 phases, with cuDNN's
+    algorithm timing, and with torch.compile when asked), ONNX Runtime when the bundle has
+    ONNX graphs, TensorRT when it has engines."""
     import importlib.util
 
     import torch
@@ -322,6 +323,10 @@ def plan_variants(engine, providers: list[str] | None = None, compile_: bool | s
             variants.append({**fp16, "triton_epilogues": False})  # the default's PyTorch form
             variants.append({**fp16, "triton_convs": True})  # the convs in the kernel too
             variants.append({**fp16, "triton_convs": "auto"})  # there where that was faster
+            # the 2x2 phase up-sampling convs (cuDNN's, blurred in the kernel) with the 512 and
+            # 1024 px layers' other convs in the kernel where that was faster (the convs in the
+            # kernel alone run the sub-pixel form: its up-sampling convs fit in the kernel too)
+            variants.append({**fp16, "phase_conv": True, "triton_convs": "auto"})
             # the sub-pixel convs with the epilogues: the default before the 2x2 phase convs
             # (2.5 ms less in cuDNN per 1024 px batch-8 call on an H200, their blur's 3x3 taps
             # in the kernel), chosen by counts

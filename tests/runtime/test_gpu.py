@@ -160,6 +160,8 @@ def test_compile_modes(tiny_bundle):
     assert named == "torch-cuda-fp16-phaseconv-tritonepi-cudagraphs"
     named = variant_name({**base, "phase_conv": False})
     assert named == "torch-cuda-fp16-nophaseconv-cudagraphs"
+    named = variant_name({**base, "phase_conv": True, "triton_convs": "auto"})
+    assert named == "torch-cuda-fp16-phaseconv-tritonconvauto-cudagraphs"
     plain = {"subpixel": False, "fuse_tails": False, "stack_streams": False}
     for epilogues in (None, False):
         named = variant_name({**base, **plain, "triton_epilogues": epilogues})
@@ -568,8 +570,8 @@ def test_bench_all_backends_on_gpu(tiny_bundle, cli, tmp_path):
     timed = {n: v["mode"] for n, v in data["variants"].items() if n.startswith("torch-cuda-fp16")}
     prefix, phases = "cuda-fp16-nhwc-foldblur", "cuda-fp16-nhwc-phaseconv"
     assert timed == {  # the default (Triton epilogues, 2x2 phase convs), its plain form, the
-        # PyTorch form, the convs in the kernel (all, or where faster), the sub-pixel convs
-        # with the epilogues, cuDNN's algorithm timing
+        # PyTorch form, the convs in the kernel (all, or where faster; where faster with the
+        # 2x2 phase convs), the sub-pixel convs with the epilogues, cuDNN's algorithm timing
         "torch-cuda-fp16-cudagraphs": f"{phases}-tritonepi-cudagraphs",
         "torch-cuda-fp16-plain-cudagraphs": f"{prefix}-cudagraphs",
         "torch-cuda-fp16-notritonepi-cudagraphs": f"{prefix}-subpixel-fused-stacked-cudagraphs",
@@ -577,11 +579,14 @@ def test_bench_all_backends_on_gpu(tiny_bundle, cli, tmp_path):
         "-cudagraphs",
         "torch-cuda-fp16-tritonconvauto-cudagraphs": f"{prefix}-subpixel-tritonepi"
         "-tritonconvauto-cudagraphs",
+        "torch-cuda-fp16-phaseconv-tritonconvauto-cudagraphs": f"{phases}-tritonepi"
+        "-tritonconvauto-cudagraphs",
         "torch-cuda-fp16-nophaseconv-cudagraphs": f"{prefix}-subpixel-tritonepi-cudagraphs",
         "torch-cuda-fp16-cudnnbench-cudagraphs": f"{phases}-cudnnbench-tritonepi-cudagraphs",
     }, data.get("skipped")
-    tuning = data["variants"]["torch-cuda-fp16-tritonconvauto-cudagraphs"]["conv_tuning"]
-    assert set(tuning) == {"b1p1", "b2p1"}, tuning  # each batch size timed, once
+    for name in ("tritonconvauto", "phaseconv-tritonconvauto"):
+        tuning = data["variants"][f"torch-cuda-fp16-{name}-cudagraphs"]["conv_tuning"]
+        assert set(tuning) == {"b1p1", "b2p1"}, (name, tuning)  # each batch size timed, once
 
 
 def test_fp16_graph_channels_last_matches_fp32_on_cpu(tiny_editor, tiny_w):
