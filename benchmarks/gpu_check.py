@@ -189,11 +189,16 @@ def remaining(reserve: float = 10.0) -> int:
 
 
 def step(report: dict, name: str, fn) -> object:
+    """Run ``fn`` and record its outcome under ``report["steps"][name]``: a result with an
+    ``incomplete`` reason (part of a bench) is kept and recorded as failed with that reason."""
     t0 = time.perf_counter()
     print(f"[gpu_check] {name} ...", flush=True)
     try:
         value = fn()
         report["steps"][name] = {"ok": True, "seconds": round(time.perf_counter() - t0, 1)}
+        if isinstance(value, dict) and value.get("incomplete"):
+            report["steps"][name].update(ok=False, error=value["incomplete"][:2000])
+            print(f"[gpu_check] {name} INCOMPLETE: {value['incomplete']}", flush=True)
         return value
     except Exception as exc:  # record and go on: one JSON with everything that worked
         report["steps"][name] = {
@@ -467,20 +472,37 @@ def _finite(x: float) -> float | None:
 
 
 def bench(bundle: Path, sizes: str, iters: int, warmup: int, timeout: int, *which: str):
-    """``mcarun bench`` in a subprocess (``which``: --all-backends, or one configuration)."""
+    """``mcarun bench`` in a subprocess (``which``: --all-backends, or one configuration).
+    Stopped by its time limit or failing part-way, what it had measured (its JSON is written
+    after each configuration) comes back under ``incomplete`` (the reason; :func:`step`
+    then records the step as failed); with nothing measured, it raises."""
     out = Path(tempfile.mkdtemp()) / "bench.json"
     cmd = [sys.executable, "-m", "mcaclip.runtime.cli", "bench", "--engine", str(bundle),
            "--batch-sizes", sizes, "--iters", str(iters), "--warmup", str(warmup),
            "--json", str(out), *which]  # fmt: skip
-    run = subprocess.run(
-        cmd, cwd=ROOT, capture_output=True, text=True, timeout=min(timeout, remaining())
-    )
-    print(run.stdout[-4000:], run.stderr[-2000:], flush=True)
-    if run.returncode != 0:
-        raise RuntimeError(f"mcarun bench exited {run.returncode}: {run.stderr[-800:]}")
+    limit = min(timeout, remaining())
+    try:
+        run = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=limit)
+        stdout, stderr = run.stdout, run.stderr
+        failure = None if run.returncode == 0 else f"mcarun bench exited {run.returncode}"
+    except subprocess.TimeoutExpired as exc:
+        stdout, stderr = (_text(exc.stdout), _text(exc.stderr))
+        failure = f"mcarun bench stopped at its {limit} s limit"
+    print(stdout[-4000:], stderr[-2000:], flush=True)
+    if failure and not out.is_file():
+        raise RuntimeError(f"{failure}: {stderr[-800:]}")
     result = json.loads(out.read_text())
-    result["compiler_warnings"] = compiler_warnings(run.stderr)
+    result["compiler_warnings"] = compiler_warnings(stderr)
+    if failure:
+        result["incomplete"] = f"{failure}; not run: {result.get('pending')}: {stderr[-300:]}"
     return result
+
+
+def _text(output) -> str:
+    """A TimeoutExpired's captured output as text (bytes, text or None)."""
+    if isinstance(output, bytes):
+        return output.decode(errors="replace")
+    return output or ""
 
 
 def compiler_warnings(stderr: str) -> list[str]:

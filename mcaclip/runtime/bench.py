@@ -341,18 +341,27 @@ def plan_variants(engine, providers: list[str] | None = None, compile_: bool | s
 
 
 def bench_variants(
-    engine, variants: list[dict], batch_sizes: list[int], iters: int, warmup: int
+    engine,
+    variants: list[dict],
+    batch_sizes: list[int],
+    iters: int,
+    warmup: int,
+    progress: Callable[[dict], None] | None = None,
 ) -> dict:
     """Time each variant (one pipeline at a time, GPU memory freed between them). A variant
-    this machine cannot run is listed under ``skipped`` with the reason, not measured."""
+    this machine cannot run is listed under ``skipped`` with the reason, not measured.
+    ``progress``: called after each variant that ran with the results so far (``complete``
+    false, the variants still to run under ``pending``), so that a run stopped part-way (a
+    time limit, Ctrl-C) keeps what it measured; the returned payload has ``complete`` true."""
     import torch
 
     from mcaclip.errors import McaError
 
     results, skipped = {}, {}
     manifest = None
-    for v in variants:
-        name = variant_name(v)
+    names = [variant_name(v) for v in variants]
+    for i, v in enumerate(variants):
+        name = names[i]
         try:
             with EditPipeline(
                 engine,
@@ -383,8 +392,17 @@ def bench_variants(
         finally:
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()
+        if progress is not None and results and i + 1 < len(variants):
+            partial = _payload(engine, manifest, batch_sizes, iters, warmup, results, skipped)
+            progress({**partial, "complete": False, "pending": names[i + 1 :]})
     if not results:  # nothing ran (a lone variant's one-line reason reaches the user)
         raise McaError(f"no backend could run {engine}: " + "; ".join(skipped.values()))
+    payload = _payload(engine, manifest, batch_sizes, iters, warmup, results, skipped)
+    return {**payload, "complete": True, "pending": []}
+
+
+def _payload(engine, manifest, batch_sizes, iters, warmup, results: dict, skipped: dict) -> dict:
+    """The bench JSON of the variants timed so far (``results``, the first the baseline)."""
     payload = {
         "machine": machine_info(),
         "bundle": str(engine),

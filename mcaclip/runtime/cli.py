@@ -12,6 +12,7 @@ import click
 from mcaclip import __version__
 from mcaclip.cli import run_cli
 from mcaclip.errors import McaError
+from mcaclip.fileio import atomic_write
 from mcaclip.runtime.backends import BACKEND_NAMES, TORCH_SWITCHES
 
 
@@ -358,7 +359,8 @@ def edit(
     type=click.Path(path_type=Path),
     default=Path("mcarun-bench.json"),
     show_default=True,
-    help="Where to write the results.",
+    help="Where to write the results (rewritten whole after each configuration, with "
+    '"complete": false and the ones still to run under "pending" until the last).',
 )
 def bench(
     engine,
@@ -413,10 +415,14 @@ def bench(
                     "compile": False,
                 },
             )
-    payload = bench_variants(engine, variants, sizes, iters, warmup)
-    tmp = json_path.with_name(json_path.name + ".tmp")
-    tmp.write_text(json.dumps(payload, indent=2) + "\n")
-    tmp.replace(json_path)
+
+    def write(payload: dict) -> None:  # whole files only: after each variant, then the last
+        atomic_write(
+            json_path, lambda tmp: Path(tmp).write_text(json.dumps(payload, indent=2) + "\n")
+        )
+
+    payload = bench_variants(engine, variants, sizes, iters, warmup, progress=write)
+    write(payload)
     click.echo(format_table({n: v["rows"] for n, v in payload["variants"].items()}))
     for name, reason in payload.get("skipped", {}).items():
         click.echo(f"not measured: {name} ({reason})")

@@ -303,3 +303,44 @@ def test_epilogue_tuning_runs_in_its_own_process(monkeypatch):
     monkeypatch.setattr(gpu_check.subprocess, "run", failing)
     with pytest.raises(RuntimeError, match="illegal memory access"):
         gpu_check.epilogue_tuning("ffhq-1024", 8, dry=False)
+
+
+def test_a_bench_stopped_part_way_keeps_what_it_measured(monkeypatch, tmp_path):
+    """mcarun bench rewrites its JSON after each configuration: stopped by its time limit (or
+    failing) part-way, the check keeps the configurations timed, names the ones not run and
+    records the step as failed; stopped before any, the step fails with nothing kept."""
+    from benchmarks import gpu_check
+
+    partial = {"variants": {"torch-cuda-fp32-eager": {"rows": []}}, "complete": False,
+               "pending": ["torch-cuda-fp16-cudagraphs"]}  # fmt: skip
+
+    def stopped(write: bool):
+        def fake_run(cmd, **kw):
+            if write:
+                Path(cmd[cmd.index("--json") + 1]).write_text(json.dumps(partial))
+            raise subprocess.TimeoutExpired(cmd, kw["timeout"], output=b"", stderr=b"timing")
+
+        return fake_run
+
+    monkeypatch.setattr(gpu_check, "DEADLINE", [time.perf_counter() + 400])
+    monkeypatch.setattr(gpu_check, "SAVE", [])  # (a dry run's test may have set one)
+    report = {"steps": {}}
+    monkeypatch.setattr(gpu_check.subprocess, "run", stopped(True))
+    got = gpu_check.step(report, "bench", lambda: gpu_check.bench(tmp_path, "1,8", 3, 1, 300))
+    assert list(got["variants"]) == ["torch-cuda-fp32-eager"]
+    step = report["steps"]["bench"]
+    assert step["ok"] is False and "300 s limit" in step["error"], step
+    assert "torch-cuda-fp16-cudagraphs" in step["error"]
+
+    monkeypatch.setattr(gpu_check.subprocess, "run", stopped(False))
+    got = gpu_check.step(report, "bench", lambda: gpu_check.bench(tmp_path, "1,8", 3, 1, 300))
+    assert got is None and report["steps"]["bench"]["ok"] is False
+    assert "limit" in report["steps"]["bench"]["error"]
+
+    def done(cmd, **kw):  # a whole run: not marked
+        Path(cmd[cmd.index("--json") + 1]).write_text(json.dumps({**partial, "complete": True}))
+        return subprocess.CompletedProcess(cmd, 0, "", "")
+
+    monkeypatch.setattr(gpu_check.subprocess, "run", done)
+    got = gpu_check.step(report, "bench", lambda: gpu_check.bench(tmp_path, "1,8", 3, 1, 300))
+    assert report["steps"]["bench"]["ok"] is True and "incomplete" not in got

@@ -1,5 +1,6 @@
 import importlib.util
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -71,8 +72,18 @@ def test_edit_latent_file_same_as_seeds(cli, tiny_bundle, tmp_path):
     assert np.abs(a - b).max() <= 1
 
 
-def test_bench_writes_json(cli, tiny_bundle, tmp_path):
+def test_bench_writes_json(cli, tiny_bundle, tmp_path, monkeypatch):
+    import mcaclip.runtime.cli as run_cli_module
+
     path = tmp_path / "bench.json"
+    writes = []  # each whole JSON the command wrote, in order
+    real_write = run_cli_module.atomic_write
+
+    def record(where, write):
+        real_write(where, write)
+        writes.append(json.loads(Path(where).read_text()))
+
+    monkeypatch.setattr(run_cli_module, "atomic_write", record)
     code, stdout, err = cli(
         mcarun,
         "bench",
@@ -103,6 +114,12 @@ def test_bench_writes_json(cli, tiny_bundle, tmp_path):
     ratios = data["speedup_vs_baseline"]["onnxruntime"]
     assert len(ratios) == 12 and all(v > 0 for v in ratios.values())
     assert data["machine"]["cpu_count"] >= 1
+    # rewritten whole after the first configuration (a run stopped there keeps it), then done
+    assert len(writes) == 2 and writes[1] == data
+    assert writes[0]["complete"] is False and writes[0]["pending"] == ["onnxruntime"]
+    assert list(writes[0]["variants"]) == ["torch-cpu-fp32-eager"]
+    assert writes[0]["variants"]["torch-cpu-fp32-eager"] == data["variants"]["torch-cpu-fp32-eager"]
+    assert data["complete"] is True and data["pending"] == []
     # the Triton the GPU kernels were compiled with, where it is installed (None elsewhere)
     has_triton = importlib.util.find_spec("triton") is not None
     assert (data["machine"]["triton"] is not None) == has_triton
