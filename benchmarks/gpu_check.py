@@ -14,7 +14,8 @@ Steps (each one's outcome is recorded; a failing step does not stop the next):
    streams or Triton epilogues), the PyTorch form (no Triton epilogues: sub-pixel), the
    sub-pixel convs with the epilogues (``subpixel``, the default before), ``triton_masks``,
    ``triton_convs`` (the big maps' convs in the epilogue kernel), ``triton_convs_auto``
-   (there only where the layer was faster that way) and the 2x2 phases in PyTorch
+   (there only where the layer was faster that way), ``phase_triton_convs_auto`` (the same
+   with the 2x2 phase up-sampling convs, which stay cuDNN's) and the 2x2 phases in PyTorch
    (``phase_conv_pytorch``; a failure is recorded per form), and the registers and spills of
    every Triton kernel specialization compiled on the way.
 5. ``bench``: ``mcarun bench --all-backends`` at batch 1 and 8 (CUDA-event timing): FP32 eager,
@@ -285,6 +286,8 @@ def parity(bundle: Path, device: str, n: int) -> dict:
         ("triton_masks", {"triton_masks": True}),
         ("triton_convs", {"triton_convs": True}),  # the big maps' convs in the kernel
         ("triton_convs_auto", {"triton_convs": "auto"}),  # there where that was faster
+        # the 2x2 phase convs, the other big maps' convs in the kernel where that was faster
+        ("phase_triton_convs_auto", {"phase_conv": True, "triton_convs": "auto"}),
         ("phase_conv_pytorch", {"phase_conv": True, "triton_epilogues": False}),
     ]
     for name, switches in configs:
