@@ -280,7 +280,7 @@ class ModulatedConv2d(nn.Module):
         (:attr:`phase_blur`: 3x3 taps after the (1, 1) factor, 4x4 without) then runs as its
         own FIR filter (fused into the tail under torch.compile, or in the Triton epilogue)."""
         cin, cout, k = *transposed.shape[:2], transposed.shape[-1]
-        taps = transposed.transpose(0, 1)  # [out, in, 3, 3]
+        taps = transposed.transpose(0, 1)  # [out, in, k, k]
         zero = taps.new_zeros(cout, cin)
         phases = []
         for ry in (0, 1):

@@ -319,7 +319,7 @@ def layer_epilogue(
     return tuple(None if t.numel() == 0 else t for t in out)
 
 
-def _epilogue_shape(raw, phases: bool, taps, pad0: int, conv_w=None) -> tuple[int, int, int]:
+def _epilogue_shape(raw, phases: bool, taps, conv_w=None) -> tuple[int, int, int]:
     """(channels, height, width) of the features the epilogue computes from ``raw``."""
     c, h, w = raw.shape[1:]
     if conv_w is not None:  # raw is the conv's input
@@ -331,11 +331,11 @@ def _epilogue_shape(raw, phases: bool, taps, pad0: int, conv_w=None) -> tuple[in
     return c, h, w
 
 
-def _epilogue_out(raw, batch: int, phases: bool, taps, pad0: int, has_next: bool,
-                  has_rgb: bool, conv_w=None):  # fmt: skip
+def _epilogue_out(raw, batch: int, phases: bool, taps, has_next: bool, has_rgb: bool,
+                  conv_w=None):  # fmt: skip
     """The epilogue's outputs, allocated (an empty tensor for each one it does not write)."""
     n = raw.shape[0]
-    c, h, w = _epilogue_shape(raw, phases, taps, pad0, conv_w)
+    c, h, w = _epilogue_shape(raw, phases, taps, conv_w)
     kw = {"dtype": raw.dtype, "device": raw.device}
     nhwc = torch.channels_last
     x = torch.empty((n, c, h, w) if has_next else (0, 0, 0, 0), memory_format=nhwc, **kw)
@@ -389,9 +389,9 @@ def _epilogue_launch(raw, batch, phases, taps, pad0, d, bias, noise, w1t, b1, w2
     to the kernel as its two streams' parts (views: no copies)."""
     has_next, has_rgb = s is not None, rgb is not None
     conv = conv_w is not None
-    out = _epilogue_out(raw, batch, phases, taps, pad0, has_next, has_rgb, conv_w)
+    out = _epilogue_out(raw, batch, phases, taps, has_next, has_rgb, conv_w)
     x, mask, sk = out
-    c, h, w = _epilogue_shape(raw, phases, taps, pad0, conv_w)
+    c, h, w = _epilogue_shape(raw, phases, taps, conv_w)
     hw = h * w
     if taps is not None and not 0 <= pad0 <= taps.shape[0]:
         raise ConfigError(f"layer epilogue: blur padding {pad0} outside 0..{taps.shape[0]}")
@@ -596,7 +596,7 @@ def epilogue_blocks(c: int, hw: int, phase_blur: bool, conv: bool = False,
 @_epilogue_op.register_fake
 def _(raw, batch, phases, taps, pad0, d, bias, noise, w1t, b1, w2, b2, term, s, rgb, rgb_b, up,
       up_taps, up_pad0, prompts, conv_w, raw_original):  # fmt: skip
-    return _epilogue_out(raw, batch, phases, taps, pad0, s is not None, rgb is not None, conv_w)
+    return _epilogue_out(raw, batch, phases, taps, s is not None, rgb is not None, conv_w)
 
 
 def triton_cdiv(a: int, b: int) -> int:
