@@ -62,6 +62,13 @@ class BuildScale:
     parser_steps: int = 400
     identity_steps: int = 300
     clip_steps: int = 1500
+    # what a CLIP-guided editor needs of CLIP (train_clip's options; issue 27's diagnosis):
+    # prompts in CLIP-NCE's templates, colour-swap hard negatives that bind a colour to its
+    # part, no false negatives, and edit directions; no perspective warps (they undo binding)
+    clip_template_odds: float = 0.5
+    clip_swap_pairs: int = 6
+    clip_multi_positive: bool = True
+    clip_direction_weight: float = 1.0
     generator_steps: int = 7000
     generator_lr: float = 5e-3
     generator_part_weight: float = 8.0
@@ -84,6 +91,7 @@ MICRO = BuildScale(
     parser_steps=5,
     identity_steps=5,
     clip_steps=3,
+    clip_swap_pairs=2,
     generator_steps=5,
     width=8,
 )
@@ -126,6 +134,45 @@ def _reusable(reuse: Path, scale: BuildScale, seed: int) -> dict:
     return prev
 
 
+def _train_clip(preset, train, test, scale: BuildScale, seed: int):
+    torch.manual_seed(seed)
+    towers = ClipTowers.create(preset.clip, random_weights=True)  # trained from scratch
+    return train_clip(
+        towers,
+        train,
+        test,
+        scale.clip_steps,
+        seed=seed,
+        template_odds=scale.clip_template_odds,
+        swap_pairs=scale.clip_swap_pairs,
+        multi_positive=scale.clip_multi_positive,
+        direction_weight=scale.clip_direction_weight,
+    )
+
+
+def rebuild_clip(out: Path = ASSETS, scale: BuildScale = BuildScale(), seed: int = 0) -> dict:
+    """Train the toy CLIP again into the build in ``out`` (the other networks stay: none of
+    them reads CLIP) and update its metrics.json; the demo editor must be trained again."""
+    from mcaclip.toyfaces.world import asset
+
+    path = asset("metrics.json", out)
+    metrics = json.loads(path.read_text())
+    if metrics["seed"] != seed or metrics["scale"]["size"] != scale.size:
+        raise ValueError(f"{out}: built with another seed or size; run the full build")
+    preset = load_preset("toy-64" if scale.size == 64 else "tiny-32")
+    t0 = time.perf_counter()
+    train, test = train_and_heldout(scale.n_train, scale.n_test, scale.size, seed)
+    towers, clip_m = _train_clip(preset, train, test, scale, seed)
+    _save(towers.model, out / "clip.safetensors", half=True)
+    seconds = time.perf_counter() - t0
+    metrics["scale"].update({k: v for k, v in dataclasses.asdict(scale).items() if "clip" in k})
+    metrics["seconds"]["total"] += seconds - metrics["seconds"]["clip"]
+    metrics["seconds"]["clip"] = seconds
+    metrics["clip"] = clip_m
+    atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(metrics, indent=2)))
+    return metrics
+
+
 def build(
     out: Path = ASSETS, scale: BuildScale = BuildScale(), seed: int = 0, reuse: Path | None = None
 ) -> dict:
@@ -160,11 +207,7 @@ def build(
             "identity",
             lambda: train_identity(train, test, scale.identity_steps, width=scale.width, seed=seed),
         )
-        torch.manual_seed(seed)
-        towers = ClipTowers.create(preset.clip, random_weights=True)  # trained from scratch
-        towers, clip_m = timed(
-            "clip", lambda: train_clip(towers, train, test, scale.clip_steps, seed=seed)
-        )
+        towers, clip_m = timed("clip", lambda: _train_clip(preset, train, test, scale, seed))
     else:
         from mcaclip.toyfaces.world import load_probe
 
@@ -246,6 +289,10 @@ def main(argv: list[str] | None = None) -> None:
         help="take probes, parser, identity net and CLIP from this earlier build (same seed and "
         "settings); train only the generator",
     )
+    c = sub.add_parser("clip", help="train the toy CLIP again into a build (about 10 min)")
+    c.add_argument("--out", type=Path, default=ASSETS)
+    c.add_argument("--micro", action="store_true", help="tiny sizes, seconds (tests)")
+    c.add_argument("--seed", type=int, default=0)
     d = sub.add_parser("demo", help="train the demo editor (mcatrain --world toy) into assets/demo")
     d.add_argument("--steps", type=int, default=1500)
     d.add_argument("--batch-size", type=int, default=4)
@@ -256,6 +303,13 @@ def main(argv: list[str] | None = None) -> None:
         from mcaclip.toyfaces.demo import train_demo
 
         print(f"wrote {train_demo(args.steps, args.batch_size, args.seed)}")
+        return
+    if args.command == "clip":
+        try:
+            metrics = rebuild_clip(args.out, MICRO if args.micro else BuildScale(), args.seed)
+        except (ValueError, WeightsMissingError) as e:
+            parser.exit(2, f"error: {e}\n")
+        print(json.dumps(metrics["clip"], indent=2))
         return
     try:
         metrics = build(args.out, MICRO if args.micro else BuildScale(), args.seed, args.reuse)

@@ -184,6 +184,22 @@ def test_clip_training_micro():
     torch.manual_seed(0)
     towers = ClipTowers.create(load_preset("tiny-32").clip, random_weights=True)
     towers, metrics = train_clip(towers, train, test, steps=30, batch=32)
+    torch.manual_seed(0)
+    every = ClipTowers.create(load_preset("tiny-32").clip, random_weights=True)
+    options = dict(template_odds=0.5, perspective_odds=0.5, swap_pairs=3)
+    every, _ = train_clip(
+        every,
+        train,
+        test,
+        steps=2,
+        batch=32,
+        **options,
+        multi_positive=True,
+        direction_weight=1.0,
+        attribute_weight=1.0,
+    )
+    with pytest.raises(ValueError, match="no room"):
+        train_clip(every, train, test, steps=1, batch=8, swap_pairs=2)
     assert not any(p.requires_grad for p in towers.parameters())
     assert 0 <= metrics["retrieval_top1_of_100"] <= 1
     # background colour is the easiest attribute: clearly above chance (1/8) after 30 steps
@@ -194,6 +210,70 @@ def test_clip_training_micro():
     )
     assert all(0 <= v <= 1 for v in metrics["pair_accuracy"].values())
     assert {"lip_colour", "beard_colour"} <= set(metrics["pair_accuracy"])
+
+
+def test_clip_teaching_what_editing_needs():
+    import numpy as np
+
+    from mcaclip.toyfaces.clip import (
+        _attribute_loss,
+        _changed,
+        _direction_loss,
+        mentioned,
+        swap_texts,
+        swapped,
+        templated,
+        true_of,
+    )
+
+    rng = np.random.default_rng(0)
+    face = Face(beard="goatee", beard_colour="blue", eye_colour="red", glasses="none")
+    # swaps: two visible parts trade colours; the texts use the same words bound the other way
+    for _ in range(30):
+        other, parts = swapped(face, rng)
+        assert "glasses" not in parts and len(set(parts)) == 2
+        assert sorted(other.to_indices()) == sorted(face.to_indices())  # the same colours
+        first, second = swap_texts(face, other, parts, rng)
+        assert first != second and true_of(first, face) and not true_of(first, other)
+        assert true_of(second, other) and not true_of(second, face)
+        if " and " in first:
+            assert sorted(first.split()) == sorted(second.split())
+    plain = Face(hair_style="bald", eye_colour="red", lip_colour="red", background_colour="red")
+    assert swapped(plain, rng) is None  # every visible part has one colour
+    # multi-positive truth: phrases in either form, captions only of their own face
+    assert true_of("a face with a blue goatee and red eyes", face)
+    assert true_of("a face with black hair", face) and true_of("a face with short black hair", face)
+    assert not true_of("a face with a blue beard", face)
+    assert true_of(face.caption(), face) and not true_of(face.caption(), other)
+    # CLIP-NCE's wording
+    template = "a photo of a {}."
+    assert templated("a face with a blue goatee", template, False) == "a photo of a blue goatee."
+    assert templated("a face with red eyes", template, True) == "a photo of a face with red eyes."
+    assert templated(face.caption(), template, True) == face.caption()
+    assert _changed("a face with red eyes and no hair", "a face with blue eyes and no hair") == (
+        ("red eyes",),
+        ("blue eyes",),
+    )
+    # what a text names (the attribute read-out's targets): the long form names the hair's
+    # style, the short form only its colour; a caption names every visible attribute
+    hair = face.replace(hair_style="short", hair_colour="black")
+    named = mentioned("a face with short black hair and no glasses", hair)
+    assert named == {"hair_style": "short", "hair_colour": "black", "glasses": "none"}
+    assert mentioned("a face with black hair", hair) == {"hair_colour": "black"}
+    assert "glasses_colour" not in mentioned(hair.caption(), hair)  # no glasses: not shown
+    head = torch.nn.Linear(16, sum(len(v) for v in CHOICES.values()))
+    emb = torch.randn(2, 16)
+    assert _attribute_loss(head, emb, [{}, {}]) == 0  # nothing named, nothing to learn
+    assert _attribute_loss(head, emb, [named, {"eye_colour": "red"}]) > 0
+    # direction InfoNCE: image changes that match their text changes score lower
+    torch.manual_seed(0)
+    txt = torch.nn.functional.normalize(torch.randn(8, 16), dim=-1)
+    keys = [(("a",), (str(k),)) for k in range(4)]
+    matched = _direction_loss(txt.clone(), txt, keys, 10.0)
+    shuffled = _direction_loss(txt[[2, 3, 4, 5, 6, 7, 0, 1]], txt, keys, 10.0)
+    assert matched < shuffled
+    same = [keys[0]] * 4  # every pair the same change: no negatives left
+    assert _direction_loss(txt[[2, 3, 4, 5, 6, 7, 0, 1]], txt, same, 10.0) < 1e-3
 
 
 def test_micro_build_writes_every_network(tmp_path):
@@ -227,3 +307,19 @@ def test_micro_build_writes_every_network(tmp_path):
     assert again["probe"] == saved["probe"] and again["reused_from_earlier_build"]
     with pytest.raises(ValueError, match="seed 0"):
         build(tmp_path / "other", MICRO, seed=1, reuse=tmp_path)
+
+    # the clip command: CLIP trained again into the build (seeded: the same bytes), the other
+    # networks untouched, metrics.json's clip entry and settings rewritten; another seed refused
+    from mcaclip.toyfaces.build import rebuild_clip
+
+    clip_before = (tmp_path / "clip.safetensors").read_bytes()
+    generator_before = (tmp_path / "generator.safetensors").read_bytes()
+    (tmp_path / "clip.safetensors").write_bytes(b"stale")
+    rebuilt = rebuild_clip(tmp_path, MICRO, seed=0)
+    assert (tmp_path / "clip.safetensors").read_bytes() == clip_before
+    assert (tmp_path / "generator.safetensors").read_bytes() == generator_before
+    saved = json.loads((tmp_path / "metrics.json").read_text())
+    assert saved["clip"] == rebuilt["clip"] and "binding_accuracy" in saved["clip"]
+    assert saved["scale"]["clip_swap_pairs"] == MICRO.clip_swap_pairs
+    with pytest.raises(ValueError, match="another seed"):
+        rebuild_clip(tmp_path, MICRO, seed=1)
