@@ -105,6 +105,9 @@ class EditorConfig:
     use_masks: bool = True  # False: ablation "w/o PRE", the plain edited image
     mask_hidden: int = 32  # hidden channels of each mask head
     mask_condition: str = "none"  # "none": masks from original features only; "text": also e_t
+    # initial mask value in (0, 1), the same everywhere (heads' output bias, small output
+    # weights); 0: PyTorch's default init (masks start near 0.5, at random)
+    mask_init: float = 0.0
 
     def __post_init__(self) -> None:
         if self.fusion not in ("ff", "tem", "none"):
@@ -113,6 +116,8 @@ class EditorConfig:
             raise ConfigError(
                 f"editor.mask_condition={self.mask_condition!r}: choose 'none' or 'text'"
             )
+        if not (self.mask_init == 0.0 or 0.0 < self.mask_init < 1.0):
+            raise ConfigError(f"editor.mask_init={self.mask_init}: choose a value in (0, 1), or 0")
         unknown = set(self.levels) - set(LEVEL_NAMES)
         if unknown:
             raise ConfigError(f"editor.levels has {sorted(unknown)}; known: {LEVEL_NAMES}")

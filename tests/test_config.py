@@ -58,6 +58,8 @@ def test_missing_file(tmp_path):
         ({"editor": {"levels": ["coarse", "ultra"]}}, "ultra"),
         ({"editor": {"fusion_tokens": 3}}, "fusion_tokens=3"),
         ({"editor": {"use_masks": 1}}, "expected bool"),
+        ({"editor": {"mask_init": 1.0}}, "mask_init=1.0"),
+        ({"editor": {"mask_init": -0.5}}, "mask_init=-0.5"),
         ({"extra": 1}, "unknown keys"),
     ],
 )

@@ -243,7 +243,11 @@ class MCAEditor(nn.Module):
             g.n_latent, g.style_dim, e.levels, e.level_bounds, e.mapper_layers, e.mapper_lr_mul
         )
         cond_dim = text_dim if e.mask_condition == "text" else None
-        self.masknet = MaskNet(g.layer_channels(), e.mask_hidden, cond_dim) if e.use_masks else None
+        self.masknet = (
+            MaskNet(g.layer_channels(), e.mask_hidden, cond_dim, e.mask_init)
+            if e.use_masks
+            else None
+        )
         # shares generator.synthesis and masknet (registered above, so parameters() and the
         # trainable set name them there); exporters and the runtime call this module
         self.masked = MaskedSynthesis(self.generator.synthesis, self.masknet)

@@ -8,6 +8,7 @@ one mask net serves many prompts (multi-prompt editors); the paper's single-prom
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
@@ -17,11 +18,21 @@ from mcaclip.errors import ShapeError
 
 
 class MaskHead(nn.Module):
-    def __init__(self, channels: int, hidden: int = 32, cond_dim: int | None = None):
+    def __init__(
+        self,
+        channels: int,  # channels of the feature map it reads
+        hidden: int = 32,  # hidden channels
+        cond_dim: int | None = None,  # width of the text embedding; None: unconditioned
+        init: float = 0.0,  # initial mask value in (0, 1); 0: PyTorch's default init (~0.5)
+    ):
         super().__init__()
         self.conv1 = nn.Conv2d(channels, hidden, 1)
         self.conv2 = nn.Conv2d(hidden, 1, 1)
         self.cond = nn.Linear(cond_dim, hidden) if cond_dim else None
+        if init:  # every pixel starts at ``init``; small output weights leave room to learn
+            with torch.no_grad():
+                self.conv2.weight.mul_(0.1)
+                self.conv2.bias.fill_(math.log(init / (1 - init)))
         self.triton = False  # one fused pass on a GPU; set by triton_masks()
         self.triton_weights: tuple | None = None  # the kernel's copy, made by triton_masks()
 
@@ -53,9 +64,10 @@ class MaskNet(nn.Module):
         layer_channels: Sequence[int],  # channels of each styled conv's output, in order
         hidden: int = 32,  # hidden channels of every head
         cond_dim: int | None = None,  # width of the text embedding; None: unconditioned
+        init: float = 0.0,  # initial mask value in (0, 1); 0: PyTorch's default init
     ):
         super().__init__()
-        self.heads = nn.ModuleList(MaskHead(c, hidden, cond_dim) for c in layer_channels)
+        self.heads = nn.ModuleList(MaskHead(c, hidden, cond_dim, init) for c in layer_channels)
 
     @property
     def conditioned(self) -> bool:

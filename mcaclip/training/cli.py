@@ -82,6 +82,11 @@ def _weight_option(name: str, default: float, what: str):
 )
 @click.option("--fusion-tokens", type=int, help="Split each 512-d vector into T attention tokens.")
 @click.option("--no-masks", is_flag=True, help="Ablation w/o PRE: no mask net, plain edited image.")
+@click.option(
+    "--mask-init",
+    type=click.FloatRange(0, 1, max_open=True),
+    help="Initial mask value everywhere, e.g. 0.95 (masks start open); 0: random init.",
+)
 @click.option("--steps", default=10000, show_default=True)
 @click.option("--batch-size", default=2, show_default=True, help="Per process.")
 @click.option(
@@ -99,6 +104,13 @@ def _weight_option(name: str, default: float, what: str):
 @_weight_option("tv", 3e-5, "Mask TV weight")
 @_weight_option("bg", 0.2, "Background loss weight")
 @_weight_option("clip", 0.0, "StyleCLIP CLIP-loss weight")
+@click.option(
+    "--nce-distortion",
+    type=click.FloatRange(0, 1),
+    default=0.5,
+    show_default=True,
+    help="Perspective strength of CLIP-NCE's views (0.5: CF-CLIP's; 0: unwarped).",
+)
 @click.option(
     "--val-size", default=4, show_default=True, help="Held-out latents in the sample grid."
 )

@@ -120,6 +120,8 @@ class ClipNCELoss(nn.Module):
     * negatives n_j = n(E_T(T_j(src)) - E_I(x)) for every template j
     * ``L = mean_{a, k} -log( e^{q_a·p_k/tau} / (e^{q_a·p_k/tau} + sum_j e^{q_a·n_j/tau}) )``
 
+    ``distortion`` is the views' perspective strength: 0.5 is CF-CLIP's (torchvision's
+    RandomPerspective default), 0 leaves x̂ unwarped (one view).
     n(.) is L2 normalisation. CF-CLIP's code takes the negatives of the batch's first image
     for every sample; here each sample uses its own x, as the formula says.
     """
@@ -131,10 +133,11 @@ class ClipNCELoss(nn.Module):
         templates: Sequence[str] = IMAGENET_TEMPLATES,
         n_aug: int = 8,
         tau: float = 0.1,
+        distortion: float = 0.5,
     ):
         super().__init__()
         self.clip = clip
-        self.n_aug, self.tau = n_aug, tau
+        self.n_aug, self.tau, self.distortion = n_aug, tau, distortion
         self.templates = list(templates)
         with torch.no_grad():
             self.register_buffer("source", self._templated(source), persistent=False)
@@ -158,8 +161,11 @@ class ClipNCELoss(nn.Module):
         p1 = F.normalize((targets - self.source).mean(1), dim=-1)  # [B, D]
         p2 = F.normalize(targets.mean(1) - e_x, dim=-1)
         negatives = F.normalize(self.source[None] - e_x[:, None], dim=-1)  # [B, T, D]
-        views = random_perspective(x_hat.repeat(self.n_aug, 1, 1, 1), generator=self.generator)
-        q = F.normalize(self.clip.encode_image(views).view(self.n_aug, *e_x.shape) - e_x, dim=-1)
+        n_aug = self.n_aug if self.distortion > 0 else 1  # unwarped views are all the same
+        views = x_hat.repeat(n_aug, 1, 1, 1)
+        if self.distortion > 0:
+            views = random_perspective(views, self.distortion, generator=self.generator)
+        q = F.normalize(self.clip.encode_image(views).view(n_aug, *e_x.shape) - e_x, dim=-1)
         losses = []
         for pos in (p1, p2):
             pos_logit = (q * pos).sum(-1, keepdim=True) / self.tau  # [A, B, 1]

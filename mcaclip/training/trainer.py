@@ -73,6 +73,7 @@ class TrainConfig:
     fusion: str | None = None  # override the preset: "ff", "tem"
     fusion_tokens: int | None = None
     no_masks: bool = False  # ablation "w/o PRE"
+    mask_init: float | None = None  # override the preset: initial mask value (0: random init)
     steps: int = 10000
     batch_size: int = 2
     lr: float = 5e-4  # fusion and mask net (plain layers)
@@ -80,6 +81,7 @@ class TrainConfig:
     grad_clip: float = 1.0
     seed: int = 0
     weights: LossWeights = field(default_factory=LossWeights)
+    nce_distortion: float = 0.5  # CLIP-NCE views' perspective strength (CF-CLIP's: 0.5)
     latents: str | None = None  # e4e latents [N, 18, 512] (.pt); None: sample the mapping
     latent_space: str = "w+"  # for sampled latents: "w" or "w+"
     truncation: float = 0.7
@@ -202,6 +204,8 @@ class Trainer:
             editor = dataclasses.replace(editor, fusion_tokens=c.fusion_tokens)
         if c.no_masks:
             editor = dataclasses.replace(editor, use_masks=False)
+        if c.mask_init is not None:
+            editor = dataclasses.replace(editor, mask_init=c.mask_init)
         clip = p.clip if c.clip_model is None else dataclasses.replace(p.clip, model=c.clip_model)
         return Preset(p.name, p.generator, clip, editor)
 
@@ -263,7 +267,7 @@ class Trainer:
                 net = BiSeNet.from_file(path) if path else (small_bisenet() if small else BiSeNet())
             losses["bg"] = BackgroundLoss(net.eval().requires_grad_(False))
         if w.nce:
-            losses["nce"] = ClipNCELoss(self.editor.clip)
+            losses["nce"] = ClipNCELoss(self.editor.clip, distortion=self.config.nce_distortion)
         if w.clip:
             losses["clip"] = ClipDirectLoss(self.editor.clip)
         return {k: v.to(self.device) for k, v in losses.items()}

@@ -35,6 +35,18 @@ def test_text_condition_changes_masks_and_is_required():
         net(feats)
 
 
+def test_masks_can_start_open_everywhere_and_still_learn():
+    torch.manual_seed(0)
+    net = MaskNet([16, 16, 8], hidden=32, cond_dim=10, init=0.95)
+    masks = net(_features(), torch.randn(2, 10))
+    for m in masks:  # near 0.95 at every pixel of every layer, not exactly flat
+        assert (m - 0.95).abs().max() < 0.02 and m.std() > 0
+    masks[0].sum().backward()
+    assert net.heads[0].conv1.weight.grad.abs().sum() > 0  # small output weights, not zero
+    default = MaskNet([16, 16, 8], hidden=32)(_features())
+    assert (default[0] - 0.95).abs().max() > 0.2  # the default init is PyTorch's (~0.5)
+
+
 def test_wrong_number_of_features():
     with pytest.raises(ShapeError, match="expects 3 feature maps"):
         MaskNet([16, 16, 8])(_features()[:2])

@@ -4,7 +4,6 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mcaclip.training import losses
 from mcaclip.training.losses import (
     BackgroundLoss,
     ClipDirectLoss,
@@ -81,9 +80,9 @@ class _StubClip(torch.nn.Module):
         return F.normalize(images.mean((2, 3))[:, :2], dim=-1)
 
 
-def test_clip_nce_hand_computed(monkeypatch):
-    monkeypatch.setattr(losses, "random_perspective", lambda x, generator=None: x)
-    loss = ClipNCELoss(_StubClip(), templates=["a {}", "the {}"], n_aug=1, tau=1.0)
+def test_clip_nce_hand_computed():
+    # distortion 0: the views are x̂ itself (one view, whatever n_aug says)
+    loss = ClipNCELoss(_StubClip(), templates=["a {}", "the {}"], n_aug=8, tau=1.0, distortion=0)
     x, x_hat = _image(1, 1, 0), _image(-1, 1, 0)
     # q = n(e_h - e_x) = (-1, 0); p1 = n(t - s) = (-1, 1)/sqrt2; p2 = n(t - e_x);
     # negatives (2 templates) = n(s - e_x)
@@ -110,6 +109,23 @@ def test_clip_nce_prefers_edits_towards_the_target():
     toward = loss(x, _image(-1, 1, 0), ["goatee"])
     away = loss(x, _image(1, -1, 0), ["goatee"])
     assert toward < away
+
+
+def test_clip_nce_views_follow_the_distortion():
+    x = _image(1, 1, 0)
+    x_hat = torch.zeros(1, 3, 16, 16)
+    x_hat[:, 1, :, 8:] = 1.0  # the edit's colour on the right half only: a warp moves it
+    x_hat[:, 0, :, :8] = -1.0
+
+    def nce(distortion, seed):
+        loss = ClipNCELoss(_StubClip(), templates=["a {}"], n_aug=4, distortion=distortion)
+        loss.generator = torch.Generator().manual_seed(seed)
+        return loss(x, x_hat, ["goatee"]).item()
+
+    assert nce(0.0, 0) == nce(0.0, 1)  # unwarped: no randomness
+    assert nce(0.5, 0) == nce(0.5, 0)
+    assert nce(0.5, 0) != nce(0.5, 1)
+    assert nce(0.5, 0) != nce(0.0, 0)
 
 
 def test_styleclip_clip_loss():

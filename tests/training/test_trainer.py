@@ -265,3 +265,20 @@ def test_trains_on_e4e_latent_files(tmp_path):
 
     with pytest.raises(ShapeError, match=r"latents must be \[N, 8, 64\], got \[10, 18, 512\]"):
         Trainer(_config(tmp_path / "run2", latents=str(tmp_path / "bad.pt")))
+
+
+def test_mask_init_and_nce_distortion_flags_reach_the_run(tmp_path, cli):
+    out = tmp_path / "run"
+    code, _, err = cli(
+        mcatrain,
+        *("--preset", "tiny-32", "--random-weights", "--prompt", "blue goatee"),
+        *("--steps", "1", "--out", out, "--device", "cpu"),
+        *("--mask-init", "0.9", "--nce-distortion", "0.25"),
+    )
+    assert code == 0, err
+    config = json.loads((out / "config.json").read_text())
+    assert config["train"]["nce_distortion"] == 0.25
+    editor = json.loads((out / "editor.json").read_text())["config"]["preset"]["editor"]
+    assert editor["mask_init"] == 0.9
+    trainer = Trainer(_config(tmp_path / "b", steps=1, mask_init=0.9, nce_distortion=0.0))
+    assert trainer.losses["nce"].distortion == 0.0
