@@ -46,6 +46,10 @@ class EditSummary:
     grid: Path | None
 
 
+# the grid's faces are at least this many pixels (small ones enlarged, nearest-neighbour)
+GRID_TILE = 192
+
+
 def output_files(
     index: int, slugs: list[str], mask_png: bool, mask_npz: bool, suffix: str = ".png"
 ) -> list[str]:
@@ -151,5 +155,5 @@ def edit_to_dir(
                 row += [load_png(out / f"{i:05d}_{s}_mask{ext}") for s in slugs]
             rows.append(row)
         grid_path = out / f"grid{ext}"
-        picture.save(grid_path, grid(rows))
+        picture.save(grid_path, grid(rows, min_tile=GRID_TILE))
     return EditSummary(len(w), len(prompts), len(todo), len(w) - len(todo), grid_path)

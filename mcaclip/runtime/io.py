@@ -199,8 +199,13 @@ def load_png(path: Path) -> np.ndarray:
         return np.asarray(img.convert("RGB"))
 
 
-def grid(rows: list[list[np.ndarray]], pad: int = 2) -> np.ndarray:
-    """Tiles [H, W, 3] in rows (all the same size) -> one picture, white gutters."""
+def grid(rows: list[list[np.ndarray]], pad: int = 2, min_tile: int = 0) -> np.ndarray:
+    """Tiles [H, W, 3] in rows (all the same size) -> one picture, white gutters. Tiles smaller
+    than ``min_tile`` px are enlarged by a whole factor, nearest-neighbour (every pixel a block:
+    a 64 px face's goatee stays visible, nothing invented)."""
+    factor = -(-min_tile // min(rows[0][0].shape[:2])) if min_tile else 1
+    if factor > 1:
+        rows = [[t.repeat(factor, 0).repeat(factor, 1) for t in r] for r in rows]
     h, w = rows[0][0].shape[:2]
     cols = max(len(r) for r in rows)
     out = np.full((len(rows) * (h + pad) + pad, cols * (w + pad) + pad, 3), 255, np.uint8)

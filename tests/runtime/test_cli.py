@@ -39,7 +39,11 @@ def test_edit_seeds_several_prompts_grid_masks(cli, tiny_bundle, tmp_path, caplo
     with np.load(out / "00001_blue-goatee_masks.npz") as m:
         assert m["mask_06"].shape == (1, 32, 32) and m["mask_00"].shape == (1, 4, 4)
     with Image.open(out / "grid.png") as g:  # 3 rows; original + 2 edits + 2 masks
-        assert g.size == (5 * 34 + 2, 3 * 34 + 2)
+        # 32 px faces enlarged 6x, nearest-neighbour, to the grid's 192 px tiles
+        assert g.size == (5 * 194 + 2, 3 * 194 + 2)
+        tile = np.asarray(g.convert("RGB"))[2:194, 2:194]
+    with Image.open(out / "00000_original.png") as face:
+        assert (tile == np.asarray(face.convert("RGB")).repeat(6, 0).repeat(6, 1)).all()
     before = (out / "00000_glasses.png").stat().st_mtime_ns
     code, stdout, _ = cli(mcarun, *args)
     assert code == 0 and "0 edited, 3 already done" in stdout
