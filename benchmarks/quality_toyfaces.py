@@ -1,7 +1,8 @@
 """Ground-truth quality benchmark of MCA-CLIP and its baselines in the toy-faces world.
 
-``python -m benchmarks.quality_toyfaces [--quick] [--steps N] [--latents 200] [--per-prompt]
-[--methods a,b] [--area-weight W --tv-weight W --name STEM]`` (the last ones for sweeps)
+``python -m benchmarks.quality_toyfaces [--quick] [--steps N] [--latents 200] [--seeds 0,1,2]
+[--setting both|multi|per-prompt] [--methods a,b] [--area-weight W --tv-weight W --name STEM]``
+(the last ones for sweeps)
 
 Methods (trained here with the ordinary trainer on the toy world's networks, ``--world toy``):
 
@@ -13,11 +14,12 @@ mca-wo-pre           MCA-CLIP without the mask net (ablation "w/o PRE")
 mca-clip             MCA-CLIP: Feature Fusion + latent mapper + Precision Region Editing
 ===================  =====================================================================
 
-The four text-conditioned methods are trained once over all benchmark prompts (the text
-embedding is an input); StyleCLIP's mapper has no text input, so it gets one model per prompt.
-``--per-prompt`` trains every method one model per prompt (the paper's setting). Every method
-gets the same steps, batch and seed; trained runs are reused only for the same world, steps,
-batch, seed and mask weights.
+Two settings, both run by default: **per-prompt** (the paper's: every method one model per
+prompt) and **multi** (the four text-conditioned methods one model over all benchmark prompts,
+the text embedding an input; StyleCLIP's mapper has no text input and keeps one model per
+prompt). Every method gets the same steps, batch and seeds (``--seeds``, default 0,1,2; the
+tables give the mean over seeds +- their standard deviation); trained runs are reused only for
+the same world, steps, batch, seed and mask weights.
 
 For each method and prompt, on held-out latents (W+ of held-out attribute vectors, as e4e
 inversions of unseen faces), the metrics are:
@@ -33,7 +35,8 @@ inversions of unseen faces), the metrics are:
   against the ground-truth region;
 * CLIP: cosine of the toy CLIP's image and prompt embeddings.
 
-Writes ``benchmarks/results/quality_toyfaces.{json,md,png}`` (``--quick``: ``*_quick``).
+Writes ``benchmarks/results/quality_toyfaces.{json,md,png}`` (``--quick``: ``*_quick``): the
+JSON holds every seed's rows (``runs``) and their mean and standard deviation (``results``).
 """
 
 from __future__ import annotations
@@ -59,6 +62,27 @@ PROMPTS = {  # prompt -> (attribute changes, ground-truth region label)
     "purple lips": ({"lip_colour": "purple"}, "lips"),
     "yellow glasses": ({"glasses": "round", "glasses_colour": "yellow"}, "glasses"),
 }
+# other prompts of the vocabulary, which nobody tuned on: the demo editor is scored on them too
+UNTUNED_PROMPTS = ("orange hair", "pink eyes", "black lips", "green beard", "blue glasses")
+PART_ATTRS = {  # prompt's part word -> (attribute changes for colour c, region label)
+    "hair": (lambda c: {"hair_colour": c}, "hair"),
+    "eyes": (lambda c: {"eye_colour": c}, "eyes"),
+    "lips": (lambda c: {"lip_colour": c}, "lips"),
+    "goatee": (lambda c: {"beard": "goatee", "beard_colour": c}, "beard"),
+    "beard": (lambda c: {"beard": "full", "beard_colour": c}, "beard"),
+    "glasses": (lambda c: {"glasses": "round", "glasses_colour": c}, "glasses"),
+}
+
+
+def prompt_changes(prompt: str) -> tuple[dict, str]:
+    """Attribute changes and ground-truth region of a toy prompt ("colour part")."""
+    if prompt in PROMPTS:
+        return PROMPTS[prompt]
+    colour, part = prompt.split()
+    changes, region = PART_ATTRS[part]
+    return changes(colour), region
+
+
 METHODS = {  # name -> TrainConfig overrides
     "styleclip-mapper": {"method": "styleclip-mapper"},
     "cf-clip": {"fusion": "tem", "no_masks": True},
@@ -108,15 +132,22 @@ def ssim(a: torch.Tensor, b: torch.Tensor, mask: torch.Tensor | None = None) -> 
     return (s * m).flatten(1).sum(1) / m.flatten(1).sum(1).clamp(min=1)
 
 
-def run_key(steps: int, batch: int, seed: int, mask_weights: dict) -> str:
-    """Folder name of one training setting: the world's generator and CLIP, steps, batch, seed
-    and mask weights (a trained run is reused only for the same setting)."""
+RECIPE_TAGS = {"mask_init": "mi", "nce_distortion": "nd"}  # run folder tags of recipe options
+
+
+def run_key(
+    steps: int, batch: int, seed: int, mask_weights: dict, recipe: dict | None = None
+) -> str:
+    """Folder name of one training setting: the world's generator and CLIP, steps, batch, seed,
+    mask weights and the toy recipe's options where set (a trained run is reused only for the
+    same setting)."""
     from mcaclip.bundle import sha256
     from mcaclip.toyfaces.world import asset
 
     world = sha256(asset("generator.safetensors"))[:6] + sha256(asset("clip.safetensors"))[:6]
     weights = f"a{mask_weights['area']:g}-tv{mask_weights['tv']:g}"
-    return f"{world}-steps{steps}-b{batch}-seed{seed}-{weights}"
+    options = "".join(f"-{RECIPE_TAGS[k]}{v:g}" for k, v in sorted((recipe or {}).items()))
+    return f"{world}-steps{steps}-b{batch}-seed{seed}-{weights}{options}"
 
 
 def train_methods(
@@ -128,14 +159,17 @@ def train_methods(
     mask_weights: dict,
     methods: list[str] | None = None,
     per_prompt: bool = False,
+    recipe: dict | None = None,
 ) -> dict:
     """Train ``methods`` (default: all; skipping runs that exist for the same setting), the
     text-conditioned ones over all prompts or, ``per_prompt``, one model per prompt (the paper's
-    setting); returns {method: {prompt: editor path}}."""
+    setting); ``recipe``: TrainConfig options of the MCA/CF-CLIP variants (``nce_distortion``,
+    ``mask_init``); returns {method: {prompt: editor path}}."""
     from mcaclip.training.cli import STYLECLIP_WEIGHTS
     from mcaclip.training.trainer import LossWeights, TrainConfig, Trainer
 
-    out = out / run_key(steps, batch, seed, mask_weights)
+    recipe = {k: v for k, v in (recipe or {}).items() if v is not None}
+    out = out / run_key(steps, batch, seed, mask_weights, recipe)
     editors: dict[str, dict[str, Path]] = {}
     for name in methods or METHODS:
         overrides = METHODS[name]
@@ -146,10 +180,12 @@ def train_methods(
             run = out / name / ("all" if not apart else group[0].replace(" ", "-"))
             editor = run / "editor.safetensors"
             if not editor.is_file():
+                options = {}
                 if name == "styleclip-mapper":
                     weights = LossWeights(**STYLECLIP_WEIGHTS)
                 else:  # the paper's weights, the mask terms at the toy world's scale
                     weights = LossWeights(**mask_weights)
+                    options = recipe
                 config = TrainConfig(
                     prompts=group,
                     out=str(run),
@@ -162,6 +198,7 @@ def train_methods(
                     ckpt_every=steps,
                     log_every=max(steps // 10, 1),
                     **overrides,
+                    **options,
                 )
                 t0 = time.perf_counter()
                 Trainer(config).fit()
@@ -172,10 +209,28 @@ def train_methods(
 
 
 @torch.no_grad()
+def attribute_scores(
+    probe, edited: torch.Tensor, orig_pred: torch.Tensor, faces: list, cf: list, changes: dict
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per image [N]: success (the probe reads every target attribute of the counterfactual
+    ``cf`` on ``edited``) and the share of the other attributes, visible on both the face and
+    its counterfactual, that it reads as on the original (``orig_pred``)."""
+    from mcaclip.toyfaces.data import labels, visibility
+
+    target_idx = [ATTRS.index(a) for a in changes]
+    others = [i for i in range(len(ATTRS)) if i not in target_idx]
+    vis = visibility(faces)[:, others] & visibility(cf)[:, others]
+    pred = probe.predict(edited)
+    success = (pred[:, target_idx] == labels(cf)[:, target_idx]).all(1).float()
+    same = (pred[:, others] == orig_pred[:, others]) & vis
+    return success, same.float().sum(1) / vis.float().sum(1).clamp(min=1)
+
+
+@torch.no_grad()
 def evaluate(editors: dict, prompts: list[str], n: int, batch: int = 50) -> tuple[dict, dict]:
     """Metrics per method and prompt, and a few images per method and prompt for the grid."""
     from mcaclip.nn.editor import MCAEditor
-    from mcaclip.toyfaces.data import encode, labels, visibility
+    from mcaclip.toyfaces.data import encode
     from mcaclip.toyfaces.render import render_batch
     from mcaclip.toyfaces.train import attribute_z
     from mcaclip.toyfaces.world import asset, load_identity, load_probe
@@ -198,7 +253,7 @@ def evaluate(editors: dict, prompts: list[str], n: int, batch: int = 50) -> tupl
     results: dict = {}
     samples: dict = {"original": original[:4]}
     for prompt in prompts:
-        changes, region_label = PROMPTS[prompt]
+        changes, region_label = prompt_changes(prompt)
         cf = [counterfactual(f, changes) for f in faces]
         _, seg_orig = render_batch(faces)
         _, seg_cf = render_batch(cf)
@@ -206,10 +261,6 @@ def evaluate(editors: dict, prompts: list[str], n: int, batch: int = 50) -> tupl
         region = torch.from_numpy((seg_orig == label) | (seg_cf == label))
         w_cf = G.broadcast(G.mapping(attribute_z(encode(cf), G.style_dim)))
         oracle = torch.cat([G.synthesis(c) for c in torch.split(w_cf, batch)])
-        target_idx = [ATTRS.index(a) for a in changes]
-        target_val = labels(cf)[:, target_idx]
-        others = [i for i in range(len(ATTRS)) if i not in target_idx]
-        vis = visibility(faces)[:, others] & visibility(cf)[:, others]
         text = clip.embed_prompts([prompt])
         for method, per_prompt in {NO_EDIT: None, **editors}.items():
             if per_prompt is None:  # the reference: what leaving the picture alone scores
@@ -221,10 +272,7 @@ def evaluate(editors: dict, prompts: list[str], n: int, batch: int = 50) -> tupl
                     editor(wc, ec) for wc, ec in zip(torch.split(w, batch), torch.split(e, batch))
                 ]
                 edited = torch.cat([o.image for o in outs]).clamp(-1, 1)
-            pred = probe.predict(edited)
-            success = (pred[:, target_idx] == target_val).all(1).float()
-            same = (pred[:, others] == orig_pred[:, others]) & vis
-            keep = same.float().sum(1) / vis.float().sum(1).clamp(min=1)
+            success, keep = attribute_scores(probe, edited, orig_pred, faces, cf, changes)
             outside = ~region
             sq = (edited - original).square().mean(1)
             mse_out = (sq * outside).flatten(1).sum(1) / outside.flatten(1).sum(1).clamp(min=1)
@@ -243,14 +291,15 @@ def evaluate(editors: dict, prompts: list[str], n: int, batch: int = 50) -> tupl
                 "mask_mean": None,
             }
             if outs and outs[0].masks:
-                masks = torch.cat(
-                    [
-                        torch.stack(
-                            [F.interpolate(m, size=64, mode="bilinear") for m in o.masks]
-                        ).mean(0)
-                        for o in outs
-                    ]
-                )[:, 0]
+                size = region.shape[-1]
+
+                def upsampled(o, size=size):  # [B, layers, H, W] at the picture's size
+                    return torch.cat(
+                        [F.interpolate(m, size=size, mode="bilinear") for m in o.masks], 1
+                    )
+
+                per_layer = torch.cat([upsampled(o) for o in outs])
+                masks = per_layer.mean(1)
                 pred_region = masks > 0.5
                 inter = (pred_region & region).flatten(1).sum(1).float()
                 union = (pred_region | region).flatten(1).sum(1).float().clamp(min=1)
@@ -261,44 +310,92 @@ def evaluate(editors: dict, prompts: list[str], n: int, batch: int = 50) -> tupl
                 outside_mean = out_sum / (~region).flatten(1).sum(1).clamp(min=1)
                 row["mask_focus"] = float((inside - outside_mean).mean())
                 row["mask_mean"] = float(masks.mean())
+                r = region[:, None].float()
+                row["mask_inside_per_layer"] = (
+                    ((per_layer * r).sum((2, 3)) / r.sum((2, 3)).clamp(min=1)).mean(0).tolist()
+                )
+                row["mask_outside_per_layer"] = (
+                    ((per_layer * (1 - r)).sum((2, 3)) / (1 - r).sum((2, 3)).clamp(min=1))
+                    .mean(0)
+                    .tolist()
+                )
             results.setdefault(method, {})[prompt] = row
             samples.setdefault(method, {})[prompt] = edited[:4]
         samples.setdefault("oracle", {})[prompt] = oracle[:4]
     return results, samples
 
 
+COLUMNS = [
+    ("success", "success", "{:.0%}"),
+    ("attributes_kept", "attrs kept", "{:.0%}"),
+    ("identity_cosine", "ID cos", "{:.3f}"),
+    ("mse_outside_region", "MSE out", "{:.4f}"),
+    ("ssim_outside_region", "SSIM out", "{:.3f}"),
+    ("oracle_psnr_db", "oracle PSNR", "{:.1f}"),
+    ("oracle_ssim", "oracle SSIM", "{:.3f}"),
+    ("mask_iou", "mask IoU", "{:.2f}"),
+    ("mask_focus", "mask focus", "{:+.2f}"),
+    ("clip_similarity", "CLIP", "{:.3f}"),
+]
+
+
+def aggregate(runs: dict) -> dict:
+    """{seed: {method: {prompt: row}}} -> {method: {prompt: row of means, with KEY_std and,
+    for the method's mean over prompts, the "all" prompt}} (std over seeds, 0 for one)."""
+    seeds = list(runs)
+    out: dict = {}
+    for method, per_prompt in runs[seeds[0]].items():
+        out[method] = {}
+        for prompt in [*per_prompt, "all"]:
+            row: dict = {}
+            for key, _, _ in COLUMNS:
+                per_seed = []
+                for seed in seeds:
+                    rows = runs[seed][method]
+                    picked = rows.values() if prompt == "all" else [rows[prompt]]
+                    vals = [r[key] for r in picked if r[key] is not None]
+                    if vals:
+                        per_seed.append(float(np.mean(vals)))
+                row[key] = float(np.mean(per_seed)) if per_seed else None
+                row[f"{key}_std"] = float(np.std(per_seed)) if per_seed else None
+            out[method][prompt] = row
+    return out
+
+
 def summary_table(results: dict) -> str:
-    cols = [
-        ("success", "success", "{:.0%}"),
-        ("attributes_kept", "attrs kept", "{:.0%}"),
-        ("identity_cosine", "ID cos", "{:.3f}"),
-        ("mse_outside_region", "MSE out", "{:.4f}"),
-        ("ssim_outside_region", "SSIM out", "{:.3f}"),
-        ("oracle_psnr_db", "oracle PSNR", "{:.1f}"),
-        ("oracle_ssim", "oracle SSIM", "{:.3f}"),
-        ("mask_iou", "mask IoU", "{:.2f}"),
-        ("mask_focus", "mask focus", "{:+.2f}"),
-        ("clip_similarity", "CLIP", "{:.3f}"),
-    ]
-    lines = ["| method | " + " | ".join(c[1] for c in cols) + " |"]
-    lines.append("|---" * (len(cols) + 1) + "|")
+    """Markdown of :func:`aggregate`'s output: the methods' means over prompts (+- std over
+    seeds), then success per prompt."""
+
+    def cell(row, key, fmt):
+        if row[key] is None:
+            return "-"
+        return fmt.format(row[key]) + " ± " + fmt.format(row[f"{key}_std"]).lstrip("+")
+
+    lines = ["| method | " + " | ".join(c[1] for c in COLUMNS) + " |"]
+    lines.append("|---" * (len(COLUMNS) + 1) + "|")
     for method, per_prompt in results.items():
-        cells = []
-        for key, _, fmt in cols:
-            vals = [r[key] for r in per_prompt.values() if r[key] is not None]
-            cells.append(fmt.format(float(np.mean(vals))) if vals else "-")
+        cells = [cell(per_prompt["all"], key, fmt) for key, _, fmt in COLUMNS]
         lines.append(f"| {method} | " + " | ".join(cells) + " |")
     lines.append("")
     lines.append("Success per prompt:")
     lines.append("")
-    prompts = list(next(iter(results.values())))
+    prompts = [p for p in next(iter(results.values())) if p != "all"]
     lines.append("| method | " + " | ".join(prompts) + " |")
     lines.append("|---" * (len(prompts) + 1) + "|")
     for method, per_prompt in results.items():
-        lines.append(
-            f"| {method} | " + " | ".join(f"{per_prompt[p]['success']:.0%}" for p in prompts) + " |"
-        )
+        cells = [cell(per_prompt[p], "success", "{:.0%}") for p in prompts]
+        lines.append(f"| {method} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+def write_outputs(out: Path, stem: str, payload: dict, table: str) -> None:
+    """``out/stem.json`` and ``out/stem.md``, each written whole (temp file, then rename)."""
+    out.mkdir(parents=True, exist_ok=True)
+    for ext, text in (("json", json.dumps(payload, indent=2)), ("md", table)):
+        path = out / f"{stem}.{ext}"
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(text)
+        tmp.replace(path)
 
 
 def save_grid(samples: dict, prompts: list[str], path: Path) -> None:
@@ -327,19 +424,32 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--steps", type=int, default=1000)  # the README's table
     ap.add_argument("--batch-size", type=int, default=4)
     ap.add_argument("--latents", type=int, default=200)
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--seeds", default="0,1,2", help="comma-separated training seeds")
     ap.add_argument("--area-weight", type=float, default=TOY_MASK_WEIGHTS["area"])
     ap.add_argument("--tv-weight", type=float, default=TOY_MASK_WEIGHTS["tv"])
+    ap.add_argument(
+        "--nce-distortion",
+        type=float,
+        help="CLIP-NCE views' perspective strength (default: CF-CLIP's 0.5)",
+    )
+    ap.add_argument("--mask-init", type=float, help="masks start open at this value")
     ap.add_argument(
         "--methods",
         default=",".join(METHODS),
         help=f"comma-separated subset of {', '.join(METHODS)} (default: all)",
     )
     ap.add_argument(
-        "--per-prompt",
+        "--setting",
+        choices=("both", "per-prompt", "multi"),
+        default="both",
+        help="per-prompt: one model per prompt for every method (the paper's setting); multi: "
+        "the text-conditioned methods learn all prompts in one model (default: both)",
+    )
+    ap.add_argument(
+        "--demo",
         action="store_true",
-        help="one model per prompt for every method (the paper's setting; default: the "
-        "text-conditioned methods learn all prompts in one model)",
+        help="score the shipped demo editor instead (no training): the five prompts and five "
+        "untuned ones of the vocabulary",
     )
     ap.add_argument("--runs", type=Path, default=Path("runs/quality_toyfaces"))
     ap.add_argument("--out", type=Path, default=RESULTS)
@@ -354,49 +464,131 @@ def main(argv: list[str] | None = None) -> int:
             f"--methods: unknown {', '.join(unknown) or '(none given)'}; "
             f"choose from {', '.join(METHODS)}"
         )
+    if args.demo:
+        return demo_main(args)
     prompts = list(PROMPTS)
+    seeds = [int(x) for x in args.seeds.split(",") if x.strip()]
     if args.quick:
-        args.steps, args.latents, prompts = 4, 8, prompts[:2]
+        args.steps, args.latents, prompts, seeds = 4, 8, prompts[:2], seeds[:1]
         args.runs = args.runs.with_name(args.runs.name + "_quick")
+    settings = ("per-prompt", "multi") if args.setting == "both" else (args.setting,)
     t0 = time.perf_counter()
     mask_weights = {"area": args.area_weight, "tv": args.tv_weight}
-    editors = train_methods(
-        prompts,
-        args.runs,
-        args.steps,
-        args.batch_size,
-        args.seed,
-        mask_weights,
-        methods,
-        args.per_prompt,
-    )
-    train_s = time.perf_counter() - t0
-    results, samples = evaluate(editors, prompts, args.latents)
+    recipe = {"nce_distortion": args.nce_distortion, "mask_init": args.mask_init}
+    runs: dict = {s: {} for s in settings}
+    train_s = 0.0
+    samples: dict = {}
+    for setting in settings:
+        for seed in seeds:
+            t1 = time.perf_counter()
+            editors = train_methods(
+                prompts,
+                args.runs,
+                args.steps,
+                args.batch_size,
+                seed,
+                mask_weights,
+                methods,
+                setting == "per-prompt",
+                recipe,
+            )
+            train_s += time.perf_counter() - t1
+            runs[setting][seed], shown = evaluate(editors, prompts, args.latents)
+            samples.setdefault(setting, shown)  # the grid shows the first seed
+            print(f"{setting} seed {seed}: {time.perf_counter() - t0:.0f} s", flush=True)
+    results = {s: aggregate(runs[s]) for s in settings}
     stem = args.name or ("quality_toyfaces_quick" if args.quick else "quality_toyfaces")
-    table = summary_table(results)
+    table = "".join(
+        f"## {setting} (seeds {', '.join(map(str, seeds))})\n\n"
+        + summary_table(results[setting])
+        + "\n"
+        for setting in settings
+    )
     payload = {
         "machine": machine_info(),
         "steps": args.steps,
         "batch_size": args.batch_size,
         "latents": args.latents,
-        "seed": args.seed,
+        "seeds": seeds,
+        "settings": list(settings),
         "mask_weights": mask_weights,
-        "per_prompt": args.per_prompt,
+        "recipe": {k: v for k, v in recipe.items() if v is not None},  # {}: the defaults
         "prompts": {p: PROMPTS[p][0] for p in prompts},
         "train_seconds_this_invocation": train_s,  # 0 when every editor was already trained
         "eval_seconds": time.perf_counter() - t0 - train_s,
         "results": results,
+        "runs": {s: {str(k): v for k, v in r.items()} for s, r in runs.items()},
     }
-    args.out.mkdir(parents=True, exist_ok=True)
-    for ext, text in (("json", json.dumps(payload, indent=2)), ("md", table)):
-        path = args.out / f"{stem}.{ext}"
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(text)
-        tmp.replace(path)
-    save_grid(samples, prompts, args.out / f"{stem}.png")
+    write_outputs(args.out, stem, payload, table)
+    for setting in settings:
+        suffix = "" if setting == settings[0] else f"_{setting}"
+        save_grid(samples[setting], prompts, args.out / f"{stem}{suffix}.png")
     print(table)
     print(f"train {train_s:.0f} s, total {time.perf_counter() - t0:.0f} s")
     return 0
+
+
+def demo_main(args) -> int:
+    """``--demo``: the demo editor (one model, any prompt) on tuned and untuned prompts."""
+    from mcaclip.toyfaces.demo import DEMO
+    from mcaclip.toyfaces.world import asset
+
+    t0 = time.perf_counter()
+    prompts = [*PROMPTS, *UNTUNED_PROMPTS]
+    n = args.latents
+    if args.quick:
+        prompts, n = [prompts[0], prompts[-1]], 8
+    editor = asset(DEMO)
+    results, samples = evaluate({"demo editor": {p: editor for p in prompts}}, prompts, n)
+    tuned = [p for p in prompts if p in PROMPTS]
+    split = {
+        method: {
+            "benchmark prompts": _mean_row([rows[p] for p in tuned]),
+            "untuned prompts": _mean_row([rows[p] for p in prompts if p not in PROMPTS]),
+        }
+        for method, rows in results.items()
+    }
+    lines = ["| editor | prompts | success | attrs kept | MSE out | mask IoU | mask focus |"]
+    lines.append("|---|---|---|---|---|---|---|")
+    for method, groups in split.items():
+        for group, r in groups.items():
+            if r is None:
+                continue
+            iou = "-" if r["mask_iou"] is None else f"{r['mask_iou']:.2f}"
+            focus = "-" if r["mask_focus"] is None else f"{r['mask_focus']:+.2f}"
+            lines.append(
+                f"| {method} | {group} | {r['success']:.0%} | {r['attributes_kept']:.0%} | "
+                f"{r['mse_outside_region']:.4f} | {iou} | {focus} |"
+            )
+    lines += ["", "| prompt | " + " | ".join(results) + " |", "|---" * (len(results) + 1) + "|"]
+    for p in prompts:
+        cells = " | ".join(f"{r[p]['success']:.0%}" for r in results.values())
+        lines.append(f"| {p} | {cells} |")
+    table = "\n".join(lines) + "\n"
+    payload = {
+        "machine": machine_info(),
+        "editor": str(editor),
+        "latents": n,
+        "prompts": {p: prompt_changes(p)[0] for p in prompts},
+        "untuned_prompts": [p for p in prompts if p not in PROMPTS],
+        "seconds": time.perf_counter() - t0,
+        "summary": split,
+        "results": results,
+    }
+    stem = args.name or ("quality_toyfaces_demo_quick" if args.quick else "quality_toyfaces_demo")
+    write_outputs(args.out, stem, payload, table)
+    save_grid(samples, prompts, args.out / f"{stem}.png")
+    print(table)
+    return 0
+
+
+def _mean_row(rows: list[dict]) -> dict | None:
+    if not rows:
+        return None
+    return {
+        k: None if rows[0][k] is None else float(np.mean([r[k] for r in rows]))
+        for k in ("success", "attributes_kept", "mse_outside_region", "mask_iou", "mask_focus")
+    }
 
 
 if __name__ == "__main__":

@@ -188,22 +188,38 @@ def test_quality_benchmark_quick(tmp_path):
 
     assert quality(["--quick", "--runs", str(tmp_path / "runs"), "--out", str(tmp_path)]) == 0
     report = json.loads((tmp_path / "quality_toyfaces_quick.json").read_text())
-    assert set(report["results"]) == {*METHODS, NO_EDIT}
-    for method, per_prompt in report["results"].items():
-        for row in per_prompt.values():
-            assert 0 <= row["success"] <= 1 and 0 <= row["attributes_kept"] <= 1
-            unmasked = ("styleclip-mapper", "cf-clip", "mca-wo-pre", NO_EDIT)
-            assert (row["mask_iou"] is None) == (method in unmasked)
+    assert set(report["results"]) == {"per-prompt", "multi"}  # both settings by default
+    for setting, results in report["results"].items():
+        assert set(results) == {*METHODS, NO_EDIT}
+        for method, per_prompt in results.items():
+            assert set(per_prompt) == {*report["prompts"], "all"}
+            for row in per_prompt.values():
+                assert 0 <= row["success"] <= 1 and 0 <= row["attributes_kept"] <= 1
+                assert row["success_std"] == 0  # one seed in --quick
+                unmasked = ("styleclip-mapper", "cf-clip", "mca-wo-pre", NO_EDIT)
+                assert (row["mask_iou"] is None) == (method in unmasked)
+        seed_rows = report["runs"][setting]["0"]["mca-clip"]
+        mean = sum(r["success"] for r in seed_rows.values()) / len(seed_rows)
+        assert results["mca-clip"]["all"]["success"] == pytest.approx(mean)
     assert (tmp_path / "quality_toyfaces_quick.png").is_file()
-    assert "| mca-clip |" in (tmp_path / "quality_toyfaces_quick.md").read_text()
+    assert (tmp_path / "quality_toyfaces_quick_multi.png").is_file()
+    md = (tmp_path / "quality_toyfaces_quick.md").read_text()
+    assert "## per-prompt" in md and "## multi" in md and "| mca-clip |" in md and " ± " in md
     # a sweep: one method, other mask weights, its own files; trained runs are keyed by setting
     args = ["--quick", "--runs", str(tmp_path / "runs"), "--out", str(tmp_path)]
     sweep = [*args, "--methods", "mca-clip", "--area-weight", "0.02", "--name", "sweep"]
     assert quality(sweep) == 0
     report = json.loads((tmp_path / "sweep.json").read_text())
-    assert set(report["results"]) == {"mca-clip", NO_EDIT}
+    assert set(report["results"]["multi"]) == {"mca-clip", NO_EDIT}
     assert report["mask_weights"]["area"] == 0.02
-    assert len(list((tmp_path / "runs_quick").glob("*/mca-clip"))) == 2
+    assert len(list((tmp_path / "runs_quick").glob("*/mca-clip"))) == 2  # two mask weights
+    toy = [*sweep[:-1], "toy", "--nce-distortion", "0.25", "--mask-init", "0.9"]
+    assert quality(toy) == 0
+    assert json.loads((tmp_path / "toy.json").read_text())["recipe"] == {
+        "nce_distortion": 0.25,
+        "mask_init": 0.9,
+    }
+    assert len(list((tmp_path / "runs_quick").glob("*-mi0.9-nd0.25/mca-clip"))) == 1
     with pytest.raises(SystemExit):
         quality([*args, "--methods", "mca-clap"])
 
@@ -344,3 +360,64 @@ def test_a_bench_stopped_part_way_keeps_what_it_measured(monkeypatch, tmp_path):
     monkeypatch.setattr(gpu_check.subprocess, "run", done)
     got = gpu_check.step(report, "bench", lambda: gpu_check.bench(tmp_path, "1,8", 3, 1, 300))
     assert report["steps"]["bench"]["ok"] is True and "incomplete" not in got
+
+
+def test_quality_aggregate_over_seeds():
+    """Mean over seeds of each seed's mean over prompts, +- the seeds' standard deviation."""
+    from benchmarks.quality_toyfaces import COLUMNS, aggregate, summary_table
+
+    def row(success):
+        return {key: None for key, _, _ in COLUMNS} | {"success": success}
+
+    runs = {
+        0: {"m": {"a": row(0.2), "b": row(0.4)}},
+        1: {"m": {"a": row(0.6), "b": row(0.8)}},
+    }
+    out = aggregate(runs)["m"]
+    assert out["all"]["success"] == pytest.approx(0.5)  # seeds' means 0.3 and 0.7
+    assert out["all"]["success_std"] == pytest.approx(0.2)
+    assert out["a"]["success"] == pytest.approx(0.4) and out["a"]["success_std"] == pytest.approx(
+        0.2
+    )
+    assert out["all"]["mask_iou"] is None
+    table = summary_table(aggregate(runs))
+    assert "| m | 50% ± 20% |" in table and "| m | 40% ± 20% | 60% ± 20% |" in table
+
+
+def test_quality_benchmark_demo_quick(tmp_path):
+    """--demo scores the shipped demo editor, no training, on a tuned and an untuned prompt."""
+    from benchmarks.quality_toyfaces import UNTUNED_PROMPTS, prompt_changes
+    from benchmarks.quality_toyfaces import main as quality
+
+    assert prompt_changes("green beard") == ({"beard": "full", "beard_colour": "green"}, "beard")
+    assert quality(["--demo", "--quick", "--out", str(tmp_path)]) == 0
+    report = json.loads((tmp_path / "quality_toyfaces_demo_quick.json").read_text())
+    assert report["untuned_prompts"] == [UNTUNED_PROMPTS[-1]]
+    summary = report["summary"]["demo editor"]
+    assert 0 <= summary["untuned prompts"]["success"] <= 1
+    assert summary["benchmark prompts"]["mask_iou"] is not None
+    assert (
+        "| demo editor | untuned prompts |"
+        in (tmp_path / "quality_toyfaces_demo_quick.md").read_text()
+    )
+
+
+def test_quality_diagnose_quick(tmp_path):
+    """The chain's diagnosis at smoke size (links 1-3) on the shipped toy networks."""
+    from benchmarks.quality_diagnose import NCE_DISTORTIONS
+    from benchmarks.quality_diagnose import main as diagnose
+
+    args = ["--quick", "--runs", str(tmp_path / "runs"), "--out", str(tmp_path)]
+    assert diagnose(args) == 0
+    report = json.loads((tmp_path / "quality_diagnose_quick.json").read_text())
+    assert len(report["clip"]["prompts"]) == 2
+    for row in report["clip"]["prompts"].values():
+        for share in ("cosine_oracle_over_original", "direction_oracle_over_wrong_parts"):
+            assert 0 <= row[share] <= 1
+        for d in NCE_DISTORTIONS[1:]:
+            assert row[f"nce_d{d:g}_oracle"] > 0 and row["nce_oracle"] > 0
+    assert set(report["upper_bound"]) == set(report["clip"]["prompts"])
+    mapper = report["mapper"]["mca-clip"]
+    assert all(len(r["mask_inside_per_layer"]) == 9 for r in mapper.values())
+    md = (tmp_path / "quality_diagnose_quick.md").read_text()
+    assert "distortion 0.25" in md and "Mapper (link 3)" in md and "Upper bound (link 2)" in md
