@@ -3,6 +3,7 @@ editor and the embedded default bundle (all on a micro build, tiny-32)."""
 
 from __future__ import annotations
 
+import json
 import shutil
 
 import pytest
@@ -68,10 +69,12 @@ def test_mcatrain_world_toy_uses_the_toy_networks(toy_env, tmp_path):
 
 def test_demo_editor_and_embedded_default(toy_env, tmp_path, cli):
     from mcaclip.runtime.cli import main as mcarun
-    from mcaclip.toyfaces.demo import demo_bundle, train_demo
+    from mcaclip.toyfaces.demo import DEMO_RECIPE, demo_bundle, train_demo
 
     editor = train_demo(steps=2, batch_size=2)
     assert editor == toy_env / "demo" / "editor.safetensors"
+    config = json.loads(editor.with_suffix(".json").read_text())["config"]["preset"]["editor"]
+    assert config["mask_init"] == DEMO_RECIPE["mask_init"]  # the demo's recipe, not the defaults
     bundle = demo_bundle()
     assert demo_bundle() == bundle  # cached: built once
     out = tmp_path / "edits"
