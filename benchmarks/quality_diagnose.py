@@ -44,10 +44,14 @@ from benchmarks.quality_toyfaces import (
     attribute_scores,
     counterfactual,
     evaluate,
+    render_faces,
     train_methods,
+    write_outputs,
 )
 from mcaclip.toyfaces.attributes import Face
+from mcaclip.toyfaces.clip import ensemble
 from mcaclip.toyfaces.demo import TOY_MASK_WEIGHTS
+from mcaclip.training.templates import IMAGENET_TEMPLATES
 
 # a part -> the changes that put colour c on it (giving the part where it is absent)
 PART_CHANGES = {
@@ -76,23 +80,9 @@ def wrong_part_faces(faces: list[Face], prompt: str) -> dict[str, list[Face]]:
     }
 
 
-@torch.no_grad()
-def render(G, faces: list[Face], batch: int = 100) -> torch.Tensor:
-    """The generator's images [N, 3, H, W] of ``faces`` (through its mapping, as the latents
-    of the world are made)."""
-    from mcaclip.toyfaces.data import encode
-    from mcaclip.toyfaces.train import attribute_z
-
-    z = attribute_z(encode(faces), G.style_dim)
-    return torch.cat([G.synthesis(G.broadcast(G.mapping(c))) for c in torch.split(z, batch)])
-
-
-def templated_text(clip, text: str) -> torch.Tensor:
-    """[D] mean of ``text``'s embeddings in the 80 ImageNet templates, renormalised."""
-    from mcaclip.training.templates import IMAGENET_TEMPLATES
-
-    emb = clip.embed_prompts([t.format(text) for t in IMAGENET_TEMPLATES])
-    return F.normalize(emb.mean(0), dim=-1)
+def templated(clip, text: str) -> torch.Tensor:
+    """[D] ``text``'s embedding ensembled over the 80 ImageNet templates (CLIP-NCE's prompts)."""
+    return ensemble(clip, [t.format(text) for t in IMAGENET_TEMPLATES])
 
 
 @torch.no_grad()
@@ -100,7 +90,7 @@ def clip_checks(G, clip, faces: list[Face], prompts: list[str], seed: int = 0) -
     """Link 1 per prompt (see the module docstring), and the warp's shift over all faces."""
     from mcaclip.training.losses import ClipNCELoss, random_perspective
 
-    x = render(G, faces)
+    x = render_faces(G, faces)
     e_x = clip.encode_image(x)
     warped = clip.encode_image(random_perspective(x, generator=torch.Generator().manual_seed(seed)))
     # CLIP-NCE with CF-CLIP's views (distortion 0.5, form "") and milder ones
@@ -108,7 +98,7 @@ def clip_checks(G, clip, faces: list[Face], prompts: list[str], seed: int = 0) -
         ("" if d == NCE_DISTORTIONS[0] else f"_d{d:g}"): ClipNCELoss(clip, distortion=d)
         for d in NCE_DISTORTIONS
     }
-    source = templated_text(clip, "face")
+    source = templated(clip, "face")
     n = len(faces)
 
     def nce_of(images, prompt, form="") -> float:
@@ -121,19 +111,19 @@ def clip_checks(G, clip, faces: list[Face], prompts: list[str], seed: int = 0) -
         "prompts": {},
     }
     for prompt in prompts:
-        oracle = render(G, [counterfactual(f, PROMPTS[prompt][0]) for f in faces])
+        oracle = render_faces(G, [counterfactual(f, PROMPTS[prompt][0]) for f in faces])
         e_o = clip.encode_image(oracle)
-        wrong = {p: render(G, fs) for p, fs in wrong_part_faces(faces, prompt).items()}
+        wrong = {p: render_faces(G, fs) for p, fs in wrong_part_faces(faces, prompt).items()}
         e_w = {p: clip.encode_image(im) for p, im in wrong.items()}
         t = clip.embed_prompts([prompt])[0]
-        direction = F.normalize(templated_text(clip, prompt) - source, dim=-1)
+        direction = F.normalize(templated(clip, prompt) - source, dim=-1)
 
         # the prompt's own text direction against the same colour on the wrong parts' words
         colour = prompt.split()[0]
         text_cos = {
             p: float(
                 direction
-                @ F.normalize(templated_text(clip, f"{colour} {PART_WORDS[p]}") - source, dim=-1)
+                @ F.normalize(templated(clip, f"{colour} {PART_WORDS[p]}") - source, dim=-1)
             )
             for p in e_w
         }
@@ -363,13 +353,9 @@ def main(argv: list[str] | None = None) -> int:
         payload["mapper_settings"] = {"steps": args.mapper_steps, "batch": 4, "per_prompt": True}
     payload["seconds"] = time.perf_counter() - t0
     stem = args.name or ("quality_diagnose_quick" if args.quick else "quality_diagnose")
-    args.out.mkdir(parents=True, exist_ok=True)
-    for ext, text in (("json", json.dumps(payload, indent=2)), ("md", report(payload))):
-        path = args.out / f"{stem}.{ext}"
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(text)
-        tmp.replace(path)
-    print(report(payload))
+    table = report(payload)
+    write_outputs(args.out, stem, payload, table)
+    print(table)
     return 0
 
 

@@ -227,12 +227,21 @@ def attribute_scores(
 
 
 @torch.no_grad()
+def render_faces(G, faces: list[Face], batch: int = 50) -> torch.Tensor:
+    """The generator's images [N, 3, H, W] of ``faces`` through its mapping, as the world's
+    latents are made (the oracle of a counterfactual attribute vector)."""
+    from mcaclip.toyfaces.data import encode
+    from mcaclip.toyfaces.train import attribute_z
+
+    w = G.broadcast(G.mapping(attribute_z(encode(faces), G.style_dim)))
+    return torch.cat([G.synthesis(c) for c in torch.split(w, batch)])
+
+
+@torch.no_grad()
 def evaluate(editors: dict, prompts: list[str], n: int, batch: int = 50) -> tuple[dict, dict]:
     """Metrics per method and prompt, and a few images per method and prompt for the grid."""
     from mcaclip.nn.editor import MCAEditor
-    from mcaclip.toyfaces.data import encode
     from mcaclip.toyfaces.render import render_batch
-    from mcaclip.toyfaces.train import attribute_z
     from mcaclip.toyfaces.world import asset, load_identity, load_probe
 
     faces = [Face(**f) for f in json.loads(asset("test_faces.json").read_text())][:n]
@@ -259,8 +268,7 @@ def evaluate(editors: dict, prompts: list[str], n: int, batch: int = 50) -> tupl
         _, seg_cf = render_batch(cf)
         label = LABELS[region_label]
         region = torch.from_numpy((seg_orig == label) | (seg_cf == label))
-        w_cf = G.broadcast(G.mapping(attribute_z(encode(cf), G.style_dim)))
-        oracle = torch.cat([G.synthesis(c) for c in torch.split(w_cf, batch)])
+        oracle = render_faces(G, cf, batch)
         text = clip.embed_prompts([prompt])
         for method, per_prompt in {NO_EDIT: None, **editors}.items():
             if per_prompt is None:  # the reference: what leaving the picture alone scores

@@ -271,7 +271,7 @@ def _attribute_loss(head: torch.nn.Module, emb: torch.Tensor, named: list[dict])
     return total / max(count, 1)
 
 
-def _ensemble(towers: ClipTowers, texts: list[str]) -> torch.Tensor:
+def ensemble(towers: ClipTowers, texts: list[str]) -> torch.Tensor:
     """Mean of the texts' embeddings, renormalised (CLIP's prompt ensembling)."""
     return F.normalize(towers.embed_prompts(texts).mean(0), dim=-1)
 
@@ -428,15 +428,15 @@ def clip_metrics(towers: ClipTowers, test: FaceSet) -> dict:
         zero_shot[attr] = float((pred == truth)[keep].float().mean())
 
     for attr, template in ZERO_SHOT.items():
-        score(attr, [_ensemble(towers, [template.format(v)]) for v in CHOICES[attr]], bool)
+        score(attr, [ensemble(towers, [template.format(v)]) for v in CHOICES[attr]], bool)
     # kinds of beard and glasses: ensembles over the colours (the prompts name a colour)
     kinds = {"goatee": "a {} goatee", "full": "a {} beard", "round": "round {} glasses"}
     kinds["square"] = "square {} glasses"
     for attr, absent in (("beard", "no beard"), ("glasses", "no glasses")):
         classes = [
-            _ensemble(towers, ["a face with " + absent])
+            ensemble(towers, ["a face with " + absent])
             if v == "none"
-            else _ensemble(towers, ["a face with " + kinds[v].format(c) for c in COLOURS])
+            else ensemble(towers, ["a face with " + kinds[v].format(c) for c in COLOURS])
             for v in CHOICES[attr]
         ]
         score(attr, classes, bool)
@@ -445,7 +445,7 @@ def clip_metrics(towers: ClipTowers, test: FaceSet) -> dict:
         ("beard_colour", "a face with a {} goatee", "goatee"),
         ("glasses_colour", "a face with {} glasses", None),
     ):
-        classes = [_ensemble(towers, [template.format(c)]) for c in COLOURS]
+        classes = [ensemble(towers, [template.format(c)]) for c in COLOURS]
         score(attr, classes, lambda f, kind=kind: kind is None or f.beard == kind)
     return {
         "retrieval_top1_of_100": retrieval,
