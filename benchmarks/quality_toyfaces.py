@@ -132,7 +132,14 @@ def ssim(a: torch.Tensor, b: torch.Tensor, mask: torch.Tensor | None = None) -> 
     return (s * m).flatten(1).sum(1) / m.flatten(1).sum(1).clamp(min=1)
 
 
-RECIPE_TAGS = {"mask_init": "mi", "nce_distortion": "nd"}  # run folder tags of recipe options
+# run folder tags of recipe options
+RECIPE_TAGS = {"mask_init": "mi", "nce_distortion": "nd", "mask_ramp": "mr"}
+
+
+def _tag(value) -> str:
+    if isinstance(value, (tuple, list)):
+        return "-".join(f"{v:g}" for v in value)
+    return f"{value:g}"
 
 
 def run_key(
@@ -146,7 +153,7 @@ def run_key(
 
     world = sha256(asset("generator.safetensors"))[:6] + sha256(asset("clip.safetensors"))[:6]
     weights = f"a{mask_weights['area']:g}-tv{mask_weights['tv']:g}"
-    options = "".join(f"-{RECIPE_TAGS[k]}{v:g}" for k, v in sorted((recipe or {}).items()))
+    options = "".join(f"-{RECIPE_TAGS[k]}{_tag(v)}" for k, v in sorted((recipe or {}).items()))
     return f"{world}-steps{steps}-b{batch}-seed{seed}-{weights}{options}"
 
 
@@ -442,6 +449,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--mask-init", type=float, help="masks start open at this value")
     ap.add_argument(
+        "--mask-ramp",
+        metavar="START:END",
+        help="mask area/TV weights off until START, full at END (shares of --steps)",
+    )
+    ap.add_argument(
         "--methods",
         default=",".join(METHODS),
         help=f"comma-separated subset of {', '.join(METHODS)} (default: all)",
@@ -482,7 +494,12 @@ def main(argv: list[str] | None = None) -> int:
     settings = ("per-prompt", "multi") if args.setting == "both" else (args.setting,)
     t0 = time.perf_counter()
     mask_weights = {"area": args.area_weight, "tv": args.tv_weight}
-    recipe = {"nce_distortion": args.nce_distortion, "mask_init": args.mask_init}
+    ramp = tuple(float(v) for v in args.mask_ramp.split(":")) if args.mask_ramp else None
+    recipe = {
+        "nce_distortion": args.nce_distortion,
+        "mask_init": args.mask_init,
+        "mask_ramp": ramp,
+    }
     runs: dict = {s: {} for s in settings}
     train_s = 0.0
     samples: dict = {}

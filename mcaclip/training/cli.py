@@ -112,6 +112,14 @@ def _weight_option(name: str, default: float, what: str):
     help="Perspective strength of CLIP-NCE's views (0.5: CF-CLIP's; 0: unwarped).",
 )
 @click.option(
+    "--mask-ramp",
+    callback=lambda ctx, param, value: _ramp(value),
+    default="0:0",
+    show_default=True,
+    metavar="START:END",
+    help="Mask area/TV weights off until START, full at END (shares of --steps), e.g. 0.3:0.7.",
+)
+@click.option(
     "--val-size", default=4, show_default=True, help="Held-out latents in the sample grid."
 )
 @click.option("--val-every", default=500, show_default=True)
@@ -172,6 +180,16 @@ def cli(prompts, prompts_file, resume, device, **kw):
         click.echo(f"trained {config.steps} steps; editor: {config.out}/editor.safetensors")
     if dist.is_initialized():
         dist.destroy_process_group()
+
+
+def _ramp(value: str) -> tuple[float, float]:
+    try:
+        start, end = (float(v) for v in value.split(":"))
+    except ValueError:
+        raise click.BadParameter(f"{value!r}: write START:END, e.g. 0.3:0.7") from None
+    if not 0.0 <= start <= end <= 1.0:
+        raise click.BadParameter(f"{value!r}: need 0 <= START <= END <= 1")
+    return start, end
 
 
 def dataclass_defaults(cls) -> dict:

@@ -82,6 +82,9 @@ class TrainConfig:
     seed: int = 0
     weights: LossWeights = field(default_factory=LossWeights)
     nce_distortion: float = 0.5  # CLIP-NCE views' perspective strength (CF-CLIP's: 0.5)
+    # mask area and TV weights ramped in: 0 until this share of the steps, full from the next
+    # (0, 0: full from the start, the paper); lets the edit land before the masks close
+    mask_ramp: tuple[float, float] = (0.0, 0.0)
     latents: str | None = None  # e4e latents [N, 18, 512] (.pt); None: sample the mapping
     latent_space: str = "w+"  # for sampled latents: "w" or "w+"
     truncation: float = 0.7
@@ -106,7 +109,17 @@ class TrainConfig:
     def from_dict(cls, data: dict) -> TrainConfig:
         data = dict(data)
         data["weights"] = LossWeights(**data.get("weights", {}))
+        if "mask_ramp" in data:
+            data["mask_ramp"] = tuple(data["mask_ramp"])
         return cls(**data)
+
+    def mask_scale(self, step: int) -> float:
+        """Factor on the mask area and TV weights at ``step`` (0-based): ``mask_ramp``."""
+        start, end = self.mask_ramp
+        t = step / max(self.steps, 1)
+        if end <= start:
+            return 1.0 if t >= start else 0.0
+        return min(max((t - start) / (end - start), 0.0), 1.0)
 
 
 def _rank() -> int:
@@ -122,6 +135,11 @@ class Trainer:
         self.config = c = config
         if c.method not in METHODS:
             raise McaError(f"--method {c.method!r}: choose one of {', '.join(METHODS)}")
+        start, end = c.mask_ramp
+        if not 0.0 <= start <= end <= 1.0:
+            raise McaError(
+                f"--mask-ramp {start:g}:{end:g}: need 0 <= START <= END <= 1 (shares of --steps)"
+            )
         if not c.prompts:
             raise McaError("no prompt: pass --prompt at least once")
         self.out = Path(c.out)
@@ -333,7 +351,11 @@ class Trainer:
                 t0 = time.perf_counter()
                 terms[name] = fn()
                 times[name] = time.perf_counter() - t0
-        total = sum(getattr(weights, k) * v for k, v in terms.items())
+        ramp = c.mask_scale(self.step)
+        total = sum(
+            getattr(weights, k) * (ramp if k in ("area", "tv") else 1.0) * v
+            for k, v in terms.items()
+        )
         return total, {k: v.item() for k, v in terms.items()}, times
 
     def train_step(self) -> dict:

@@ -282,3 +282,38 @@ def test_mask_init_and_nce_distortion_flags_reach_the_run(tmp_path, cli):
     assert editor["mask_init"] == 0.9
     trainer = Trainer(_config(tmp_path / "b", steps=1, mask_init=0.9, nce_distortion=0.0))
     assert trainer.losses["nce"].distortion == 0.0
+
+
+def test_mask_ramp_keeps_the_mask_terms_off_then_ramps_them_in(tmp_path, cli):
+    c = _config(tmp_path / "a", steps=10, mask_ramp=(0.2, 0.6))
+    assert [c.mask_scale(s) for s in (0, 1, 2, 4, 6, 9)] == pytest.approx([0, 0, 0, 0.5, 1, 1])
+    assert _config(tmp_path / "b").mask_scale(0) == 1.0  # the paper: full from the start
+    step = _config(tmp_path / "c", steps=10, mask_ramp=(0.5, 0.5))
+    assert [step.mask_scale(s) for s in (4, 5)] == [0.0, 1.0]
+    # the total leaves the mask terms out while the ramp is at 0, and counts them in full after
+    weights = LossWeights(id=0, l2=0, nce=0, bg=0, area=1.0, tv=1.0)
+    trainer = Trainer(_config(tmp_path / "d", steps=10, mask_ramp=(0.2, 0.6), weights=weights))
+    w = trainer.data.sample(2, trainer.data_rng)
+    idx = torch.zeros(2, dtype=torch.long)
+    total, terms, _ = trainer.losses_for(w, idx)
+    assert terms["area"] > 0 and float(total.detach()) == 0.0
+    trainer.step = 8
+    total, terms, _ = trainer.losses_for(w, idx)
+    assert float(total.detach()) == pytest.approx(terms["area"] + terms["tv"], rel=1e-5)
+    with pytest.raises(Exception, match="need 0 <= START <= END <= 1"):
+        Trainer(_config(tmp_path / "e", mask_ramp=(0.7, 0.3)))
+    out = tmp_path / "run"
+    code, _, err = cli(
+        mcatrain,
+        *("--preset", "tiny-32", "--random-weights", "--prompt", "blue goatee"),
+        *("--steps", "1", "--out", out, "--device", "cpu", "--mask-ramp", "0.3:0.7"),
+    )
+    assert code == 0, err
+    config = json.loads((out / "config.json").read_text())
+    assert config["train"]["mask_ramp"] == [0.3, 0.7]
+    code, _, err = cli(
+        mcatrain,
+        *("--preset", "tiny-32", "--random-weights", "--prompt", "blue goatee"),
+        *("--steps", "1", "--out", tmp_path / "r2", "--mask-ramp", "0.7"),
+    )
+    assert code != 0 and "START:END" in err
