@@ -125,12 +125,44 @@ class EditorConfig:
             raise ConfigError("editor.fusion_tokens and editor.fusion_heads must be >= 1")
 
 
+ENCODER_KINDS = ("e4e",)
+
+
+@dataclass(frozen=True)
+class EncoderConfig:
+    """Image -> W+ encoder for photos: e4e's ``Encoder4Editing`` (an IR-SE backbone with a
+    feature pyramid; one W from the coarsest features, per-layer offsets from the finer)."""
+
+    kind: str = "e4e"  # e4e's Encoder4Editing (the only kind so far)
+    input_size: int = 256  # side of the aligned face the encoder reads (e4e: 256)
+    units: tuple[int, ...] = (3, 4, 14, 3)  # IR-SE bottlenecks per stage (IR-SE50)
+    widths: tuple[int, ...] = (64, 128, 256, 512)  # channels per stage
+    coarse_ind: int = 3  # W+ layers [0, coarse_ind) read the coarsest features
+    middle_ind: int = 7  # [coarse_ind, middle_ind) the middle ones, the rest the finest
+
+    def __post_init__(self) -> None:
+        if self.kind not in ENCODER_KINDS:
+            raise ConfigError(f"encoder.kind={self.kind!r}: choose one of {ENCODER_KINDS}")
+        if len(self.units) != 4 or len(self.widths) != 4 or min(self.units) < 1:
+            raise ConfigError("encoder.units and encoder.widths need 4 stages, each >= 1 unit")
+        if self.input_size < 32 or self.input_size & (self.input_size - 1):
+            raise ConfigError(f"encoder.input_size={self.input_size}: a power of two >= 32")
+        if not 1 <= self.coarse_ind <= self.middle_ind:
+            raise ConfigError("encoder: need 1 <= coarse_ind <= middle_ind")
+
+    @property
+    def style_spatial(self) -> tuple[int, int, int]:
+        """Sides of the coarse, middle and fine feature maps (input / 16, / 8, / 4)."""
+        return self.input_size // 16, self.input_size // 8, self.input_size // 4
+
+
 @dataclass(frozen=True)
 class Preset:
     name: str
     generator: GeneratorConfig
     clip: ClipConfig
     editor: EditorConfig
+    encoder: EncoderConfig | None = None  # photos -> W+ (None: latents only)
 
     def __post_init__(self) -> None:
         dim = self.generator.style_dim
@@ -148,12 +180,14 @@ class Preset:
     def from_dict(cls, data: dict[str, Any], name: str | None = None) -> Preset:
         if not isinstance(data, dict):
             raise ConfigError(f"preset {name!r}: expected a JSON object")
-        _check_keys(data, {"name", "generator", "clip", "editor"}, "preset")
+        _check_keys(data, {"name", "generator", "clip", "editor", "encoder"}, "preset")
+        encoder = data.get("encoder")
         return cls(
             name=str(data.get("name", name or "custom")),
             generator=_build(GeneratorConfig, data.get("generator", {}), "generator"),
             clip=_build(ClipConfig, data.get("clip", {}), "clip"),
             editor=_build(EditorConfig, data.get("editor", {}), "editor"),
+            encoder=None if encoder is None else _build(EncoderConfig, encoder, "encoder"),
         )
 
 

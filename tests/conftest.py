@@ -68,13 +68,13 @@ BUNDLE_PROMPTS = ["blue goatee", "red hair"]
 
 @pytest.fixture(scope="session")
 def tiny_bundle(tmp_path_factory):
-    """A tiny-32 bundle with random weights, FP32 and FP16 graphs, 2 cached prompts (built
-    once)."""
+    """A tiny-32 bundle with random weights (a random photo encoder too), FP32 and FP16 graphs,
+    2 cached prompts (built once)."""
     from mcaclip.export.builder import BatchProfile, build_bundle
     from mcaclip.nn.editor import MCAEditor
 
     torch.manual_seed(0)
-    editor = MCAEditor.from_preset("tiny-32", random_weights=True)
+    editor = MCAEditor.from_preset("tiny-32", random_weights=True, encoder="random")
     out = tmp_path_factory.mktemp("bundles") / "tiny"
     build_bundle(
         editor,

@@ -193,7 +193,7 @@ def _write(
             "inputs": [t.to_dict() for t in spec.inputs],
             "outputs": [t.to_dict() for t in spec.outputs],
             "max_batch": profile.max
-            if name in ("masked_generator", "masknet", "mapping")
+            if name in ("masked_generator", "masknet", "mapping", "encoder")
             else pair_max,
             "onnx": {},
             "validation": {},
@@ -243,6 +243,7 @@ def _write(
         "graphs": graphs,
         "prompts": prompts,
         "latent_bank": bank,
+        "photos": _photos(editor),
         "files": files,
         "tensorrt": None,
     }
@@ -253,6 +254,18 @@ def _write(
         files.update(manifest["tensorrt"]["files"])
     (root / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
     return manifest
+
+
+def _photos(editor) -> dict | None:
+    """What ``mcarun edit --images`` needs beyond the encoder graph: the face finder."""
+    if getattr(editor, "encoder", None) is None:
+        return None
+    from mcaclip.faces.finders import finder_for_preset
+
+    return {
+        "finder": finder_for_preset(editor.preset.name),
+        "encoder_size": editor.preset.encoder.input_size,
+    }
 
 
 def rebuild_trt(root: str | Path, options) -> dict:
@@ -322,5 +335,9 @@ def _write_torch(editor, root: Path) -> dict[str, str]:
         state = {k: v.contiguous() for k, v in editor.clip.model.state_dict().items()}
         save_file(state, torch_dir / "clip.safetensors")
         clip_file = "clip.safetensors"
-    editor.save(torch_dir / "editor.safetensors", "generator.safetensors", clip_file)
+    encoder_file = None
+    if getattr(editor, "encoder", None) is not None:
+        editor.encoder.save(torch_dir / "encoder.safetensors")
+        encoder_file = "encoder.safetensors"
+    editor.save(torch_dir / "editor.safetensors", "generator.safetensors", clip_file, encoder_file)
     return {str(p.relative_to(root)): sha256(p) for p in sorted(torch_dir.iterdir()) if p.is_file()}

@@ -15,11 +15,15 @@ from mcaclip.export.builder import BACKENDS, PRECISIONS, BatchProfile, build_bun
 from mcaclip.export.tensorrt import HARDWARE_COMPAT, TYPINGS
 
 
-def _load_editor(checkpoint: Path | None, preset: str | None, random_weights: bool):
+def _load_editor(
+    checkpoint: Path | None, preset: str | None, random_weights: bool, encoder: str | None = None
+):
     import torch
 
     from mcaclip.nn.editor import MCAEditor
 
+    if encoder == "random" and not random_weights:
+        raise McaError("--encoder random is for tests and benchmarks: add --random-weights")
     if checkpoint is not None:
         editor = MCAEditor.load(checkpoint, random_weights=random_weights)
         if preset is not None and editor.preset.name != preset:
@@ -27,7 +31,12 @@ def _load_editor(checkpoint: Path | None, preset: str | None, random_weights: bo
                 f"{checkpoint} was trained with preset {editor.preset.name!r}, not {preset!r}; "
                 "drop --preset"
             )
-        return editor, {"checkpoint": str(checkpoint.resolve())}
+        if encoder is not None:
+            editor.attach_encoder(encoder)
+        sources = {"checkpoint": str(checkpoint.resolve())}
+        if encoder is not None:
+            sources["encoder"] = encoder if encoder == "random" else str(Path(encoder).resolve())
+        return editor, sources
     if not random_weights:
         raise McaError(
             "nothing to export: pass --checkpoint RUN/editor.safetensors (from mcatrain), "
@@ -36,7 +45,10 @@ def _load_editor(checkpoint: Path | None, preset: str | None, random_weights: bo
     if preset is None:
         raise McaError("--random-weights needs --preset (ffhq-1024, toy-64, tiny-32 or a JSON)")
     torch.manual_seed(0)
-    return MCAEditor.from_preset(preset, random_weights=True), {"checkpoint": None}
+    editor = MCAEditor.from_preset(preset, random_weights=True)
+    if encoder is not None:
+        editor.attach_encoder(encoder)
+    return editor, {"checkpoint": None, "encoder": encoder}
 
 
 def _prompts(prompt: tuple[str, ...], prompts_file: Path | None) -> list[str]:
@@ -57,6 +69,11 @@ def source_options(f):
         help="Editor checkpoint (.safetensors from mcatrain); it names its generator and CLIP.",
     )(f)
     f = click.option("--preset", help="Preset name or JSON (required with --random-weights).")(f)
+    f = click.option(
+        "--encoder",
+        help="Photo encoder for mcarun edit --images: e4e's e4e_ffhq_encode.pt (or ours); "
+        "'random' with --random-weights.",
+    )(f)
     f = click.option(
         "--random-weights",
         is_flag=True,
@@ -180,6 +197,7 @@ def _trt_options(
 def build_engine(
     checkpoint,
     preset,
+    encoder,
     random_weights,
     precision,
     out,
@@ -207,7 +225,7 @@ def build_engine(
     trt_options = _trt_options(  # checked before the editor is loaded
         workspace, opt_level, timing_cache, trt_typing, hardware_compat, version_compat, device
     )
-    editor, sources = _load_editor(checkpoint, preset, random_weights)
+    editor, sources = _load_editor(checkpoint, preset, random_weights, encoder)
     manifest = build_bundle(
         editor,
         out,
@@ -231,10 +249,10 @@ def build_engine(
 
 @cli.command("export-onnx")
 @source_options
-def export_onnx(checkpoint, preset, random_weights, precision, out, overwrite):
+def export_onnx(checkpoint, preset, encoder, random_weights, precision, out, overwrite):
     """Export the validated ONNX graphs only (no prompt cache, no engines)."""
     start = time.perf_counter()
-    editor, sources = _load_editor(checkpoint, preset, random_weights)
+    editor, sources = _load_editor(checkpoint, preset, random_weights, encoder)
     manifest = build_bundle(
         editor,
         out,

@@ -32,8 +32,9 @@ from mcaclip.fileio import atomic_write
 log = logging.getLogger(__name__)
 
 # what the runtime needs; the standalone mask net is a training/debugging graph
-ENGINE_GRAPHS = ("mapping", "text_encoder", "fusion", "mapper", "masked_generator")
-FP16_GRAPHS = ("masked_generator",)  # built from the FP16 graph when strongly typed
+# (the photo encoder where the bundle has one)
+ENGINE_GRAPHS = ("mapping", "text_encoder", "fusion", "mapper", "masked_generator", "encoder")
+FP16_GRAPHS = ("masked_generator", "encoder")  # built from the FP16 graph when strongly typed
 PAIR_GRAPHS = ("fusion", "mapper", "text_encoder")  # batch = latents x prompts
 TYPINGS = ("strong", "fp16-flag")
 HARDWARE_COMPAT = ("none", "ampere-plus", "same-compute-capability")

@@ -9,21 +9,26 @@ Data flow of one edit (shapes for batch B, L = n_latent, D = style_dim)::
 
 from __future__ import annotations
 
+import dataclasses
+import logging
 from pathlib import Path
 from typing import NamedTuple
 
 import torch
 from torch import nn
 
-from mcaclip.config import Preset, load_preset
+from mcaclip.config import Preset, load_preset, preset_names
 from mcaclip.errors import CheckpointError, ConfigError, ShapeError, WeightsMissingError
 from mcaclip.nn import triton_synthesis
+from mcaclip.nn.encoder import Encoder4Editing, load_encoder
 from mcaclip.nn.fusion import FeatureFusion, LatentOnly, TextEmbeddingMapping
 from mcaclip.nn.mapper import LevelsMapper
 from mcaclip.nn.masknet import MaskNet
 from mcaclip.nn.stylegan2 import Generator, SynthesisNetwork, set_switch
 from mcaclip.nn.text import ClipTowers
 from mcaclip.nn.weights import load_state_strict, read_module_file, save_tensors
+
+log = logging.getLogger(__name__)
 
 
 class MaskedOutput(NamedTuple):
@@ -210,6 +215,20 @@ class EditOutput(NamedTuple):
     original: torch.Tensor | None  # G(w) [B, 3, H, W]; None without masks (not computed)
 
 
+def _encoder(preset: Preset, encoder: str | Path | None) -> Encoder4Editing | None:
+    if encoder is None:
+        return None
+    if preset.encoder is None:
+        raise ConfigError(
+            f"preset {preset.name!r} names no encoder; add an 'encoder' section to it"
+        )
+    g = preset.generator
+    if str(encoder) == "random":
+        log.warning("photo encoder: RANDOM weights (tests and benchmarks only)")
+        return Encoder4Editing(preset.encoder, g.n_latent, g.style_dim)
+    return load_encoder(encoder, preset.encoder, g.n_latent, g.style_dim)
+
+
 class MCAEditor(nn.Module):
     """FF (or TEM) + levels mapper + mask net on a frozen generator (and frozen CLIP).
 
@@ -217,7 +236,13 @@ class MCAEditor(nn.Module):
     grad and stay in eval mode.
     """
 
-    def __init__(self, preset: Preset, generator: Generator, clip: ClipTowers | None = None):
+    def __init__(
+        self,
+        preset: Preset,
+        generator: Generator,
+        clip: ClipTowers | None = None,
+        encoder: Encoder4Editing | None = None,  # photos -> W+ (frozen); None: latents only
+    ):
         super().__init__()
         g, e = preset.generator, preset.editor
         if generator.config.n_latent != g.n_latent or generator.style_dim != g.style_dim:
@@ -226,6 +251,15 @@ class MCAEditor(nn.Module):
         text_dim = preset.clip.embed_dim
         self.generator = generator.eval().requires_grad_(False)
         self.clip = clip.eval().requires_grad_(False) if clip is not None else None
+        if encoder is not None and (encoder.n_latent, encoder.style_dim) != (
+            g.n_latent,
+            g.style_dim,
+        ):
+            raise ConfigError(
+                f"encoder into W+ [{encoder.n_latent}, {encoder.style_dim}] does not match "
+                f"preset {preset.name!r}"
+            )
+        self.encoder = encoder.eval().requires_grad_(False) if encoder is not None else None
         if e.fusion == "ff":
             self.fusion = FeatureFusion(
                 g.n_latent,
@@ -259,9 +293,12 @@ class MCAEditor(nn.Module):
         random_weights: bool = False,
         generator: str | Path | None = None,
         clip_weights: str | Path | None = None,
+        encoder: str | Path | None = None,
     ) -> MCAEditor:
         """Build an editor. Real use needs ``generator`` (rosinality .pt or ours) and
-        ``clip_weights``; ``random_weights=True`` makes every network random (tests, benches)."""
+        ``clip_weights``; ``random_weights=True`` makes every network random (tests, benches).
+        ``encoder``: the photo encoder's weights (e4e's ``.pt`` or ours), ``"random"`` for a
+        random one (tests, benches), None for none (the editor then edits latents only)."""
         preset = name if isinstance(name, Preset) else load_preset(name)
         if not random_weights and (generator is None or clip_weights is None):
             missing = [
@@ -279,7 +316,7 @@ class MCAEditor(nn.Module):
             else Generator(preset.generator)
         )
         clip = ClipTowers.create(preset.clip, clip_weights, random_weights=clip_weights is None)
-        return cls(preset, G, clip)
+        return cls(preset, G, clip, _encoder(preset, encoder))
 
     TRAINED = ("fusion", "mapper", "masknet")  # what an editor checkpoint holds
 
@@ -288,16 +325,19 @@ class MCAEditor(nn.Module):
         path: str | Path,
         generator: str | Path | None = None,
         clip_weights: str | Path | None = None,
+        encoder: str | Path | None = None,
     ) -> None:
         """Write the trained parts to ``path`` (.safetensors) with ``path.json`` beside it:
         the preset and the generator / CLIP weight files they go with (``None``: random, only
-        for tests and benchmarks). Relative paths are kept relative to the checkpoint's folder.
+        for tests and benchmarks), and the photo encoder's file if it has one. Relative paths
+        are kept relative to the checkpoint's folder.
         """
         state = {k: v for k, v in self.state_dict().items() if k.split(".", 1)[0] in self.TRAINED}
         config = {
             "preset": self.preset.to_dict(),
             "generator": None if generator is None else str(generator),
             "clip_weights": None if clip_weights is None else str(clip_weights),
+            "encoder": None if encoder is None else str(encoder),
         }
         save_tensors(state, path, "editor", config)
 
@@ -324,13 +364,32 @@ class MCAEditor(nn.Module):
                     f"{path}: its {key} file {files[key]} is missing; put it back or re-save "
                     "the checkpoint with the right path"
                 )
-        editor = cls.from_preset(preset, random_weights=random_weights, **files)
+        encoder = config.get("encoder")
+        if encoder is not None and encoder != "random":
+            encoder = path.parent / encoder
+            if not encoder.is_file():
+                raise WeightsMissingError(
+                    f"{path}: its encoder file {encoder} is missing; put it back or re-save "
+                    "the checkpoint without it"
+                )
+        editor = cls.from_preset(preset, random_weights=random_weights, encoder=encoder, **files)
         holder = nn.Module()  # the trained parts under their checkpoint names
         for name in cls.TRAINED:
             if getattr(editor, name) is not None:
                 holder.add_module(name, getattr(editor, name))
         load_state_strict(holder, tensors, str(path))
         return editor
+
+    def attach_encoder(self, encoder: str | Path) -> None:
+        """Add the photo encoder (e4e's ``.pt``, ours, or ``"random"``) to a loaded editor. A
+        checkpoint whose preset predates encoders takes the shipped preset's of the same name."""
+        preset = self.preset
+        if preset.encoder is None and preset.name in preset_names():
+            shipped = load_preset(preset.name).encoder
+            preset = dataclasses.replace(preset, encoder=shipped)
+        net = _encoder(preset, encoder)
+        self.preset = preset
+        self.encoder = net.eval().requires_grad_(False)
 
     @property
     def delta_scale(self) -> float:
@@ -345,6 +404,8 @@ class MCAEditor(nn.Module):
         self.generator.eval()
         if self.clip is not None:
             self.clip.eval()
+        if self.encoder is not None:
+            self.encoder.eval()
         return self
 
     def trainable_parameters(self) -> list[nn.Parameter]:

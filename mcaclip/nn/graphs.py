@@ -15,7 +15,10 @@ masknet            feature_00..feature_{K-1}, (e_t)            mask_00..mask_{K-
 masked_generator   w [B, L, D], w_edit [B, P, L, D],           image [B, P, 3, H, W],
                    e_t [B, P, D_text]                          original [B, 3, H, W],
                                                                mask_00.. [B, P, 1, H_l, W_l]
+encoder            image [B, 3, S, S] (aligned faces)          w_plus [B, L, D]
 =================  =========================================  ==================================
+
+``encoder`` (e4e, photos -> W+) is in a bundle only when its editor has one.
 """
 
 from __future__ import annotations
@@ -26,7 +29,15 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-GRAPH_NAMES = ("mapping", "text_encoder", "fusion", "mapper", "masknet", "masked_generator")
+GRAPH_NAMES = (
+    "mapping",
+    "text_encoder",
+    "fusion",
+    "mapper",
+    "masknet",
+    "masked_generator",
+    "encoder",
+)
 
 
 @dataclass(frozen=True)
@@ -120,6 +131,15 @@ class MaskedGeneratorGraph(nn.Module):
         return (image, out.original, *masks)
 
 
+class EncoderGraph(nn.Module):
+    def __init__(self, encoder):
+        super().__init__()
+        self.encoder = encoder
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        return self.encoder(image)
+
+
 def graph_io(editor, name: str) -> tuple[list[TensorSpec], list[TensorSpec]]:
     """Input and output specs of graph ``name`` for ``editor``'s architecture."""
     preset = editor.preset
@@ -169,6 +189,9 @@ def graph_io(editor, name: str) -> tuple[list[TensorSpec], list[TensorSpec]]:
             *masks,
         ]
         return inputs, outputs
+    if name == "encoder":
+        s = preset.encoder.input_size
+        return [TensorSpec("image", ("batch", 3, s, s))], [TensorSpec("w_plus", ("batch", L, D))]
     raise KeyError(f"unknown graph {name!r}; known: {', '.join(GRAPH_NAMES)}")
 
 
@@ -177,6 +200,8 @@ def graph_names(editor, text_encoder: bool = True) -> list[str]:
     names = list(GRAPH_NAMES)
     if editor.masknet is None:
         names.remove("masknet")
+    if getattr(editor, "encoder", None) is None:
+        names.remove("encoder")
     if not text_encoder or editor.clip is None:
         names.remove("text_encoder")
     return names
@@ -224,4 +249,6 @@ def build_graph(editor, name: str) -> nn.Module:
         return MaskNetGraph(editor.masknet)
     if name == "masked_generator":
         return MaskedGeneratorGraph(editor.masked)
+    if name == "encoder":
+        return EncoderGraph(editor.encoder)
     raise KeyError(f"unknown graph {name!r}; known: {', '.join(GRAPH_NAMES)}")

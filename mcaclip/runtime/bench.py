@@ -27,7 +27,25 @@ STAGES = (
     "end_to_end_device",
     "end_to_end",
     "end_to_end_pixels",
+    "encode",
+    "align",
+    "paste",
 )
+# encode: the photo encoder on the batch's aligned faces; align: cutting the aligned faces out
+# of photos (the warp; detection, which needs the finder's weights, is timed by
+# benchmarks/photo_path.py); paste: blending each edit back into its photo (2x the generator's
+# side); host arrays, CPU-side numpy for align and paste
+
+
+def cpu_name() -> str:
+    """The CPU's model name (``/proc/cpuinfo``), else what ``platform`` says."""
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def machine_info() -> dict:
@@ -37,17 +55,9 @@ def machine_info() -> dict:
 
     import mcaclip
 
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
     return {
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "cpu": cpu,
+        "cpu": cpu_name(),
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         **gpu_info(),
@@ -155,8 +165,9 @@ def stage_calls(pipeline: EditPipeline, batch: int, prompt: str) -> dict[str, Ca
     (``end_to_end_pixels``)."""
     w = pipeline.seeds_to_latents(list(range(batch)))
     e = pipeline.embed([prompt])
+    photo_calls = _photo_calls(pipeline, batch) if pipeline.has_encoder else {}
     if pipeline.device_editor is not None:
-        return _device_stage_calls(pipeline, w, e, prompt)
+        return {**_device_stage_calls(pipeline, w, e, prompt), **photo_calls}
     e_rep = np.repeat(e, batch, axis=0)
     fusion, mapper = pipeline.runner("fusion"), pipeline.runner("mapper")
     generator = pipeline.runner("masked_generator")
@@ -175,7 +186,28 @@ def stage_calls(pipeline: EditPipeline, batch: int, prompt: str) -> dict[str, Ca
         tokens, tok1 = pipeline.tokenize([prompt] * batch), pipeline.tokenize([prompt])
         calls["text"] = lambda: text.infer({"tokens": tokens})
         calls.update(_end_to_end(pipeline, w, lambda: text.infer({"tokens": tok1})["e_t"]))
-    return calls
+    return {**calls, **photo_calls}
+
+
+def _photo_calls(pipeline: EditPipeline, batch: int) -> dict[str, Callable]:
+    """The photo path's stages on ``batch`` faces: encode, align (warp), paste (see STAGES)."""
+    from mcaclip.faces.align import paste_back, quad_alignment, warp_to_crop
+
+    rng = np.random.default_rng(0)
+    side, size = pipeline.encoder_size, pipeline.size
+    faces = rng.uniform(-1, 1, (batch, 3, side, side)).astype(np.float32)
+    photo = rng.integers(0, 256, (2 * size, 2 * size, 3), dtype=np.uint8)
+    q = size / 2  # a face of the generator's size, turned a little, in the photo's middle
+    quad = np.array([[q, q + 20], [q + 20, 3 * q], [3 * q, 3 * q - 20], [3 * q - 20, q]])
+    alignment = quad_alignment(quad, size)
+    edit = rng.integers(0, 256, (size, size, 3), dtype=np.uint8)
+    region = rng.uniform(0, 1, (size, size)).astype(np.float32)
+    encoder = pipeline.runner("encoder")
+    return {
+        "encode": lambda: encoder.infer({"image": faces}),
+        "align": lambda: [warp_to_crop(photo, alignment) for _ in range(batch)],
+        "paste": lambda: [paste_back(photo, edit, alignment, region) for _ in range(batch)],
+    }
 
 
 def _end_to_end(pipeline: EditPipeline, w: np.ndarray, embed: Callable) -> dict:

@@ -118,8 +118,14 @@ def switch_flags(names, values: dict | None = None) -> list[str]:
 
 
 def backend_options(inner):
+    """--engine, --backend, --device, --precision, --form, --tuning; and, hidden from --help
+    (tuning lives in profiles and --form: :mod:`mcaclip.runtime.tuning`), the older speed
+    options, which still work: the torch switches, --cuda-graphs, --compile, --providers."""
+
     @functools.wraps(inner)
     def command(*args, triton_convs_auto: bool | None = None, **kwargs):
+        ctx = click.get_current_context()
+        ctx.meta["mcaclip.forms"] = (kwargs.pop("forms", ()), kwargs.pop("tuning", None))
         if triton_convs_auto:  # one switch for the backend: triton_convs="auto"
             if kwargs.get("triton_convs") is not None:
                 raise click.UsageError(
@@ -130,14 +136,29 @@ def backend_options(inner):
 
     f = click.option(
         "--triton-convs-auto", "triton_convs_auto", is_flag=True, default=None,
-        help=TRITON_CONVS_AUTO,
+        help=TRITON_CONVS_AUTO, hidden=True,
     )(command)  # fmt: skip
     for name, flags, text in reversed(SWITCH_OPTIONS):
-        f = click.option(flags, name, default=None, help=text)(f)
+        f = click.option(flags, name, default=None, help=text, hidden=True)(f)
+    f = click.option(
+        "--tuning",
+        type=click.Path(path_type=Path),
+        help="Tuning profile to run with (default: BUNDLE/tuning.json from mcarun tune, when "
+        "made on this machine).",
+    )(f)
+    f = click.option(
+        "--form",
+        "forms",
+        multiple=True,
+        metavar="NAME=VALUE",
+        help="Override one form of the fast path, e.g. triton_convs=auto, cuda_graphs=off, "
+        "providers=CPUExecutionProvider (list: docs/cli.md).",
+    )(f)
     f = click.option(
         "--compile-autotune",
         "compile_",
         flag_value="max-autotune",
+        hidden=True,
         help="As --compile, with Inductor's max-autotune (Triton templates for the convs, with "
         "the element-wise tails fused into them where they win; minutes per batch shape).",
     )(f)
@@ -145,11 +166,13 @@ def backend_options(inner):
         "--compile",
         "compile_",
         flag_value="default",
+        hidden=True,
         help="torch backend on a GPU: torch.compile the masked generator (slow first call).",
     )(f)
     f = click.option(
         "--cuda-graphs/--no-cuda-graphs",
         default=None,
+        hidden=True,
         help="torch/tensorrt on a GPU: replay one CUDA graph per batch shape (default: on).",
     )(f)
     f = click.option(
@@ -165,6 +188,7 @@ def backend_options(inner):
     )(f)
     f = click.option(
         "--providers",
+        hidden=True,
         help="ONNX Runtime providers in order, comma-separated "
         "(default: TensorRT, CUDA, CPU as installed).",
     )(f)
@@ -183,6 +207,23 @@ def backend_options(inner):
     return f
 
 
+def _forms_given() -> tuple[dict, Path | None]:
+    """The --form items (parsed) and --tuning of the running command."""
+    from mcaclip.runtime.tuning import parse_forms
+
+    ctx = click.get_current_context(silent=True)
+    items, tuning = (ctx.meta.get("mcaclip.forms") if ctx else None) or ((), None)
+    return parse_forms(items), tuning
+
+
+def log_profile(profile: dict, tuning: Path | None) -> None:
+    import logging
+
+    logging.getLogger(__name__).info(
+        "tuning profile %s: %s", tuning or "tuning.json", profile.get("chosen")
+    )
+
+
 def _open(
     engine: Path,
     backend: str,
@@ -193,10 +234,31 @@ def _open(
     compile_: bool = False,
     **switches,
 ):
-    """``switches``: the torch backend's speed switches, TORCH_SWITCHES (None: its default)."""
+    """``switches``: the torch backend's speed switches, TORCH_SWITCHES (None: its default).
+    Forms come, lowest first, from the tuning profile (``--tuning`` or ``ENGINE/tuning.json``
+    made on this machine), ``--form`` and the (hidden) options given."""
     from mcaclip.bundle import Bundle
     from mcaclip.runtime.pipeline import EditPipeline
+    from mcaclip.runtime.tuning import profile_for
 
+    given_forms, tuning = _forms_given()
+    profile = profile_for(Path(engine), tuning)
+    if profile and backend in (None, profile["backend"]):
+        backend = profile["backend"]
+        device = device or profile.get("device")
+        precision = precision or profile.get("precision")
+        forms = dict(profile.get("forms", {}))
+        log_profile(profile, tuning)
+    else:
+        forms = {}
+    forms.update(given_forms)
+    if providers is None and forms.get("providers"):
+        providers = ",".join(forms["providers"])
+    if cuda_graphs is None:
+        cuda_graphs = forms.get("cuda_graphs")
+    if not compile_ and forms.get("compile"):
+        compile_ = forms["compile"]
+    from_forms = {k: forms[k] for k in switches if switches[k] is None and k in forms}
     if backend is None:  # a torch-only bundle has no ONNX graphs to run
         torch_only = Bundle.open(engine, verify=False).manifest.get("backend") == "torch"
         backend = "torch" if torch_only else "onnxruntime"
@@ -206,6 +268,10 @@ def _open(
         raise McaError(
             f"{flags}: options of the torch backend, not {backend} (add --backend torch)"
         )
+    if from_forms and backend != "torch":
+        names = ", ".join(f"--form {k}" for k in from_forms)
+        raise McaError(f"{names}: forms of the torch backend, not {backend} (add --backend torch)")
+    switches = {**switches, **from_forms}
     if device is None and backend != "onnxruntime":
         import torch
 
@@ -227,6 +293,17 @@ def _open(
 
 @cli.command()
 @backend_options
+@click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
+@click.option(
+    "--images",
+    is_flag=True,
+    help="Edit photos: PATHS are pictures or folders of them (faces found, aligned, inverted "
+    "with the bundle's encoder); writes aligned, inversion and edit per face.",
+)
+@click.option(
+    "--paste-back", is_flag=True, help="With --images: also blend each edit into its photo."
+)
+@click.option("--all-faces", is_flag=True, help="With --images: every face, not only the largest.")
 @click.option(
     "--latents",
     type=click.Path(path_type=Path),
@@ -258,13 +335,17 @@ def _open(
     type=int,
     default=1,
     show_default=True,
+    hidden=True,  # --form png_level=N
     help="PNG zlib level, 0 (fastest, largest) to 9 (smallest, slowest): at 1024 px a "
     "photograph takes 74 ms to encode at 1 and 330 ms at 6 (PIL's default) for 10% less.",
 )
-@click.option("--jpeg-quality", type=int, default=95, show_default=True, help="With --format jpg.")
+@click.option(
+    "--jpeg-quality", type=int, default=95, hidden=True, help="With --format jpg (--form)."
+)
 @click.option(
     "--writers",
     type=int,
+    hidden=True,  # --form writers=N
     help="Threads that encode and write pictures while the next batch is computed "
     "(default: one per CPU, at most 8; 0: write in the main thread).",
 )
@@ -276,6 +357,10 @@ def edit(
     precision,
     cuda_graphs,
     compile_,
+    paths,
+    images,
+    paste_back,
+    all_faces,
     latents,
     seeds,
     truncation,
@@ -291,22 +376,44 @@ def edit(
     writers,
     **switches,
 ):
-    """Edit latents with one or more prompts; writes {index:05d}_{prompt}.png files."""
+    """Edit latents (--latents, --seeds) or photos (--images PATHS) with one or more prompts;
+    writes {index:05d}_{prompt}.png files (photos: {picture}_{prompt}.png)."""
     from tqdm import tqdm
 
     from mcaclip.runtime.edit import edit_to_dir, writer_threads
     from mcaclip.runtime.io import PictureFormat, load_latents, parse_seeds
 
-    if (latents is None) == (seeds is None):
-        raise McaError("give either --latents FILE or --seeds 0-7")
+    sources = [
+        n for n, on in (("--images", images), ("--latents", latents), ("--seeds", seeds)) if on
+    ]
+    if len(sources) != 1:
+        raise McaError("give one of --images PATHS, --latents FILE or --seeds 0-7")
+    if paths and not images:
+        raise McaError(f"unexpected argument {paths[0]}: photos go with --images")
+    if (paste_back or all_faces) and not images:
+        raise McaError("--paste-back and --all-faces go with --images")
+    forms, _ = _forms_given()  # the output's forms: --form png_level=, jpeg_quality=, writers=
+    png_level = forms.get("png_level", png_level)
+    jpeg_quality = forms.get("jpeg_quality", jpeg_quality)
+    writers = forms.get("writers", writers)
     picture = PictureFormat(picture_format, png_level, jpeg_quality)  # checked before any work
+    if images:
+        return _edit_photos(
+            engine,
+            (backend, providers, device, precision, cuda_graphs, compile_),
+            switches,
+            paths,
+            list(prompts),
+            out,
+            batch_size,
+            paste_back,
+            all_faces,
+            overwrite,
+            picture,
+        )
     writers = writer_threads(writers)
     start = time.perf_counter()
-    if engine is None:
-        from mcaclip.toyfaces.demo import demo_bundle
-
-        engine = demo_bundle()
-        click.echo(f"no --engine: the toy-world demo bundle {engine}", err=True)
+    engine = _default_engine(engine)
     with _open(
         engine, backend, providers, device, precision, cuda_graphs, compile_, **switches
     ) as pipeline:
@@ -337,6 +444,113 @@ def edit(
     )
     if summary.grid is not None:
         click.echo(f"grid: {summary.grid}")
+
+
+def _edit_photos(
+    engine, options, switches, paths, prompts, out, batch_size, paste, all_faces, overwrite, picture
+):
+    from tqdm import tqdm
+
+    from mcaclip.runtime.photo_edit import edit_photos
+    from mcaclip.runtime.photos import list_pictures
+
+    pictures = list_pictures(paths)  # a missing path is refused before any work
+    start = time.perf_counter()
+    engine = _default_engine(engine)
+    with _open(engine, *options, **switches) as pipeline:
+        if batch_size is None:
+            batch_size = int(pipeline.bundle.batch_profile["opt"])
+        with tqdm(total=len(pictures), unit="picture", desc="editing", leave=False) as bar:
+            summary = edit_photos(
+                pipeline,
+                pictures,
+                prompts,
+                out,
+                batch_size,
+                paste,
+                all_faces,
+                overwrite,
+                progress=bar.update,
+                picture=picture,
+            )
+    took = time.perf_counter() - start
+    stages = ", ".join(f"{k} {v:.2f}" for k, v in summary.seconds.items() if v)
+    click.echo(
+        f"{summary.pictures} pictures x {len(prompts)} prompts -> {out} ({summary.faces} faces "
+        f"edited, {summary.skipped} pictures already done, {summary.failed} skipped) in "
+        f"{took:.1f} s"
+    )
+    if stages:
+        click.echo(f"seconds per stage: {stages}")
+    if summary.failed:
+        click.echo(f"skipped pictures and why: {out / 'failures.json'}", err=True)
+    if summary.failed == summary.pictures:
+        raise McaError(f"no picture could be edited ({out / 'failures.json'} says why)")
+
+
+def _default_engine(engine):
+    if engine is None:
+        from mcaclip.toyfaces.demo import demo_bundle
+
+        engine = demo_bundle()
+        click.echo(f"no --engine: the toy-world demo bundle {engine}", err=True)
+    return engine
+
+
+@cli.command()
+@backend_options
+@click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
+@click.option("--images", is_flag=True, help="PATHS are photos or folders (the default).")
+@click.option(
+    "--out",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Latents file (.pt: a tensor [N,L,512] as e4e's latents.pt; or .npy); OUT.json names "
+    "each row's picture and face.",
+)
+@click.option("--all-faces", is_flag=True, help="Every face of a picture, not only the largest.")
+def invert(engine, paths, images, out, all_faces, **options):
+    """Photos -> W+ latents with the bundle's encoder, for mcarun edit --latents."""
+    from tqdm import tqdm
+
+    from mcaclip.runtime.photo_edit import invert_photos
+    from mcaclip.runtime.photos import list_pictures
+
+    pictures = list_pictures(paths)
+    start = time.perf_counter()
+    engine = _default_engine(engine)
+    with _open(engine, **options) as p:
+        with tqdm(total=len(pictures), unit="picture", desc="inverting", leave=False) as bar:
+            n, failures = invert_photos(p, pictures, out, all_faces, progress=bar.update)
+    click.echo(
+        f"{n} faces from {len(pictures)} pictures -> {out} ({len(failures)} pictures skipped; "
+        f"index {out}.json) in {time.perf_counter() - start:.1f} s"
+    )
+
+
+@cli.command()
+@click.option(
+    "--engine", required=True, type=click.Path(path_type=Path), help="Engine bundle to tune."
+)
+@click.option("--batch-size", default=8, show_default=True, help="Latents per call to tune for.")
+@click.option("--iters", default=10, show_default=True, help="Timed runs per configuration.")
+@click.option("--warmup", default=2, show_default=True, help="Untimed runs first.")
+@click.option("--compile", "compile_", is_flag=True, help="Also time torch.compile (GPU).")
+def tune(engine, batch_size, iters, warmup, compile_):
+    """Time the configurations this machine can run (as bench --all-backends) and write the
+    fastest as BUNDLE/tuning.json, which edit and bench then use on this machine."""
+    from mcaclip.runtime.bench import bench_variants, format_table, plan_variants
+    from mcaclip.runtime.tuning import write_profile
+
+    variants = plan_variants(engine, compile_="default" if compile_ else False)
+    payload = bench_variants(engine, variants, [batch_size], iters, warmup)
+    click.echo(format_table({n: v["rows"] for n, v in payload["variants"].items()}))
+    path, profile = write_profile(engine, payload, batch_size)
+    forms = ", ".join(f"{k}={v}" for k, v in profile["forms"].items()) or "the defaults"
+    click.echo(
+        f"fastest at batch {batch_size}: {profile['chosen']} ({profile['backend']}; {forms}); "
+        f"wrote {path}"
+    )
 
 
 @cli.command()
@@ -403,7 +617,8 @@ def bench(
         with _open(
             engine, backend, providers, device, precision, cuda_graphs, compile_, **switches
         ) as p:
-            variants = [{**_variant(p), **{k: v for k, v in switches.items() if v is not None}}]
+            # the switches as resolved: the options given, --form and the tuning profile
+            variants = [{**_variant(p), **{k: v for k, v in p.switches.items() if v is not None}}]
         if compare_torch and variants[0]["backend"] != "torch":
             variants.insert(
                 0,

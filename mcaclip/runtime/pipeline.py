@@ -222,6 +222,36 @@ class EditPipeline:
             out.append(w[:n])
         return np.concatenate(out)
 
+    @property
+    def has_encoder(self) -> bool:
+        return "encoder" in self.bundle.graphs
+
+    @property
+    def encoder_size(self) -> int:
+        """Side of the aligned faces the bundle's photo encoder reads."""
+        if not self.has_encoder:
+            raise BundleError(
+                f"{self.bundle.root}: has no photo encoder; rebuild it with mcaexport "
+                "build-engine --encoder e4e_ffhq_encode.pt"
+            )
+        return int(self.bundle.graphs["encoder"]["inputs"][0]["shape"][-1])
+
+    def encode(self, faces: np.ndarray) -> np.ndarray:
+        """Aligned faces [N, 3, S, S] float32 in [-1, 1] -> W+ latents [N, L, D]."""
+        size = self.encoder_size
+        if faces.ndim != 4 or faces.shape[1:] != (3, size, size):
+            raise McaError(f"faces must be [N, 3, {size}, {size}], got {list(faces.shape)}")
+        check_finite(faces, "faces")
+        runner = self.runner("encoder")
+        out = []
+        for start in range(0, len(faces), self.max_batch):
+            chunk = np.ascontiguousarray(faces[start : start + self.max_batch], np.float32)
+            n = len(chunk)
+            if self.pad_batches and n < self.max_batch < len(faces):
+                chunk = pad_rows(chunk, self.max_batch)
+            out.append(runner.infer({"image": chunk})["w_plus"][:n])
+        return np.concatenate(out) if out else np.zeros((0, self.n_latent, self.style_dim))
+
     def edit_batch(
         self,
         w: np.ndarray,

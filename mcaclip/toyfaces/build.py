@@ -297,12 +297,26 @@ def main(argv: list[str] | None = None) -> None:
     d.add_argument("--steps", type=int, default=1500)
     d.add_argument("--batch-size", type=int, default=4)
     d.add_argument("--seed", type=int, default=0)
+    e = sub.add_parser("encoder", help="train the photo encoder (e4e) on renders (about 15 min)")
+    e.add_argument("--out", type=Path, default=ASSETS)
+    e.add_argument("--steps", type=int, default=1500)
+    e.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     if args.command == "demo":
         from mcaclip.toyfaces.demo import train_demo
 
         print(f"wrote {train_demo(args.steps, args.batch_size, args.seed)}")
+        return
+    if args.command == "encoder":
+        from mcaclip.toyfaces.encoder import METRICS, EncoderRecipe, train_encoder
+
+        try:
+            path = train_encoder(EncoderRecipe(steps=args.steps, seed=args.seed), args.out)
+        except WeightsMissingError as exc:
+            parser.exit(2, f"error: {exc}\n")
+        held_out = json.loads((args.out / METRICS).read_text())["held_out"]
+        print(f"wrote {path}: held-out {json.dumps(held_out)}")
         return
     if args.command == "clip":
         try:

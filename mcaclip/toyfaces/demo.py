@@ -76,13 +76,26 @@ def demo_bundle(root: Path | None = None) -> Path:
     use (seconds) and reused after; keyed by the editor file's hash."""
     from mcaclip.export.builder import BatchProfile, build_bundle
     from mcaclip.nn.editor import MCAEditor
+    from mcaclip.toyfaces.encoder import ENCODER
 
     editor_file = asset(DEMO, root)
-    out = cache_dir() / f"demo-toy64-{sha256(editor_file)[:12]}"
+    encoder_file = (root or assets_root()) / ENCODER  # photos: mcarun edit --images
+    key = sha256(editor_file)[:12]
+    if encoder_file.is_file():
+        key += "-" + sha256(encoder_file)[:8]
+    out = cache_dir() / f"demo-toy64-{key}"
     if (out / MANIFEST).is_file():
         return out
     log.warning("no --engine: building the toy-world demo bundle once into %s", out)
     editor = MCAEditor.load(editor_file)
+    if encoder_file.is_file():
+        editor.attach_encoder(encoder_file)
+    else:
+        log.warning(
+            "%s missing: the demo bundle edits latents only (python -m mcaclip.toyfaces "
+            "encoder trains it)",
+            encoder_file,
+        )
     bank = torch.load(asset("test_latents.pt", root), weights_only=True).float().numpy()
     build_bundle(
         editor,
@@ -93,6 +106,7 @@ def demo_bundle(root: Path | None = None) -> Path:
         sources={
             "checkpoint": "mcaclip toy-world demo editor",
             "editor_sha256": sha256(editor_file),
+            "encoder_sha256": sha256(encoder_file) if encoder_file.is_file() else None,
         },
         overwrite=True,
         latent_bank=bank,  # --seeds N picks held-out face N (the mapping reads attribute codes)

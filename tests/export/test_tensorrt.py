@@ -354,9 +354,16 @@ def test_build_engines_strongly_typed(fake_trt, bundle_copy, tmp_path, major):
     record = trt_build.build_engines(bundle_copy, manifest, options)
     built = {c["onnx"]: c for c in trt.calls}
     assert set(record["engines"]) == {"mapping", "text_encoder", "fusion", "mapper",
-                                      "masked_generator"}  # fmt: skip
-    # the masked generator from its FP16 graph, the small graphs from FP32 ones
+                                      "masked_generator", "encoder"}  # fmt: skip
+    # the masked generator and the photo encoder from their FP16 graphs, the small graphs
+    # from FP32 ones
     assert "masked_generator.fp16.onnx" in built and "fusion.onnx" in built
+    assert "encoder.fp16.onnx" in built
+    assert built["encoder.fp16.onnx"]["profile"]["image"] == (
+        (1, 3, 32, 32),
+        (2, 3, 32, 32),
+        (4, 3, 32, 32),
+    )
     strongly = 1 << (1 if major == 10 else 0)
     assert all(c["flags"] == strongly and c["config_flags"] == [] for c in trt.calls)
     assert all(c["workspace"] == 2**29 and c["opt_level"] == 5 for c in trt.calls)
@@ -375,7 +382,7 @@ def test_stale_timing_cache_is_replaced_not_fatal(fake_trt, bundle_copy, tmp_pat
     cache.write_bytes(b"stale cache of another GPU")
     options = TrtOptions(timing_cache=str(cache))
     record = trt_build.build_engines(bundle_copy, Bundle.open(bundle_copy).manifest, options)
-    assert len(record["engines"]) == len(trt.calls) == 5
+    assert len(record["engines"]) == len(trt.calls) == 6
     # started afresh: the saved cache holds only this build's entries
     assert cache.read_bytes() == b"+" * len(trt.calls)
 
@@ -398,12 +405,12 @@ def test_build_trt_cli_rewrites_manifest(fake_trt, bundle_copy, cli):
     fake_trt(11)
     code, out, err = cli(mcaexport, "build-trt", bundle_copy, "--hardware-compat", "ampere-plus")
     assert code == 0, err
-    assert "built 5 TensorRT 11.4.0.106 engines for Fake GPU" in out
+    assert "built 6 TensorRT 11.4.0.106 engines for Fake GPU" in out
     bundle = Bundle.open(bundle_copy, verify=True)  # every new plan is hashed
     assert bundle.manifest["backend"] == "tensorrt"
     assert bundle.manifest["tensorrt"]["options"]["hardware_compat"] == "ampere-plus"
     assert sorted(p.name for p in (bundle_copy / "trt").iterdir()) == [
-        "fusion.plan", "mapper.plan", "mapping.plan", "masked_generator.plan",
+        "encoder.plan", "fusion.plan", "mapper.plan", "mapping.plan", "masked_generator.plan",
         "text_encoder.plan",
     ]  # fmt: skip
     assert not [p for p in bundle_copy.iterdir() if p.name.startswith(".")]
@@ -419,7 +426,7 @@ def test_build_trt_on_a_chosen_gpu(fake_trt, bundle_copy, cli):
     assert code == 0, err
     assert trt.devices[:2] == ["cuda:1", "cuda:1"]  # the early check, then the build's
     assert ("build on", "cuda:1") in trt.devices
-    assert [c["current_device"] for c in trt.calls] == ["cuda:1"] * 5  # every engine on it
+    assert [c["current_device"] for c in trt.calls] == ["cuda:1"] * 6  # every engine on it
     record = Bundle.open(bundle_copy, verify=True).manifest["tensorrt"]
     assert "device" not in record["options"] and record["gpu"] == "Fake GPU"
     for bad in ("cpu", "cuda:01", "gpu1"):
@@ -484,9 +491,10 @@ def test_check_trt_passes_on_tiny_bundle(tiny_bundle, cli):
 
     checks = check_bundle(Bundle.open(tiny_bundle))
     assert [c.name for c in checks] == ["mapping", "text_encoder", "fusion", "mapper",
-                                        "masked_generator"]  # fmt: skip
+                                        "masked_generator", "encoder"]  # fmt: skip
     assert all(not c.problems for c in checks), [c.problems for c in checks]
-    gen = checks[-1]
+    gen = checks[-2]
+    assert checks[-1].onnx.endswith("encoder.fp16.onnx") and checks[-1].fp16_psnr_db is None
     assert gen.onnx.endswith("fp16.onnx") and gen.opset == 18
     assert gen.ops["Conv"] > 0 and gen.fp16_psnr_db > 30
     code, out, err = cli(mcaexport, "check-trt", tiny_bundle)

@@ -109,6 +109,7 @@ def test_bench_writes_json(cli, tiny_bundle, tmp_path, monkeypatch):
     assert data["baseline"] == "torch-cpu-fp32-eager"
     rows = data["variants"]["onnxruntime"]["rows"]
     stages = ("text", "fusion", "mapper", "masked_generator", "end_to_end", "end_to_end_pixels")
+    stages += ("encode", "align", "paste")  # the photo path: the tiny bundle has an encoder
     assert {(r["batch"], r["stage"]) for r in rows} == {(b, s) for b in (1, 2) for s in stages}
     assert all(r["p50_ms"] > 0 and r["p99_ms"] >= r["p50_ms"] for r in rows)
     assert all(r["timer"] == "wall-clock" for r in rows)
@@ -116,7 +117,7 @@ def test_bench_writes_json(cli, tiny_bundle, tmp_path, monkeypatch):
     torch_stages = {r["stage"] for r in data["variants"]["torch-cpu-fp32-eager"]["rows"]}
     assert torch_stages == {*stages, "end_to_end_device"}
     ratios = data["speedup_vs_baseline"]["onnxruntime"]
-    assert len(ratios) == 12 and all(v > 0 for v in ratios.values())
+    assert len(ratios) == 18 and all(v > 0 for v in ratios.values())
     assert data["machine"]["cpu_count"] >= 1
     # rewritten whole after the first configuration (a run stopped there keeps it), then done
     assert len(writes) == 2 and writes[1] == data
@@ -206,7 +207,7 @@ def test_prompt_batch_and_output_errors(cli, tiny_bundle, tmp_path):
     code, _, err = _edit(cli, tiny_bundle, blocker / "out", "--seeds", "0")
     assert code == 2 and "output directory not writable" in err
     code, _, err = _edit(cli, tiny_bundle, out)
-    assert code == 2 and "either --latents FILE or --seeds" in err
+    assert code == 2 and "give one of --images PATHS, --latents FILE or --seeds" in err
     assert not out.exists()
 
 

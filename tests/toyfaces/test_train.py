@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from mcaclip.config import GeneratorConfig
+from mcaclip.config import GeneratorConfig, load_preset
 from mcaclip.nn.stylegan2 import Generator
 from mcaclip.toyfaces.attributes import CHOICES, Face
 from mcaclip.toyfaces.data import ATTRIBUTE_DIM, encode, make_set, train_and_heldout, visibility
@@ -323,3 +323,15 @@ def test_micro_build_writes_every_network(tmp_path):
     assert saved["scale"]["clip_swap_pairs"] == MICRO.clip_swap_pairs
     with pytest.raises(ValueError, match="another seed"):
         rebuild_clip(tmp_path, MICRO, seed=1)
+
+    # the encoder command: e4e trained on the build's renders, its held-out quality written
+    from mcaclip.nn.encoder import load_encoder
+    from mcaclip.toyfaces.encoder import ENCODER, METRICS, EncoderRecipe, train_encoder
+
+    path = train_encoder(EncoderRecipe(steps=3, batch_size=4), tmp_path)
+    assert path == tmp_path / ENCODER
+    encoder = load_encoder(path, load_preset("tiny-32").encoder, 8, 64)
+    assert encoder(torch.zeros(1, 3, 32, 32)).shape == (1, 8, 64)
+    held_out = json.loads((tmp_path / METRICS).read_text())["held_out"]
+    assert held_out["faces"] == MICRO.n_test
+    assert 0 <= held_out["attributes_kept"] <= 1 and -1 <= held_out["identity_cosine"] <= 1
