@@ -382,7 +382,7 @@ class ModulatedConv2d(nn.Module):
         coefficients. ``shuffle=False``: the sub-pixel form's four output phases [B, 4*out, H,
         W] as the conv gives them (see :func:`pixel_shuffle2`), and the 2x2 phase form's [B,
         4*out, H + 1, W + 1] before its shuffle and blur, for a kernel that reads them in place
-        (:mod:`mcaclip.nn.triton_synthesis`)."""
+        (:mod:`mcaclip.runtime.kernels.synthesis`)."""
         weight, sq = self._weights()
         out = self.raw_conv(x, shuffle, weight)
         if sq is None:
@@ -455,7 +455,7 @@ def phase_conv(module: nn.Module, on: bool = True) -> nn.Module:
     blur the conv takes its (1, 1) factor (:meth:`ModulatedConv2d.box_weight`) and the filter
     after it is (1, 2, 1): 3x3 taps instead of 4x4. The filter is one more pass in eager mode,
     fused into the styled conv's tail under ``torch.compile`` (with :func:`stencil_blur`) and
-    into the Triton layer epilogue (:mod:`mcaclip.nn.triton_synthesis`)."""
+    into the Triton layer epilogue (:mod:`mcaclip.runtime.kernels.synthesis`)."""
     return set_switch(module, "phase_conv", on)
 
 

@@ -53,7 +53,7 @@ On a CUDA GPU it is also a fast path:
   nothing measurable on an H100.
 * ``triton_masks`` (off; FP16 NHWC on a GPU; only without ``triton_epilogues``, which do the
   mask heads themselves): each PRE mask head as one Triton kernel
-  (:mod:`mcaclip.nn.triton_kernels`) instead of two convolutions, a ReLU pass and a sigmoid
+  (:mod:`mcaclip.runtime.kernels.triton_ops`) instead of two convolutions, a ReLU pass and a sigmoid
   pass over a [B, 32, H, W] hidden map; estimated 0.24 ms less per 1024 px edit. Run on an
   H100 (the ``gpu`` tests; 54.1 dB against FP32, as the default), not timed alone.
 * ``triton_epilogues`` (default on a GPU of compute capability 8.0+ with Triton installed, in
@@ -63,7 +63,7 @@ On a CUDA GPU it is also a fast path:
   masked generator (both streams' tails, the mask head, the blend, ToRGB and the blended RGB
   skip, the next conv's input modulation) as one Triton kernel that reads the two conv outputs
   and writes only the next convs' inputs, the mask and the skips
-  (:mod:`mcaclip.nn.triton_synthesis`); by our count it takes the memory traffic between two
+  (:mod:`mcaclip.runtime.kernels.synthesis`); by our count it takes the memory traffic between two
   convs of a 1024 px edit from about 18 feature maps to 8. It reads the sub-pixel phases in
   place, and with ``phase_conv`` it shuffles and blurs the 2x2 phases itself (no blurred copy
   in memory). It replaces the fused tails and the stacked streams (both off by default with
@@ -90,7 +90,7 @@ On a CUDA GPU it is also a fast path:
   GPU** (the GPU check's bench and compile variants do). ``triton_convs="auto"``
   (``--triton-convs-auto``): only at the layers where that was faster on this GPU, timed per
   layer both ways at the first call of each batch shape (:class:`ConvTuner`,
-  :func:`mcaclip.nn.triton_synthesis.tune`; ``conv_tuning`` has the times and the choice).
+  :func:`mcaclip.runtime.kernels.tuning.tune`; ``conv_tuning`` has the times and the choice).
 * ``cuda_graphs``: each graph (and the whole edit) is captured once per input shape and replayed,
   which removes the launch overhead of the ~300 kernels of a 1024 px edit.
 * ``compile``: ``torch.compile`` of the masked generator (fuses the element-wise tails); its
@@ -116,6 +116,7 @@ from pathlib import Path
 import torch
 
 from mcaclip.runtime.backends.base import BackendError, DeviceEditor, DeviceRunner
+from mcaclip.runtime.kernels.cuda_graphs import CudaGraphed
 
 log = logging.getLogger(__name__)
 PRECISIONS = ("fp32", "fp16")
@@ -123,56 +124,6 @@ HALF_GRAPHS = ("mapping", "masknet", "masked_generator")  # the generator side
 # the compile argument -> the configuration (None: not compiled)
 COMPILE_MODES = {False: None, None: None, True: "default", "default": "default",
                  "max-autotune": "max-autotune"}  # fmt: skip
-
-
-class CudaGraphed:
-    """``fn(*tensors) -> tuple of tensors``, replayed from one CUDA graph per input signature.
-
-    The first call with a new (shape, dtype) signature warms ``fn`` up on a side stream and
-    captures it; later calls copy the inputs into the graph's static buffers and replay. The
-    returned tensors are the graph's static outputs: they are overwritten by the next call with
-    the same signature, so copy what you keep.
-    """
-
-    def __init__(self, fn: Callable[..., tuple[torch.Tensor, ...]], warmup: int = 2):
-        self.fn = fn
-        self.warmup = warmup
-        self._graphs: dict[tuple, tuple[list[torch.Tensor], tuple, torch.cuda.CUDAGraph]] = {}
-
-    @staticmethod
-    def signature(args: Sequence[torch.Tensor]) -> tuple:
-        return tuple((tuple(a.shape), a.dtype, str(a.device)) for a in args)
-
-    @property
-    def captured(self) -> int:
-        return len(self._graphs)
-
-    def __call__(self, *args: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        key = self.signature(args)
-        entry = self._graphs.get(key)
-        if entry is None:
-            entry = self._graphs[key] = self._capture(args)
-        static_in, static_out, graph = entry
-        for buf, a in zip(static_in, args):
-            buf.copy_(a, non_blocking=True)
-        graph.replay()
-        return static_out
-
-    @torch.inference_mode()
-    def _capture(self, args: Sequence[torch.Tensor]):
-        static_in = [a.clone() for a in args]
-        side = torch.cuda.Stream()
-        side.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(side):
-            for _ in range(self.warmup):  # cuDNN/cuBLAS pick and allocate outside the capture
-                self.fn(*static_in)
-        torch.cuda.current_stream().wait_stream(side)
-        graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):
-            out = self.fn(*static_in)
-        out = out if isinstance(out, tuple) else (out,)
-        log.debug("captured a CUDA graph for %s", [tuple(a.shape) for a in args])
-        return static_in, out, graph
 
 
 class TorchRunner(DeviceRunner):
@@ -385,15 +336,14 @@ class TorchEditor(DeviceEditor):
     @property
     def conv_tuning(self) -> dict:
         """With ``triton_convs="auto"``: per batch shape timed ("b8p1": batch 8, one prompt per
-        latent), what :func:`mcaclip.nn.triton_synthesis.tune` measured per styled conv's
+        latent), what :func:`mcaclip.runtime.kernels.tuning.tune` measured per styled conv's
         layer (ms with the conv in cuDNN and in the kernel) and chose; empty otherwise."""
         return {f"b{batch}p{prompts}": t for (batch, prompts), t in self._conv_timings.items()}
 
     def _module(self, name: str, graphed: bool) -> Callable:
         """The graph module at this backend's precision (cached)."""
-        from mcaclip.nn.editor import epilogue_plans, stack_streams, triton_epilogues
+        from mcaclip.nn.editor import stack_streams
         from mcaclip.nn.graphs import Fp16Graph, build_graph
-        from mcaclip.nn.masknet import triton_masks
         from mcaclip.nn.stylegan2 import (
             fold_blur,
             freeze_weights,
@@ -402,6 +352,8 @@ class TorchEditor(DeviceEditor):
             stencil_blur,
             subpixel,
         )
+        from mcaclip.runtime.kernels.mask_head import triton_masks
+        from mcaclip.runtime.kernels.synthesis import epilogue_plans, triton_epilogues
 
         key = f"{name}:{graphed}"
         if key not in self._modules:
@@ -485,7 +437,7 @@ class ConvTuner:
     """Calls ``fn``; before its first call with a new input signature, times each layer whose
     conv the epilogue kernel can compute, that way and with cuDNN's conv, on these inputs,
     through ``eager`` (the same module uncompiled), and keeps the faster per layer
-    (``--triton-convs-auto``, :func:`mcaclip.nn.triton_synthesis.tune`). Under CUDA graphs it
+    (``--triton-convs-auto``, :func:`mcaclip.runtime.kernels.tuning.tune`). Under CUDA graphs it
     runs in the first warm-up call, before the capture."""
 
     def __init__(self, fn: Callable, eager: Callable, plans: list, tuned: set | None = None):
@@ -496,12 +448,12 @@ class ConvTuner:
         self._tuned: set[tuple] = set() if tuned is None else tuned
 
     def __call__(self, *args: torch.Tensor):
-        from mcaclip.nn import triton_synthesis
+        from mcaclip.runtime.kernels import tuning
 
         key = CudaGraphed.signature(args)
         if key not in self._tuned:
             with torch.inference_mode():
-                triton_synthesis.tune(self.plans, lambda: self.eager(*args))
+                tuning.tune(self.plans, lambda: self.eager(*args))
             self._tuned.add(key)
         return self.fn(*args)
 

@@ -1,5 +1,5 @@
-"""Triton kernels for the GPU fast path of the torch backend (optional: ``--triton-masks``,
-``--triton-epilogues``).
+"""The Triton kernels of the torch backend's GPU fast path, as PyTorch custom ops
+(``--triton-masks``, ``--triton-epilogues``, ``--triton-convs``).
 
 :func:`fused_mask_head` computes a PRE mask head, ``m = sigmoid(w2 . relu(W1 f + b1 [+ A e_t]) +
 b2)``, in one pass over the features: each program takes a block of pixels of the NHWC feature
@@ -7,7 +7,7 @@ map, multiplies it with W1 on the tensor cores (the 1x1 convolution), and applie
 ReLU, the hidden -> 1 reduction and the sigmoid in registers. The unfused head reads the features,
 writes a [B, hidden, H, W] map, and reads and writes it again for the ReLU and once more for the
 second convolution: at 1024 px about 0.98 GB per edit against 0.27 GB fused (an estimate; not
-yet measured on a GPU).
+measured on a GPU).
 
 :func:`layer_epilogue` does, for one styled conv of the two-stream masked synthesis, everything
 between that conv and the next one in one pass over both streams' conv outputs: demodulation,
@@ -15,7 +15,9 @@ noise, bias, leaky ReLU and clamp of each stream, the mask head on the original'
 blend of the edited features with them, both streams' ToRGB and RGB skip (blended too), and the
 next conv's input modulation. It writes only the next convs' (already modulated) inputs, the
 mask and the 3-channel skips: the original's and the blended features are never stored
-unmodulated (see :mod:`mcaclip.nn.triton_synthesis`).
+unmodulated (see :mod:`mcaclip.runtime.kernels.synthesis`). The kernel itself is in
+:mod:`mcaclip.runtime.kernels._epilogue_kernel`; its launch configuration (blocks, warps,
+stages, register cap) is chosen here (:func:`epilogue_blocks`, :func:`with_options`).
 
 Both run as PyTorch custom ops (``mcaclip::mask_head``, ``mcaclip::layer_epilogue``) that
 allocate their outputs, so torch.compile calls them as they are. Triton ships with PyTorch's
@@ -166,15 +168,15 @@ def _build():
 def _build_epilogue():
     """The layer-epilogue kernel, from a module of its own: it calls helper kernels, which Triton
     finds among the module's globals (Triton is imported there, so only when loaded)."""
-    from mcaclip.nn import _epilogue_kernel
+    from mcaclip.runtime.kernels import _epilogue_kernel
 
     return _epilogue_kernel.triton_layer_epilogue
 
 
 def prepare(conv1: torch.nn.Conv2d, conv2: torch.nn.Conv2d, dtype: torch.dtype) -> tuple:
-    """A mask head's weights as the kernel reads them, computed once (:func:`triton_masks`
-    calls it after the module's last cast): W1 transposed [C, hidden] in ``dtype``, b1, w2
-    [hidden] and b2 [1] in float32."""
+    """A mask head's weights as the kernel reads them, computed once
+    (:func:`mcaclip.runtime.kernels.mask_head.triton_masks` calls it after the module's last
+    cast): W1 transposed [C, hidden] in ``dtype``, b1, w2 [hidden] and b2 [1] in float32."""
     hidden, c = conv1.weight.shape[:2]
     with torch.no_grad():
         return (
