@@ -317,12 +317,12 @@ def triton_kernel_stats() -> list[dict]:
     """Registers and spills of each compiled specialization of our Triton kernels (what a
     profile does not show), from Triton's per-device kernel caches; empty where none was
     compiled (Triton's CPU interpreter compiles nothing)."""
-    from mcaclip.nn import triton_kernels
+    from mcaclip.runtime.kernels import triton_ops
 
     rows = []
     for name, fn in (
-        ("layer_epilogue", triton_kernels._EPILOGUE),
-        ("mask_head", triton_kernels._KERNEL),
+        ("layer_epilogue", triton_ops._EPILOGUE),
+        ("mask_head", triton_ops._KERNEL),
     ):
         for device, entry in (getattr(fn, "device_caches", None) or {}).items():
             cache = entry[0] if isinstance(entry, tuple) else entry
@@ -890,7 +890,7 @@ COMPILE_VARIANTS = {
     # fused tails under compile: ToRGB as a per-sample matrix product instead of a 3-channel
     # cuDNN convolution; never timed compiled (off by default: compile fuses the plain tails)
     "fused": ("--compile", "--fuse-tails"),
-    # each mask head as one Triton kernel (mcaclip.nn.triton_kernels), never timed alone
+    # each mask head as one Triton kernel (mcaclip.runtime.kernels.triton_ops), never timed alone
     "tritonmask": ("--compile", "--triton-masks"),
     # up-sampling convs as 2x2 phase convs + blur: 367 instead of 567 GFLOP per edit (the
     # Triton epilogues are on by default only in the sub-pixel form)

@@ -25,10 +25,11 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from benchmarks.triton_aot import meta_inputs
 from mcaclip.config import load_preset
-from mcaclip.nn import triton_kernels, triton_synthesis
-from mcaclip.nn.editor import MaskedSynthesis, MCAEditor, stack_streams, triton_epilogues
+from mcaclip.nn.editor import MaskedSynthesis, MCAEditor, stack_streams
 from mcaclip.nn.graphs import Fp16Graph, build_graph
 from mcaclip.nn.stylegan2 import fold_blur, freeze_weights, fuse_tails, subpixel
+from mcaclip.runtime.kernels import synthesis, triton_ops
+from mcaclip.runtime.kernels.synthesis import triton_epilogues
 
 FREE = {"empty", "empty_strided", "empty_like", "new_empty", "new_empty_strided", "lift_fresh"}
 
@@ -72,23 +73,23 @@ def count(preset_name: str, batch: int, prompts: int, condition: str | None) -> 
         else:  # the torch backend's FP16 form without them (--no-triton-epilogues)
             stack_streams(fuse_tails(graph))
         w, w_edit, cond = meta_inputs(editor, batch, prompts)
-        real = triton_kernels._epilogue_op
+        real = triton_ops._epilogue_op
 
         def launch(*a, launches=launches):  # the op's outputs, allocated (on meta)
             launches.append(1)
-            return triton_kernels._epilogue_launch(*a)[0]
+            return triton_ops._epilogue_launch(*a)[0]
 
-        triton_kernels._epilogue_op = launch
+        triton_ops._epilogue_op = launch
         mode = Count()
         try:
             with torch.inference_mode(), mode:
                 noise = masked.synthesis.make_noise(batch, "const")
                 if form.startswith("triton"):  # what masked() runs on a GPU (not on meta)
-                    triton_synthesis.run(masked, w, w_edit, cond, noise, prompts)
+                    synthesis.run(masked, masked.fast_path.plan, w, w_edit, cond, noise, prompts)
                 else:
                     masked(w, w_edit, cond, noise=noise, prompts=prompts)
         finally:
-            triton_kernels._epilogue_op = real
+            triton_ops._epilogue_op = real
         ops = dict(mode.ops.most_common())
         out[form] = {"total": sum(ops.values()) + len(launches), "triton": len(launches),
                      "aten": sum(ops.values()), "ops": ops}  # fmt: skip

@@ -5,10 +5,11 @@ Triton's wheel carries ptxas, so a kernel compiles to a cubin for any NVIDIA arc
 CPU-only machine. This script enumerates the launches that ``--triton-epilogues`` (and
 ``--triton-masks``) make for one masked-generator call of a preset: the generator is built on
 PyTorch's meta device (no weights, no arithmetic), each layer's launch is built by the same
-function the custom op uses (:func:`mcaclip.nn.triton_kernels._epilogue_launch`), specialized
-the way Triton's JIT specializes it (integer and pointer alignment, ints equal to 1), and compiled
-for each target. ptxas's report (``-v``) gives registers per thread, spill stores and loads,
-and the stack frame; occupancy is worked out from registers, shared memory and warps.
+function the custom op uses (:func:`mcaclip.runtime.kernels.triton_ops._epilogue_launch`),
+specialized the way Triton's JIT specializes it (integer and pointer alignment, ints equal to
+1), and compiled for each target. ptxas's report (``-v``) gives registers per thread, spill
+stores and loads, and the stack frame; occupancy is worked out from registers, shared memory
+and warps.
 
 What it cannot say: how fast a kernel runs. Spills and occupancy only bound it, and so does
 the machine code's size (nvdisasm, also in the wheel): a kernel without loops issues each of its
@@ -35,10 +36,11 @@ import time
 import torch
 
 from mcaclip.config import Preset, load_preset
-from mcaclip.nn import triton_kernels, triton_synthesis
-from mcaclip.nn.editor import MaskedSynthesis, MCAEditor, triton_epilogues
+from mcaclip.nn.editor import MaskedSynthesis, MCAEditor
 from mcaclip.nn.graphs import Fp16Graph, build_graph
 from mcaclip.nn.stylegan2 import fold_blur, freeze_weights, phase_conv, subpixel
+from mcaclip.runtime.kernels import synthesis, triton_ops
+from mcaclip.runtime.kernels.synthesis import triton_epilogues
 
 # up-sampling forms of the torch backend (--fold-blur --subpixel is the FP16 GPU default)
 FORMS = {"subpixel": (fold_blur, subpixel), "phases": (phase_conv,), "transposed": ()}
@@ -78,29 +80,29 @@ def launches(preset: str | Preset, batch: int, prompts: int, form: str, conditio
     epilogues, heads = [], []
 
     def record(*a):
-        out, *launch = triton_kernels._epilogue_launch(*a)
+        out, *launch = triton_ops._epilogue_launch(*a)
         layer = len(epilogues)
         epilogues.append((layer, *launch))
         # the --triton-masks kernel on the same layer's features (the original stream's)
-        k = named(triton_kernels._EPILOGUE, launch[1])
+        k = named(triton_ops._EPILOGUE, launch[1])
         mask = k["m_ptr"]
         feature = mask.new_empty((k["raw_o_ptr"].shape[0], k["C"], *mask.shape[2:]))
         feature = feature.contiguous(memory_format=torch.channels_last)
         head = (k["w1_ptr"], k["b1_ptr"], k["w2_ptr"], k["b2_ptr"])
         term = k["term_ptr"] if launch[2]["HAS_TERM"] else None
-        _, *head_launch = triton_kernels._mask_head_launch(feature, *head, term, prompts)
+        _, *head_launch = triton_ops._mask_head_launch(feature, *head, term, prompts)
         heads.append((layer, *head_launch))
         return out
 
     w, w_edit, cond = meta_inputs(editor, batch, prompts)
-    real = triton_kernels._epilogue_op
-    triton_kernels._epilogue_op = record
+    real = triton_ops._epilogue_op
+    triton_ops._epilogue_op = record
     try:
         with torch.inference_mode():
             noise = masked.synthesis.make_noise(batch, "const")
-            triton_synthesis.run(masked, w, w_edit, cond, noise, prompts)
+            synthesis.run(masked, masked.fast_path.plan, w, w_edit, cond, noise, prompts)
     finally:
-        triton_kernels._epilogue_op = real
+        triton_ops._epilogue_op = real
     return epilogues, heads
 
 
@@ -257,10 +259,10 @@ def describe(kernel: str, args: tuple, meta: dict) -> dict:
     """What a launch is, in numbers: map size, channels, pixels per map, blocks (and for the
     layer epilogue, the form of its input and whether it does ToRGB)."""
     if kernel == "mask_head":
-        k = named(triton_kernels._KERNEL, args)
+        k = named(triton_ops._KERNEL, args)
         return {"size": int(k["hw"] ** 0.5), "channels": k["C"], "pixels": k["hw"],
                 "block_p": meta["BLOCK_P"], "block_c": meta["BLOCK_C"]}  # fmt: skip
-    k = named(triton_kernels._EPILOGUE, args)
+    k = named(triton_ops._EPILOGUE, args)
     return {
         "size": k["width"],
         "channels": k["C"],
@@ -304,8 +306,8 @@ def main() -> None:
     for index, form in enumerate(args.forms.split(",")):
         epilogues, heads = launches(args.preset, args.batch, args.prompts, form, args.condition)
         # the mask-head kernel does not depend on the up-sampling form: once
-        todo = [("layer_epilogue", triton_kernels._EPILOGUE, e) for e in epilogues]
-        todo += [("mask_head", triton_kernels._KERNEL, h) for h in heads if index == 0]
+        todo = [("layer_epilogue", triton_ops._EPILOGUE, e) for e in epilogues]
+        todo += [("mask_head", triton_ops._KERNEL, h) for h in heads if index == 0]
         for name, kernel, (layer, grid, largs, meta) in todo:
             what = describe(name, largs, meta)
             if args.quick and what["pixels"] < 512 * 512:
@@ -368,16 +370,16 @@ def sweep(args, targets: list[int]) -> None:
     rows = []
     for index, form in enumerate(args.forms.split(",")):
         epilogues, heads = launches(args.preset, args.batch, args.prompts, form, args.condition)
-        todo = [("layer_epilogue", triton_kernels._EPILOGUE, e, SWEEP) for e in kinds(epilogues)]
+        todo = [("layer_epilogue", triton_ops._EPILOGUE, e, SWEEP) for e in kinds(epilogues)]
         if index == 0:
-            todo.append(("mask_head", triton_kernels._KERNEL, heads[-1], HEAD_SWEEP))
+            todo.append(("mask_head", triton_ops._KERNEL, heads[-1], HEAD_SWEEP))
         for name, kernel, (layer, _, largs, meta), space in todo:
             what = describe(name, largs, meta)
             del what["block_p"], what["block_c"]  # the options tried are in the row
             conv = bool(meta.get("CONV"))  # the conv in the kernel: every channel in one step
             pixels = what["pixels"]
             if name == "layer_epilogue":
-                pixels = triton_kernels.launch_pixels(meta, pixels)
+                pixels = triton_ops.launch_pixels(meta, pixels)
             for values in itertools.product(*space.values()):
                 options = dict(zip(space, values))
                 if options.get("BLOCK_C", 0) > meta["BLOCK_C"] or pixels % options["BLOCK_P"]:
@@ -385,7 +387,7 @@ def sweep(args, targets: list[int]) -> None:
                 if conv and options["BLOCK_C"] != meta["BLOCK_C"]:
                     continue
                 if name == "layer_epilogue":  # ONE_STEP follows the channel block
-                    tried = triton_kernels.with_options(meta, named(kernel, largs)["C"], **options)
+                    tried = triton_ops.with_options(meta, named(kernel, largs)["C"], **options)
                 else:
                     tried = {**meta, **options}
                 for cap in targets:

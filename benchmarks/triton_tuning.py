@@ -1,5 +1,5 @@
 """The layer-epilogue kernel alone, timed with other launch options on a GPU: how far the options
-chosen from ptxas's reports (:func:`mcaclip.nn.triton_kernels.epilogue_blocks`, see
+chosen from ptxas's reports (:func:`mcaclip.runtime.kernels.triton_ops.epilogue_blocks`, see
 ``benchmarks/triton_aot.py``) are from the fastest, and the kernel's GB/s (the GPU check puts it
 next to the copy bandwidth it measures).
 
@@ -29,7 +29,7 @@ from pathlib import Path
 import torch
 
 from benchmarks.triton_aot import FORMS, kinds, launches, named
-from mcaclip.nn import triton_kernels
+from mcaclip.runtime.kernels import triton_ops
 
 # (pixels per program, channels per step, warps, stages): kinds of the chosen options, the
 # first version's (64 x 64 or 128 x 32, 4 warps, 3 stages), and neighbours with no spills on
@@ -55,16 +55,16 @@ OUTPUTS = ("x_o_ptr", "x_e_ptr", "m_ptr", "sk_o_ptr", "sk_e_ptr")  # next inputs
 def largest(preset, batch: int, form: str, smallest: int) -> list[tuple]:
     """One layer-epilogue launch of each kind on maps of at least ``smallest`` pixels."""
     epilogues, _ = launches(preset, batch, 1, form, None)
-    big = [e for e in epilogues if named(triton_kernels._EPILOGUE, e[2])["hw"] >= smallest]
+    big = [e for e in epilogues if named(triton_ops._EPILOGUE, e[2])["hw"] >= smallest]
     return kinds(big)
 
 
 def options_for(args: tuple, meta: dict) -> list[dict]:
     """The candidate options that fit this launch (channel block no wider than the launch's,
-    pixel block dividing :func:`~mcaclip.nn.triton_kernels.epilogue_pixels`); the chosen
-    options first."""
-    hw = named(triton_kernels._EPILOGUE, args)["hw"]
-    pixels = triton_kernels.launch_pixels(meta, hw)
+    pixel block dividing :func:`~mcaclip.runtime.kernels.triton_ops.epilogue_pixels`); the
+    chosen options first."""
+    hw = named(triton_ops._EPILOGUE, args)["hw"]
+    pixels = triton_ops.launch_pixels(meta, hw)
     chosen = {k: meta[k] for k in ("BLOCK_P", "BLOCK_C", "num_warps", "num_stages")}
     out = [chosen]
     if meta["CONV"]:  # the channels stay in one step
@@ -111,7 +111,7 @@ def bytes_moved(args: tuple) -> int:
 def time_launch(grid, args, meta, iters: int, warmup: int) -> float:
     """Milliseconds per launch: ``iters`` launches back to back between two CUDA events (wall
     clock off a GPU), after ``warmup`` launches."""
-    kernel = triton_kernels._EPILOGUE
+    kernel = triton_ops._EPILOGUE
     for _ in range(warmup):
         kernel[grid](*args, **meta)
     if args[0].is_cuda:
@@ -139,7 +139,7 @@ def issue_bound(grid, args, meta) -> dict:
     if not args[0].is_cuda:
         return {}
     try:  # the kernel the timed launches ran, from Triton's cache: looked up, not launched
-        compiled = triton_kernels._EPILOGUE.warmup(*args, grid=grid, **meta)
+        compiled = triton_ops._EPILOGUE.warmup(*args, grid=grid, **meta)
     except Exception:  # noqa: BLE001 (a Triton without warmup(): the counts are left out)
         return {}
     counts = sass_counts(compiled) if compiled is not None else {}
@@ -157,7 +157,7 @@ def issue_bound(grid, args, meta) -> dict:
 def _outputs(args: tuple) -> list[torch.Tensor]:
     """The output tensors a launch writes (one it does not write is the spare argument, an
     input: left out)."""
-    k = named(triton_kernels._EPILOGUE, args)
+    k = named(triton_ops._EPILOGUE, args)
     return [k[name] for name in OUTPUTS if k[name] is not k["b1_ptr"]]
 
 
@@ -175,13 +175,13 @@ def tune(preset, batch: int, forms: list[str], device: str, iters: int, smallest
          deadline: float = float("inf"), warmup: int = 3) -> dict:  # fmt: skip
     """Every kind of launch of ``forms`` on maps of at least ``smallest`` pixels, with each
     candidate option, timed on ``device``; stops (and says so) at ``deadline`` (perf_counter)."""
-    triton_kernels.load()
+    triton_ops.load()
     rows, left_out = [], []
     todo = [(form, *launch) for form in forms for launch in largest(preset, batch, form, smallest)]
-    todo.sort(key=lambda t: -named(triton_kernels._EPILOGUE, t[3])["hw"])  # stable: forms' order
+    todo.sort(key=lambda t: -named(triton_ops._EPILOGUE, t[3])["hw"])  # stable: forms' order
     for form, layer, _, meta_args, meta in todo:
         args = materialize(meta_args, device)
-        k = named(triton_kernels._EPILOGUE, args)
+        k = named(triton_ops._EPILOGUE, args)
         moved = bytes_moved(args)
         # the chosen options' outputs (or, where the GPU refused them, the first option's
         # that ran): every other option must give them
@@ -190,7 +190,7 @@ def tune(preset, batch: int, forms: list[str], device: str, iters: int, smallest
             if time.perf_counter() > deadline:
                 left_out.append(f"{form} layer {layer} {option}")
                 continue
-            tried = triton_kernels.with_options(meta, k["C"], **option)
+            tried = triton_ops.with_options(meta, k["C"], **option)
             grid = (k["raw_e_ptr"].shape[0] * k["hw"] // option["BLOCK_P"],)
             for t in _outputs(args):
                 t.fill_(float("nan"))
@@ -200,7 +200,7 @@ def tune(preset, batch: int, forms: list[str], device: str, iters: int, smallest
             try:
                 ms = time_launch(grid, args, tried, iters, warmup)
             except Exception as exc:
-                if not triton_kernels.refused(exc):
+                if not triton_ops.refused(exc):
                     raise
                 rows.append({**row, "error": f"{type(exc).__name__}: {exc}"[:300]})
                 continue

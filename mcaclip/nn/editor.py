@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import NamedTuple
 
@@ -19,7 +20,6 @@ from torch import nn
 
 from mcaclip.config import Preset, load_preset, preset_names
 from mcaclip.errors import CheckpointError, ConfigError, ShapeError, WeightsMissingError
-from mcaclip.nn import triton_synthesis
 from mcaclip.nn.encoder import Encoder4Editing, load_encoder
 from mcaclip.nn.fusion import FeatureFusion, LatentOnly, TextEmbeddingMapping
 from mcaclip.nn.mapper import LevelsMapper
@@ -61,6 +61,11 @@ class MaskedSynthesis(nn.Module):
     noise. With P prompts per latent (w [B], w' [B*P], latent-major), the original stream runs
     on the B latents only and each of its features is shared by the P edits; keeping the streams
     in lockstep frees every original feature map as soon as the layer is blended.
+
+    ``fast_path``: another implementation of the same function (an inference runtime's
+    kernels), ``fast_path(self, w, w_edit, cond, noise, masks, prompts)`` with the arguments
+    checked and the noise made, returning (image, masks, original) or None where it cannot take
+    the call (this module's PyTorch form then runs). None (the default): always this form.
     """
 
     def __init__(self, synthesis: SynthesisNetwork, masknet: MaskNet | None):
@@ -69,8 +74,7 @@ class MaskedSynthesis(nn.Module):
         self.masknet = masknet
         self.fused_tails = False  # one-pass blends; set by mcaclip.nn.stylegan2.fuse_tails()
         self.stacked = False  # both streams in one batch; set by stack_streams()
-        self.triton_epilogues = False  # one kernel between convs; set by triton_epilogues()
-        self.epilogue_plan = None  # what that kernel needs (triton_synthesis.Plan)
+        self.fast_path: Callable | None = None  # see the class docstring; set by a runtime
 
     def forward(
         self,
@@ -101,8 +105,10 @@ class MaskedSynthesis(nn.Module):
             raise ConfigError("this editor has no mask net (use_masks=False): pass masks")
         if noise is None:
             noise = synth.make_noise(w.shape[0], noise_mode)
-        if self.triton_epilogues and triton_synthesis.usable(self, w_edit, cond, noise, masks):
-            return MaskedOutput(*triton_synthesis.run(self, w, w_edit, cond, noise, prompts))
+        if self.fast_path is not None:
+            out = self.fast_path(self, w, w_edit, cond, noise, masks, prompts)
+            if out is not None:
+                return MaskedOutput(*out)
         # constant noise [1, 1, H, W] broadcasts over any batch as it is
         noise_edit = [n if n is None or n.shape[0] == 1 else _per_prompt(n, prompts) for n in noise]
         heads = self.masknet.heads if masks is None else None
@@ -113,7 +119,7 @@ class MaskedSynthesis(nn.Module):
                 return masks[layer]
             if shared_masks:  # masks depend on w only: predict once per latent
                 return _per_prompt(heads[layer](x), prompts)
-            if heads[layer].triton:  # the kernel reads each latent's features once per prompt
+            if heads[layer].fused is not None:  # reads each latent's features once per prompt
                 return heads[layer](x, cond, prompts)
             return heads[layer](x_rep, cond)
 
@@ -178,33 +184,6 @@ def _lerp_into(start: torch.Tensor, end: torch.Tensor, weight: torch.Tensor) -> 
 def stack_streams(module: nn.Module, on: bool = True) -> nn.Module:
     """Run both streams of every MaskedSynthesis in ``module`` as one batch (inference)."""
     return set_switch(module, "stacked", on)
-
-
-def triton_epilogues(module: nn.Module, on: bool = True, convs: bool | str = False) -> nn.Module:
-    """Run every MaskedSynthesis with a mask net in ``module`` with one Triton kernel between
-    two styled convs (:mod:`mcaclip.nn.triton_synthesis`) where it can (FP16 NHWC inference on a
-    GPU); elsewhere the PyTorch form runs. ``convs``: the kernel computes the convs of the big
-    maps too (:func:`mcaclip.nn.triton_synthesis.fits_kernel`); ``"auto"``: at the layers where
-    :func:`mcaclip.nn.triton_synthesis.tune` found that faster (cuDNN until it has timed a batch
-    shape). Call it after the module's last cast or move."""
-    for m in module.modules():
-        if isinstance(m, MaskedSynthesis) and m.masknet is not None:
-            m.triton_epilogues = on
-            if on:
-                triton_synthesis.prepare(m, convs)
-            else:
-                m.epilogue_plan = None
-    return module
-
-
-def epilogue_plans(module: nn.Module) -> list:
-    """The Triton epilogue plans of the MaskedSynthesis modules in ``module`` (see
-    :func:`triton_epilogues`)."""
-    return [
-        m.epilogue_plan
-        for m in module.modules()
-        if isinstance(m, MaskedSynthesis) and m.epilogue_plan is not None
-    ]
 
 
 class EditOutput(NamedTuple):

@@ -9,7 +9,7 @@ one mask net serves many prompts (multi-prompt editors); the paper's single-prom
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import nn
@@ -18,6 +18,14 @@ from mcaclip.errors import ShapeError
 
 
 class MaskHead(nn.Module):
+    """One layer's mask head, [B, C, H, W] features -> [B, 1, H, W] mask.
+
+    ``fused``: another implementation of the same head (an inference runtime's kernel),
+    ``fused(self, feature, cond, prompts)`` with the arguments of :meth:`forward`, returning
+    the mask or None where it cannot take the call (this module's PyTorch form then runs).
+    None (the default): always this form.
+    """
+
     def __init__(
         self,
         channels: int,  # channels of the feature map it reads
@@ -33,8 +41,7 @@ class MaskHead(nn.Module):
             with torch.no_grad():
                 self.conv2.weight.mul_(0.1)
                 self.conv2.bias.fill_(math.log(init / (1 - init)))
-        self.triton = False  # one fused pass on a GPU; set by triton_masks()
-        self.triton_weights: tuple | None = None  # the kernel's copy, made by triton_masks()
+        self.fused: Callable | None = None  # see the class docstring; set by a runtime
 
     def forward(
         self, feature: torch.Tensor, cond: torch.Tensor | None = None, prompts: int = 1
@@ -43,13 +50,10 @@ class MaskHead(nn.Module):
         ``prompts`` > 1 each feature sample serves that many consecutive masks."""
         if self.cond is not None and cond is None:
             raise ShapeError("this mask net is text-conditioned: pass the text embedding")
-        if self.triton and self.triton_weights is not None:
-            from mcaclip.nn import triton_kernels
-
-            training = torch.is_grad_enabled() and self.conv1.weight.requires_grad
-            if not training and triton_kernels.usable(feature):  # no autograd through it
-                term = None if self.cond is None else self.cond(cond)
-                return triton_kernels.fused_mask_head(feature, self.triton_weights, term, prompts)
+        if self.fused is not None:
+            mask = self.fused(self, feature, cond, prompts)
+            if mask is not None:
+                return mask
         if prompts > 1:
             feature = feature.repeat_interleave(prompts, dim=0)
         h = self.conv1(feature)
@@ -82,20 +86,3 @@ class MaskNet(nn.Module):
                 f"mask net expects {len(self.heads)} feature maps, got {len(features)}"
             )
         return [head(f, cond) for head, f in zip(self.heads, features)]
-
-
-def triton_masks(module: nn.Module, on: bool = True) -> nn.Module:
-    """Switch every mask head in ``module`` to the fused Triton kernel where it can run
-    (:func:`mcaclip.nn.triton_kernels.usable`: FP16 NHWC features on a GPU); elsewhere, and
-    where gradients are wanted, the heads keep their PyTorch form. Call it after the module's
-    last cast or move: the kernel reads a copy of the weights made here."""
-    if on:
-        from mcaclip.nn import triton_kernels
-
-        triton_kernels.load()
-    for m in module.modules():
-        if isinstance(m, MaskHead):
-            m.triton = on
-            dtype = m.conv1.weight.dtype
-            m.triton_weights = triton_kernels.prepare(m.conv1, m.conv2, dtype) if on else None
-    return module

@@ -2,7 +2,9 @@
 
 Module and parameter names follow rosinality's ``Generator`` so its ``g_ema`` state dict loads
 with strict key checking (after moving ``style.*`` under ``mapping.`` and the rest under
-``synthesis.``). The operators are written for export rather than for training speed:
+``synthesis.``, :mod:`mcaclip.nn.rosinality`); :meth:`Generator.from_checkpoint` reads their
+``.pt`` files and our ``.safetensors`` (:mod:`mcaclip.nn.weights`). The operators are written
+for export rather than for training speed:
 
 * modulated convolution in the dynamic-batch form: scale the input activations by the style,
   convolve with the shared weight, multiply the output by the demodulation coefficients. It is
@@ -24,15 +26,21 @@ once instead of on every call). Exported graphs use none of them.
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Sequence
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mcaclip.config import GeneratorConfig
-from mcaclip.errors import ShapeError
+from mcaclip.config import GeneratorConfig, Preset, load_preset
+from mcaclip.errors import CheckpointError, ConfigError, ShapeError
+from mcaclip.nn.rosinality import infer_rosinality_config, rosinality_to_ours
+from mcaclip.nn.weights import load_state_strict, read_module_file, safe_torch_load, save_module
+
+log = logging.getLogger(__name__)
 
 NOISE_MODES = ("const", "none", "random")
 FP16_CLAMP = 256.0  # stylegan2-ada's conv_clamp for FP16 layers
@@ -382,7 +390,7 @@ class ModulatedConv2d(nn.Module):
         coefficients. ``shuffle=False``: the sub-pixel form's four output phases [B, 4*out, H,
         W] as the conv gives them (see :func:`pixel_shuffle2`), and the 2x2 phase form's [B,
         4*out, H + 1, W + 1] before its shuffle and blur, for a kernel that reads them in place
-        (:mod:`mcaclip.nn.triton_synthesis`)."""
+        (:mod:`mcaclip.runtime.kernels.synthesis`)."""
         weight, sq = self._weights()
         out = self.raw_conv(x, shuffle, weight)
         if sq is None:
@@ -455,7 +463,7 @@ def phase_conv(module: nn.Module, on: bool = True) -> nn.Module:
     blur the conv takes its (1, 1) factor (:meth:`ModulatedConv2d.box_weight`) and the filter
     after it is (1, 2, 1): 3x3 taps instead of 4x4. The filter is one more pass in eager mode,
     fused into the styled conv's tail under ``torch.compile`` (with :func:`stencil_blur`) and
-    into the Triton layer epilogue (:mod:`mcaclip.nn.triton_synthesis`)."""
+    into the Triton layer epilogue (:mod:`mcaclip.runtime.kernels.synthesis`)."""
     return set_switch(module, "phase_conv", on)
 
 
@@ -750,12 +758,66 @@ class Generator(nn.Module):
         :class:`~mcaclip.config.GeneratorConfig`) fixes the architecture; without it the
         architecture is read from the checkpoint. Keys are checked strictly.
         """
-        from mcaclip.nn import weights
-
-        return weights.load_generator(path, preset)
+        path = Path(path)
+        wanted = _generator_config(preset)
+        if path.suffix == ".safetensors":
+            cfg_dict, tensors = read_module_file(path, "generator")
+            try:
+                config = GeneratorConfig(
+                    **{k: tuple(v) if isinstance(v, list) else v for k, v in cfg_dict.items()}
+                )
+            except (TypeError, ConfigError) as exc:
+                raise CheckpointError(f"{path}: bad generator config ({exc})") from None
+            state, latent_avg = tensors, None
+        else:
+            ckpt = safe_torch_load(path)
+            if not isinstance(ckpt, dict) or "g_ema" not in ckpt:
+                raise CheckpointError(
+                    f"{path}: expected a rosinality checkpoint, a dict with 'g_ema' "
+                    "(and 'latent_avg')"
+                )
+            lr_mlp = wanted.lr_mlp if wanted is not None else 0.01
+            config = infer_rosinality_config(ckpt["g_ema"], lr_mlp)
+            state = rosinality_to_ours(ckpt["g_ema"])
+            latent_avg = ckpt.get("latent_avg")
+        if wanted is not None:
+            _check_same_architecture(config, wanted, path)
+            if path.suffix != ".safetensors":  # ours record their config; rosinality's do not
+                config = wanted
+        G = cls(config)
+        if "latent_avg" not in state:
+            state = dict(state, latent_avg=G.latent_avg)
+        load_state_strict(G, state, str(path))
+        if latent_avg is not None:
+            G.latent_avg.copy_(latent_avg.reshape(-1))
+        elif path.suffix != ".safetensors":
+            log.warning("%s has no latent_avg: estimating it from 4096 mapped samples", path)
+            G.latent_avg.copy_(G.estimate_latent_avg())
+        return G.eval().requires_grad_(False)
 
     def save(self, path) -> None:
         """Write ``path`` (.safetensors) and its config ``path.with_suffix('.json')``."""
-        from mcaclip.nn import weights
+        save_module(self, path, kind="generator", config=self.config)
 
-        weights.save_module(self, path, kind="generator", config=self.config)
+
+def _generator_config(preset) -> GeneratorConfig | None:
+    """The architecture ``preset`` fixes: None, a GeneratorConfig, a Preset or a preset name."""
+    if preset is None or isinstance(preset, GeneratorConfig):
+        return preset
+    if isinstance(preset, Preset):
+        return preset.generator
+    return load_preset(preset).generator
+
+
+def _check_same_architecture(found: GeneratorConfig, wanted: GeneratorConfig, path) -> None:
+    diffs = []
+    for name in ("size", "style_dim", "n_mlp"):
+        if getattr(found, name) != getattr(wanted, name):
+            diffs.append(
+                f"{name} {getattr(found, name)} (file) vs {getattr(wanted, name)} (preset)"
+            )
+    res = [2**i for i in range(2, found.log_size + 1)]
+    if not diffs and [found.channels_at(r) for r in res] != [wanted.channels_at(r) for r in res]:
+        diffs.append("channel widths differ")
+    if diffs:
+        raise CheckpointError(f"{path}: does not match the preset: {'; '.join(diffs)}")

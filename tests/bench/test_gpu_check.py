@@ -275,14 +275,14 @@ def test_triton_kernel_stats_read_the_kernel_caches(monkeypatch):
     from types import SimpleNamespace
 
     from benchmarks.gpu_check import triton_kernel_stats
-    from mcaclip.nn import triton_kernels
+    from mcaclip.runtime.kernels import triton_ops
 
     compiled = SimpleNamespace(
         n_regs=96, n_spills=0, metadata=SimpleNamespace(num_warps=4, shared=0)
     )
     fn = SimpleNamespace(device_caches={0: ({"key": compiled}, {}, None, None, None)})
-    monkeypatch.setattr(triton_kernels, "_EPILOGUE", fn)
-    monkeypatch.setattr(triton_kernels, "_KERNEL", None)
+    monkeypatch.setattr(triton_ops, "_EPILOGUE", fn)
+    monkeypatch.setattr(triton_ops, "_KERNEL", None)
     assert triton_kernel_stats() == [
         {"kernel": "layer_epilogue", "device": "0", "n_regs": 96, "n_spills": 0, "num_warps": 4,
          "shared_bytes": 0}

@@ -2,9 +2,9 @@
 wheel carries ptxas): every launch of a 1024 px edit fits an H100, an RTX 40 and an RTX 50
 without spills.
 
-Triton's CPU interpreter (tests/nn/test_triton_synthesis.py) checks what the kernels compute but
-not whether they compile for a GPU, how many registers they take or whether their shared memory
-fits; a launch that needs more than the GPU has fails only there."""
+Triton's CPU interpreter (tests/runtime/kernels/test_synthesis.py) checks what the kernels
+compute but not whether they compile for a GPU, how many registers they take or whether their
+shared memory fits; a launch that needs more than the GPU has fails only there."""
 
 import shutil
 
@@ -51,7 +51,7 @@ def test_epilogue_launches_of_a_1024_edit_fit(form):
     kernel) and --no-phase-conv (sub-pixel phases read in place), for an H100, an RTX 40 and an
     RTX 50."""
     _compiler()
-    from mcaclip.nn import triton_kernels
+    from mcaclip.runtime.kernels import triton_ops
 
     epilogues, heads = launches("ffhq-1024", 8, 1, form, None)
     assert len(epilogues) == len(heads) == 17  # one per styled conv
@@ -59,14 +59,14 @@ def test_epilogue_launches_of_a_1024_edit_fit(form):
     seen = set()
     for layer, grid, args, meta in epilogues:
         # the launch covers every pixel of every edited sample
-        assert grid[0] * meta["BLOCK_P"] == 8 * named(triton_kernels._EPILOGUE, args)["hw"]
+        assert grid[0] * meta["BLOCK_P"] == 8 * named(triton_ops._EPILOGUE, args)["hw"]
         ints = tuple((a == 1, a % 16 == 0) for a in args if isinstance(a, int))
         key = (tuple(sorted(meta.items())), ints)  # how Triton specializes a launch
         if key in seen:  # compiled already
             continue
         seen.add(key)
         for cap in (90, 89, 120):
-            r = compile_launch(triton_kernels._EPILOGUE, args, meta, cap)
+            r = compile_launch(triton_ops._EPILOGUE, args, meta, cap)
             where = f"{form} layer {layer} on {TARGETS[cap][0]}: {r}"
             # under the register cap of 8 warps (three blocks an SM) a few bytes spill
             spill = 32 if "maxnreg" in meta else 0
@@ -94,11 +94,11 @@ def test_the_1024_px_epilogues_issue_few_instructions(form, limits):
     streams' taps in one loop, 792 (0.40 ms)."""
     _compiler()
     from benchmarks.triton_aot import issue_ms
-    from mcaclip.nn import triton_kernels
+    from mcaclip.runtime.kernels import triton_ops
 
     epilogues, _ = launches("ffhq-1024", 8, 1, form, None)
     for (layer, grid, args, meta), most in zip(epilogues[-2:], limits):
-        r = compile_launch(triton_kernels._EPILOGUE, args, meta, 90)
+        r = compile_launch(triton_ops._EPILOGUE, args, meta, 90)
         if "sass_instructions" not in r:
             pytest.skip("Triton's nvdisasm is missing: no machine code to count")
         row = {"target": 90, "programs": grid[0], **r}
@@ -111,13 +111,13 @@ def test_the_1024_px_epilogues_issue_few_instructions(form, limits):
 
 def test_mask_head_launches_fit():
     _compiler()
-    from mcaclip.nn import triton_kernels
+    from mcaclip.runtime.kernels import triton_ops
 
     _, heads = launches("ffhq-1024", 8, 2, "subpixel", "text")
     layer, grid, args, meta = heads[-1]  # 1024 px, text-conditioned, two prompts per latent
     assert meta["HAS_TERM"] and grid[0] * meta["BLOCK_P"] == 16 * 1024 * 1024
     for cap in (90, 89):
-        r = compile_launch(triton_kernels._KERNEL, args, meta, cap)
+        r = compile_launch(triton_ops._KERNEL, args, meta, cap)
         assert r["spill_store_bytes"] == 0 and r["occupancy"] > 0, (cap, r)
 
 
@@ -130,7 +130,7 @@ def test_conv_launches_of_a_1024_edit_compile_without_spills(prompts):
     with two prompts per latent, the launches that compute the edited stream's conv only
     (the original's read from cuDNN's output) too."""
     _compiler()
-    from mcaclip.nn import triton_kernels
+    from mcaclip.runtime.kernels import triton_ops
 
     epilogues, _ = launches("ffhq-1024", 8, prompts, "convs", None)
     conv = [(layer, args, meta) for layer, _, args, meta in epilogues if meta["CONV"]]
@@ -138,10 +138,10 @@ def test_conv_launches_of_a_1024_edit_compile_without_spills(prompts):
     assert [meta["PHASES"] for *_, meta in conv] == [True, False, True, False]
     assert all(meta["CONV_O"] == (prompts == 1) for *_, meta in conv)
     for layer, args, meta in conv:
-        k = named(triton_kernels._EPILOGUE, args)
+        k = named(triton_ops._EPILOGUE, args)
         assert meta["ONE_STEP"] and k["C"] <= meta["BLOCK_C"]
         for cap in (90, 89, 120):
-            r = compile_launch(triton_kernels._EPILOGUE, args, meta, cap)
+            r = compile_launch(triton_ops._EPILOGUE, args, meta, cap)
             where = f"conv layer {layer} on {TARGETS[cap][0]}: {r}"
             assert r["spill_store_bytes"] == 0 and r["spill_load_bytes"] == 0, where
             # both streams' input tiles in flight take 18-72 KiB (the most on sm_90): within

@@ -27,10 +27,10 @@ for layer in (5, 6):
 assert result["failed"] == [] and result["chosen_failed"] == []
 # under the interpreter the chosen blocks are its own big ones; what a GPU runs is among those
 # tried: for the blurred 2x2 phases (a parity class of 16 x 16 pixels) and for the ToRGB layer
-from mcaclip.nn import triton_kernels
-triton_kernels._INTERPRET = False
-on_gpu = [triton_kernels.epilogue_blocks(64, 32 * 32, blur) for blur in (True, False)]
-triton_kernels._INTERPRET = True
+from mcaclip.runtime.kernels import triton_ops
+triton_ops._INTERPRET = False
+on_gpu = [triton_ops.epilogue_blocks(64, 32 * 32, blur) for blur in (True, False)]
+triton_ops._INTERPRET = True
 for layer, (p, c, w, s) in zip((5, 6), on_gpu):
     assert p == 32 and any((r["layer"], r["BLOCK_P"], r["BLOCK_C"], r["num_warps"]) ==
                            (layer, p, c, w) for r in rows), (layer, p, c, w)

@@ -271,3 +271,25 @@ def test_stacked_streams_match_two_streams(tiny, condition):
     assert got.image.shape == (6, 3, 32, 32) and got.original.shape == (2, 3, 32, 32)
     for a, b in zip(got.masks, ref.masks, strict=True):
         torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+
+
+@torch.no_grad()
+def test_a_fast_path_replaces_the_masked_synthesis_or_falls_back(tiny_editor, tiny_w):
+    """``MaskedSynthesis.fast_path`` (a runtime's kernels) gets the checked arguments with the
+    noise made and gives the outputs; where it returns None the PyTorch form runs."""
+    masked = tiny_editor.masked
+    w_edit = tiny_w + 0.1
+    cond = tiny_editor.mask_condition(tiny_editor.clip.embed_prompts(["a", "b"]))
+    ref = masked(tiny_w, w_edit, cond)
+    calls = []
+
+    def fake(module, w, w_edit, cond, noise, masks, prompts):
+        calls.append((module, cond, len(noise), masks, prompts))
+        return ref.image + 1, ref.masks, ref.original
+
+    masked.fast_path = fake
+    got = masked(tiny_w, w_edit, cond)
+    assert torch.equal(got.image, ref.image + 1) and torch.equal(got.original, ref.original)
+    assert calls == [(masked, cond, len(ref.masks), None, 1)]
+    masked.fast_path = lambda *args: None  # cannot take this call: the PyTorch form
+    assert torch.equal(masked(tiny_w, w_edit, cond).image, ref.image)

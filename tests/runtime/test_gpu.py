@@ -10,8 +10,8 @@ import torch
 
 from mcaclip.export.exporter import psnr
 from mcaclip.runtime.backends.base import BackendError
-from mcaclip.runtime.backends.torch import CudaGraphed
 from mcaclip.runtime.io import to_uint8
+from mcaclip.runtime.kernels.cuda_graphs import CudaGraphed
 from mcaclip.runtime.pipeline import EditPipeline
 
 
@@ -101,8 +101,8 @@ def test_switch_refusals_on_cpu(tiny_bundle, cli):
 def test_conv_tuner_times_each_batch_shape_once(monkeypatch):
     """--triton-convs-auto: the layers are timed (through the uncompiled module) before the
     first call of each input signature, then every call runs the module as it is."""
-    from mcaclip.nn import triton_synthesis
     from mcaclip.runtime.backends.torch import ConvTuner, TorchEditor
+    from mcaclip.runtime.kernels import tuning
 
     timed, ran, eager = [], [], []
     plans = [object()]
@@ -112,7 +112,7 @@ def test_conv_tuner_times_each_batch_shape_once(monkeypatch):
         call()
         timed.append(len(eager))
 
-    monkeypatch.setattr(triton_synthesis, "tune", tune)
+    monkeypatch.setattr(tuning, "tune", tune)
     tuner = ConvTuner(lambda *a: ran.append(a[0].shape) or (a[0] + 1,),
                       lambda *a: eager.append(a[0].shape), plans)  # fmt: skip
     for shape in ((2, 3), (2, 3), (4, 3), (2, 3), (4, 3)):
@@ -373,11 +373,11 @@ def test_fused_tails_and_stacked_streams_on_cuda(tiny_bundle):
 def test_triton_masks_on_cuda(tiny_bundle, monkeypatch):
     """Each mask head as one Triton kernel (FP16, NHWC, CUDA graphs) against the default's
     PyTorch form (the Triton epilogues, on by default, do the mask heads themselves)."""
-    from mcaclip.nn import triton_kernels
+    from mcaclip.runtime.kernels import triton_ops
 
     calls = []
-    real = triton_kernels.fused_mask_head
-    monkeypatch.setattr(triton_kernels, "fused_mask_head", lambda *a: calls.append(1) or real(*a))
+    real = triton_ops.fused_mask_head
+    monkeypatch.setattr(triton_ops, "fused_mask_head", lambda *a: calls.append(1) or real(*a))
     runs = []
     for on in (False, True):
         with EditPipeline(tiny_bundle, backend="torch", device="cuda", precision="fp16",
@@ -398,11 +398,11 @@ def test_triton_epilogues_on_cuda(tiny_bundle, monkeypatch, form):
     """One Triton kernel between two styled convs (FP16, NHWC, CUDA graphs; the sub-pixel
     phases read in place, the folded transposed conv's output, or the 2x2 phases shuffled and
     blurred in the kernel) against the PyTorch form of the same convs."""
-    from mcaclip.nn import triton_kernels
+    from mcaclip.runtime.kernels import triton_ops
 
     calls = []
-    real = triton_kernels.layer_epilogue
-    monkeypatch.setattr(triton_kernels, "layer_epilogue", lambda *a: calls.append(1) or real(*a))
+    real = triton_ops.layer_epilogue
+    monkeypatch.setattr(triton_ops, "layer_epilogue", lambda *a: calls.append(1) or real(*a))
     runs = []
     for on in (False, True):
         switches = {**form, "triton_epilogues": on}
@@ -461,7 +461,7 @@ def test_triton_convs_auto_on_cuda(tiny_bundle, cuda_graphs, monkeypatch):
     """--triton-convs-auto: each batch shape's layers are timed both ways on the GPU (CUDA
     events, before the graph is captured), the choice is kept per layer, and the edits match
     the default's."""
-    from mcaclip.nn import triton_synthesis
+    from mcaclip.runtime.kernels import tuning
 
     runs, tunings = [], []
     for convs in (None, "auto"):
@@ -482,7 +482,7 @@ def test_triton_convs_auto_on_cuda(tiny_bundle, cuda_graphs, monkeypatch):
     assert psnr(auto[0], plain[0]) > 40 and psnr(auto[1], plain[1]) > 40
     assert np.array_equal(again[0], auto[0])
 
-    class Alternate(triton_synthesis.LayerClock):  # the kernel "faster" at every other layer
+    class Alternate(tuning.LayerClock):  # the kernel "faster" at every other layer
         def __init__(self, plan):
             super().__init__(True)
             self.plan = plan
@@ -492,8 +492,8 @@ def test_triton_convs_auto_on_cuda(tiny_bundle, cuda_graphs, monkeypatch):
             inside = self.plan.override
             return [(1.0 if j % 2 else 3.0) if inside[j] else 2.0 for j in range(len(real))]
 
-    real_tune = triton_synthesis.tune
-    monkeypatch.setattr(triton_synthesis, "tune", lambda plans, call: real_tune(
+    real_tune = tuning.tune
+    monkeypatch.setattr(tuning, "tune", lambda plans, call: real_tune(
         plans, call, clock=Alternate(plans[0])))  # fmt: skip
     with EditPipeline(tiny_bundle, backend="torch", device="cuda", precision="fp16",
                       cuda_graphs=cuda_graphs, triton_convs="auto") as p:  # fmt: skip

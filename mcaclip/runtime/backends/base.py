@@ -98,7 +98,7 @@ class DeviceEditor:
         import torch
 
         if self._edit is None:
-            from mcaclip.runtime.backends.torch import CudaGraphed
+            from mcaclip.runtime.kernels.cuda_graphs import CudaGraphed
 
             self._edit = CudaGraphed(self._edit_eager) if self.cuda_graphs else self._edit_eager
         # on the editor's GPU: CUDA graph capture streams and side streams are per device

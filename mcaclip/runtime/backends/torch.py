@@ -1,7 +1,8 @@
 """PyTorch backend: the bundle's networks rebuilt from ``torch/`` with ``mcaclip.nn``.
 
-The only runtime module that imports the networks (see DESIGN.md). It runs the very modules
-the ONNX graphs were exported from (:mod:`mcaclip.nn.graphs`), so feeds and outputs match.
+With its GPU fast path (:mod:`mcaclip.runtime.kernels`), the only runtime code that imports the
+networks (see DESIGN.md). It runs the very modules the ONNX graphs were exported from
+(:mod:`mcaclip.nn.graphs`), so feeds and outputs match.
 
 On a CUDA GPU it is also a fast path:
 
@@ -18,21 +19,21 @@ On a CUDA GPU it is also a fast path:
   conv at 623 TFLOP/s; uncompiled, the shuffle's copy takes back most of that (same end to
   end).
 * ``phase_conv`` (instead of ``fold_blur``; default where the Triton epilogues are, unless
-  ``fold_blur``, ``subpixel`` or ``triton_convs`` is given, and **chosen by counts, not timed
-  yet**: run 4's cuDNN timings of its convs and ptxas's of its epilogues, below; the GPU check
-  times it against the sub-pixel form, ``--no-phase-conv``): each up-sampling conv as a plain
-  2x2 conv with four output phases and a pixel shuffle, then the FIR blur
+  ``fold_blur``, ``subpixel`` or ``triton_convs`` is given, and **chosen by counts, not timed as a
+  whole**: run 4's cuDNN timings of its convs and ptxas's of its epilogues, below; the GPU check
+  times it against the sub-pixel form, ``--no-phase-conv``): each up-sampling conv as a plain 2x2
+  conv with four output phases and a pixel shuffle, then the FIR blur
   (:func:`mcaclip.nn.stylegan2.phase_conv`): the forward-conv rate of the sub-pixel form at 16
-  instead of 36 taps per four output pixels (the folded 6x6 kernel has 36 per four; the
-  transposed 3x3 conv 9; with StyleGAN2's blur all 16 do work: the conv takes the blur's (1, 1)
-  factor, and the filter after it is the (1, 2, 1) rest, 3x3 taps instead of 4x4). The blur is
-  a pass of its own in eager mode and fused into the tail under ``compile``. The sub-pixel form
-  runs 1.9x the multiply-adds of the transposed convs in a 1024 px synthesis, this one 1.24x.
-  On an H200 its convs took 5.6 instead of 8.2 ms per batch-8 call at 1024 px, but with the
-  Triton epilogues its 4x4 blur cost more than that (``triton_epilogues``); compiled, with
-  ``triton_masks``, 2.40 ms per edit on an H100, as fast as the compiled default (2.39). On the
-  CPU (4x4 taps then, the 7 zero taps of 16 at their full price) 0.86x / 0.88x the speed of
-  the CPU default (transposed convs, fused tails) at batch 1 / 4.
+  instead of 36 taps per four output pixels (the folded 6x6 kernel has 36 per four; the transposed
+  3x3 conv 9; with StyleGAN2's blur all 16 do work: the conv takes the blur's (1, 1) factor, and the
+  filter after it is the (1, 2, 1) rest, 3x3 taps instead of 4x4). The blur is a pass of its own in
+  eager mode and fused into the tail under ``compile``. The sub-pixel form runs 1.9x the
+  multiply-adds of the transposed convs in a 1024 px synthesis, this one 1.24x. On an H200 its convs
+  take 5.6 instead of 8.2 ms per batch-8 call at 1024 px (run 4; with the Triton epilogues see
+  ``triton_epilogues``); compiled, with ``triton_masks``, 2.40 ms per edit on an H100, as fast as
+  the compiled default (2.39). Not the CPU default: 0.86x / 0.88x the speed of the CPU default
+  (transposed convs, fused tails) at batch 1 / 4, measured without the blur's (1, 1) factor in the
+  conv (7 of its 16 taps zero, at their full price, and 4x4 taps after it).
 * ``channels_last`` (FP16 only; default with the folded blur or the 2x2 phases): NHWC
   activations for cuDNN's tensor cores.
 * ``fuse_tails`` (default on the CPU and for FP16 on a GPU without ``compile`` or the Triton
@@ -45,38 +46,37 @@ On a CUDA GPU it is also a fast path:
   within the noise on the CPU: 0.94x-1.07x over two runs): the original and edited streams as
   one batch through every styled conv and ToRGB, half the kernels at twice the batch
   (:func:`mcaclip.nn.editor.stack_streams`); 1.22x / 1.05x at batch 1 / 8 on an H100 on top
-  of the fused tails. Off under ``compile``: the one measurement there (7.6 instead of 2.6 ms
-  per edit at batch 8) ran with graph breaks at the in-place blends (torch 2.11), since fixed
-  but not measured again.
+  of the fused tails. Off under ``compile``, where its one measurement (7.6 instead of 2.6 ms
+  per edit at batch 8, torch 2.11) had graph breaks at the in-place blends, which the blends
+  no longer cause (:func:`mcaclip.nn.editor._lerp_into`); not measured without them.
 * ``cudnn_benchmark`` (off): let cuDNN time its algorithms for each new shape (the first call
   per shape is slower; CUDA graphs capture the winner) instead of its heuristics; it changed
   nothing measurable on an H100.
 * ``triton_masks`` (off; FP16 NHWC on a GPU; only without ``triton_epilogues``, which do the
   mask heads themselves): each PRE mask head as one Triton kernel
-  (:mod:`mcaclip.nn.triton_kernels`) instead of two convolutions, a ReLU pass and a sigmoid
-  pass over a [B, 32, H, W] hidden map; estimated 0.24 ms less per 1024 px edit. Run on an
+  (:mod:`mcaclip.runtime.kernels.mask_head`) instead of two convolutions, a ReLU pass and a
+  sigmoid pass over a [B, 32, H, W] hidden map; estimated 0.24 ms less per 1024 px edit. Run on an
   H100 (the ``gpu`` tests; 54.1 dB against FP32, as the default), not timed alone.
-* ``triton_epilogues`` (default on a GPU of compute capability 8.0+ with Triton installed, in
-  FP16 NHWC with the 2x2 phase or the sub-pixel convs, unless ``fuse_tails``,
-  ``stack_streams`` or ``triton_masks``, which it replaces, is asked for; elsewhere off):
-  everything between two styled convs of the
-  masked generator (both streams' tails, the mask head, the blend, ToRGB and the blended RGB
-  skip, the next conv's input modulation) as one Triton kernel that reads the two conv outputs
-  and writes only the next convs' inputs, the mask and the skips
-  (:mod:`mcaclip.nn.triton_synthesis`); by our count it takes the memory traffic between two
-  convs of a 1024 px edit from about 18 feature maps to 8. It reads the sub-pixel phases in
-  place, and with ``phase_conv`` it shuffles and blurs the 2x2 phases itself (no blurred copy
-  in memory). It replaces the fused tails and the stacked streams (both off by default with
-  it). Checked against PyTorch in Triton's CPU interpreter and, on an H100, by the ``gpu``
-  tests and at 1024 px (55.1 dB against FP32, the closest of all forms). Batch 8, ms per
-  1024 px edit on the device: 2.64 instead of 5.54 (H100) and 2.58 instead of 5.05 (H200)
-  with CUDA graphs, 2.39 instead of 2.61 compiled (H100); batch 1 not yet timed. With
-  ``phase_conv`` slower (3.34 ms, H200) when its in-kernel blur gathered 4x4 taps per element
-  in float32; now 3x3 in FP16, which by ptxas (not timed) puts the epilogues at 2.8 instead of
-  2.5 ms of issue per batch-8 call (sm_90), against 2.5 ms less in cuDNN's convs (5.6 instead
-  of 8.2 ms, run 4's H200): about 2 ms less per call (0.25 ms per edit) if the kernel runs at
-  run 4's 1.4-1.6x its issue time, hence the default. The GPU check's bench times both
-  (``--no-phase-conv``: the sub-pixel form with the epilogues, the default before).
+* ``triton_epilogues`` (default on a GPU of compute capability 8.0+ with Triton installed, in FP16
+  NHWC with the 2x2 phase or the sub-pixel convs, unless ``fuse_tails``, ``stack_streams`` or
+  ``triton_masks``, which it replaces, is asked for; elsewhere off): everything between two styled
+  convs of the masked generator (both streams' tails, the mask head, the blend, ToRGB and the
+  blended RGB skip, the next conv's input modulation) as one Triton kernel that reads the two conv
+  outputs and writes only the next convs' inputs, the mask and the skips
+  (:mod:`mcaclip.runtime.kernels.synthesis`); by our count it takes the memory traffic between two
+  convs of a 1024 px edit from about 18 feature maps to 8. It reads the sub-pixel phases in place,
+  and with ``phase_conv`` it shuffles and blurs the 2x2 phases itself (no blurred copy in memory).
+  It replaces the fused tails and the stacked streams (both off by default with it). Checked against
+  PyTorch in Triton's CPU interpreter and, on an H100, by the ``gpu`` tests and at 1024 px (55.1 dB
+  against FP32, the closest of all forms). Batch 8, ms per 1024 px edit on the device: 2.64 instead
+  of 5.54 (H100) and 2.58 instead of 5.05 (H200) with CUDA graphs, 2.39 instead of 2.61 compiled
+  (H100); batch 1 not timed. With ``phase_conv`` the kernel's blur sums 3x3 taps in FP16, which by
+  ptxas (not timed) puts the epilogues at 2.8 instead of 2.5 ms of issue per batch-8 call (sm_90),
+  against 2.5 ms less in cuDNN's convs (5.6 instead of 8.2 ms, run 4's H200): about 2 ms less per
+  call (0.25 ms per edit) if the kernel runs at 1.4-1.6x its issue time, as in run 4, hence the
+  default (a blur of 4x4 float32 taps per element measured 3.34 ms per edit on an H200, slower than
+  the sub-pixel form). The GPU check's bench times both (``--no-phase-conv``: the sub-pixel form
+  with the epilogues).
 * ``triton_convs`` (off; implies ``triton_epilogues``): the epilogue kernel also computes the
   3x3 and sub-pixel convs of at most 64 output channels (the 512 and 1024 px layers of
   ffhq-1024) as an implicit GEMM on the tensor cores (with one prompt per latent both streams
@@ -86,19 +86,20 @@ On a CUDA GPU it is also a fast path:
   of 55.5 dB against FP32 on the tiny preset, in the interpreter). With several prompts per
   latent, cuDNN computes the original stream's conv once (in FP16, as without the switch:
   the originals then differ from one prompt's by rounding) and the kernel the edited
-  stream's. Compiles without spills on sm_80/86/89/90/120 by ptxas; **not yet timed on a
-  GPU** (the GPU check's bench and compile variants do). ``triton_convs="auto"``
+  stream's. Compiles without spills on sm_80/86/89/90/120 by ptxas; **not timed on a GPU**
+  (the GPU check's bench and compile variants time it). ``triton_convs="auto"``
   (``--triton-convs-auto``): only at the layers where that was faster on this GPU, timed per
   layer both ways at the first call of each batch shape (:class:`ConvTuner`,
-  :func:`mcaclip.nn.triton_synthesis.tune`; ``conv_tuning`` has the times and the choice).
-* ``cuda_graphs``: each graph (and the whole edit) is captured once per input shape and replayed,
-  which removes the launch overhead of the ~300 kernels of a 1024 px edit.
+  :func:`mcaclip.runtime.kernels.tuning.tune`; ``conv_tuning`` has the times and the choice).
+* ``cuda_graphs``: each graph (and the whole edit) is captured once per input shape and replayed
+  (:class:`mcaclip.runtime.kernels.cuda_graphs.CudaGraphed`), which removes the launch
+  overhead of the ~300 kernels of a 1024 px edit.
 * ``compile``: ``torch.compile`` of the masked generator (fuses the element-wise tails); its
   FIR filters become sums of shifted slices (:func:`mcaclip.nn.stylegan2.stencil_blur`), which
   the compiler fuses too, where a depthwise convolution would stay a kernel of its own.
   ``compile="max-autotune"`` also lets Inductor time Triton templates against cuDNN for each
   conv, with the element-wise tail fused into a template where one wins (minutes of tuning per
-  shape; not yet measured on a GPU).
+  shape; not measured on a GPU).
 
 The weights each conv runs with (scaled, folded, in phases, NHWC) are computed once per
 module (:func:`mcaclip.nn.stylegan2.freeze_weights`), not on every call.
@@ -116,6 +117,7 @@ from pathlib import Path
 import torch
 
 from mcaclip.runtime.backends.base import BackendError, DeviceEditor, DeviceRunner
+from mcaclip.runtime.kernels.cuda_graphs import CudaGraphed
 
 log = logging.getLogger(__name__)
 PRECISIONS = ("fp32", "fp16")
@@ -123,56 +125,6 @@ HALF_GRAPHS = ("mapping", "masknet", "masked_generator")  # the generator side
 # the compile argument -> the configuration (None: not compiled)
 COMPILE_MODES = {False: None, None: None, True: "default", "default": "default",
                  "max-autotune": "max-autotune"}  # fmt: skip
-
-
-class CudaGraphed:
-    """``fn(*tensors) -> tuple of tensors``, replayed from one CUDA graph per input signature.
-
-    The first call with a new (shape, dtype) signature warms ``fn`` up on a side stream and
-    captures it; later calls copy the inputs into the graph's static buffers and replay. The
-    returned tensors are the graph's static outputs: they are overwritten by the next call with
-    the same signature, so copy what you keep.
-    """
-
-    def __init__(self, fn: Callable[..., tuple[torch.Tensor, ...]], warmup: int = 2):
-        self.fn = fn
-        self.warmup = warmup
-        self._graphs: dict[tuple, tuple[list[torch.Tensor], tuple, torch.cuda.CUDAGraph]] = {}
-
-    @staticmethod
-    def signature(args: Sequence[torch.Tensor]) -> tuple:
-        return tuple((tuple(a.shape), a.dtype, str(a.device)) for a in args)
-
-    @property
-    def captured(self) -> int:
-        return len(self._graphs)
-
-    def __call__(self, *args: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        key = self.signature(args)
-        entry = self._graphs.get(key)
-        if entry is None:
-            entry = self._graphs[key] = self._capture(args)
-        static_in, static_out, graph = entry
-        for buf, a in zip(static_in, args):
-            buf.copy_(a, non_blocking=True)
-        graph.replay()
-        return static_out
-
-    @torch.inference_mode()
-    def _capture(self, args: Sequence[torch.Tensor]):
-        static_in = [a.clone() for a in args]
-        side = torch.cuda.Stream()
-        side.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(side):
-            for _ in range(self.warmup):  # cuDNN/cuBLAS pick and allocate outside the capture
-                self.fn(*static_in)
-        torch.cuda.current_stream().wait_stream(side)
-        graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):
-            out = self.fn(*static_in)
-        out = out if isinstance(out, tuple) else (out,)
-        log.debug("captured a CUDA graph for %s", [tuple(a.shape) for a in args])
-        return static_in, out, graph
 
 
 class TorchRunner(DeviceRunner):
@@ -385,15 +337,14 @@ class TorchEditor(DeviceEditor):
     @property
     def conv_tuning(self) -> dict:
         """With ``triton_convs="auto"``: per batch shape timed ("b8p1": batch 8, one prompt per
-        latent), what :func:`mcaclip.nn.triton_synthesis.tune` measured per styled conv's
+        latent), what :func:`mcaclip.runtime.kernels.tuning.tune` measured per styled conv's
         layer (ms with the conv in cuDNN and in the kernel) and chose; empty otherwise."""
         return {f"b{batch}p{prompts}": t for (batch, prompts), t in self._conv_timings.items()}
 
     def _module(self, name: str, graphed: bool) -> Callable:
         """The graph module at this backend's precision (cached)."""
-        from mcaclip.nn.editor import epilogue_plans, stack_streams, triton_epilogues
+        from mcaclip.nn.editor import stack_streams
         from mcaclip.nn.graphs import Fp16Graph, build_graph
-        from mcaclip.nn.masknet import triton_masks
         from mcaclip.nn.stylegan2 import (
             fold_blur,
             freeze_weights,
@@ -402,6 +353,8 @@ class TorchEditor(DeviceEditor):
             stencil_blur,
             subpixel,
         )
+        from mcaclip.runtime.kernels.mask_head import triton_masks
+        from mcaclip.runtime.kernels.synthesis import epilogue_plans, triton_epilogues
 
         key = f"{name}:{graphed}"
         if key not in self._modules:
@@ -485,7 +438,7 @@ class ConvTuner:
     """Calls ``fn``; before its first call with a new input signature, times each layer whose
     conv the epilogue kernel can compute, that way and with cuDNN's conv, on these inputs,
     through ``eager`` (the same module uncompiled), and keeps the faster per layer
-    (``--triton-convs-auto``, :func:`mcaclip.nn.triton_synthesis.tune`). Under CUDA graphs it
+    (``--triton-convs-auto``, :func:`mcaclip.runtime.kernels.tuning.tune`). Under CUDA graphs it
     runs in the first warm-up call, before the capture."""
 
     def __init__(self, fn: Callable, eager: Callable, plans: list, tuned: set | None = None):
@@ -496,12 +449,12 @@ class ConvTuner:
         self._tuned: set[tuple] = set() if tuned is None else tuned
 
     def __call__(self, *args: torch.Tensor):
-        from mcaclip.nn import triton_synthesis
+        from mcaclip.runtime.kernels import tuning
 
         key = CudaGraphed.signature(args)
         if key not in self._tuned:
             with torch.inference_mode():
-                triton_synthesis.tune(self.plans, lambda: self.eager(*args))
+                tuning.tune(self.plans, lambda: self.eager(*args))
             self._tuned.add(key)
         return self.fn(*args)
 

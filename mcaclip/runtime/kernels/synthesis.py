@@ -1,56 +1,55 @@
-"""The two-stream masked synthesis with one Triton kernel per styled conv (``--triton-epilogues``).
+"""The two-stream masked synthesis with one Triton kernel per styled conv (``--triton-epilogues``),
+installed on :class:`~mcaclip.nn.editor.MaskedSynthesis` as its ``fast_path`` by
+:func:`triton_epilogues`.
 
-:class:`~mcaclip.nn.editor.MaskedSynthesis` computes, at every styled conv, the conv of each
-stream, each stream's tail (demodulation, noise, bias, leaky ReLU, clamp), the mask head on the
-original's features, the blend, and at every other conv both streams' ToRGB and the blended RGB
-skip; the next conv then scales its input by its styles. Compiled, that is still several
-passes over the feature maps between two convolutions: the mask head's convolutions are kernels
-of their own, and the original's features are written both as they are (for the mask head, the
-blend and ToRGB) and modulated (for the next conv). Here the convs are PyTorch's (cuDNN) and
-everything between two of them is :func:`mcaclip.nn.triton_kernels.layer_epilogue`: it reads the
-two conv outputs and writes the next convs' inputs already modulated, the mask and the two
-3-channel skips; nothing else goes through memory. Up-sampling convs hand it their raw
-phases: the sub-pixel form's, read through the pixel shuffle, or the 2x2 phase form's
-(``phase_conv``), shuffled and blurred in the kernel (3x3 taps summed in FP16, what is left of
-StyleGAN2's blur after the conv took its (1, 1) factor); the previous RGB skips it up-samples
-itself (2x2 of the FIR's 16 taps per pixel), where PyTorch would write and read them back.
+The PyTorch form computes, at every styled conv, the conv of each stream, each stream's tail
+(demodulation, noise, bias, leaky ReLU, clamp), the mask head on the original's features, the
+blend, and at every other conv both streams' ToRGB and the blended RGB skip; the next conv then
+scales its input by its styles. Compiled, that is still several passes over the feature maps
+between two convolutions: the mask head's convolutions are kernels of their own, and the
+original's features are written both as they are (for the mask head, the blend and ToRGB) and
+modulated (for the next conv). Here the convs are PyTorch's (cuDNN) and everything between two
+of them is :func:`mcaclip.runtime.kernels.triton_ops.layer_epilogue`: it reads the two conv
+outputs and writes the next convs' inputs already modulated, the mask and the two 3-channel
+skips; nothing else goes through memory. Up-sampling convs hand it their raw phases: the sub-pixel
+form's, read through the pixel shuffle, or the 2x2 phase form's (``phase_conv``), shuffled and
+blurred in the kernel (3x3 taps summed in FP16, what is left of StyleGAN2's blur after the conv
+took its (1, 1) factor); the previous RGB skips it up-samples itself (2x2 of the FIR's 16 taps
+per pixel), where PyTorch would write and read them back.
 
 Between the big kernels little else runs: both streams go through each conv as one batch
 ([B original | B*P edited], the kernel writes the next input that way), and the small products
 every layer needs (styles, demodulation, ToRGB matrices, the mask heads' text terms) are made
 for all layers at once from padded tables (:class:`Plan`), which the kernel reads row by row.
-A 1024 px call is 45 kernels: 17 convs, 17 epilogues, 11 small ones (617 before, 566 of them
-small: ``python -m benchmarks.synthesis_ops``; run 4's H200 profile put those at about 3.3
-ms of a 20 ms batch-8 call).
+A 1024 px call is 45 kernels: 17 convs, 17 epilogues, 11 small ones, where the PyTorch form
+makes 617, 566 of them small (``python -m benchmarks.synthesis_ops``; run 4's H200 profile put
+those small ones at about 3.3 ms of a 20 ms batch-8 call).
 
 With ``convs`` the kernel also computes the convs of the big maps (:func:`fits_kernel`), so
 that their outputs never go through memory; ``convs="auto"`` keeps that only at the layers
-where it was faster on this GPU: :func:`tune` times each layer both ways at the first call of
-each batch shape (as cuDNN's benchmark mode times its algorithms) and :meth:`Plan.in_kernel`
-gives the choice to every later call.
+where it was faster on this GPU: :func:`mcaclip.runtime.kernels.tuning.tune` times each layer
+both ways at the first call of each batch shape (as cuDNN's benchmark mode times its
+algorithms) and :meth:`Plan.in_kernel` gives the choice to every later call.
 
 Same function as the PyTorch form up to rounding (the kernel computes the tails and the blend
 in FP16 as the PyTorch form does, the mask head's and ToRGB's sums and the skips in float32,
 without the PyTorch form's roundings between steps). Inference on FP16 NHWC features only,
 with the mask net (not masks passed in) and constant or no noise; where :func:`usable` says
-no, the caller takes the PyTorch form.
+no, the fast path returns None and the module runs its PyTorch form.
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import logging
 import math
-import statistics
-import time
 from collections.abc import Callable
 
 import torch
+from torch import nn
 
-from mcaclip.nn import triton_kernels
+from mcaclip.nn.editor import MaskedSynthesis
+from mcaclip.runtime.kernels import triton_ops
 
-log = logging.getLogger(__name__)
 GAIN = math.sqrt(2.0)  # the leaky ReLU's gain, folded into the tail's terms (it is positive)
 EPS = 1e-8  # under the demodulation's square root, as ModulatedConv2d.convolve adds it
 
@@ -63,7 +62,7 @@ class Plan:
     padded tables, so that a call makes each kind for all layers in one batched product where
     the layer-by-layer form made 566 small kernels for a 1024 px batch-8 call (counted)."""
 
-    heads: list  # per styled conv: the mask head as the kernel reads it (triton_kernels.prepare)
+    heads: list  # per styled conv: the mask head as the kernel reads it (triton_ops.prepare)
     latents: torch.Tensor  # [K] the latent each style reads: every conv's, then every ToRGB's
     affine: torch.Tensor  # [K, D, row] the style affines (equalized scale in), zero-padded
     affine_bias: torch.Tensor  # [K, 1, row]
@@ -81,7 +80,7 @@ class Plan:
     conv_w: list  # per styled conv: its weight K-major [9 in, out] FP16 where the kernel
     #               may compute the conv itself (convs True or "auto", :func:`fits_kernel`;
     #               the edited stream's only with several prompts per latent), else None
-    auto: bool = False  # convs="auto": which of those the kernel computes, :func:`tune` times
+    auto: bool = False  # convs="auto": which of those the kernel computes, tuning.tune times
     chosen: dict = dataclasses.field(default_factory=dict)  # (B, P) -> per conv: in kernel
     timings: dict = dataclasses.field(default_factory=dict)  # (B, P) -> what tune measured
     override: tuple | None = None  # while tune times one form: per conv, in the kernel
@@ -94,7 +93,8 @@ class Plan:
 
     def in_kernel(self, batch: int, prompts: int) -> tuple:
         """Per styled conv, whether the kernel computes it at this batch: every conv with a
-        weight here, or, with ``auto``, those :func:`tune` found faster that way at this
+        weight here, or, with ``auto``, those :func:`~mcaclip.runtime.kernels.tuning.tune`
+        found faster that way at this
         batch (none before it has timed it: cuDNN, the form timed most)."""
         if self.override is not None:
             return self.override
@@ -106,26 +106,66 @@ class Plan:
 def fits_kernel(conv) -> bool:
     """Whether the epilogue kernel can compute this ModulatedConv2d itself: a 3x3 conv at the
     same size or the sub-pixel up-sampling conv (its four phases), at most
-    ``triton_kernels.MAX_CONV_CHANNELS`` output channels (all in one step), and at least 16
+    ``triton_ops.MAX_CONV_CHANNELS`` output channels (all in one step), and at least 16
     input channels (the products' K)."""
     return (
         conv.kernel_size == 3
         and (not conv.upsample or conv.use_phases)
-        and conv.out_channel <= triton_kernels.MAX_CONV_CHANNELS
-        and conv.in_channel >= triton_kernels.MIN_DOT
+        and conv.out_channel <= triton_ops.MAX_CONV_CHANNELS
+        and conv.in_channel >= triton_ops.MIN_DOT
     )
 
 
-def prepare(masked, convs: bool | str = False) -> None:
-    """Load the kernels and compute the :class:`Plan` (call after the module's last cast or
-    move, like :func:`mcaclip.nn.masknet.triton_masks`; later weight changes are not seen).
-    ``convs``: the kernel also computes the convs that :func:`fits_kernel` (the big maps');
-    ``"auto"``: those of them that :func:`tune` finds faster in the kernel than in cuDNN."""
+def triton_epilogues(module: nn.Module, on: bool = True, convs: bool | str = False) -> nn.Module:
+    """Run every MaskedSynthesis with a mask net in ``module`` with one Triton kernel between
+    two styled convs where it can (FP16 NHWC inference on a GPU): its ``fast_path`` becomes an
+    :class:`EpilogueFastPath`; elsewhere the PyTorch form runs. ``convs``: the kernel computes
+    the convs of the big maps too (:func:`fits_kernel`); ``"auto"``: at the layers where
+    :func:`mcaclip.runtime.kernels.tuning.tune` found that faster (cuDNN until it has timed a
+    batch shape). ``on=False`` removes the fast path. Call it after the module's last cast or
+    move: the kernel reads tables made here (:func:`prepare`)."""
+    for m in module.modules():
+        if isinstance(m, MaskedSynthesis) and m.masknet is not None:
+            m.fast_path = EpilogueFastPath(prepare(m, convs)) if on else None
+    return module
+
+
+def epilogue_plans(module: nn.Module) -> list[Plan]:
+    """The plans of the epilogue fast paths installed in ``module`` (:func:`triton_epilogues`),
+    in module order."""
+    return [
+        m.fast_path.plan
+        for m in module.modules()
+        if isinstance(m, MaskedSynthesis) and isinstance(m.fast_path, EpilogueFastPath)
+    ]
+
+
+class EpilogueFastPath:
+    """A :class:`~mcaclip.nn.editor.MaskedSynthesis`'s ``fast_path`` with the epilogue kernel:
+    ``(masked, w, w_edit, cond, noise, masks, prompts) -> (image, masks, original)`` by
+    :func:`run` where :func:`usable` says the call can take it, else None (the module's PyTorch
+    form runs)."""
+
+    def __init__(self, plan: Plan):
+        self.plan = plan
+
+    def __call__(self, masked, w, w_edit, cond, noise, masks, prompts):
+        if not usable(masked, w_edit, cond, noise, masks):
+            return None
+        return run(masked, self.plan, w, w_edit, cond, noise, prompts)
+
+
+def prepare(masked, convs: bool | str = False) -> Plan:
+    """Load the kernels and compute the :class:`Plan` of MaskedSynthesis ``masked`` (after its
+    last cast or move; later weight changes are not seen). ``convs``: the kernel also computes
+    the convs that :func:`fits_kernel` (the big maps'); ``"auto"``: those of them that
+    :func:`mcaclip.runtime.kernels.tuning.tune` finds faster in the kernel than in cuDNN."""
     if convs not in (False, True, "auto"):
         raise ValueError(f"convs={convs!r}: False, True or 'auto'")
-    triton_kernels.load()
-    masked.epilogue_plan = _plan(masked, bool(convs))
-    masked.epilogue_plan.auto = convs == "auto"
+    triton_ops.load()
+    plan = _plan(masked, bool(convs))
+    plan.auto = convs == "auto"
+    return plan
 
 
 def _plan(masked, convs_in_kernel: bool) -> Plan:
@@ -173,7 +213,7 @@ def _plan(masked, convs_in_kernel: bool) -> Plan:
             return (taps.half() if half else taps.float()).contiguous(), module.pad[0]
 
         return Plan(
-            heads=[triton_kernels.prepare(h.conv1, h.conv2, h.conv1.weight.dtype) for h in heads],
+            heads=[triton_ops.prepare(h.conv1, h.conv2, h.conv1.weight.dtype) for h in heads],
             latents=torch.tensor(latents, device=device),
             affine=affine,
             affine_bias=affine_bias,
@@ -198,36 +238,35 @@ def _plan(masked, convs_in_kernel: bool) -> Plan:
 
 
 def usable(masked, w_edit: torch.Tensor, cond, noise: list, masks) -> bool:
-    """Whether :func:`run` can take this call: plan prepared, the mask net's masks (with
+    """Whether :func:`run` can take this call: the mask net's masks (with
     the text embedding a conditioned one needs), FP16 inputs on a GPU (or Triton's
     interpreter), power-of-two maps, constant or no noise, no gradients wanted. Elsewhere the
     PyTorch form runs (and says what is wrong, if anything is)."""
     synth = masked.synthesis
     size = synth.config.size
     return (
-        masked.epilogue_plan is not None
-        and masks is None
+        masks is None
         and masked.masknet is not None
         and (cond is not None or not masked.masknet.conditioned)
         and size & (size - 1) == 0
         and synth.input.input.dtype == torch.float16
-        and (w_edit.is_cuda or triton_kernels.interpreting())
+        and (w_edit.is_cuda or triton_ops.interpreting())
         and all(n is None or n.shape[0] == 1 for n in noise)
         and not (torch.is_grad_enabled() and synth.input.input.requires_grad)
     )
 
 
-def run(masked, w, w_edit, cond, noise, prompts):
-    """The masked synthesis (see :meth:`MaskedSynthesis.forward`) with one kernel per styled
-    conv, both streams stacked ([B original | B*P edited]) through every conv; returns (image,
-    masks, original) as MaskedOutput's fields."""
-    plan: Plan = masked.epilogue_plan
+def run(masked, plan: Plan, w, w_edit, cond, noise, prompts):
+    """The masked synthesis of ``masked`` (see :meth:`MaskedSynthesis.forward`) with one kernel
+    per styled conv, the tables of ``plan`` (:func:`prepare`), both streams stacked ([B
+    original | B*P edited]) through every conv; returns (image, masks, original) as
+    MaskedOutput's fields."""
     synth = masked.synthesis
     batch = w.shape[0]
     convs = [(module, layer) for kind, module, layer in synth.steps() if kind == "conv"]
     n_conv = len(convs)
     in_kernel = plan.in_kernel(batch, prompts)
-    clock = plan.clock  # set only while tune() times this call (eager, never traced)
+    clock = plan.clock  # set only while tuning.tune() times this call (eager, never traced)
     if clock is not None:
         clock.key = (batch, prompts)
     # every style of both streams in one batched product: [K, N, row]
@@ -264,7 +303,7 @@ def run(masked, w, w_edit, cond, noise, prompts):
         if r is not None:
             up = plan.rgb_up[r]
             rgb = (rgb_mats[r], plan.rgb_bias[r], skip, *(up if skip is not None else (None, 0)))
-        x, mask, new_skip = triton_kernels.layer_epilogue(
+        x, mask, new_skip = triton_ops.layer_epilogue(
             raw,
             batch,
             conv.use_phases,
@@ -286,113 +325,3 @@ def run(masked, w, w_edit, cond, noise, prompts):
     if clock is not None:
         clock(n_conv)
     return skip[batch:], masks, skip[:batch]
-
-
-class LayerClock:
-    """Marks taken at each styled conv's start and after the last (:func:`run` calls it while
-    :func:`tune` times); :meth:`layers` gives the milliseconds between them, per styled conv.
-    On a GPU: CUDA events, with the GPU held busy while the call is queued (so that the marks
-    time the GPU's work, not the launches' Python); elsewhere (Triton's interpreter) the wall
-    clock."""
-
-    HOLD_CYCLES = 50_000_000  # ~30 ms at 1.5-2 GHz: longer than queuing an eager call
-
-    def __init__(self, cuda: bool):
-        self.cuda = cuda
-        self.marks: list = []
-        self.key = None  # (batch, prompts) of the call timed, set by run()
-
-    def start(self) -> None:
-        self.marks = []
-        if self.cuda and hasattr(torch.cuda, "_sleep"):
-            torch.cuda._sleep(self.HOLD_CYCLES)
-
-    def __call__(self, j: int) -> None:
-        if self.cuda:
-            event = torch.cuda.Event(enable_timing=True)
-            event.record()
-            self.marks.append(event)
-        else:
-            self.marks.append(time.perf_counter())
-
-    def layers(self) -> list[float]:
-        if self.cuda:
-            torch.cuda.current_stream().synchronize()
-            return [a.elapsed_time(b) for a, b in zip(self.marks, self.marks[1:])]
-        return [(b - a) * 1e3 for a, b in zip(self.marks, self.marks[1:])]
-
-
-def tune(plans: list, call: Callable[[], object], repeats: int = 3, clock=None) -> None:
-    """For each ``"auto"`` plan in ``plans``: time every styled conv's layer (its conv and its
-    epilogue) with the conv in cuDNN and, where it fits, in the kernel, over ``repeats`` calls
-    each after one call that warms up (Triton compiles, cuDNN picks), and keep per layer the
-    form with the lower median (``plan.chosen`` at the call's (batch, prompts); what was timed
-    in ``plan.timings``, keyed by (batch, prompts)). ``call()`` runs the module eagerly on the
-    real inputs (not compiled, not inside a CUDA graph capture). A kernel form this GPU
-    refuses for its resources (see :func:`mcaclip.nn.triton_kernels.refused`) leaves every
-    conv in cuDNN, with a warning; any other error propagates. ``clock``: a
-    :class:`LayerClock` (default: for the plan's device)."""
-    for plan in plans:
-        fits = plan.fits
-        if not plan.auto or not any(fits):
-            continue
-        timer = clock or LayerClock(plan.affine.is_cuda)
-        timer.key = None
-        medians, refusal = {}, None
-        for form, override in (("cudnn", (False,) * len(fits)), ("kernel", fits)):
-            try:
-                with _on(plan.affine.device):  # the events and the hold on the plan's GPU
-                    runs = _timed_calls(plan, override, call, repeats, timer)
-            except Exception as exc:
-                if form != "kernel" or not triton_kernels.refused(exc):
-                    raise
-                refusal = f"{type(exc).__name__}: {str(exc).strip()[:200]}"
-                break
-            if timer.key is None or any(len(r) != len(fits) for r in runs):
-                break  # the call did not take the kernel's path (see usable()): nothing timed
-            medians[form] = [statistics.median(t) for t in zip(*runs)]
-        if "cudnn" not in medians or (refusal is None and "kernel" not in medians):
-            continue
-        if refusal is not None:
-            log.warning("--triton-convs-auto: this GPU refused the kernel with the convs (%s); "
-                        "every conv stays in cuDNN", refusal)  # fmt: skip
-            chosen = (False,) * len(fits)
-        else:
-            chosen = tuple(
-                f and k < c for f, c, k in zip(fits, medians["cudnn"], medians["kernel"])
-            )
-        plan.chosen[timer.key] = chosen
-        plan.timings[timer.key] = {
-            "cudnn_ms": medians["cudnn"],
-            "kernel_ms": medians.get("kernel"),
-            "fits": list(fits),
-            "in_kernel": list(chosen),
-            "refused": refusal,
-        }
-        log.info("--triton-convs-auto at batch %s x %s prompts: the kernel computes the convs "
-                 "of layers %s", *timer.key, [j for j, c in enumerate(chosen) if c])  # fmt: skip
-
-
-def _on(device: torch.device):
-    """The context that makes ``device`` current (a GPU; nothing for the CPU)."""
-    return torch.cuda.device(device) if device.type == "cuda" else contextlib.nullcontext()
-
-
-def _timed_calls(plan: Plan, override: tuple, call: Callable, repeats: int, timer) -> list:
-    """``repeats`` calls with the convs in the kernel as ``override`` says, after one that
-    warms up: the per-layer milliseconds of each."""
-    plan.override = override
-    try:
-        call()
-        runs = []
-        for _ in range(repeats):
-            timer.start()
-            plan.clock = timer
-            try:
-                call()
-            finally:
-                plan.clock = None
-            runs.append(timer.layers())
-        return runs
-    finally:
-        plan.override = None

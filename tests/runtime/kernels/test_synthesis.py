@@ -9,15 +9,16 @@ EPILOGUE_CHECK = """
 import dataclasses
 import torch
 from mcaclip.config import load_preset
-from mcaclip.nn import triton_kernels
-from mcaclip.nn.editor import MCAEditor, triton_epilogues
+from mcaclip.nn.editor import MCAEditor
 from mcaclip.nn.graphs import Fp16Graph, build_graph
 from mcaclip.nn.stylegan2 import StyledConv, fold_blur, freeze_weights, phase_conv, subpixel
+from mcaclip.runtime.kernels import triton_ops
+from mcaclip.runtime.kernels.synthesis import triton_epilogues
 
 calls = []
-real = triton_kernels.layer_epilogue
+real = triton_ops.layer_epilogue
 # (sub-pixel phases read in place, 2x2 phases shuffled and blurred in the kernel) per call
-triton_kernels.layer_epilogue = lambda *a: calls.append((a[2], a[3] is not None)) or real(*a)
+triton_ops.layer_epilogue = lambda *a: calls.append((a[2], a[3] is not None)) or real(*a)
 
 def editor_for(condition, channels=None, hidden=8):
     preset = load_preset("tiny-32")
@@ -126,7 +127,7 @@ CONV_CHECK = (
     .replace(
         "got = g(w, w_edit, e)\n",
         "got = g(w, w_edit, e)\n"
-        "        fused = sum(c is not None for c in g.inner.masked.epilogue_plan.conv_w)\n"
+        "        fused = sum(c is not None for c in g.inner.masked.fast_path.plan.conv_w)\n"
         # the first conv, then per resolution the up-sampling conv (sub-pixel form only) and
         # the conv after it, where they have at most 64 channels (tiny-32: 32 at every size)
         "        cs = channels or (32,) * 4\n"
@@ -160,14 +161,15 @@ def test_triton_convs_match_the_pytorch_form(triton_interpret):
 
 COMPILE_CHECK = """
 import torch
-from mcaclip.nn import triton_kernels
-from mcaclip.nn.editor import MCAEditor, triton_epilogues
+from mcaclip.nn.editor import MCAEditor
 from mcaclip.nn.graphs import Fp16Graph, build_graph
 from mcaclip.nn.stylegan2 import fold_blur, freeze_weights, phase_conv, stencil_blur, subpixel
+from mcaclip.runtime.kernels import triton_ops
+from mcaclip.runtime.kernels.synthesis import triton_epilogues
 
 calls = []
-real = triton_kernels.layer_epilogue
-triton_kernels.layer_epilogue = lambda *a: calls.append(1) or real(*a)
+real = triton_ops.layer_epilogue
+triton_ops.layer_epilogue = lambda *a: calls.append(1) or real(*a)
 torch.manual_seed(0)
 editor = MCAEditor.from_preset("tiny-32", random_weights=True).eval()
 w = torch.randn(2, 8, 64)
@@ -194,7 +196,7 @@ for form in ("subpixel", "convs", "phases"):
 # --triton-convs-auto: the choice at this shape (every other fitting conv) traced as one graph;
 # a choice made later for another shape does not recompile this one
 from torch._dynamo.testing import CompileCounter
-from mcaclip.nn.editor import epilogue_plans
+from mcaclip.runtime.kernels.synthesis import epilogue_plans
 g = Fp16Graph(build_graph(editor, "masked_generator"), channels_last=True).eval()
 stencil_blur(subpixel(fold_blur(g)))
 freeze_weights(g, channels_last=True)
@@ -204,11 +206,11 @@ fits = [c is not None for c in plan.conv_w]
 mixed = tuple(f and j % 2 == 0 for j, f in enumerate(fits))
 plan.chosen[(2, 2)] = mixed
 seen = []
-triton_kernels.layer_epilogue = lambda *a: seen.append(a[12] is not None) or real(*a)
+triton_ops.layer_epilogue = lambda *a: seen.append(a[12] is not None) or real(*a)
 with torch.inference_mode():
     eager = g(*args)
     assert tuple(seen) == mixed, seen
-    triton_kernels.layer_epilogue = real  # (a list appended to while traced is guarded)
+    triton_ops.layer_epilogue = real  # (a list appended to while traced is guarded)
     explained = torch._dynamo.explain(g)(*args)
     assert explained.graph_count == 1 and explained.graph_break_count == 0
     torch._dynamo.reset()
@@ -243,14 +245,15 @@ import dataclasses
 import logging
 import torch
 from triton.runtime.errors import OutOfResources
-from mcaclip.nn import triton_kernels, triton_synthesis
-from mcaclip.nn.editor import MCAEditor, epilogue_plans, triton_epilogues
+from mcaclip.nn.editor import MCAEditor
 from mcaclip.nn.graphs import Fp16Graph, build_graph
 from mcaclip.nn.stylegan2 import fold_blur, freeze_weights, subpixel
+from mcaclip.runtime.kernels import triton_ops, tuning
+from mcaclip.runtime.kernels.synthesis import epilogue_plans, triton_epilogues
 
 calls = []
-real = triton_kernels.layer_epilogue
-triton_kernels.layer_epilogue = lambda *a: calls.append(a[12] is not None) or real(*a)
+real = triton_ops.layer_epilogue
+triton_ops.layer_epilogue = lambda *a: calls.append(a[12] is not None) or real(*a)
 torch.manual_seed(0)
 editor = MCAEditor.from_preset("tiny-32", random_weights=True).eval()
 b, L, D = 2, editor.generator.n_latent, editor.generator.style_dim
@@ -287,7 +290,7 @@ with torch.inference_mode():
     assert all(torch.equal(a, r) for a, r in zip(untuned, reference))
 
     calls.clear()
-    triton_synthesis.tune([plan], lambda: g(*args), repeats=2, clock=FakeClock(plan))
+    tuning.tune([plan], lambda: g(*args), repeats=2, clock=FakeClock(plan))
     # cuDNN: a warm-up and two timed calls; the kernel: the same with every fitting conv inside
     assert calls == ([False] * n) * 3 + fits * 3, calls
     want = [f and j % 2 == 0 for j, f in enumerate(fits)]
@@ -309,7 +312,7 @@ with torch.inference_mode():
     # the wall clock (Triton's interpreter): times every layer, both ways
     g = graph("auto")
     plan, = epilogue_plans(g)
-    triton_synthesis.tune([plan], lambda: g(*other), repeats=1)
+    tuning.tune([plan], lambda: g(*other), repeats=1)
     t = plan.timings[(1, 1)]
     assert len(t["cudnn_ms"]) == len(t["kernel_ms"]) == n and min(t["cudnn_ms"]) > 0, t
     assert plan.chosen[(1, 1)] == tuple(t["in_kernel"])
@@ -319,14 +322,14 @@ with torch.inference_mode():
         if a[12] is not None:
             raise OutOfResources(300000, 232448, "shared memory")
         return real(*a)
-    triton_kernels.layer_epilogue = refusing
+    triton_ops.layer_epilogue = refusing
     g = graph("auto")
     plan, = epilogue_plans(g)
     warned = []
     handler = logging.Handler()
     handler.emit = lambda record: warned.append(record.getMessage())
-    logging.getLogger("mcaclip.nn.triton_synthesis").addHandler(handler)
-    triton_synthesis.tune([plan], lambda: g(*args), repeats=1)
+    logging.getLogger("mcaclip.runtime.kernels.tuning").addHandler(handler)
+    tuning.tune([plan], lambda: g(*args), repeats=1)
     assert plan.chosen[(b, 1)] == (False,) * n and plan.timings
     assert "OutOfResources" in plan.timings[(b, 1)]["refused"]
     assert any("refused" in m for m in warned), warned
@@ -335,20 +338,20 @@ with torch.inference_mode():
         if a[12] is not None:
             raise RuntimeError("illegal memory access")
         return real(*a)
-    triton_kernels.layer_epilogue = broken
+    triton_ops.layer_epilogue = broken
     g = graph("auto")
     plan, = epilogue_plans(g)
     try:
-        triton_synthesis.tune([plan], lambda: g(*args), repeats=1)
+        tuning.tune([plan], lambda: g(*args), repeats=1)
     except RuntimeError as exc:
         assert "illegal" in str(exc) and not plan.timings and plan.override is None
     else:
         raise AssertionError("a kernel error was taken for a choice")
     # convs=True: every fitting conv in the kernel, nothing timed; tune leaves it alone
-    triton_kernels.layer_epilogue = lambda *a: calls.append(a[12] is not None) or real(*a)
+    triton_ops.layer_epilogue = lambda *a: calls.append(a[12] is not None) or real(*a)
     g = graph(True)
     plan, = epilogue_plans(g)
-    triton_synthesis.tune([plan], lambda: 1 / 0)
+    tuning.tune([plan], lambda: 1 / 0)
     calls.clear()
     g(*args)
     assert calls == fits and not plan.timings

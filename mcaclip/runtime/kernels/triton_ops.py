@@ -1,5 +1,5 @@
-"""Triton kernels for the GPU fast path of the torch backend (optional: ``--triton-masks``,
-``--triton-epilogues``).
+"""The Triton kernels of the torch backend's GPU fast path, as PyTorch custom ops
+(``--triton-masks``, ``--triton-epilogues``, ``--triton-convs``).
 
 :func:`fused_mask_head` computes a PRE mask head, ``m = sigmoid(w2 . relu(W1 f + b1 [+ A e_t]) +
 b2)``, in one pass over the features: each program takes a block of pixels of the NHWC feature
@@ -7,7 +7,7 @@ map, multiplies it with W1 on the tensor cores (the 1x1 convolution), and applie
 ReLU, the hidden -> 1 reduction and the sigmoid in registers. The unfused head reads the features,
 writes a [B, hidden, H, W] map, and reads and writes it again for the ReLU and once more for the
 second convolution: at 1024 px about 0.98 GB per edit against 0.27 GB fused (an estimate; not
-yet measured on a GPU).
+measured on a GPU).
 
 :func:`layer_epilogue` does, for one styled conv of the two-stream masked synthesis, everything
 between that conv and the next one in one pass over both streams' conv outputs: demodulation,
@@ -15,7 +15,9 @@ noise, bias, leaky ReLU and clamp of each stream, the mask head on the original'
 blend of the edited features with them, both streams' ToRGB and RGB skip (blended too), and the
 next conv's input modulation. It writes only the next convs' (already modulated) inputs, the
 mask and the 3-channel skips: the original's and the blended features are never stored
-unmodulated (see :mod:`mcaclip.nn.triton_synthesis`).
+unmodulated (see :mod:`mcaclip.runtime.kernels.synthesis`). The kernel itself is in
+:mod:`mcaclip.runtime.kernels._epilogue_kernel`; its launch configuration (blocks, warps,
+stages, register cap) is chosen here (:func:`epilogue_blocks`, :func:`with_options`).
 
 Both run as PyTorch custom ops (``mcaclip::mask_head``, ``mcaclip::layer_epilogue``) that
 allocate their outputs, so torch.compile calls them as they are. Triton ships with PyTorch's
@@ -166,15 +168,15 @@ def _build():
 def _build_epilogue():
     """The layer-epilogue kernel, from a module of its own: it calls helper kernels, which Triton
     finds among the module's globals (Triton is imported there, so only when loaded)."""
-    from mcaclip.nn import _epilogue_kernel
+    from mcaclip.runtime.kernels import _epilogue_kernel
 
     return _epilogue_kernel.triton_layer_epilogue
 
 
 def prepare(conv1: torch.nn.Conv2d, conv2: torch.nn.Conv2d, dtype: torch.dtype) -> tuple:
-    """A mask head's weights as the kernel reads them, computed once (:func:`triton_masks`
-    calls it after the module's last cast): W1 transposed [C, hidden] in ``dtype``, b1, w2
-    [hidden] and b2 [1] in float32."""
+    """A mask head's weights as the kernel reads them, computed once
+    (:func:`mcaclip.runtime.kernels.mask_head.triton_masks` calls it after the module's last
+    cast): W1 transposed [C, hidden] in ``dtype``, b1, w2 [hidden] and b2 [1] in float32."""
     hidden, c = conv1.weight.shape[:2]
     with torch.no_grad():
         return (
@@ -544,34 +546,32 @@ def epilogue_blocks(c: int, hw: int, phase_blur: bool, conv: bool = False,
     ``c`` channels and ``hw`` pixels per map (:func:`epilogue_pixels`).
 
     Chosen from ptxas's reports for H100, RTX 40/30/50 and A100 (``python -m
-    benchmarks.triton_aot``, no GPU needed), before any timing: 32 pixels and 64 channels
-    (fewer where the map has fewer) with 8 warps (4 at 32 channels: 8 elements, 16 bytes, per
-    thread and load) is 64-128 registers without spills, occupancy 1/4 or more, on every layer
-    of ffhq-1024. The first choice (64 x 64, 4 warps, 3 stages) was 142-240 registers
-    (occupancy 1/8 on an H100) and, with the in-kernel blur, 255 registers, 1.5 kB of spills
-    per thread and 292 kB of shared memory: more than an H100 gives a block, so it could not
-    have launched. Three pipeline stages buy little in a loop of plain loads and cost shared
-    memory: two (one with the blur's gathered taps, which are loads of their own; three
-    where the kernel computes the edited stream's conv only, see the code).
+    benchmarks.triton_aot``, no GPU needed): 32 pixels and 64 channels (fewer where the map has
+    fewer) with 8 warps (4 at 32 channels: 8 elements, 16 bytes, per thread and load) take
+    64-128 registers without spills, occupancy 1/4 or more, on every layer of ffhq-1024, where
+    64 x 64 with 4 warps and 3 stages took 142-240 registers (occupancy 1/8 on an H100) and,
+    with the in-kernel blur, 255 registers, 1.5 kB of spills per thread and 292 kB of shared
+    memory, more than an H100 gives a block. Two pipeline stages (three buy little in a loop of
+    plain loads and cost shared memory), one with the blur's gathered taps (loads of their own),
+    three where the kernel computes the edited stream's conv only (see the code).
+
     Timed on an H100 and an H200 (the GPU check's ``epilogue_tuning``, 1024 px layers only),
-    these were the fastest options tried except at the 32-channel launches without ToRGB: 128
-    pixels, 4 warps, 3 stages were 1.26x (H100) and 1.30x (H200) faster in place, at 168-174
-    registers (occupancy 1/8), and 1.14x with the blur (H200), at 255 registers and spills; in
-    place they spill 4-8 bytes on an RTX 50, by ptxas. Not taken: 0.04 ms of a 2.4 ms edit,
-    for a choice per GPU architecture. Those timings were of a kernel bound by the
-    instructions it issues (see :mod:`benchmarks.triton_aot`); since the kernel issues fewer,
-    the 32-channel launches without ToRGB or blur (``rgb`` False) take 64 pixels with 4 warps:
-    952 instructions a program, 78 registers, occupancy 3/8 on an H100, where 32 pixels are
-    704 (so 1.48x as many per pixel) at 64 registers and 1/2, by ptxas, no spills on the five
-    architectures; with ToRGB, 64 pixels took 128 registers (1/4) and stay at 32. Chosen by
-    those counts, not timed yet. With the tails in FP16 since: 632 instructions, 68 registers,
-    7/16; the ToRGB launch (with RELOAD_MASK) 776 at 32 pixels (62 registers, 1/2) and 1120
-    at 64 (78, 3/8; 0.56 instead of 0.78 ms of issue at batch 8), which the GPU check's
-    tuning times. The 2x2 phases' 1024 px launch (the blur's 3x3 taps summed in FP16, no
-    ToRGB) takes 64 pixels too: 944 instructions a program instead of 712 at 32 (0.47 instead
-    of 0.71 ms of issue at batch 8), since both streams' taps are summed in one loop 792
-    (0.40 ms), 76 registers (3/8) on an H100, 80-82 (3/8-1/2) on the A100 and RTX cards, no
-    spills, by ptxas; not timed yet."""
+    these were the fastest options tried except at the 32-channel launches without ToRGB, where
+    128 pixels, 4 warps, 3 stages were 1.26x (H100) and 1.30x (H200) faster in place, at
+    168-174 registers (occupancy 1/8), and 1.14x with the blur (H200), at 255 registers and
+    spills; they spill 4-8 bytes on an RTX 50, by ptxas: not taken, 0.04 ms of a 2.4 ms edit
+    for a choice per GPU architecture. The kernel is bound by the instructions it issues (see
+    :mod:`benchmarks.triton_aot`), so those launches (32 channels, no ToRGB or blur: ``rgb``
+    False) take 64 pixels with 4 warps, chosen by instruction counts, not timed: 1.48x fewer
+    instructions per pixel than at 32 pixels (952 a program against 704, with float32 tails);
+    with the FP16 tails 632 instructions, 68 registers, occupancy 7/16 on an H100, no spills on
+    the five architectures. With ToRGB they stay at 32 pixels (with RELOAD_MASK: 776
+    instructions, 62 registers, 1/2); 64 pixels are 1120 instructions, 78 registers, 3/8 (0.56
+    instead of 0.78 ms of issue at batch 8), which the GPU check's tuning times. The 2x2 phases'
+    1024 px launch (the blur's 3x3 taps summed in FP16, no ToRGB) takes 64 pixels too, not
+    timed: both streams' taps summed in one loop, 792 instructions a program (0.40 ms of issue
+    at batch 8; 0.71 at 32 pixels with a loop per stream), 76 registers (3/8) on an H100, 80-82
+    (3/8-1/2) on the A100 and RTX cards, no spills, by ptxas."""
     block_c = min(64, _dot_width(c))
     pixels = epilogue_pixels(hw, phase_blur, conv, phases)
     # Triton's CPU interpreter runs each program as a series of numpy calls: there, 4096

@@ -1,7 +1,8 @@
-"""The layer-epilogue Triton kernel (see :func:`mcaclip.nn.triton_kernels.layer_epilogue`).
+"""The layer-epilogue Triton kernel (see
+:func:`mcaclip.runtime.kernels.triton_ops.layer_epilogue`).
 
-Imported only by :func:`mcaclip.nn.triton_kernels.load`: it imports Triton at the top, so that
-the kernel's helpers are module globals, where Triton's compiler looks them up.
+Imported only by :func:`mcaclip.runtime.kernels.triton_ops.load`: it imports Triton at the top,
+so that the kernel's helpers are module globals, where Triton's compiler looks them up.
 """
 
 import triton
