@@ -24,7 +24,8 @@ import json
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -76,20 +77,18 @@ def min_face(pipeline: EditPipeline) -> int:
 
 
 class _Timer:
+    """``with timer("find"):`` adds the block's seconds to ``timer.seconds["find"]``."""
+
     def __init__(self) -> None:
         self.seconds: dict[str, float] = defaultdict(float)
 
-    def __call__(self, stage: str):
-        timer = self
-
-        class _Span:
-            def __enter__(self):
-                self.t0 = time.perf_counter()
-
-            def __exit__(self, *exc):
-                timer.seconds[stage] += time.perf_counter() - self.t0
-
-        return _Span()
+    @contextmanager
+    def __call__(self, stage: str) -> Iterator[None]:
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[stage] += time.perf_counter() - t0
 
 
 def encoder_input(crops: np.ndarray, size: int) -> np.ndarray:
@@ -125,6 +124,31 @@ def find_faces(
     return out
 
 
+def _photos_with_faces(
+    pictures: list[Path],
+    pipeline: EditPipeline,
+    finder: FaceFinder,
+    all_faces: bool,
+    timer: _Timer,
+    failures: FailureLog,
+    progress: Callable[[int], None] | None,
+) -> Iterator[tuple[Path, np.ndarray, list]]:
+    """(picture, photo, :func:`find_faces`) for each picture with a usable face; one that
+    cannot be read or has none is recorded in ``failures`` (and counted by ``progress``)."""
+    for path in pictures:
+        try:
+            with timer("read"):
+                photo = read_photo(path)
+            found = find_faces(finder, photo, pipeline.size, all_faces, min_face(pipeline), timer)
+        except McaError as exc:  # unreadable, no face, face too small: this picture only
+            failures.add(path, exc)
+            log.warning("%s: skipped: %s", path, exc)
+            if progress:
+                progress(1)
+            continue
+        yield path, photo, found
+
+
 def _face_record(face, alignment) -> dict:
     return {
         "box": [round(float(v), 2) for v in face.box],
@@ -152,7 +176,7 @@ def edit_photos(
     or has no usable face is skipped and recorded in ``out/failures.json``."""
     picture = picture or PictureFormat()
     ext = picture.suffix
-    size, enc_size = pipeline.size, pipeline.encoder_size  # no encoder: refused here
+    enc_size = pipeline.encoder_size  # no encoder: refused here
     pipeline.check_batch(batch_size, len(prompts))
     e = pipeline.embed(prompts)  # a bad prompt fails before anything is written
     ensure_writable(out)
@@ -199,23 +223,14 @@ def edit_photos(
                     progress(1)
         pending.clear()
 
-    for path in pictures:
+    todo = [p for p in pictures if overwrite or not (out / f"{stems[p]}.json").is_file()]
+    counts["skipped"] = len(pictures) - len(todo)
+    if progress and counts["skipped"]:
+        progress(counts["skipped"])
+    for path, photo, found in _photos_with_faces(
+        todo, pipeline, finder, all_faces, timer, failures, progress
+    ):
         stem = stems[path]
-        if not overwrite and (out / f"{stem}.json").is_file():
-            counts["skipped"] += 1
-            if progress:
-                progress(1)
-            continue
-        try:
-            with timer("read"):
-                photo = read_photo(path)
-            found = find_faces(finder, photo, size, all_faces, min_face(pipeline), timer)
-        except McaError as exc:  # unreadable, no face, face too small: this picture only
-            failures.add(path, exc)
-            log.warning("%s: skipped: %s", path, exc)
-            if progress:
-                progress(1)
-            continue
         faces_left[path] = len(found)
         records[path] = [_face_record(face, al) for face, _, al in found]
         for k, (_, crop, alignment) in enumerate(found):
@@ -263,19 +278,14 @@ def invert_photos(
             latents.append(pipeline.encode(encoder_input(np.stack(crops), enc_size)))
             crops.clear()
 
-    for path in pictures:
-        try:
-            photo = read_photo(path)
-            found = find_faces(finder, photo, pipeline.size, all_faces, min_face(pipeline), timer)
-        except McaError as exc:
-            failures.add(path, exc)
-            log.warning("%s: skipped: %s", path, exc)
-        else:
-            for k, (face, crop, alignment) in enumerate(found):
-                rows.append({"picture": str(path), "face": k + 1, **_face_record(face, alignment)})
-                crops.append(crop)
-                if len(crops) == batch_size:
-                    flush()
+    for path, _, found in _photos_with_faces(
+        pictures, pipeline, finder, all_faces, timer, failures, progress
+    ):
+        for k, (face, crop, alignment) in enumerate(found):
+            rows.append({"picture": str(path), "face": k + 1, **_face_record(face, alignment)})
+            crops.append(crop)
+            if len(crops) == batch_size:
+                flush()
         if progress:
             progress(1)
     flush()

@@ -130,19 +130,19 @@ class ToyFaceFinder:
         x0, y0, x1, y1 = box
         cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
         half = max(x1 - x0, y1 - y0)  # the square's half side: twice the region's side
-        # beyond the photo: its edge pixels (a reflection would draw mirrored faces there)
-        m = int(np.ceil(half * 1.5)) + 2
-        padded = np.pad(photo, ((m, m), (m, m), (0, 0)), "edge")
-        crop = quad_alignment(_square(cx + m, cy + m, half), WORK)
+        # the face's window of the photo, its edge pixels beyond the photo (a reflection
+        # would draw mirrored faces there), wide enough for registration's moves
+        window, (ox, oy) = _edge_window(photo, cx, cy, 2 * half + 2)
+        crop = quad_alignment(_square(cx - ox, cy - oy, half), WORK)
         template = to_pixels(TEMPLATE, WORK)
         centre = (WORK - 1) / 2
         for _ in range(rounds):
-            scale, dx, dy = register(self._labels(warp_to_crop(padded, crop)))
+            scale, dx, dy = register(self._labels(warp_to_crop(window, crop)))
             points = crop.to_photo(centre + scale * (template - centre) + np.array([dx, dy]))
             crop = template_alignment(points, template, WORK)
             if abs(scale - 1) < 0.02 and dx == dy == 0:
                 break
-        landmarks = points - m
+        landmarks = points + np.array([ox, oy])
         return Face(box=tuple(float(v) for v in box), score=float(share), landmarks=landmarks)
 
     def alignment(self, face: Face, size: int) -> Alignment:
@@ -150,6 +150,17 @@ class ToyFaceFinder:
 
 
 _MEAN_FACE: torch.Tensor | None = None
+
+
+def _edge_window(photo: np.ndarray, cx: float, cy: float, r: float):
+    """The photo's pixels within ``r`` of (cx, cy), its edge pixels repeated beyond the photo
+    (as ``np.pad(..., "edge")``, without padding the whole photo); and the window's origin
+    (x, y) in photo pixels."""
+    h, w = photo.shape[:2]
+    x0, y0 = int(np.floor(cx - r)), int(np.floor(cy - r))
+    rows = np.clip(np.arange(y0, int(np.ceil(cy + r)) + 1), 0, h - 1)
+    cols = np.clip(np.arange(x0, int(np.ceil(cx + r)) + 1), 0, w - 1)
+    return photo[rows[:, None], cols[None, :]], (x0, y0)
 
 
 def _classes(labels: np.ndarray) -> np.ndarray:
