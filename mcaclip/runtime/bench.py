@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from mcaclip.runtime.backends import TORCH_SWITCHES
+from mcaclip.runtime.backends import HOST_BACKENDS, TORCH_SWITCHES
 from mcaclip.runtime.pipeline import EditPipeline
 
 log = logging.getLogger(__name__)
@@ -65,6 +65,7 @@ def machine_info() -> dict:
         "mcaclip": mcaclip.__version__,
         "torch": torch.__version__,
         "onnxruntime": onnxruntime.__version__,
+        "openvino": _version_of("openvino"),
         "triton": _version_of("triton"),
     }
 
@@ -262,7 +263,7 @@ def bench_pipeline(
     for batch in batch_sizes:
         pipeline.check_batch(batch)
         calls = stage_calls(pipeline, batch, prompt)
-        cuda = str(pipeline.device).startswith("cuda") and pipeline.backend != "onnxruntime"
+        cuda = str(pipeline.device).startswith("cuda") and pipeline.backend not in HOST_BACKENDS
         for stage in STAGES:
             if stage in calls:
                 t = time_call(calls[stage], iters, warmup, cuda=cuda)
@@ -281,6 +282,10 @@ def variant_name(v: dict) -> str:
     """e.g. ``torch-cuda-fp16-cudagraphs``, ``onnxruntime``, ``tensorrt-fp16-cudagraphs``."""
     if v["backend"] == "onnxruntime":
         return "onnxruntime"
+    if v["backend"] == "openvino":  # e.g. openvino-bf16, openvino-fp32-t2-s1
+        parts = ["openvino", v.get("precision") or "default"]
+        parts += [f"{k[0]}{v[k]}" for k in ("threads", "streams") if v.get(k) is not None]
+        return "-".join(parts)
     parts = [v["backend"]]
     if v["backend"] == "torch":
         parts += [v.get("device") or "cpu", v["precision"]]
@@ -336,7 +341,8 @@ def plan_variants(engine, providers: list[str] | None = None, compile_: bool | s
     Triton epilogues, with the convs in them (all, or where faster; and where faster with the
     2x2 phase convs) and in the sub-pixel form instead of the 2x2 phases, with cuDNN's
     algorithm timing, and with torch.compile when asked), ONNX Runtime when the bundle has
-    ONNX graphs, TensorRT when it has engines."""
+    ONNX graphs, OpenVINO (where installed) at each precision this CPU computes natively,
+    TensorRT when it has engines."""
     import importlib.util
 
     import torch
@@ -368,8 +374,24 @@ def plan_variants(engine, providers: list[str] | None = None, compile_: bool | s
             variants.append({**fp16, "compile": compile_})
     if any(g.get("onnx") for g in bundle.graphs.values()):
         variants.append({"backend": "onnxruntime", "providers": providers, "precision": "fp32"})
+        variants += openvino_variants()
     variants.append({"backend": "tensorrt", "device": dev, "cuda_graphs": gpu, "precision": "fp16"})
     return variants
+
+
+def openvino_variants() -> list[dict]:
+    """OpenVINO at each precision the CPU computes natively, the default first; [] without
+    OpenVINO (a machine without it is not an error for --all-backends)."""
+    import importlib.util
+
+    if importlib.util.find_spec("openvino") is None:
+        return []
+    from mcaclip.runtime.backends import openvino
+
+    native = openvino.native_precisions()
+    first = openvino.resolve_precision(None)
+    order = [first] + [p for p in native if p != first]
+    return [{"backend": "openvino", "precision": p} for p in order]
 
 
 def bench_variants(
@@ -400,9 +422,11 @@ def bench_variants(
                 backend=v["backend"],
                 providers=v.get("providers"),
                 device=v.get("device"),
-                precision=v.get("precision", "fp32"),
+                precision=v.get("precision"),
                 cuda_graphs=v.get("cuda_graphs"),
                 compile=v.get("compile", False),
+                threads=v.get("threads"),
+                streams=v.get("streams"),
                 **{k: v.get(k) for k in TORCH_SWITCHES},
             ) as pipeline:
                 manifest = pipeline.bundle.manifest
@@ -415,6 +439,8 @@ def bench_variants(
                         info["conv_tuning"] = editor.conv_tuning
                 if v["backend"] == "onnxruntime":
                     info["providers"] = pipeline.runner("fusion").providers
+                if v["backend"] == "openvino":  # precision, threads, streams as compiled
+                    info["openvino"] = pipeline.runner("masked_generator").settings
                 results[name] = {**info, "rows": rows}
         except McaError as exc:  # this machine lacks what the variant needs
             skipped[name] = str(exc)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 import time
 from pathlib import Path
 
@@ -13,7 +14,9 @@ from mcaclip import __version__
 from mcaclip.cli import run_cli
 from mcaclip.errors import McaError
 from mcaclip.fileio import atomic_write
-from mcaclip.runtime.backends import BACKEND_NAMES, TORCH_SWITCHES
+from mcaclip.runtime.backends import BACKEND_NAMES, HOST_BACKENDS, TORCH_SWITCHES
+
+log = logging.getLogger(__name__)
 
 
 @click.group(name="mcarun")
@@ -152,7 +155,7 @@ def backend_options(inner):
         multiple=True,
         metavar="NAME=VALUE",
         help="Override one form of the fast path, e.g. triton_convs=auto, cuda_graphs=off, "
-        "providers=CPUExecutionProvider (list: docs/cli.md).",
+        "threads=2 (openvino) (list: docs/cli.md).",
     )(f)
     f = click.option(
         "--compile-autotune",
@@ -177,10 +180,10 @@ def backend_options(inner):
     )(f)
     f = click.option(
         "--precision",
-        type=click.Choice(["fp32", "fp16"]),
+        type=click.Choice(["fp32", "bf16", "fp16"]),
         default=None,
-        help="torch backend: fp16 on a GPU (FP32 RGB skip and normalisations); "
-        "default fp16 on cuda, fp32 on cpu.",
+        help="torch: fp16 on a GPU (default there; fp32 on cpu). openvino: fp32, or bf16/fp16 "
+        "where the CPU has them (default bf16 where it has, else fp32).",
     )(f)
     f = click.option(
         "--device",
@@ -195,8 +198,9 @@ def backend_options(inner):
     f = click.option(
         "--backend",
         type=click.Choice(BACKEND_NAMES),
-        help="Run the ONNX graphs, the same networks in PyTorch, or TensorRT engines "
-        "(default: onnxruntime; torch for bundles built with --backend torch).",
+        help="Run the ONNX graphs (onnxruntime; openvino: fastest on CPU), the same networks in "
+        "PyTorch, or TensorRT engines (default: onnxruntime; torch for bundles built with "
+        "--backend torch).",
     )(f)
     f = click.option(
         "--engine",
@@ -217,11 +221,7 @@ def _forms_given() -> tuple[dict, Path | None]:
 
 
 def log_profile(profile: dict, tuning: Path | None) -> None:
-    import logging
-
-    logging.getLogger(__name__).info(
-        "tuning profile %s: %s", tuning or "tuning.json", profile.get("chosen")
-    )
+    log.info("tuning profile %s: %s", tuning or "tuning.json", profile.get("chosen"))
 
 
 def _open(
@@ -272,11 +272,20 @@ def _open(
         names = ", ".join(f"--form {k}" for k in from_forms)
         raise McaError(f"{names}: forms of the torch backend, not {backend} (add --backend torch)")
     switches = {**switches, **from_forms}
-    if device is None and backend != "onnxruntime":
+    host_forms = {k: forms[k] for k in ("threads", "streams") if k in forms}
+    if host_forms and backend != "openvino":
+        names = ", ".join(f"--form {k}" for k in host_forms)
+        raise McaError(f"{names}: forms of the openvino backend, not {backend}")
+    if backend == "onnxruntime" and precision not in (None, "fp32"):
+        raise McaError(
+            f"--precision {precision}: onnxruntime runs the bundle's FP32 graphs; use "
+            "--backend openvino or torch for other precisions"
+        )
+    if device is None and backend not in HOST_BACKENDS:
         import torch
 
         device = "cuda" if torch.cuda.is_available() else "cpu"
-    if precision is None:
+    if precision is None and backend != "openvino":  # openvino: its own default
         precision = "fp16" if device and device.startswith("cuda") else "fp32"
     # the pipeline logs a warning when the bundle has random weights
     return EditPipeline(
@@ -287,6 +296,7 @@ def _open(
         precision=precision,
         cuda_graphs=cuda_graphs,
         compile=compile_,
+        **host_forms,
         **switches,
     )
 
@@ -398,10 +408,18 @@ def edit(
     writers = forms.get("writers", writers)
     picture = PictureFormat(picture_format, png_level, jpeg_quality)  # checked before any work
     if images:
+        options = dict(
+            backend=backend,
+            providers=providers,
+            device=device,
+            precision=precision,
+            cuda_graphs=cuda_graphs,
+            compile_=compile_,
+            **switches,
+        )
         return _edit_photos(
             engine,
-            (backend, providers, device, precision, cuda_graphs, compile_),
-            switches,
+            options,
             paths,
             list(prompts),
             out,
@@ -447,8 +465,9 @@ def edit(
 
 
 def _edit_photos(
-    engine, options, switches, paths, prompts, out, batch_size, paste, all_faces, overwrite, picture
+    engine, options, paths, prompts, out, batch_size, paste, all_faces, overwrite, picture
 ):
+    """``options``: :func:`_open`'s keywords (backend, device, switches, ...)."""
     from tqdm import tqdm
 
     from mcaclip.runtime.photo_edit import edit_photos
@@ -457,7 +476,7 @@ def _edit_photos(
     pictures = list_pictures(paths)  # a missing path is refused before any work
     start = time.perf_counter()
     engine = _default_engine(engine)
-    with _open(engine, *options, **switches) as pipeline:
+    with _open(engine, **options) as pipeline:
         if batch_size is None:
             batch_size = int(pipeline.bundle.batch_profile["opt"])
         with tqdm(total=len(pictures), unit="picture", desc="editing", leave=False) as bar:
@@ -645,16 +664,20 @@ def bench(
 
 
 def _variant(pipeline) -> dict:
-    return {
+    host = pipeline.backend in HOST_BACKENDS
+    variant = {
         "backend": pipeline.backend,
-        "device": pipeline.device if pipeline.backend != "onnxruntime" else None,
+        "device": pipeline.device if not host else None,
         "precision": pipeline.precision
-        if pipeline.backend == "torch"
+        if pipeline.backend in ("torch", "openvino")
         else ("fp16" if pipeline.backend == "tensorrt" else "fp32"),
-        "cuda_graphs": pipeline.cuda_graphs if pipeline.backend != "onnxruntime" else False,
+        "cuda_graphs": pipeline.cuda_graphs if not host else False,
         "compile": pipeline.compile,
         "providers": pipeline.providers,
     }
+    if pipeline.backend == "openvino":
+        variant.update(threads=pipeline.threads, streams=pipeline.streams)
+    return variant
 
 
 def main() -> None:

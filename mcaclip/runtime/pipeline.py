@@ -17,7 +17,7 @@ import numpy as np
 from mcaclip.bundle import Bundle, BundleError
 from mcaclip.errors import McaError, PromptError
 from mcaclip.prompts import check_prompts, tokenize
-from mcaclip.runtime.backends import BACKEND_NAMES
+from mcaclip.runtime.backends import BACKEND_NAMES, HOST_BACKENDS
 from mcaclip.runtime.backends.base import BackendError, GraphRunner
 from mcaclip.runtime.io import check_finite, seed_latents, to_uint8
 
@@ -41,7 +41,7 @@ class EditPipeline:
         backend: str = "onnxruntime",
         providers: list[str] | None = None,
         device: str | None = None,
-        precision: str = "fp32",
+        precision: str | None = None,
         cuda_graphs: bool | None = None,
         compile: bool | str = False,
         channels_last: bool | None = None,
@@ -55,11 +55,16 @@ class EditPipeline:
         triton_epilogues: bool | None = None,
         triton_convs: bool | str | None = None,
         pad_batches: bool | None = None,
+        threads: int | None = None,
+        streams: int | None = None,
     ):
         """``device``: torch/TensorRT device (default: cuda when PyTorch sees a GPU, else cpu);
         ``precision``/``cuda_graphs``/``compile`` configure the torch backend (CUDA graphs
-        default to on with a GPU; ``compile``: True or "default", or "max-autotune") and pick
-        the FP16 engines of the tensorrt backend;
+        default to on with a GPU; ``compile``: True or "default", or "max-autotune"; precision
+        default fp32) and pick the FP16 engines of the tensorrt backend; the openvino backend
+        takes ``precision`` fp32, bf16 or fp16 (default: its measured default where the CPU
+        computes it, see :mod:`mcaclip.runtime.backends.openvino`), ``threads`` and
+        ``streams``;
         ``channels_last``/``fold_blur``/``fuse_tails``/``stack_streams``/``subpixel``/
         ``phase_conv``/``cudnn_benchmark``/``triton_masks``/``triton_epilogues``/
         ``triton_convs`` (or ``"auto"``) are the torch backend's speed switches (see
@@ -75,13 +80,21 @@ class EditPipeline:
         if device is None:
             import torch
 
-            device = "cuda" if backend != "onnxruntime" and torch.cuda.is_available() else "cpu"
+            host = backend in HOST_BACKENDS
+            device = "cuda" if not host and torch.cuda.is_available() else "cpu"
         self.device = device
-        self.precision = precision
+        if (threads is not None or streams is not None) and backend != "openvino":
+            raise BackendError(f"threads and streams are settings of openvino, not {backend}")
+        self.threads, self.streams = threads, streams
+        if backend == "openvino":  # checked here: a missing OpenVINO or precision fails now
+            from mcaclip.runtime.backends import openvino
+
+            precision = openvino.resolve_precision(precision, openvino.ov_device(device))
+        self.precision = precision or "fp32"
         self.cuda_graphs = device.startswith("cuda") if cuda_graphs is None else cuda_graphs
         self.compile = compile
         if pad_batches is None:  # a new batch shape costs a capture, or a minute of compiling
-            pad_batches = backend != "onnxruntime" and bool(self.cuda_graphs or compile)
+            pad_batches = backend not in HOST_BACKENDS and bool(self.cuda_graphs or compile)
         self.pad_batches = pad_batches
         self.switches = dict(  # handed to the torch backend as they are (TORCH_SWITCHES)
             fold_blur=fold_blur,
@@ -126,8 +139,8 @@ class EditPipeline:
     @property
     def device_editor(self):
         """The backend object that runs a whole edit on the device (torch, tensorrt), or None
-        (onnxruntime: the graphs run one after the other through host arrays)."""
-        if self.backend == "onnxruntime":
+        (onnxruntime, openvino: the graphs run one after the other through host arrays)."""
+        if self.backend in HOST_BACKENDS:
             return None
         if self._editor is None:
             if self.backend == "tensorrt":
@@ -165,6 +178,18 @@ class EditPipeline:
             outputs = [t["name"] for t in entry["outputs"]]
             if self.backend in ("torch", "tensorrt"):
                 self._runners[name] = self.device_editor.runner(name, inputs, outputs)
+            elif self.backend == "openvino":
+                from mcaclip.runtime.backends.openvino import OvRunner
+
+                self._runners[name] = OvRunner(
+                    name,
+                    self.bundle.graph_path(name, "fp32"),
+                    self.precision,
+                    cache_dir=self.bundle.root / "ov_cache",
+                    threads=self.threads,
+                    streams=self.streams,
+                    device=self.device,
+                )
             else:
                 from mcaclip.runtime.backends.onnxruntime import OrtRunner
 

@@ -2,7 +2,8 @@
 
 A *form* is a speed setting of a backend: the torch backend's switches (``TORCH_SWITCHES``:
 ``fold_blur``, ``triton_epilogues``, ...), ``cuda_graphs``, ``compile``, ONNX Runtime's
-``providers``, and how pictures are written (``writers``, ``png_level``, ``jpeg_quality``).
+``providers``, OpenVINO's ``threads`` and ``streams``, and how pictures are written
+(``writers``, ``png_level``, ``jpeg_quality``).
 Everyday commands never name them: every form has a measured default. Where to set one:
 
 1. ``mcarun tune --engine B`` times the configurations this machine can run (those
@@ -37,6 +38,8 @@ FORMS: dict[str, Any] = {
     "cuda_graphs": "bool",
     "compile": ("off", "default", "max-autotune"),
     "providers": "list",
+    "threads": "int",  # openvino: INFERENCE_NUM_THREADS (0: every core)
+    "streams": "int",  # openvino: NUM_STREAMS
     "writers": "int",
     "png_level": "int",
     "jpeg_quality": "int",
@@ -147,7 +150,8 @@ def write_profile(engine: Path, payload: dict, batch: int) -> tuple[Path, dict]:
     """``engine/tuning.json`` from a ``bench_variants`` payload: the fastest variant at
     ``batch`` with its backend, device, precision and forms."""
     name, v = choose(payload, batch)
-    forms = {k: v[k] for k in (*TORCH_SWITCHES, "cuda_graphs", "compile") if v.get(k) is not None}
+    keys = (*TORCH_SWITCHES, "cuda_graphs", "compile", "threads", "streams")
+    forms = {k: v[k] for k in keys if v.get(k) is not None}
     if v.get("providers"):
         forms["providers"] = v["providers"]
     p50 = {

@@ -92,7 +92,7 @@ def test_tune_writes_a_profile_that_edit_uses(cli, bundle_copy, tmp_path):
     assert code == 0, err
     profile = json.loads((bundle_copy / "tuning.json").read_text())
     assert profile["machine"] == machine_key() and profile["batch"] == 1
-    assert profile["backend"] in ("torch", "onnxruntime") and profile["chosen"] in out
+    assert profile["backend"] in ("torch", "onnxruntime", "openvino") and profile["chosen"] in out
     assert set(profile["edit_p50_ms"]) >= {"torch-cpu-fp32-eager", "onnxruntime"}
     assert "tensorrt" in " ".join(profile["not_measured"])  # no TensorRT here: listed, skipped
     variant = _bench_mode(cli, bundle_copy, tmp_path)
