@@ -133,10 +133,12 @@ def ssim(a: torch.Tensor, b: torch.Tensor, mask: torch.Tensor | None = None) -> 
 
 
 # run folder tags of recipe options
-RECIPE_TAGS = {"mask_init": "mi", "nce_distortion": "nd", "mask_ramp": "mr"}
+RECIPE_TAGS = {"mask_init": "mi", "nce_distortion": "nd", "mask_ramp": "mr", "bg_region": "br"}
 
 
 def _tag(value) -> str:
+    if isinstance(value, str):
+        return value
     if isinstance(value, (tuple, list)):
         return "-".join(f"{v:g}" for v in value)
     return f"{value:g}"
@@ -153,6 +155,8 @@ def run_key(
 
     world = sha256(asset("generator.safetensors"))[:6] + sha256(asset("clip.safetensors"))[:6]
     weights = f"a{mask_weights['area']:g}-tv{mask_weights['tv']:g}"
+    if "bg" in mask_weights:  # the paper's 0.2 unless set
+        weights += f"-bg{mask_weights['bg']:g}"
     options = "".join(f"-{RECIPE_TAGS[k]}{_tag(v)}" for k, v in sorted((recipe or {}).items()))
     return f"{world}-steps{steps}-b{batch}-seed{seed}-{weights}{options}"
 
@@ -448,6 +452,12 @@ def main(argv: list[str] | None = None) -> int:
         help="CLIP-NCE views' perspective strength (default: CF-CLIP's 0.5)",
     )
     ap.add_argument("--mask-init", type=float, help="masks start open at this value")
+    ap.add_argument("--bg-weight", type=float, help="background loss weight (paper: 0.2)")
+    ap.add_argument(
+        "--bg-region",
+        choices=("background", "part"),
+        help="what the background loss keeps (default: the parser's background, the paper)",
+    )
     ap.add_argument(
         "--mask-ramp",
         metavar="START:END",
@@ -494,11 +504,14 @@ def main(argv: list[str] | None = None) -> int:
     settings = ("per-prompt", "multi") if args.setting == "both" else (args.setting,)
     t0 = time.perf_counter()
     mask_weights = {"area": args.area_weight, "tv": args.tv_weight}
+    if args.bg_weight is not None:
+        mask_weights["bg"] = args.bg_weight
     ramp = tuple(float(v) for v in args.mask_ramp.split(":")) if args.mask_ramp else None
     recipe = {
         "nce_distortion": args.nce_distortion,
         "mask_init": args.mask_init,
         "mask_ramp": ramp,
+        "bg_region": args.bg_region,
     }
     runs: dict = {s: {} for s in settings}
     train_s = 0.0

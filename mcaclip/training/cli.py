@@ -120,6 +120,14 @@ def _weight_option(name: str, default: float, what: str):
     help="Mask area/TV weights off until START, full at END (shares of --steps), e.g. 0.3:0.7.",
 )
 @click.option(
+    "--bg-region",
+    type=click.Choice(["background", "part"]),
+    default="background",
+    show_default=True,
+    help="What the background loss keeps: the parser's background (the paper) or everything "
+    "outside the prompt's part.",
+)
+@click.option(
     "--val-size", default=4, show_default=True, help="Held-out latents in the sample grid."
 )
 @click.option("--val-every", default=500, show_default=True)

@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mcaclip.training.regions import REGIONS, part_labels
 from mcaclip.training.templates import IMAGENET_TEMPLATES
 
 
@@ -96,17 +97,51 @@ def mask_tv(masks: Sequence[torch.Tensor]) -> torch.Tensor:
 
 class BackgroundLoss(nn.Module):
     """Eq. 10: ``L_bg = sum(B ⊙ (x̂ - x)^2) / (3 sum(B))`` with B = 1 where the face parser
-    labels the original image background (label 0): the edit must leave it unchanged."""
+    labels the original image background (label 0): the edit must leave it unchanged.
 
-    def __init__(self, parser: nn.Module):
+    ``region="part"`` (beyond the paper, ``training/regions.py``): B = 1 everywhere outside the
+    prompt's part, i.e. outside the pixels the parser labels as that part in x or in x̂, dilated
+    by ``dilate`` pixels; a prompt that names no part the parser knows keeps Eq. 10's B."""
+
+    def __init__(self, parser: nn.Module, region: str = "background", dilate: int = 1):
         super().__init__()
+        if region not in REGIONS:
+            raise ValueError(f"region={region!r}: choose one of {', '.join(REGIONS)}")
         self.parser = parser
+        self.region = region
+        self.dilate = dilate
 
-    def forward(self, x: torch.Tensor, x_hat: torch.Tensor) -> torch.Tensor:
+    def keep(self, x: torch.Tensor, x_hat: torch.Tensor, prompts: Sequence[str] | None = None):
+        """B [B, 1, H, W]: 1 where the edit must leave the picture unchanged."""
         with torch.no_grad():
-            background = (self.parser(x).argmax(1, keepdim=True) == 0).to(x.dtype)
-        diff = (x_hat - x).square() * background
-        return diff.sum() / (3 * background.sum()).clamp_min(1.0)
+            logits = self.parser(x)
+            seg = logits.argmax(1, keepdim=True)
+            background = seg == 0
+            if self.region == "background":
+                return background.to(x.dtype)
+            if prompts is None or len(prompts) != len(x):
+                raise ValueError("region='part' needs one prompt per image")
+            n = logits.shape[1]
+            allowed = torch.zeros(len(x), n, dtype=torch.bool, device=x.device)
+            named = torch.zeros(len(x), dtype=torch.bool, device=x.device)
+            for i, prompt in enumerate(prompts):
+                labels = part_labels(prompt, n)
+                allowed[i, list(labels)] = bool(labels)
+                named[i] = bool(labels)
+            seg_hat = self.parser(x_hat).argmax(1, keepdim=True)
+            part = allowed.gather(1, seg.flatten(1)) | allowed.gather(1, seg_hat.flatten(1))
+            part = part.view_as(seg).to(x.dtype)
+            if self.dilate:
+                part = F.max_pool2d(part, 2 * self.dilate + 1, 1, self.dilate)
+            keep = torch.where(named[:, None, None, None], 1 - part, background.to(x.dtype))
+            return keep
+
+    def forward(
+        self, x: torch.Tensor, x_hat: torch.Tensor, prompts: Sequence[str] | None = None
+    ) -> torch.Tensor:
+        keep = self.keep(x, x_hat, prompts)
+        diff = (x_hat - x).square() * keep
+        return diff.sum() / (3 * keep.sum()).clamp_min(1.0)
 
 
 class ClipNCELoss(nn.Module):

@@ -46,6 +46,7 @@ from mcaclip.training.losses import (
     mask_area,
     mask_tv,
 )
+from mcaclip.training.regions import REGIONS, prompt_parts
 
 log = logging.getLogger(__name__)
 METHODS = ("mca", "styleclip-mapper")
@@ -85,6 +86,9 @@ class TrainConfig:
     # mask area and TV weights ramped in: 0 until this share of the steps, full from the next
     # (0, 0: full from the start, the paper); lets the edit land before the masks close
     mask_ramp: tuple[float, float] = (0.0, 0.0)
+    # what the background loss keeps: "background" (Eq. 10, the paper) or "part": everything
+    # outside the prompt's part as the parser labels it in x or x̂ (training/regions.py)
+    bg_region: str = "background"
     latents: str | None = None  # e4e latents [N, 18, 512] (.pt); None: sample the mapping
     latent_space: str = "w+"  # for sampled latents: "w" or "w+"
     truncation: float = 0.7
@@ -140,6 +144,8 @@ class Trainer:
             raise McaError(
                 f"--mask-ramp {start:g}:{end:g}: need 0 <= START <= END <= 1 (shares of --steps)"
             )
+        if c.bg_region not in REGIONS:
+            raise McaError(f"--bg-region {c.bg_region!r}: choose one of {', '.join(REGIONS)}")
         if not c.prompts:
             raise McaError("no prompt: pass --prompt at least once")
         self.out = Path(c.out)
@@ -283,7 +289,15 @@ class Trainer:
                 net = load_parser()
             else:
                 net = BiSeNet.from_file(path) if path else (small_bisenet() if small else BiSeNet())
-            losses["bg"] = BackgroundLoss(net.eval().requires_grad_(False))
+            losses["bg"] = BackgroundLoss(net.eval().requires_grad_(False), region=c.bg_region)
+            if c.bg_region == "part":
+                for prompt in c.prompts:
+                    if not prompt_parts(prompt):
+                        log.warning(
+                            "--bg-region part: %r names no face part the parser knows; its "
+                            "background loss keeps the background only (Eq. 10)",
+                            prompt,
+                        )
         if w.nce:
             losses["nce"] = ClipNCELoss(self.editor.clip, distortion=self.config.nce_distortion)
         if w.clip:
@@ -340,7 +354,7 @@ class Trainer:
         for name, fn in (
             ("id", lambda: self.losses["id"](x, x_hat)),
             ("nce", lambda: self.losses["nce"](x, x_hat, prompts)),
-            ("bg", lambda: self.losses["bg"](x, x_hat)),
+            ("bg", lambda: self.losses["bg"](x, x_hat, prompts)),
             ("clip", lambda: self.losses["clip"](x_hat, e_t)),
             ("area", lambda: mask_area(out.masks)),
             ("tv", lambda: mask_tv(out.masks)),

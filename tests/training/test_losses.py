@@ -4,6 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from mcaclip.errors import McaError
 from mcaclip.training.losses import (
     BackgroundLoss,
     ClipDirectLoss,
@@ -14,6 +15,7 @@ from mcaclip.training.losses import (
     mask_tv,
     random_perspective,
 )
+from mcaclip.training.regions import part_labels, prompt_parts
 
 
 def _image(*channels, size=8):
@@ -68,6 +70,75 @@ def test_background_loss_only_counts_background():
     assert loss(x, right).item() == 0
     assert loss(x, left).item() == pytest.approx(4.0)
     assert loss(x, torch.ones_like(x)).item() == pytest.approx(1.0)
+
+
+class _ColourParser(torch.nn.Module):
+    """The toy parser's 7 classes read off the colour: red > 0.5 beard (5), green > 0.5 hair
+    (2), blue > 0.5 background (0), else skin (1)."""
+
+    def forward(self, x):
+        logits = torch.zeros(x.shape[0], 7, *x.shape[2:])
+        logits[:, 1] = 0.5
+        logits[:, 5] = x[:, 0]
+        logits[:, 2] = x[:, 1]
+        logits[:, 0] = x[:, 2]
+        return logits
+
+
+def test_part_region_keeps_everything_outside_the_prompts_part():
+    loss = BackgroundLoss(_ColourParser(), region="part", dilate=0)
+    x = torch.zeros(2, 3, 4, 4)
+    x[:, 1, :2] = 1.0  # top half hair, bottom half skin
+    # "red hair": recolouring the hair costs nothing, the skin costs
+    hair = x.clone()
+    hair[:, 0, :2] = 0.3
+    skin = x.clone()
+    skin[:, 0, 2:] = 0.3
+    assert loss(x, hair, ["red hair"] * 2).item() == 0
+    assert loss(x, skin, ["red hair"] * 2).item() == pytest.approx(0.09 * 8 / (3 * 8))
+    # a goatee the edit draws is the edit's beard: the parser labels it in x̂, so it is free
+    goatee = x.clone()
+    goatee[:, 0, 3, 1:3] = 1.0
+    assert loss(x, goatee, ["blue goatee", "blue goatee"]).item() == 0
+    assert loss(x, goatee, ["green eyes", "green eyes"]).item() > 0
+    # one prompt per image, each with its own part
+    assert loss(x, hair, ["red hair", "purple lips"]).item() > 0
+    # the paper's region counts neither (no background in x)
+    assert BackgroundLoss(_ColourParser())(x, skin).item() == 0
+
+
+def test_part_region_dilates_and_falls_back_to_the_background():
+    x = torch.zeros(1, 3, 5, 5)
+    x[:, 1, 2, 2] = 1.0  # one hair pixel amid skin
+    ring = x.clone()
+    ring[:, 0, 1:4, 1:4] = 0.5  # the hair pixel and its 8 neighbours change
+    assert BackgroundLoss(_ColourParser(), "part", dilate=1)(x, ring, ["red hair"]).item() == 0
+    assert BackgroundLoss(_ColourParser(), "part", dilate=0)(x, ring, ["red hair"]).item() > 0
+    # a prompt naming no part keeps Eq. 10's background: x has a background corner
+    x[:, 2, 0, 0] = 1.0
+    corner = x.clone()
+    corner[:, 0, 0, 0] = 1.0
+    inside = x.clone()
+    inside[:, 0, 3, 3] = 1.0
+    loss = BackgroundLoss(_ColourParser(), "part")
+    assert loss(x, inside, ["a smiling face"]).item() == 0
+    assert loss(x, corner, ["a smiling face"]).item() == pytest.approx(1 / 3)
+    with pytest.raises(ValueError, match="one prompt per image"):
+        loss(x, inside)
+    with pytest.raises(ValueError, match="region="):
+        BackgroundLoss(_ColourParser(), "face")
+
+
+def test_prompt_parts_and_parser_tables():
+    assert prompt_parts("a blue goatee and red eyes") == ("beard", "eyes")
+    assert prompt_parts("Red-haired, wearing SUNGLASSES") == ("hair", "glasses")
+    assert prompt_parts("a smiling face") == ()
+    assert part_labels("blue goatee", 7) == (5,)
+    assert part_labels("purple lips", 19) == (11, 12, 13)
+    assert part_labels("blue goatee", 19) == (1, 11, 12, 13)  # BiSeNet labels beards skin
+    assert part_labels("a hat", 7) == ()  # the toy world has no hats
+    with pytest.raises(McaError, match="12 classes has no part table"):
+        part_labels("red hair", 12)
 
 
 class _StubClip(torch.nn.Module):

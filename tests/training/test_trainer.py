@@ -317,3 +317,24 @@ def test_mask_ramp_keeps_the_mask_terms_off_then_ramps_them_in(tmp_path, cli):
         *("--steps", "1", "--out", tmp_path / "r2", "--mask-ramp", "0.7"),
     )
     assert code != 0 and "START:END" in err
+
+
+def test_bg_region_part_reaches_the_loss_and_names_promptless_parts(tmp_path, cli, caplog):
+    trainer = Trainer(_config(tmp_path / "a", steps=1, bg_region="part"))
+    assert trainer.losses["bg"].region == "part"
+    w = trainer.data.sample(2, trainer.data_rng)
+    _, terms, _ = trainer.losses_for(w, torch.zeros(2, dtype=torch.long))
+    assert math.isfinite(terms["bg"])
+    with caplog.at_level("WARNING"):
+        Trainer(_config(tmp_path / "b", steps=1, bg_region="part", prompts=["a smiling face"]))
+    assert "names no face part" in caplog.text
+    with pytest.raises(Exception, match="--bg-region 'face': choose one of background, part"):
+        Trainer(_config(tmp_path / "c", bg_region="face"))
+    out = tmp_path / "run"
+    code, _, err = cli(
+        mcatrain,
+        *("--preset", "tiny-32", "--random-weights", "--prompt", "blue goatee"),
+        *("--steps", "1", "--out", out, "--device", "cpu", "--bg-region", "part"),
+    )
+    assert code == 0, err
+    assert json.loads((out / "config.json").read_text())["train"]["bg_region"] == "part"
