@@ -40,6 +40,7 @@ from mcaclip.nn.stylegan2 import Generator
 from mcaclip.nn.text import ClipTowers
 from mcaclip.toyfaces.clip import train_clip
 from mcaclip.toyfaces.data import encode, train_and_heldout
+from mcaclip.toyfaces.demo import DEMO_STEPS
 from mcaclip.toyfaces.train import (
     attribute_z,
     probe_accuracy,
@@ -293,8 +294,10 @@ def main(argv: list[str] | None = None) -> None:
     c.add_argument("--out", type=Path, default=ASSETS)
     c.add_argument("--micro", action="store_true", help="tiny sizes, seconds (tests)")
     c.add_argument("--seed", type=int, default=0)
-    d = sub.add_parser("demo", help="train the demo editor (mcatrain --world toy) into assets/demo")
-    d.add_argument("--steps", type=int, default=1500)
+    d = sub.add_parser(
+        "demo", help="train the demo editor (mcatrain --world toy) into assets/demo (20 min)"
+    )
+    d.add_argument("--steps", type=int, default=DEMO_STEPS)
     d.add_argument("--batch-size", type=int, default=4)
     d.add_argument("--seed", type=int, default=0)
     e = sub.add_parser("encoder", help="train the photo encoder (e4e) on renders (about 15 min)")
