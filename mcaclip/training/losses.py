@@ -3,6 +3,7 @@ both [B, 3, H, W] in [-1, 1]; masks: per styled conv [B, 1, H_l, W_l]."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 
 import torch
@@ -11,6 +12,8 @@ from torch import nn
 
 from mcaclip.training.regions import REGIONS, part_labels
 from mcaclip.training.templates import IMAGENET_TEMPLATES
+
+log = logging.getLogger(__name__)
 
 
 def random_perspective(
@@ -110,6 +113,21 @@ class BackgroundLoss(nn.Module):
         self.parser = parser
         self.region = region
         self.dilate = dilate
+        self._labels: dict[str, tuple[int, ...]] = {}  # prompt -> its part's parser labels
+
+    def part_labels(self, prompt: str, n_classes: int) -> tuple[int, ...]:
+        """The parser labels of ``prompt``'s part, looked up once per prompt; a prompt that names
+        no part this parser labels is logged once (its loss keeps Eq. 10's background)."""
+        labels = self._labels.get(prompt)
+        if labels is None:
+            labels = self._labels[prompt] = part_labels(prompt, n_classes)
+            if not labels:
+                log.warning(
+                    "--bg-region part: %r names no face part the parser labels; its background "
+                    "loss keeps the background only (Eq. 10)",
+                    prompt,
+                )
+        return labels
 
     def keep(self, x: torch.Tensor, x_hat: torch.Tensor, prompts: Sequence[str] | None = None):
         """B [B, 1, H, W]: 1 where the edit must leave the picture unchanged."""
@@ -123,18 +141,15 @@ class BackgroundLoss(nn.Module):
                 raise ValueError("region='part' needs one prompt per image")
             n = logits.shape[1]
             allowed = torch.zeros(len(x), n, dtype=torch.bool, device=x.device)
-            named = torch.zeros(len(x), dtype=torch.bool, device=x.device)
             for i, prompt in enumerate(prompts):
-                labels = part_labels(prompt, n)
-                allowed[i, list(labels)] = bool(labels)
-                named[i] = bool(labels)
+                allowed[i, list(self.part_labels(prompt, n))] = True
+            named = allowed.any(1)
             seg_hat = self.parser(x_hat).argmax(1, keepdim=True)
             part = allowed.gather(1, seg.flatten(1)) | allowed.gather(1, seg_hat.flatten(1))
             part = part.view_as(seg).to(x.dtype)
             if self.dilate:
                 part = F.max_pool2d(part, 2 * self.dilate + 1, 1, self.dilate)
-            keep = torch.where(named[:, None, None, None], 1 - part, background.to(x.dtype))
-            return keep
+            return torch.where(named[:, None, None, None], 1 - part, background.to(x.dtype))
 
     def forward(
         self, x: torch.Tensor, x_hat: torch.Tensor, prompts: Sequence[str] | None = None

@@ -46,7 +46,7 @@ from mcaclip.training.losses import (
     mask_area,
     mask_tv,
 )
-from mcaclip.training.regions import REGIONS, prompt_parts
+from mcaclip.training.regions import REGIONS
 
 log = logging.getLogger(__name__)
 METHODS = ("mca", "styleclip-mapper")
@@ -290,14 +290,6 @@ class Trainer:
             else:
                 net = BiSeNet.from_file(path) if path else (small_bisenet() if small else BiSeNet())
             losses["bg"] = BackgroundLoss(net.eval().requires_grad_(False), region=c.bg_region)
-            if c.bg_region == "part":
-                for prompt in c.prompts:
-                    if not prompt_parts(prompt):
-                        log.warning(
-                            "--bg-region part: %r names no face part the parser knows; its "
-                            "background loss keeps the background only (Eq. 10)",
-                            prompt,
-                        )
         if w.nce:
             losses["nce"] = ClipNCELoss(self.editor.clip, distortion=self.config.nce_distortion)
         if w.clip:

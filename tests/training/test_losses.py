@@ -107,7 +107,7 @@ def test_part_region_keeps_everything_outside_the_prompts_part():
     assert BackgroundLoss(_ColourParser())(x, skin).item() == 0
 
 
-def test_part_region_dilates_and_falls_back_to_the_background():
+def test_part_region_dilates_and_falls_back_to_the_background(caplog):
     x = torch.zeros(1, 3, 5, 5)
     x[:, 1, 2, 2] = 1.0  # one hair pixel amid skin
     ring = x.clone()
@@ -123,6 +123,11 @@ def test_part_region_dilates_and_falls_back_to_the_background():
     loss = BackgroundLoss(_ColourParser(), "part")
     assert loss(x, inside, ["a smiling face"]).item() == 0
     assert loss(x, corner, ["a smiling face"]).item() == pytest.approx(1 / 3)
+    # a part that this parser does not label (the toy world has no hats) is logged, once
+    with caplog.at_level("WARNING"):
+        assert loss(x, corner, ["a hat"]).item() == pytest.approx(1 / 3)
+        loss(x, corner, ["a hat"])
+    assert caplog.text.count("'a hat' names no face part") == 1
     with pytest.raises(ValueError, match="one prompt per image"):
         loss(x, inside)
     with pytest.raises(ValueError, match="region="):

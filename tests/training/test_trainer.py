@@ -326,7 +326,8 @@ def test_bg_region_part_reaches_the_loss_and_names_promptless_parts(tmp_path, cl
     _, terms, _ = trainer.losses_for(w, torch.zeros(2, dtype=torch.long))
     assert math.isfinite(terms["bg"])
     with caplog.at_level("WARNING"):
-        Trainer(_config(tmp_path / "b", steps=1, bg_region="part", prompts=["a smiling face"]))
+        smiling = Trainer(_config(tmp_path / "b", bg_region="part", prompts=["a smiling face"]))
+        smiling.losses_for(w, torch.zeros(2, dtype=torch.long))
     assert "names no face part" in caplog.text
     with pytest.raises(Exception, match="--bg-region 'face': choose one of background, part"):
         Trainer(_config(tmp_path / "c", bg_region="face"))
