@@ -133,7 +133,16 @@ def ssim(a: torch.Tensor, b: torch.Tensor, mask: torch.Tensor | None = None) -> 
 
 
 # run folder tags of recipe options
-RECIPE_TAGS = {"mask_init": "mi", "nce_distortion": "nd", "mask_ramp": "mr", "bg_region": "br"}
+RECIPE_TAGS = {
+    "mask_init": "mi",
+    "nce_distortion": "nd",
+    "mask_ramp": "mr",
+    "bg_region": "br",
+    "area_region": "ar",
+}
+# values whose meaning changed: runs trained before are not reused (part: since the skin where
+# a goatee or glasses grow is free, 2026-12-08)
+VALUE_TAGS = {("bg_region", "part"): "partg"}
 
 
 def _tag(value) -> str:
@@ -157,7 +166,10 @@ def run_key(
     weights = f"a{mask_weights['area']:g}-tv{mask_weights['tv']:g}"
     if "bg" in mask_weights:  # the paper's 0.2 unless set
         weights += f"-bg{mask_weights['bg']:g}"
-    options = "".join(f"-{RECIPE_TAGS[k]}{_tag(v)}" for k, v in sorted((recipe or {}).items()))
+    options = "".join(
+        f"-{RECIPE_TAGS[k]}{VALUE_TAGS.get((k, v)) or _tag(v)}"
+        for k, v in sorted((recipe or {}).items())
+    )
     return f"{world}-steps{steps}-b{batch}-seed{seed}-{weights}{options}"
 
 
@@ -459,6 +471,11 @@ def main(argv: list[str] | None = None) -> int:
         help="what the background loss keeps (default: the parser's background, the paper)",
     )
     ap.add_argument(
+        "--area-region",
+        choices=("all", "part"),
+        help="what the mask area term counts (default: the whole mask, the paper)",
+    )
+    ap.add_argument(
         "--mask-ramp",
         metavar="START:END",
         help="mask area/TV weights off until START, full at END (shares of --steps)",
@@ -512,6 +529,7 @@ def main(argv: list[str] | None = None) -> int:
         "mask_init": args.mask_init,
         "mask_ramp": ramp,
         "bg_region": args.bg_region,
+        "area_region": args.area_region,
     }
     runs: dict = {s: {} for s in settings}
     train_s = 0.0

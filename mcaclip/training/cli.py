@@ -128,6 +128,14 @@ def _weight_option(name: str, default: float, what: str):
     "outside the prompt's part.",
 )
 @click.option(
+    "--area-region",
+    type=click.Choice(["all", "part"]),
+    default="all",
+    show_default=True,
+    help="What the mask area term counts: the whole mask (the paper) or only its share outside "
+    "the prompt's part.",
+)
+@click.option(
     "--val-size", default=4, show_default=True, help="Held-out latents in the sample grid."
 )
 @click.option("--val-every", default=500, show_default=True)

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mcaclip.training.regions import REGIONS, part_labels
+from mcaclip.training.regions import REGIONS, part_growth, part_labels
 from mcaclip.training.templates import IMAGENET_TEMPLATES
 
 log = logging.getLogger(__name__)
@@ -80,10 +80,19 @@ def latent_l2(w: torch.Tensor, w_edit: torch.Tensor) -> torch.Tensor:
     return F.mse_loss(w_edit, w)
 
 
-def mask_area(masks: Sequence[torch.Tensor]) -> torch.Tensor:
+def mask_area(masks: Sequence[torch.Tensor], where: torch.Tensor | None = None) -> torch.Tensor:
     """Eq. 8: ``L_area = (1/B) sum_b sum_l (1/n_l) sum_ij m_l[b, i, j]`` with n_l = H_l W_l,
-    i.e. the covered fraction of every layer, summed over layers (K layers: at most K)."""
-    return sum(m.mean(dim=(1, 2, 3)) for m in masks).mean()
+    i.e. the covered fraction of every layer, summed over layers (K layers: at most K).
+
+    ``where`` [B, 1, H, W] (beyond the paper, ``--area-region part``): count the mask only
+    there (its share of each layer cell), e.g. outside the prompt's part; n_l stays H_l W_l."""
+    if where is None:
+        return sum(m.mean(dim=(1, 2, 3)) for m in masks).mean()
+    total = 0.0
+    for m in masks:
+        w = F.adaptive_avg_pool2d(where.to(m.dtype), m.shape[-2:])
+        total = total + (m * w).mean(dim=(1, 2, 3))
+    return total.mean()
 
 
 def mask_tv(masks: Sequence[torch.Tensor]) -> torch.Tensor:
@@ -123,38 +132,74 @@ class BackgroundLoss(nn.Module):
             labels = self._labels[prompt] = part_labels(prompt, n_classes)
             if not labels:
                 log.warning(
-                    "--bg-region part: %r names no face part the parser labels; its background "
-                    "loss keeps the background only (Eq. 10)",
+                    "--bg-region/--area-region part: %r names no face part the parser labels; "
+                    "its background loss keeps the background only (Eq. 10), its area term "
+                    "counts the whole mask (Eq. 8)",
                     prompt,
                 )
         return labels
 
-    def keep(self, x: torch.Tensor, x_hat: torch.Tensor, prompts: Sequence[str] | None = None):
-        """B [B, 1, H, W]: 1 where the edit must leave the picture unchanged."""
+    def maps(
+        self,
+        x: torch.Tensor,
+        x_hat: torch.Tensor,
+        prompts: Sequence[str] | None = None,
+        outside: bool = False,  # also the map outside the part (for the area term)
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(keep, outside), [B, 1, H, W] each. keep: B, 1 where the edit must leave the picture
+        unchanged. outside: 1 outside the prompt's part (its labels in x or x̂, dilated, and
+        the skin where a part the original lacks grows; 1 everywhere for a prompt that names no
+        part), the area term's ``--area-region part``; None unless asked for."""
         with torch.no_grad():
             logits = self.parser(x)
             seg = logits.argmax(1, keepdim=True)
-            background = seg == 0
-            if self.region == "background":
-                return background.to(x.dtype)
+            background = (seg == 0).to(x.dtype)
+            if self.region == "background" and not outside:
+                return background, None
             if prompts is None or len(prompts) != len(x):
-                raise ValueError("region='part' needs one prompt per image")
+                raise ValueError("the prompt's part needs one prompt per image")
             n = logits.shape[1]
             allowed = torch.zeros(len(x), n, dtype=torch.bool, device=x.device)
             for i, prompt in enumerate(prompts):
                 allowed[i, list(self.part_labels(prompt, n))] = True
-            named = allowed.any(1)
+            named = allowed.any(1)[:, None, None, None]
             seg_hat = self.parser(x_hat).argmax(1, keepdim=True)
             part = allowed.gather(1, seg.flatten(1)) | allowed.gather(1, seg_hat.flatten(1))
             part = part.view_as(seg).to(x.dtype)
             if self.dilate:
                 part = F.max_pool2d(part, 2 * self.dilate + 1, 1, self.dilate)
-            return torch.where(named[:, None, None, None], 1 - part, background.to(x.dtype))
+            part = torch.maximum(part, self._growth(seg, prompts, n))
+            out = torch.where(named, 1 - part, torch.ones_like(part)) if outside else None
+            keep = torch.where(named, 1 - part, background) if self.region == "part" else background
+            return keep, out
+
+    def _growth(self, seg: torch.Tensor, prompts: Sequence[str], n: int) -> torch.Tensor:
+        """[B, 1, H, W]: the skin where a part the original may lack grows from its anchor."""
+        grown = torch.zeros_like(seg, dtype=torch.float32)
+        rules = [part_growth(p, n) for p in prompts]
+        for rule in sorted({r for rs in rules for r in rs}):
+            anchors, onto, share = rule
+            rows = [i for i, rs in enumerate(rules) if rule in rs]
+            radius = max(1, round(share * seg.shape[-1]))
+            anchor = torch.isin(seg[rows], torch.tensor(anchors, device=seg.device)).float()
+            near = F.max_pool2d(anchor, 2 * radius + 1, 1, radius)
+            target = torch.isin(seg[rows], torch.tensor(onto, device=seg.device))
+            grown[rows] = torch.maximum(grown[rows], near * target)
+        return grown.to(seg.device)
+
+    def keep(self, x: torch.Tensor, x_hat: torch.Tensor, prompts: Sequence[str] | None = None):
+        """B [B, 1, H, W]: 1 where the edit must leave the picture unchanged."""
+        return self.maps(x, x_hat, prompts)[0]
 
     def forward(
-        self, x: torch.Tensor, x_hat: torch.Tensor, prompts: Sequence[str] | None = None
+        self,
+        x: torch.Tensor,
+        x_hat: torch.Tensor,
+        prompts: Sequence[str] | None = None,
+        keep: torch.Tensor | None = None,  # B from :meth:`maps`, computed here if None
     ) -> torch.Tensor:
-        keep = self.keep(x, x_hat, prompts)
+        if keep is None:
+            keep = self.keep(x, x_hat, prompts)
         diff = (x_hat - x).square() * keep
         return diff.sum() / (3 * keep.sum()).clamp_min(1.0)
 

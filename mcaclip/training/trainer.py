@@ -46,7 +46,7 @@ from mcaclip.training.losses import (
     mask_area,
     mask_tv,
 )
-from mcaclip.training.regions import REGIONS
+from mcaclip.training.regions import AREA_REGIONS, REGIONS
 
 log = logging.getLogger(__name__)
 METHODS = ("mca", "styleclip-mapper")
@@ -89,6 +89,9 @@ class TrainConfig:
     # what the background loss keeps: "background" (Eq. 10, the paper) or "part": everything
     # outside the prompt's part as the parser labels it in x or x̂ (training/regions.py)
     bg_region: str = "background"
+    # what the mask area term counts: "all" (Eq. 8, the paper) or "part": only the masks'
+    # share outside the prompt's part (the region the part background loss frees); needs bg
+    area_region: str = "all"
     latents: str | None = None  # e4e latents [N, 18, 512] (.pt); None: sample the mapping
     latent_space: str = "w+"  # for sampled latents: "w" or "w+"
     truncation: float = 0.7
@@ -146,6 +149,15 @@ class Trainer:
             )
         if c.bg_region not in REGIONS:
             raise McaError(f"--bg-region {c.bg_region!r}: choose one of {', '.join(REGIONS)}")
+        if c.area_region not in AREA_REGIONS:
+            raise McaError(
+                f"--area-region {c.area_region!r}: choose one of {', '.join(AREA_REGIONS)}"
+            )
+        if c.area_region == "part" and not c.weights.bg:
+            raise McaError(
+                "--area-region part reads the face parser of the background loss: "
+                "set --bg-weight above 0"
+            )
         if not c.prompts:
             raise McaError("no prompt: pass --prompt at least once")
         self.out = Path(c.out)
@@ -343,12 +355,22 @@ class Trainer:
             with torch.no_grad():
                 x = self.editor.generator.synthesis(w)
         terms: dict[str, torch.Tensor] = {"l2": latent_l2(w, out.w_edit.float())}
+        maps: list = []  # the parser's (keep, outside), once per step, for bg and area
+
+        def regions():
+            if not maps:
+                maps.extend(self.losses["bg"].maps(x, x_hat, prompts, c.area_region == "part"))
+            return maps
+
         for name, fn in (
             ("id", lambda: self.losses["id"](x, x_hat)),
             ("nce", lambda: self.losses["nce"](x, x_hat, prompts)),
-            ("bg", lambda: self.losses["bg"](x, x_hat, prompts)),
+            ("bg", lambda: self.losses["bg"](x, x_hat, keep=regions()[0])),
             ("clip", lambda: self.losses["clip"](x_hat, e_t)),
-            ("area", lambda: mask_area(out.masks)),
+            (
+                "area",
+                lambda: mask_area(out.masks, regions()[1] if c.area_region == "part" else None),
+            ),
             ("tv", lambda: mask_tv(out.masks)),
         ):
             if getattr(weights, name) and (

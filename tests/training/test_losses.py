@@ -15,7 +15,7 @@ from mcaclip.training.losses import (
     mask_tv,
     random_perspective,
 )
-from mcaclip.training.regions import part_labels, prompt_parts
+from mcaclip.training.regions import part_growth, part_labels, prompt_parts
 
 
 def _image(*channels, size=8):
@@ -31,6 +31,18 @@ def test_latent_l2():
 def test_mask_area_sums_layer_fractions():
     masks = [torch.full((2, 1, 2, 2), 0.5), torch.zeros(2, 1, 4, 4), torch.ones(2, 1, 8, 8)]
     assert mask_area(masks).item() == pytest.approx(1.5)
+
+
+def test_mask_area_counts_only_where_asked():
+    where = torch.zeros(2, 1, 8, 8)
+    where[..., :4] = 1.0  # the left half: outside the prompt's part
+    open_masks = [torch.ones(2, 1, 2, 2), torch.ones(2, 1, 4, 4)]
+    assert mask_area(open_masks, where).item() == pytest.approx(1.0)  # half of each layer
+    right = [torch.zeros(2, 1, 4, 4)]
+    right[0][..., 2:] = 1.0  # open only inside the part: free
+    assert mask_area(right, where).item() == 0
+    assert mask_area(right).item() == pytest.approx(0.5)
+    assert mask_area(open_masks, torch.ones(2, 1, 8, 8)).item() == pytest.approx(2.0)
 
 
 def test_mask_tv():
@@ -134,6 +146,44 @@ def test_part_region_dilates_and_falls_back_to_the_background(caplog):
         BackgroundLoss(_ColourParser(), "face")
 
 
+class _LabelParser(torch.nn.Module):
+    """Logits of a fixed label map [H, W], whatever the image."""
+
+    def __init__(self, labels):
+        super().__init__()
+        self.labels = labels
+
+    def forward(self, x):
+        return F.one_hot(self.labels, 7).permute(2, 0, 1).float().expand(len(x), -1, -1, -1)
+
+
+def test_part_region_frees_the_skin_where_a_missing_part_grows():
+    labels = torch.ones(16, 16, dtype=torch.long)  # skin
+    labels[8, 6:10] = 4  # lips
+    labels[6, 7] = 3  # an eye two rows above them
+    loss = BackgroundLoss(_LabelParser(labels), "part", dilate=0)
+    x = torch.zeros(1, 3, 16, 16)
+
+    def changed(*pixel):
+        y = x.clone()
+        y[(0, slice(None), *pixel)] = 0.5
+        return y
+
+    # a goatee grows over the skin up to round(0.16 * 16) = 3 px around the lips (toy table)
+    assert loss(x, changed(10, 7), ["blue goatee"]).item() == 0
+    assert loss(x, changed(13, 7), ["blue goatee"]).item() > 0
+    assert loss(x, changed(6, 7), ["blue goatee"]).item() > 0  # the eye is not skin: kept
+    assert loss(x, changed(8, 7), ["blue goatee"]).item() > 0  # nor are the lips
+    assert loss(x, changed(10, 7), ["green eyes"]).item() > 0  # eyes grow nothing
+    # the area term's map: 1 outside the part, everywhere for a prompt naming none
+    pair = x.expand(2, -1, -1, -1)
+    keep, outside = loss.maps(pair, pair, ["blue goatee", "a smiling face"], outside=True)
+    assert outside[0, 0, 10, 7] == 0 and outside[0, 0, 13, 7] == 1
+    assert bool((outside[1] == 1).all())
+    assert keep[1].sum() == 0  # no background in this picture: Eq. 10 keeps nothing
+    assert loss.maps(x, x, ["blue goatee"])[1] is None  # only when asked for
+
+
 def test_prompt_parts_and_parser_tables():
     assert prompt_parts("a blue goatee and red eyes") == ("beard", "eyes")
     assert prompt_parts("Red-haired, wearing SUNGLASSES") == ("hair", "glasses")
@@ -142,6 +192,9 @@ def test_prompt_parts_and_parser_tables():
     assert part_labels("purple lips", 19) == (11, 12, 13)
     assert part_labels("blue goatee", 19) == (1, 11, 12, 13)  # BiSeNet labels beards skin
     assert part_labels("a hat", 7) == ()  # the toy world has no hats
+    assert part_growth("yellow glasses", 7) == (((3,), (1,), 0.05),)
+    assert part_growth("blue goatee", 19) == ()  # BiSeNet's beard is skin already
+    assert part_growth("red hair", 7) == ()
     with pytest.raises(McaError, match="12 classes has no part table"):
         part_labels("red hair", 12)
 

@@ -339,3 +339,26 @@ def test_bg_region_part_reaches_the_loss_and_names_promptless_parts(tmp_path, cl
     )
     assert code == 0, err
     assert json.loads((out / "config.json").read_text())["train"]["bg_region"] == "part"
+
+
+def test_area_region_part_counts_the_masks_outside_the_part(tmp_path, cli):
+    trainer = Trainer(_config(tmp_path / "a", steps=1, bg_region="part", area_region="part"))
+    paper = Trainer(_config(tmp_path / "b", steps=1, bg_region="part"))
+    w = trainer.data.sample(2, trainer.data_rng)
+    idx = torch.zeros(2, dtype=torch.long)
+    _, terms, _ = trainer.losses_for(w, idx)
+    paper.editor.load_state_dict(trainer.editor.state_dict())
+    _, full, _ = paper.losses_for(w, idx)
+    assert 0 <= terms["area"] <= full["area"] and terms["bg"] == pytest.approx(full["bg"])
+    with pytest.raises(Exception, match="--area-region 'face': choose one of all, part"):
+        Trainer(_config(tmp_path / "c", area_region="face"))
+    with pytest.raises(Exception, match="set --bg-weight above 0"):
+        Trainer(_config(tmp_path / "d", area_region="part", weights=LossWeights(bg=0.0)))
+    out = tmp_path / "run"
+    code, _, err = cli(
+        mcatrain,
+        *("--preset", "tiny-32", "--random-weights", "--prompt", "blue goatee"),
+        *("--steps", "1", "--out", out, "--device", "cpu", "--area-region", "part"),
+    )
+    assert code == 0, err
+    assert json.loads((out / "config.json").read_text())["train"]["area_region"] == "part"
