@@ -113,7 +113,8 @@ class BackgroundLoss(nn.Module):
 
     ``region="part"`` (beyond the paper, ``training/regions.py``): B = 1 everywhere outside the
     prompt's part, i.e. outside the pixels the parser labels as that part in x or in x̂, dilated
-    by ``dilate`` pixels; a prompt that names no part the parser knows keeps Eq. 10's B."""
+    by ``dilate`` pixels, and outside the skin where a part x may lack (a goatee, glasses) grows
+    (``regions.PARSER_GROWTH``); a prompt that names no part the parser knows keeps Eq. 10's B."""
 
     def __init__(self, parser: nn.Module, region: str = "background", dilate: int = 1):
         super().__init__()
@@ -168,7 +169,7 @@ class BackgroundLoss(nn.Module):
             part = part.view_as(seg).to(x.dtype)
             if self.dilate:
                 part = F.max_pool2d(part, 2 * self.dilate + 1, 1, self.dilate)
-            part = torch.maximum(part, self._growth(seg, prompts, n))
+            part = torch.maximum(part, self._growth(seg, prompts, n).to(part.dtype))
             out = torch.where(named, 1 - part, torch.ones_like(part)) if outside else None
             keep = torch.where(named, 1 - part, background) if self.region == "part" else background
             return keep, out
@@ -185,7 +186,7 @@ class BackgroundLoss(nn.Module):
             near = F.max_pool2d(anchor, 2 * radius + 1, 1, radius)
             target = torch.isin(seg[rows], torch.tensor(onto, device=seg.device))
             grown[rows] = torch.maximum(grown[rows], near * target)
-        return grown.to(seg.device)
+        return grown
 
     def keep(self, x: torch.Tensor, x_hat: torch.Tensor, prompts: Sequence[str] | None = None):
         """B [B, 1, H, W]: 1 where the edit must leave the picture unchanged."""
