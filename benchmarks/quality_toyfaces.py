@@ -56,6 +56,7 @@ import torch.nn.functional as F
 from benchmarks.common import RESULTS, machine_info
 from mcaclip.toyfaces.attributes import CHOICES, LABELS, Face
 from mcaclip.toyfaces.demo import TOY_MASK_WEIGHTS
+from mcaclip.training.regions import AREA_REGIONS, REGIONS
 
 PROMPTS = {  # prompt -> (attribute changes, ground-truth region label)
     "red hair": ({"hair_colour": "red"}, "hair"),
@@ -307,7 +308,7 @@ def evaluate(editors: dict, prompts: list[str], n: int, batch: int = 50) -> tupl
         region = torch.from_numpy((seg_orig == label) | (seg_cf == label))
         for a, kinds in UNNAMED.items():  # where any kind the judge accepts would be drawn
             if a in changes:
-                for kind in kinds:
+                for kind in sorted(set(kinds) - {changes[a]}):  # the counterfactual's: seg_cf
                     drawn = [counterfactual(f, {**changes, a: kind}) for f in faces]
                     _, seg_k = render_batch(drawn)
                     region |= torch.from_numpy(seg_k == label)
@@ -487,12 +488,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--bg-weight", type=float, help="background loss weight (paper: 0.2)")
     ap.add_argument(
         "--bg-region",
-        choices=("background", "part"),
+        choices=REGIONS,
         help="what the background loss keeps (default: the parser's background, the paper)",
     )
     ap.add_argument(
         "--area-region",
-        choices=("all", "part"),
+        choices=AREA_REGIONS,
         help="what the mask area term counts (default: the whole mask, the paper)",
     )
     ap.add_argument(

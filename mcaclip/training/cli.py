@@ -14,6 +14,7 @@ import click
 from mcaclip import __version__
 from mcaclip.cli import run_cli
 from mcaclip.errors import McaError
+from mcaclip.training.regions import AREA_REGIONS, REGIONS
 
 # StyleCLIP's latent mapper trains with its CLIP loss, L2 and identity (its defaults).
 STYLECLIP_WEIGHTS = {
@@ -121,7 +122,7 @@ def _weight_option(name: str, default: float, what: str):
 )
 @click.option(
     "--bg-region",
-    type=click.Choice(["background", "part"]),
+    type=click.Choice(REGIONS),
     default="background",
     show_default=True,
     help="What the background loss keeps: the parser's background (the paper) or everything "
@@ -129,7 +130,7 @@ def _weight_option(name: str, default: float, what: str):
 )
 @click.option(
     "--area-region",
-    type=click.Choice(["all", "part"]),
+    type=click.Choice(AREA_REGIONS),
     default="all",
     show_default=True,
     help="What the mask area term counts: the whole mask (the paper) or only its share outside "

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mcaclip.training.regions import REGIONS, part_growth, part_labels
+from mcaclip.training.regions import REGIONS, Growth, part_growth, part_labels
 from mcaclip.training.templates import IMAGENET_TEMPLATES
 
 log = logging.getLogger(__name__)
@@ -123,14 +123,17 @@ class BackgroundLoss(nn.Module):
         self.parser = parser
         self.region = region
         self.dilate = dilate
-        self._labels: dict[str, tuple[int, ...]] = {}  # prompt -> its part's parser labels
+        # prompt -> its part's parser labels and where the part grows (regions.py)
+        self._parts: dict[str, tuple[tuple[int, ...], tuple[Growth, ...]]] = {}
 
-    def part_labels(self, prompt: str, n_classes: int) -> tuple[int, ...]:
-        """The parser labels of ``prompt``'s part, looked up once per prompt; a prompt that names
-        no part this parser labels is logged once (its loss keeps Eq. 10's background)."""
-        labels = self._labels.get(prompt)
-        if labels is None:
-            labels = self._labels[prompt] = part_labels(prompt, n_classes)
+    def part(self, prompt: str, n_classes: int) -> tuple[tuple[int, ...], tuple[Growth, ...]]:
+        """The parser labels of ``prompt``'s part and its growth rules, looked up once per
+        prompt; a prompt that names no part this parser labels is logged once (its loss keeps
+        Eq. 10's background)."""
+        entry = self._parts.get(prompt)
+        if entry is None:
+            labels = part_labels(prompt, n_classes)
+            entry = self._parts[prompt] = labels, part_growth(prompt, n_classes)
             if not labels:
                 log.warning(
                     "--bg-region/--area-region part: %r names no face part the parser labels; "
@@ -138,7 +141,7 @@ class BackgroundLoss(nn.Module):
                     "counts the whole mask (Eq. 8)",
                     prompt,
                 )
-        return labels
+        return entry
 
     def maps(
         self,
@@ -160,33 +163,21 @@ class BackgroundLoss(nn.Module):
             if prompts is None or len(prompts) != len(x):
                 raise ValueError("the prompt's part needs one prompt per image")
             n = logits.shape[1]
+            parts = [self.part(prompt, n) for prompt in prompts]
             allowed = torch.zeros(len(x), n, dtype=torch.bool, device=x.device)
-            for i, prompt in enumerate(prompts):
-                allowed[i, list(self.part_labels(prompt, n))] = True
+            for i, (labels, _) in enumerate(parts):
+                allowed[i, list(labels)] = True
             named = allowed.any(1)[:, None, None, None]
             seg_hat = self.parser(x_hat).argmax(1, keepdim=True)
             part = allowed.gather(1, seg.flatten(1)) | allowed.gather(1, seg_hat.flatten(1))
             part = part.view_as(seg).to(x.dtype)
             if self.dilate:
                 part = F.max_pool2d(part, 2 * self.dilate + 1, 1, self.dilate)
-            part = torch.maximum(part, self._growth(seg, prompts, n).to(part.dtype))
+            grown = _growth(seg, [growth for _, growth in parts]).to(part.dtype)
+            part = torch.maximum(part, grown)
             out = torch.where(named, 1 - part, torch.ones_like(part)) if outside else None
             keep = torch.where(named, 1 - part, background) if self.region == "part" else background
             return keep, out
-
-    def _growth(self, seg: torch.Tensor, prompts: Sequence[str], n: int) -> torch.Tensor:
-        """[B, 1, H, W]: the skin where a part the original may lack grows from its anchor."""
-        grown = torch.zeros_like(seg, dtype=torch.float32)
-        rules = [part_growth(p, n) for p in prompts]
-        for rule in sorted({r for rs in rules for r in rs}):
-            anchors, onto, share = rule
-            rows = [i for i, rs in enumerate(rules) if rule in rs]
-            radius = max(1, round(share * seg.shape[-1]))
-            anchor = torch.isin(seg[rows], torch.tensor(anchors, device=seg.device)).float()
-            near = F.max_pool2d(anchor, 2 * radius + 1, 1, radius)
-            target = torch.isin(seg[rows], torch.tensor(onto, device=seg.device))
-            grown[rows] = torch.maximum(grown[rows], near * target)
-        return grown
 
     def keep(self, x: torch.Tensor, x_hat: torch.Tensor, prompts: Sequence[str] | None = None):
         """B [B, 1, H, W]: 1 where the edit must leave the picture unchanged."""
@@ -203,6 +194,21 @@ class BackgroundLoss(nn.Module):
             keep = self.keep(x, x_hat, prompts)
         diff = (x_hat - x).square() * keep
         return diff.sum() / (3 * keep.sum()).clamp_min(1.0)
+
+
+def _growth(seg: torch.Tensor, rules: Sequence[tuple[Growth, ...]]) -> torch.Tensor:
+    """[B, 1, H, W]: the skin where a part the original may lack grows from its anchor, for
+    each image's growth ``rules`` (labels ``seg`` [B, 1, H, W])."""
+    grown = torch.zeros_like(seg, dtype=torch.float32)
+    for rule in sorted({r for rs in rules for r in rs}):
+        anchors, onto, share = rule
+        rows = [i for i, rs in enumerate(rules) if rule in rs]
+        radius = max(1, round(share * seg.shape[-1]))
+        anchor = torch.isin(seg[rows], torch.tensor(anchors, device=seg.device)).float()
+        near = F.max_pool2d(anchor, 2 * radius + 1, 1, radius)
+        target = torch.isin(seg[rows], torch.tensor(onto, device=seg.device))
+        grown[rows] = torch.maximum(grown[rows], near * target)
+    return grown
 
 
 class ClipNCELoss(nn.Module):
